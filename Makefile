@@ -1,0 +1,51 @@
+# jes — developer entry points. Only python3 and make are needed; everything else is installed here.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+TOOLS  := .tools
+STAMP  := $(VENV)/.installed
+
+.PHONY: help install tools test lint typecheck unit demo bench scan clean
+
+help:
+	@echo "make demo   - install and run the embedded hello-world (control plane + jes + local runner)"
+	@echo "make test   - lint (ruff), type-check (mypy) and run the test suite"
+	@echo "make bench  - benchmarks; prints a table and writes bench/results.json"
+	@echo "make scan   - slow scanners: checkov on the rendered chart, pinned image requirements"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(TOOLS)/helm3/helm $(TOOLS)/helm4/helm: scripts/get-helm.sh
+	sh scripts/get-helm.sh $(TOOLS)
+
+tools: $(TOOLS)/helm3/helm $(TOOLS)/helm4/helm
+
+lint: install
+	$(BIN)/ruff check --output-format concise jes tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install tools
+	JES_HELM3=$(abspath $(TOOLS)/helm3/helm) JES_HELM4=$(abspath $(TOOLS)/helm4/helm) \
+	  $(BIN)/pytest -q -p no:cacheprovider
+
+test: lint typecheck unit
+
+demo: install
+	$(BIN)/jes demo
+
+bench: install
+	$(BIN)/python -m bench
+
+scan: install tools
+	sh scripts/scan.sh
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,120 @@
+"""Small typed values that flow between the pipeline stages.
+
+matcher → :class:`Plan` (which actions run, each task rendered for the event) → manifests/runner
+→ :class:`jes.runner.base.Outcome`. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EnvValue:
+    """A literal environment variable (from the event, a string, or KEPTN_*/LABELS_*)."""
+
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class EnvSecret:
+    """Every key of a Kubernetes Secret becomes a variable (``envFrom.secretRef``)."""
+
+    secret: str
+
+
+EnvEntry = EnvValue | EnvSecret
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Container resources; ``None`` for a quantity means 'not set'."""
+
+    limits_cpu: str | None = None
+    limits_memory: str | None = None
+    requests_cpu: str | None = None
+    requests_memory: str | None = None
+
+    def as_k8s(self) -> dict[str, dict[str, str]]:
+        limits = {k: v for k, v in (("cpu", self.limits_cpu), ("memory", self.limits_memory)) if v}
+        requests = {k: v for k, v in (("cpu", self.requests_cpu), ("memory", self.requests_memory)) if v}
+        result: dict[str, dict[str, str]] = {}
+        if limits:
+            result["limits"] = limits
+        if requests:
+            result["requests"] = requests
+        return result
+
+
+@dataclass(frozen=True)
+class EventInfo:
+    """What the stages need to know of the triggered event."""
+
+    id: str
+    type: str
+    source: str
+    keptn_context: str
+    git_commit_id: str
+    project: str
+    stage: str
+    service: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    time: str = ""
+
+
+@dataclass(frozen=True)
+class RenderedTask:
+    """One task of one action, rendered for one event: ready for a runner."""
+
+    action_index: int
+    task_index: int
+    action_name: str
+    name: str
+    image: str
+    image_pull_policy: str
+    cmd: tuple[str, ...] | None
+    args: tuple[str, ...] | None
+    working_dir: str
+    env: tuple[EnvEntry, ...]
+    files: tuple[str, ...]
+    resources: Resources | None
+    """None: the executor's defaults; Resources(): no requests or limits at all (upstream ``{}``)."""
+    max_poll_duration_s: int
+    ttl_seconds_after_finished: int
+    namespace: str
+    service_account: str
+    security_context: Mapping[str, Any]
+    """The merged container security context (executor default, then the task's fields)."""
+    annotations: Mapping[str, str]
+    image_pull_secrets: tuple[str, ...]
+
+    @property
+    def secret_names(self) -> tuple[str, ...]:
+        return tuple(e.secret for e in self.env if isinstance(e, EnvSecret))
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    index: int
+    name: str
+    silent: bool
+    tasks: tuple[RenderedTask, ...]
+    error: str | None = None
+    """Set when the action cannot run for this event (a task failed to render, or breaks policy);
+    then ``tasks`` is empty and the action reports this error without creating any Job."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which actions run for an event, in order. Empty ``actions``: nothing matched."""
+
+    event: EventInfo
+    actions: tuple[PlannedAction, ...]
+    config_hash: str
+
+    @property
+    def matched(self) -> bool:
+        return bool(self.actions)

@@ -1,0 +1,428 @@
+"""Every setting of jes, read from the environment once and validated together.
+
+Names are upstream's where upstream had one (reference: DESIGN.md, "Settings"). Each field lists
+its environment variable, default and meaning in :data:`SETTINGS_DOC`, which also feeds
+``jes serve --help``. :func:`load` reports *every* bad value at once, one line per variable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from jes import errors
+
+#: Upstream chart default for the task container's security context (jobConfig.jobSecurityContext).
+DEFAULT_JOB_SECURITY_CONTEXT: dict[str, Any] = {
+    "privileged": False,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "runAsUser": 1000,
+    "runAsGroup": 2000,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+#: Upstream chart default for the job pod's security context (jobConfig.podSecurityContext).
+DEFAULT_POD_SECURITY_CONTEXT: dict[str, Any] = {
+    "runAsUser": 1000,
+    "runAsGroup": 2000,
+    "runAsNonRoot": True,
+    "fsGroup": 2000,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+_QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?\d+)?$")
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
+_LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def default_state_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "jes")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated settings. Construct with :func:`load` (environment) or directly in tests."""
+
+    # control plane
+    keptn_api_endpoint: str = ""
+    keptn_api_token: str = field(default="", repr=False)
+    http_ssl_verify: bool = True
+    http_ssl_ca_bundle: str = ""
+    http_timeout_s: float = 30.0
+    oauth_client_id: str = ""
+    oauth_client_secret: str = field(default="", repr=False)
+    oauth_scopes: tuple[str, ...] = ()
+    oauth_discovery: str = ""
+    oauth_token_url: str = ""
+    resource_service_path: str = "resource-service"
+    # subscriptions and polling
+    pubsub_topics: tuple[str, ...] = ()
+    http_polling_interval_s: float = 1.0
+    project_filter: tuple[str, ...] = ()
+    stage_filter: tuple[str, ...] = ()
+    service_filter: tuple[str, ...] = ()
+    location: str | None = None
+    # registration
+    integration_name: str = "job-executor-service"
+    event_source: str = "job-executor-service"
+    disable_registration: bool = False
+    registration_interval_s: float = 10.0
+    heartbeat_interval_s: float = 10.0
+    max_registration_retries: int = 10
+    max_heartbeat_retries: int = 10
+    k8s_deployment_name: str = "job-executor-service"
+    k8s_deployment_version: str = ""
+    k8s_namespace: str = "default"
+    k8s_pod_name: str = field(default_factory=socket.gethostname)
+    k8s_node_name: str = field(default_factory=socket.gethostname)
+    # jobs
+    job_namespace: str = "default"
+    allowed_image_list: tuple[str, ...] = ()
+    allow_privileged_jobs: bool = False
+    task_deadline_seconds: int = 0
+    default_resource_limits_cpu: str = "1"
+    default_resource_limits_memory: str = "512Mi"
+    default_resource_requests_cpu: str = "50m"
+    default_resource_requests_memory: str = "128Mi"
+    default_job_service_account: str = ""
+    full_deployment_name: str = "job-executor-service"
+    job_security_context: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_JOB_SECURITY_CONTEXT))
+    pod_security_context: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_POD_SECURITY_CONTEXT))
+    job_labels: Mapping[str, str] = field(default_factory=dict)
+    files_size_limit: str = "20Mi"
+    init_image: str = "ghcr.io/jes-project/jes:0.1.0"
+    # runner and service
+    runner: str = "kubernetes"
+    max_event_bytes: int = 65536
+    max_concurrent_events: int = 64
+    pending_grace_s: float = 120.0
+    shutdown_grace_s: float = 30.0
+    state_dir: str = field(default_factory=default_state_dir)
+    local_secrets_dir: str | None = None
+    health_endpoint_port: int = 8080
+    health_endpoint_enabled: bool = True
+    log_format: str = "json"
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with some fields replaced (used for CLI flags)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def uses_oauth(self) -> bool:
+        return bool(
+            self.oauth_client_id
+            and self.oauth_client_secret
+            and self.oauth_scopes
+            and (self.oauth_discovery or self.oauth_token_url)
+        )
+
+    @property
+    def executor_id(self) -> str:
+        """Identity shared by all replicas of one installation (namespace + location)."""
+        return f"{self.k8s_namespace}/{self.location or '-'}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing: one small function per kind of value, each raising ValueError with a user message.
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+def _optional_text(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def _comma_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _image_list(raw: str) -> tuple[str, ...]:
+    # Upstream splits on "," and drops empty items without trimming; we trim surrounding spaces
+    # because a space can never be part of an image reference.
+    return _comma_list(raw)
+
+
+def _scopes(raw: str) -> tuple[str, ...]:
+    return tuple(s for s in re.split(r"[,\s]+", raw.strip()) if s)
+
+
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"expected a number of seconds, got {raw!r}") from None
+    if not value > 0:
+        raise ValueError(f"must be greater than 0, got {raw!r}")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"expected a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"must not be negative, got {raw!r}")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"must not be negative, got {raw!r}")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = _non_negative_int(raw)
+    if value == 0:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = _non_negative_int(raw)
+    if not 0 < value < 65536:
+        raise ValueError(f"expected a TCP port (1-65535), got {raw!r}")
+    return value
+
+
+def quantity(raw: str) -> str:
+    """A Kubernetes resource quantity such as ``500m``, ``1``, ``512Mi``."""
+    value = raw.strip()
+    if not _QUANTITY.match(value):
+        raise ValueError(f"{raw!r} is not a Kubernetes quantity (examples: 1, 500m, 512Mi, 2Gi)")
+    return value
+
+
+def _optional_quantity(raw: str) -> str:
+    return quantity(raw) if raw.strip() else ""
+
+
+def _json_object(raw: str) -> dict[str, Any]:
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _security_context(raw: str) -> dict[str, Any]:
+    return _normalise_keys(_json_object(raw))
+
+
+def _normalise_keys(context: dict[str, Any]) -> dict[str, Any]:
+    """Upstream matched JSON keys case-insensitively (Go): ``RunAsUser`` means ``runAsUser``."""
+    known = {k.lower(): k for k in _SECURITY_CONTEXT_KEYS}
+    result: dict[str, Any] = {}
+    for key, value in context.items():
+        canonical = known.get(key.lower())
+        if canonical is None:
+            raise ValueError(f"unknown security context field {key!r}")
+        result[canonical] = value
+    return result
+
+
+_SECURITY_CONTEXT_KEYS = (
+    "allowPrivilegeEscalation", "capabilities", "privileged", "procMount", "readOnlyRootFilesystem",
+    "runAsGroup", "runAsNonRoot", "runAsUser", "seccompProfile", "seLinuxOptions", "windowsOptions",
+    "appArmorProfile", "fsGroup", "fsGroupChangePolicy", "supplementalGroups", "sysctls",
+    "supplementalGroupsPolicy", "seLinuxChangePolicy",
+)  # fmt: skip
+
+
+def label_problems(labels: Mapping[str, str]) -> list[str]:
+    """Problems with a map of Kubernetes labels (empty when valid)."""
+    problems = []
+    for key, value in labels.items():
+        prefix, _, name = key.rpartition("/")
+        if not _LABEL_NAME.match(name) or (prefix and (len(prefix) > 253 or not _LABEL_PREFIX.match(prefix))):
+            problems.append(f"label key {key!r} is not a valid Kubernetes label name")
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+            problems.append(f"label {key!r} has an invalid value {value!r}")
+    return problems
+
+
+def _labels(raw: str) -> dict[str, str]:
+    labels = _json_object(raw)
+    labels = {k: v if isinstance(v, str) else json.dumps(v) for k, v in labels.items()}
+    problems = label_problems(labels)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return labels
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _endpoint(raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    if value and not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"expected an http:// or https:// URL such as http://1.2.3.4/api, got {raw!r}")
+    return value
+
+
+def _topics(raw: str) -> tuple[str, ...]:
+    topics = _comma_list(raw)
+    for topic in topics:
+        if "*" in topic or ">" in topic:
+            raise ValueError(
+                f"{topic!r}: wildcards cannot be polled over HTTP; list exact event types, "
+                "e.g. sh.keptn.event.test.triggered"
+            )
+    return topics
+
+
+@dataclass(frozen=True)
+class _Var:
+    env: str
+    attr: str
+    parse: Callable[[str], Any]
+    doc: str
+
+
+_VARS: tuple[_Var, ...] = (
+    _Var("KEPTN_API_ENDPOINT", "keptn_api_endpoint", _endpoint, "Keptn API base URL, e.g. http://1.2.3.4/api (required for serve)"),
+    _Var("KEPTN_API_TOKEN", "keptn_api_token", _text, "Keptn API token, sent as x-token (never logged)"),
+    _Var("HTTP_SSL_VERIFY", "http_ssl_verify", _bool, "verify the control plane's TLS certificate [true]"),
+    _Var("HTTP_SSL_CA_BUNDLE", "http_ssl_ca_bundle", _text, "CA bundle file for TLS verification"),
+    _Var("JES_HTTP_TIMEOUT_S", "http_timeout_s", _positive_float, "timeout of one control-plane request [30]"),
+    _Var("OAUTH_CLIENT_ID", "oauth_client_id", _text, "OAuth client id"),
+    _Var("OAUTH_CLIENT_SECRET", "oauth_client_secret", _text, "OAuth client secret (never logged)"),
+    _Var("OAUTH_SCOPES", "oauth_scopes", _scopes, "OAuth scopes, comma or space separated"),
+    _Var("OAUTH_DISCOVERY", "oauth_discovery", _text, "OIDC discovery URL (.well-known/openid-configuration)"),
+    _Var("OAUTH_TOKEN_URL", "oauth_token_url", _text, "OAuth token URL (wins over discovery)"),
+    _Var("JES_RESOURCE_SERVICE_PATH", "resource_service_path", _text, "resource API path under the endpoint [resource-service]; configuration-service for Keptn 0.16/0.17"),
+    _Var("PUBSUB_TOPIC", "pubsub_topics", _topics, "comma list of exact event types to subscribe to"),
+    _Var("HTTP_POLLING_INTERVAL", "http_polling_interval_s", _positive_float, "seconds between polls, may be fractional [1]"),
+    _Var("PROJECT_FILTER", "project_filter", _comma_list, "only events of these projects (comma list)"),
+    _Var("STAGE_FILTER", "stage_filter", _comma_list, "only events of these stages (comma list)"),
+    _Var("SERVICE_FILTER", "service_filter", _comma_list, "only events of these services (comma list)"),
+    _Var("LOCATION", "location", _optional_text, "this executor's location for actions[].locations (case-sensitive)"),
+    _Var("JES_INTEGRATION_NAME", "integration_name", _text, "name registered with the control plane [job-executor-service]"),
+    _Var("JES_EVENT_SOURCE", "event_source", _text, "source of the events jes sends [job-executor-service]"),
+    _Var("DISABLE_REGISTRATION", "disable_registration", _bool, "do not register with the control plane [false]"),
+    _Var("REGISTRATION_INTERVAL", "registration_interval_s", _positive_float, "seconds between registration attempts [10]"),
+    _Var("HEARTBEAT_INTERVAL", "heartbeat_interval_s", _positive_float, "seconds between heartbeats [10]"),
+    _Var("MAX_REGISTRATION_RETRIES", "max_registration_retries", _non_negative_int, "quick registration retries before the slow pace [10]"),
+    _Var("MAX_HEARTBEAT_RETRIES", "max_heartbeat_retries", _non_negative_int, "quick heartbeat retries before the slow pace [10]"),
+    _Var("K8S_DEPLOYMENT_NAME", "k8s_deployment_name", _text, "registration metadata: deployment name"),
+    _Var("K8S_DEPLOYMENT_VERSION", "k8s_deployment_version", _text, "registration metadata: version"),
+    _Var("K8S_NAMESPACE", "k8s_namespace", _text, "registration metadata: namespace of jes [default]"),
+    _Var("K8S_POD_NAME", "k8s_pod_name", _text, "registration metadata: pod name [hostname]"),
+    _Var("K8S_NODE_NAME", "k8s_node_name", _text, "registration metadata: node name [hostname]"),
+    _Var("JOB_NAMESPACE", "job_namespace", _text, "namespace of Jobs unless a task sets one [default]"),
+    _Var("ALLOWED_IMAGE_LIST", "allowed_image_list", _image_list, "comma list of image globs; empty or * allows all"),
+    _Var("ALLOW_PRIVILEGED_JOBS", "allow_privileged_jobs", _bool, "allow privileged task containers [false]"),
+    _Var("TASK_DEADLINE_SECONDS", "task_deadline_seconds", _non_negative_int, "activeDeadlineSeconds of every Job; 0 = none [0]"),
+    _Var("DEFAULT_RESOURCE_LIMITS_CPU", "default_resource_limits_cpu", _optional_quantity, "default CPU limit [1]"),
+    _Var("DEFAULT_RESOURCE_LIMITS_MEMORY", "default_resource_limits_memory", _optional_quantity, "default memory limit [512Mi]"),
+    _Var("DEFAULT_RESOURCE_REQUESTS_CPU", "default_resource_requests_cpu", _optional_quantity, "default CPU request [50m]"),
+    _Var("DEFAULT_RESOURCE_REQUESTS_MEMORY", "default_resource_requests_memory", _optional_quantity, "default memory request [128Mi]"),
+    _Var("DEFAULT_JOB_SERVICE_ACCOUNT", "default_job_service_account", _text, "service account of job pods unless a task sets one"),
+    _Var("FULL_DEPLOYMENT_NAME", "full_deployment_name", _text, "app.kubernetes.io/managed-by of Jobs [job-executor-service]"),
+    _Var("JES_JOB_SECURITY_CONTEXT", "job_security_context", _security_context, "JSON: task container securityContext (tasks merge over it)"),
+    _Var("JES_POD_SECURITY_CONTEXT", "pod_security_context", _security_context, "JSON: job pod securityContext"),
+    _Var("JES_JOB_LABELS", "job_labels", _labels, "JSON map of extra Job labels"),
+    _Var("JES_FILES_SIZE_LIMIT", "files_size_limit", quantity, "size of the /keptn volume [20Mi]"),
+    _Var("JES_INIT_IMAGE", "init_image", _text, "image of the init container that copies files to /keptn (the jes image)"),
+    _Var("JES_RUNNER", "runner", _choice("kubernetes", "local"), "kubernetes or local [kubernetes]"),
+    _Var("JES_MAX_EVENT_BYTES", "max_event_bytes", _positive_int, "budget of one outgoing event in bytes [65536]"),
+    _Var("JES_MAX_CONCURRENT_EVENTS", "max_concurrent_events", _positive_int, "events handled at once; more wait [64]"),
+    _Var("JES_PENDING_GRACE_S", "pending_grace_s", _non_negative_float, "how long a pod may stay unschedulable [120]"),
+    _Var("JES_SHUTDOWN_GRACE_S", "shutdown_grace_s", _non_negative_float, "on SIGTERM, time for in-flight tasks [30]"),
+    _Var("JES_STATE_DIR", "state_dir", _text, "local runner: state that survives a restart [~/.local/state/jes]"),
+    _Var("JES_LOCAL_SECRETS_DIR", "local_secrets_dir", _optional_text, "local runner: DIR/<secret>/<key> files stand in for Secrets"),
+    _Var("HEALTH_ENDPOINT_PORT", "health_endpoint_port", _port, "port of /health, /ready, /metrics [8080]"),
+    _Var("HEALTH_ENDPOINT_ENABLED", "health_endpoint_enabled", _bool, "serve /health, /ready, /metrics [true]"),
+    _Var("JES_LOG_FORMAT", "log_format", _choice("json", "console"), "json or console [json]"),
+)  # fmt: skip
+
+#: (variable, meaning) pairs for help texts.
+SETTINGS_DOC: tuple[tuple[str, str], ...] = tuple((v.env, v.doc) for v in _VARS)
+ENV_NAMES: dict[str, str] = {v.attr: v.env for v in _VARS}
+
+
+def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read settings from ``environ`` (default: the process environment), then apply overrides.
+
+    Raises :class:`errors.SettingsError` listing every invalid variable.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for var in _VARS:
+        if var.env not in env:
+            continue
+        try:
+            values[var.attr] = var.parse(env[var.env])
+        except ValueError as exc:
+            problems.append(f"{var.env}: {exc}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    problems.extend(_cross_checks(values))
+    if problems:
+        raise errors.SettingsError(problems)
+    known = {f.name for f in fields(Settings)}
+    return Settings(**{k: v for k, v in values.items() if k in known})
+
+
+def _cross_checks(values: Mapping[str, Any]) -> list[str]:
+    problems = []
+    job_context = values.get("job_security_context", DEFAULT_JOB_SECURITY_CONTEXT)
+    allow = values.get("allow_privileged_jobs", False)
+    if job_context.get("privileged") is True and not allow:
+        problems.append(
+            "JES_JOB_SECURITY_CONTEXT: the default job security context is privileged but "
+            "ALLOW_PRIVILEGED_JOBS is false; set one of them differently"
+        )
+    return problems
+
+
+def require_serve(settings: Settings) -> None:
+    """The checks that only ``jes serve`` needs (an endpoint to talk to)."""
+    problems = []
+    if not settings.keptn_api_endpoint:
+        problems.append("KEPTN_API_ENDPOINT: required, e.g. http://1.2.3.4/api")
+    if not settings.pubsub_topics and settings.disable_registration:
+        problems.append(
+            "PUBSUB_TOPIC: with DISABLE_REGISTRATION=true jes can only poll the topics listed here; "
+            "set e.g. PUBSUB_TOPIC=sh.keptn.event.sayhello.triggered"
+        )
+    if problems:
+        raise errors.SettingsError(problems)
