@@ -1,13 +1,138 @@
-"""The ``jes`` command."""
+"""The ``jes`` command. A thin shell: the work happens in the modules it calls.
+
+Exit codes: 0 success, 1 the input is invalid (or, for ``run``, a task failed), 2 usage or
+settings errors.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+from typing import Any, NoReturn
+
 import click
 
-from jes import __version__
+from jes import __version__, authoring, errors, manifests, matcher, settings
+from jes import config as cfg
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(message.rstrip("\n"), err=True)
+    sys.exit(code)
+
+
+def load_settings(**overrides: Any) -> settings.Settings:
+    """Settings from the environment plus flags; a bad value ends the command with exit 2."""
+    try:
+        return settings.load(**overrides)
+    except errors.SettingsError as exc:
+        _fail(f"jes: {exc}", code=2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="jes")
 def main() -> None:
-    """jes - a Keptn job executor service."""
+    """jes - a Keptn job executor service.
+
+    Authoring: validate, match, explain, render, schema. Running: run, serve.
+    Development: control-plane, demo.
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Authoring
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--allowed-images", metavar="LIST", help="comma list of image globs (default: ALLOWED_IMAGE_LIST)")
+@click.option("--allow-privileged-jobs", is_flag=True, default=None, help="accept privileged containers")
+def validate(files: tuple[str, ...], allowed_images: str | None, allow_privileged_jobs: bool | None) -> None:
+    """Check job/config.yaml files; print FILE:LINE:COL: problems, exit 1 if any."""
+    overrides: dict[str, Any] = {"allow_privileged_jobs": allow_privileged_jobs}
+    if allowed_images is not None:
+        overrides["allowed_image_list"] = settings.image_list(allowed_images)
+    current = load_settings(**overrides)
+    check_images = allowed_images is not None or "ALLOWED_IMAGE_LIST" in os.environ
+    policy = authoring.policy_of(current, check_images=check_images)
+    failed = False
+    for path in files:
+        try:
+            loaded = authoring.read_config(path, policy=policy)
+        except errors.ConfigError as exc:
+            failed = True
+            for problem in exc.problems:
+                click.echo(str(problem))
+            continue
+        for warning in loaded.warnings:
+            click.echo(f"{warning.file}:{warning.line}:{warning.column}: warning: {warning.path}: {warning.message}")
+        click.echo(f"{path}: valid")
+    sys.exit(1 if failed else 0)
+
+
+def _inputs(config_path: str, event_path: str) -> tuple[cfg.LoadedConfig, dict[str, Any]]:
+    try:
+        loaded = authoring.read_config(config_path)
+    except errors.ConfigError as exc:
+        _fail(str(exc))
+    try:
+        event = authoring.read_event(event_path)
+    except errors.EventError as exc:
+        _fail(str(exc))
+    return loaded, event
+
+
+_config_option = click.option(
+    "--config", "config_path", required=True, type=click.Path(dir_okay=False), help="job/config.yaml"
+)
+_event_option = click.option(
+    "--event", "event_path", required=True, type=click.Path(dir_okay=False), help="a Keptn CloudEvent as JSON"
+)
+_location_option = click.option("--location", default=None, help="this executor's location (default: LOCATION)")
+
+
+@main.command()
+@_config_option
+@_event_option
+@_location_option
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def match(config_path: str, event_path: str, location: str | None, as_json: bool) -> None:
+    """Which actions run for an event, with every task rendered."""
+    current = load_settings(location=location)
+    loaded, event = _inputs(config_path, event_path)
+    result = matcher.plan(loaded, event, matcher.executor_from_settings(current))
+    if as_json:
+        click.echo(json.dumps(authoring.match_document(result), indent=2))
+    else:
+        click.echo(authoring.match_text(result), nl=False)
+
+
+@main.command()
+@_config_option
+@_event_option
+@_location_option
+def explain(config_path: str, event_path: str, location: str | None) -> None:
+    """Why every action and event entry matches or not."""
+    current = load_settings(location=location)
+    loaded, event = _inputs(config_path, event_path)
+    click.echo(authoring.explain_text(loaded, event, location=current.location), nl=False)
+
+
+@main.command()
+@_config_option
+@_event_option
+@_location_option
+@click.option("--namespace", default=None, help="namespace of the Jobs (default: JOB_NAMESPACE)")
+def render(config_path: str, event_path: str, location: str | None, namespace: str | None) -> None:
+    """The batch/v1 Job manifests jes would create, as multi-document YAML (a dry run)."""
+    current = load_settings(location=location, job_namespace=namespace)
+    loaded, event = _inputs(config_path, event_path)
+    result = matcher.plan(loaded, event, matcher.executor_from_settings(current))
+    click.echo(authoring.render_documents(result, manifests.JobSettings.from_settings(current)), nl=False)
+
+
+@main.command()
+def schema() -> None:
+    """JSON Schema of job/config.yaml (for editors)."""
+    click.echo(json.dumps(cfg.json_schema(), indent=2))

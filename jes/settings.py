@@ -158,7 +158,7 @@ def _comma_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
-def _image_list(raw: str) -> tuple[str, ...]:
+def image_list(raw: str) -> tuple[str, ...]:
     # Upstream splits on "," and drops empty items without trimming; we trim surrounding spaces
     # because a space can never be part of an image reference.
     return _comma_list(raw)
@@ -348,7 +348,7 @@ _VARS: tuple[_Var, ...] = (
     _Var("K8S_POD_NAME", "k8s_pod_name", _text, "registration metadata: pod name [hostname]"),
     _Var("K8S_NODE_NAME", "k8s_node_name", _text, "registration metadata: node name [hostname]"),
     _Var("JOB_NAMESPACE", "job_namespace", _text, "namespace of Jobs unless a task sets one [default]"),
-    _Var("ALLOWED_IMAGE_LIST", "allowed_image_list", _image_list, "comma list of image globs; empty or * allows all"),
+    _Var("ALLOWED_IMAGE_LIST", "allowed_image_list", image_list, "comma list of image globs; empty or * allows all"),
     _Var("ALLOW_PRIVILEGED_JOBS", "allow_privileged_jobs", _bool, "allow privileged task containers [false]"),
     _Var("TASK_DEADLINE_SECONDS", "task_deadline_seconds", _non_negative_int, "activeDeadlineSeconds of every Job; 0 = none [0]"),
     _Var("DEFAULT_RESOURCE_LIMITS_CPU", "default_resource_limits_cpu", _optional_quantity, "default CPU limit [1]"),

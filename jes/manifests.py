@@ -1,0 +1,265 @@
+"""Rendered tasks → batch/v1 Job manifests (and the ConfigMaps that carry ``files``). Pure.
+
+The Job follows upstream's shape (reference §3.2) with these differences:
+
+* **Name**: ``jes-<readable part of the event id>-<hash>-<action>-<task>``. The hash covers the
+  whole event id and the executor's location, so any event id (short, upper-case, odd
+  characters) gives a valid DNS-1123 name of at most 45 characters, one task never gets two names
+  and two tasks never share one.
+* **Secrets**: ``valueFrom: secret`` becomes ``envFrom.secretRef`` — every key of the Secret, as
+  upstream, without jes needing permission to read Secrets.
+* **Files**: jes fetches the task's ``files`` itself and puts them into ConfigMaps (``<job>-files-N``)
+  projected into the pod; an init container (the jes image, ``jes copy-files``) copies them into
+  the writable ``/keptn`` emptyDir. Task pods never see the Keptn API token, and there is no
+  init container when a task has no files.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jes.plan import EnvSecret, EnvValue, EventInfo, RenderedTask, Resources
+from jes.settings import Settings
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_CONTEXT = "keptn.sh/context"
+LABEL_EVENT_ID = "keptn.sh/event-id"
+LABEL_COMMIT = "keptn.sh/commitid"
+LABEL_ACTION = "keptn.sh/jes-action"
+LABEL_TASK = "keptn.sh/jes-task"
+LABEL_CONFIG_HASH = "keptn.sh/jes-job-confighash"
+LABEL_ACTION_INDEX = "keptn.sh/jes-action-index"
+LABEL_TASK_INDEX = "keptn.sh/jes-task-index"
+ANNOTATION_EVENT_ID = "jes.keptn.sh/event-id"
+ANNOTATION_TASK = "jes.keptn.sh/task"
+
+FILES_MOUNT = "/keptn"
+FILES_SOURCE_MOUNT = "/jes-files"
+JOB_VOLUME = "job-volume"
+FILES_VOLUME = "job-files"
+CONFIGMAP_CHUNK_BYTES = 900 * 1024
+"""A ConfigMap holds at most 1 MiB; files are spread over as many as needed."""
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """The executor settings that shape Jobs."""
+
+    managed_by: str = "job-executor-service"
+    location: str | None = None
+    task_deadline_seconds: int = 0
+    pod_security_context: Mapping[str, Any] | None = None
+    job_labels: Mapping[str, str] | None = None
+    files_size_limit: str = "20Mi"
+    init_image: str = "ghcr.io/jes-project/jes:0.1.0"
+    init_resources: Resources = Resources("1", "512Mi", "50m", "128Mi")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JobSettings:
+        return cls(
+            managed_by=settings.full_deployment_name,
+            location=settings.location,
+            task_deadline_seconds=settings.task_deadline_seconds,
+            pod_security_context=dict(settings.pod_security_context),
+            job_labels=dict(settings.job_labels),
+            files_size_limit=settings.files_size_limit,
+            init_image=settings.init_image,
+            init_resources=Resources(
+                settings.default_resource_limits_cpu or None,
+                settings.default_resource_limits_memory or None,
+                settings.default_resource_requests_cpu or None,
+                settings.default_resource_requests_memory or None,
+            ),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Names and labels
+
+
+def job_name(event_id: str, action_index: int, task_index: int, *, location: str | None = None) -> str:
+    """Deterministic, DNS-1123-valid, at most 45 characters, for any event id."""
+    readable = re.sub(r"[^a-z0-9]+", "-", event_id.lower()).strip("-")[:12].strip("-") or "x"
+    digest = hashlib.sha256(f"{event_id}\0{location or ''}".encode()).hexdigest()[:16]
+    return f"jes-{readable}-{digest}-{action_index:03d}-{task_index + 1:03d}"
+
+
+def sanitise_label_value(value: str) -> str:
+    """Upstream's rule: runs of characters outside ``[-A-Za-z0-9_.]`` become ``_``, cut to 63,
+    then leading/trailing ``-``, ``_`` and ``.`` are removed."""
+    return re.sub(r"[^-A-Za-z0-9_.]+", "_", value)[:63].strip("-_.")
+
+
+def job_labels(task: RenderedTask, event: EventInfo, config_hash: str, settings: JobSettings) -> dict[str, str]:
+    labels = dict(settings.job_labels or {})
+    labels.update(
+        {
+            MANAGED_BY: settings.managed_by,
+            LABEL_CONTEXT: sanitise_label_value(event.keptn_context),
+            LABEL_EVENT_ID: sanitise_label_value(event.id),
+            LABEL_COMMIT: sanitise_label_value(event.git_commit_id),
+            LABEL_ACTION: sanitise_label_value(task.action_name),
+            LABEL_TASK: sanitise_label_value(task.name),
+            LABEL_CONFIG_HASH: config_hash,
+            LABEL_ACTION_INDEX: str(task.action_index),
+            LABEL_TASK_INDEX: str(task.task_index),
+        }
+    )
+    return labels
+
+
+# ---------------------------------------------------------------------------------------------
+# The Job
+
+
+def build_job(
+    task: RenderedTask,
+    event: EventInfo,
+    *,
+    config_hash: str,
+    settings: JobSettings,
+    files: Mapping[str, bytes] | None = None,
+) -> dict[str, Any]:
+    """The batch/v1 Job for one task of one event."""
+    name = job_name(event.id, task.action_index, task.task_index, location=settings.location)
+    annotations = dict(task.annotations)
+    annotations.update({ANNOTATION_EVENT_ID: event.id, ANNOTATION_TASK: task.name})
+    spec: dict[str, Any] = {
+        "backoffLimit": 0,
+        "ttlSecondsAfterFinished": task.ttl_seconds_after_finished,
+        "template": {
+            "metadata": {"labels": {MANAGED_BY: settings.managed_by}},
+            "spec": _pod_spec(name, task, settings, files or {}),
+        },
+    }
+    if settings.task_deadline_seconds > 0:
+        spec["activeDeadlineSeconds"] = settings.task_deadline_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": task.namespace,
+            "labels": job_labels(task, event, config_hash, settings),
+            "annotations": annotations,
+        },
+        "spec": spec,
+    }
+
+
+def _pod_spec(name: str, task: RenderedTask, settings: JobSettings, files: Mapping[str, bytes]) -> dict[str, Any]:
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "securityContext": dict(settings.pod_security_context or {}),
+        "containers": [_main_container(name, task)],
+        "volumes": [{"name": JOB_VOLUME, "emptyDir": {"sizeLimit": settings.files_size_limit}}],
+    }
+    if task.service_account:
+        pod["serviceAccountName"] = task.service_account
+    if task.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": secret} for secret in task.image_pull_secrets]
+    if files:
+        pod["initContainers"] = [_init_container(name, task, settings)]
+        pod["volumes"].append(_files_volume(name, files))
+    return pod
+
+
+def _main_container(name: str, task: RenderedTask) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": name, "image": task.image}
+    if task.image_pull_policy:
+        container["imagePullPolicy"] = task.image_pull_policy
+    if task.cmd is not None:
+        container["command"] = list(task.cmd)
+    if task.args is not None:
+        container["args"] = list(task.args)
+    if task.working_dir:
+        container["workingDir"] = task.working_dir
+    env = [{"name": e.name, "value": e.value} for e in task.env if isinstance(e, EnvValue)]
+    if env:
+        container["env"] = env
+    env_from = [{"secretRef": {"name": e.secret}} for e in task.env if isinstance(e, EnvSecret)]
+    if env_from:
+        container["envFrom"] = env_from
+    resources = task.resources.as_k8s() if task.resources is not None else {}
+    if resources:
+        container["resources"] = resources
+    container["securityContext"] = dict(task.security_context)
+    container["volumeMounts"] = [{"name": JOB_VOLUME, "mountPath": FILES_MOUNT}]
+    return container
+
+
+def _init_container(name: str, task: RenderedTask, settings: JobSettings) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": f"init-{name}"[:63],
+        "image": settings.init_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["jes", "copy-files", FILES_SOURCE_MOUNT, FILES_MOUNT],
+        "securityContext": dict(task.security_context),
+        "volumeMounts": [
+            {"name": JOB_VOLUME, "mountPath": FILES_MOUNT},
+            {"name": FILES_VOLUME, "mountPath": FILES_SOURCE_MOUNT, "readOnly": True},
+        ],
+    }
+    resources = settings.init_resources.as_k8s()
+    if resources:
+        container["resources"] = resources
+    return container
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def files_chunks(files: Mapping[str, bytes]) -> list[list[tuple[int, str, bytes]]]:
+    """Files (numbered in path order) grouped so each group fits one ConfigMap."""
+    chunks: list[list[tuple[int, str, bytes]]] = [[]]
+    size = 0
+    for number, path in enumerate(sorted(files)):
+        content = files[path]
+        if chunks[-1] and size + len(content) > CONFIGMAP_CHUNK_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append((number, path, content))
+        size += len(content)
+    return chunks if chunks[0] else []
+
+
+def configmap_name(job: str, chunk: int) -> str:
+    return f"{job}-files-{chunk}"
+
+
+def _files_volume(name: str, files: Mapping[str, bytes]) -> dict[str, Any]:
+    sources = [
+        {
+            "configMap": {
+                "name": configmap_name(name, i),
+                "items": [{"key": f"f{number}", "path": path.lstrip("/")} for number, path, _ in chunk],
+            }
+        }
+        for i, chunk in enumerate(files_chunks(files))
+    ]
+    return {"name": FILES_VOLUME, "projected": {"sources": sources}}
+
+
+def build_config_maps(job: Mapping[str, Any], files: Mapping[str, bytes]) -> list[dict[str, Any]]:
+    """The ConfigMaps carrying ``files`` for ``job`` (binaryData, base64 as the API wants it)."""
+    metadata = job["metadata"]
+    labels = {k: v for k, v in metadata["labels"].items() if k in (MANAGED_BY, LABEL_EVENT_ID)}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": configmap_name(metadata["name"], i),
+                "namespace": metadata["namespace"],
+                "labels": labels,
+            },
+            "binaryData": {f"f{number}": base64.b64encode(content).decode() for number, _, content in chunk},
+        }
+        for i, chunk in enumerate(files_chunks(files))
+    ]

@@ -1,0 +1,146 @@
+"""Strict YAML reading that remembers where every value came from.
+
+PyYAML composes the document into nodes (which carry line and column); this module turns the nodes
+into plain Python values and a map from field path to position, rejecting duplicate keys. Scalars
+become :class:`Text` — a ``str`` that also knows its resolved YAML tag — so a later stage can apply
+yaml.v2's rule that a number or boolean written where a string is expected keeps its original text
+(``cpu: 1`` is ``"1"``), while a field that wants a boolean can insist on a real YAML boolean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from jes import errors
+
+Path = tuple[str | int, ...]
+
+STR, INT, FLOAT, BOOL, NULL = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null"))
+
+
+class Text(str):
+    """A YAML scalar: its text exactly as written, plus the tag YAML resolved for it."""
+
+    tag: str
+
+    def __new__(cls, value: str, tag: str = STR) -> Text:
+        obj = super().__new__(cls, value)
+        obj.tag = tag
+        return obj
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keep the tag through copy/pickle
+        return (Text, (str(self), self.tag))
+
+
+@dataclass(frozen=True)
+class Position:
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class Document:
+    """A parsed YAML document and the position of every key and value in it."""
+
+    value: Any
+    positions: dict[Path, Position]
+    """Position of the value at each path; ``path + ("<key>",)`` entries hold the key's position."""
+    problems: tuple[errors.Problem, ...] = ()
+    """Structural problems found while reading (duplicate keys); the value keeps the first key."""
+
+    def position(self, path: Path) -> Position:
+        """The position of ``path`` or of its nearest ancestor that has one."""
+        while path:
+            if path in self.positions:
+                return self.positions[path]
+            path = path[:-1]
+        return self.positions.get((), Position(1, 1))
+
+
+def load(text: str | bytes, *, file: str) -> Document:
+    """Parse one YAML document; raise :class:`errors.ConfigError` on a syntax error.
+
+    Duplicate keys do not raise here: they are listed in :attr:`Document.problems`, so a caller can
+    report them together with everything else that is wrong."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        raise _syntax_error(exc, file) from exc
+    except yaml.YAMLError as exc:
+        raise errors.ConfigError([errors.Problem(file, 1, 1, "", f"YAML error: {exc}")]) from exc
+    if node is None:
+        return Document(None, {(): Position(1, 1)})
+    builder = _Builder(file)
+    value = builder.build(node, ())
+    return Document(value, builder.positions, tuple(builder.problems))
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, file: str) -> errors.ConfigError:
+    mark = exc.problem_mark or exc.context_mark
+    line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    what = exc.problem or "invalid YAML"
+    if exc.context:
+        what = f"{exc.context}: {what}"
+    return errors.ConfigError([errors.Problem(file, line, column, "", f"YAML syntax error: {what}")])
+
+
+def format_path(path: Path) -> str:
+    """``("actions", 1, "tasks", 0, "cmd")`` → ``actions[1].tasks[0].cmd``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+class _Builder:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.positions: dict[Path, Position] = {}
+        self.problems: list[errors.Problem] = []
+        self._loader = yaml.SafeLoader("")
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        self.positions[path] = Position(node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        raise AssertionError(f"unexpected YAML node {node!r}")  # pragma: no cover
+
+    def _scalar(self, node: yaml.ScalarNode) -> Text | None:
+        if node.tag == NULL:
+            return None
+        return Text(node.value, node.tag)
+
+    def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
+        try:
+            self._loader.flatten_mapping(node)  # resolves "<<" merge keys like yaml.v2
+        except yaml.MarkedYAMLError as exc:
+            self.problems.append(_syntax_error(exc, self.file).problems[0])
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                self._problem(key_node, path, "mapping keys must be plain scalars")
+                continue
+            key = key_node.value
+            if key in result:
+                first = self.positions[(*path, key, "<key>")]
+                self._problem(key_node, (*path, key), f"duplicate key {key!r} (first defined at line {first.line})")
+                continue
+            self.positions[(*path, key, "<key>")] = Position(
+                key_node.start_mark.line + 1, key_node.start_mark.column + 1
+            )
+            result[key] = self.build(value_node, (*path, key))
+        return result
+
+    def _problem(self, node: yaml.Node, path: Path, message: str) -> None:
+        mark = node.start_mark
+        self.problems.append(errors.Problem(self.file, mark.line + 1, mark.column + 1, format_path(path), message))
