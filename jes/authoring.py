@@ -106,7 +106,8 @@ def match_text(result: Plan) -> str:
             lines.append(f"  task {task.task_index} {task.name!r}: {task.image} {argv}".rstrip())
             for entry in task.env:
                 if isinstance(entry, EnvValue):
-                    lines.append(f"    {entry.name}={entry.value}")
+                    shown = json.dumps(entry.value) if "\n" in entry.value else entry.value
+                    lines.append(f"    {entry.name}={shown}")
                 else:
                     lines.append(f"    (every key of Secret {entry.secret!r})")
     return "\n".join(lines) + "\n"

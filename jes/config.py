@@ -255,7 +255,10 @@ class Policy:
 
 
 def load(data: str | bytes, *, file: str = "job/config.yaml", policy: Policy | None = None) -> LoadedConfig:
-    """Parse and validate a config. Raises :class:`errors.ConfigError` with every problem found."""
+    """Parse and validate a config. Raises :class:`errors.ConfigError` with every problem found.
+
+    ``policy`` adds the executor's checks (image allowlist, privileged containers); without it only
+    the file itself is checked (the matcher applies the policy again when a task is planned)."""
     raw = data.encode() if isinstance(data, str) else data
     try:
         text = raw.decode("utf-8")
@@ -266,7 +269,7 @@ def load(data: str | bytes, *, file: str = "job/config.yaml", policy: Policy | N
         config = _validate(document, file)
     except errors.ConfigError as exc:
         raise errors.ConfigError(_sorted([*document.problems, *exc.problems])) from None
-    problems, warnings = _semantic_checks(config, document, file, policy or Policy())
+    problems, warnings = _semantic_checks(config, document, file, policy)
     if problems or document.problems:
         raise errors.ConfigError(_sorted([*document.problems, *problems]))
     return LoadedConfig(config, file, hashlib.sha3_224(raw).hexdigest(), tuple(warnings))
@@ -391,7 +394,7 @@ class _Checker:
 
 
 def _semantic_checks(
-    config: JobConfig, document: yamlsource.Document, file: str, policy: Policy
+    config: JobConfig, document: yamlsource.Document, file: str, policy: Policy | None
 ) -> tuple[list[errors.Problem], list[errors.Problem]]:
     checker = _Checker(document, file)
     for a, action in enumerate(config.actions or ()):
@@ -421,7 +424,7 @@ def _check_jsonpath(checker: _Checker, path: yamlsource.Path, expression: str) -
         checker.add(path, str(exc))
 
 
-def _check_task(checker: _Checker, path: yamlsource.Path, task: Task, policy: Policy) -> None:
+def _check_task(checker: _Checker, path: yamlsource.Path, task: Task, policy: Policy | None) -> None:
     for i, env in enumerate(task.env or ()):
         _check_env(checker, (*path, "env", i), env)
     _check_resources(checker, path, task.resources)
@@ -438,7 +441,8 @@ def _check_task(checker: _Checker, path: yamlsource.Path, task: Task, policy: Po
         checker.add((*path, "maxPollDuration"), "must be greater than 0 seconds")
     if not task.image:
         checker.add((*path, "image"), "task has no image", warning=True)
-    _check_policy(checker, path, task, policy)
+    if policy is not None:
+        _check_policy(checker, path, task, policy)
 
 
 def _check_env(checker: _Checker, path: yamlsource.Path, env: Env) -> None:

@@ -149,7 +149,8 @@ def _container_header(log: ContainerLog) -> str:
     if not failed:
         return f"Container {log.container} of pod {log.pod}:"
     detail = f"Message: {log.message}" if log.message else f"ExitCode: {log.exit_code}"
-    return f"Container {log.container} of pod {log.pod} terminated with an error (Reason: {log.reason or 'Error'}, {detail}):"
+    reason = log.reason or "Error"
+    return f"Container {log.container} of pod {log.pod} terminated with an error (Reason: {reason}, {detail}):"
 
 
 def success_message(reports: Sequence[TaskReport]) -> str:
@@ -163,7 +164,8 @@ def failure_message(done: Sequence[TaskReport], failed: TaskReport) -> str:
     """The failing task's reason first, its logs and Kubernetes events; earlier tasks' logs after."""
     outcome = failed.outcome
     include_init = any(log.init for log in outcome.logs) and not outcome.succeeded
-    text = f"Task '{failed.name}' failed: {outcome.reason}\n\nLogs:\n{render_logs(outcome.logs, include_init=include_init)}"
+    logs = render_logs(outcome.logs, include_init=include_init)
+    text = f"Task '{failed.name}' failed: {outcome.reason}\n\nLogs:\n{logs}"
     if outcome.events:
         text += "Kubernetes events:\n" + "".join(f"{line}\n" for line in outcome.events)
     if done:

@@ -16,7 +16,8 @@ from jsonpath_ng.ext.parser import parse as _parse
 
 from jes import errors
 
-_MULTI = (ast.Descendants, ast.Slice, ast.Union, ast.Where, ast.WhereNot)
+# by name: some of these classes are deprecated aliases that warn on attribute access
+_MULTI = frozenset({"Descendants", "Slice", "Union", "Intersect", "Where", "WhereNot", "Filter", "Wildcard"})
 
 
 class NotFound(errors.RenderError):
@@ -36,7 +37,7 @@ def compile(expression: str) -> ast.JSONPath:
 
 def is_singular(path: ast.JSONPath) -> bool:
     """True when the path can name at most one value."""
-    if isinstance(path, _MULTI) or type(path).__name__ in ("Filter", "Wildcard"):
+    if type(path).__name__ in _MULTI:
         return False
     if isinstance(path, ast.Fields):
         return len(path.fields) == 1 and path.fields[0] != "*"

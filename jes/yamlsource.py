@@ -121,25 +121,40 @@ class _Builder:
         return Text(node.value, node.tag)
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
+        explicit = [pair for pair in node.value if pair[0].tag != "tag:yaml.org,2002:merge"]
         try:
             self._loader.flatten_mapping(node)  # resolves "<<" merge keys like yaml.v2
         except yaml.MarkedYAMLError as exc:
             self.problems.append(_syntax_error(exc, self.file).problems[0])
+        merged = node.value[: len(node.value) - len(explicit)]
         result: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                self._problem(key_node, path, "mapping keys must be plain scalars")
-                continue
-            key = key_node.value
-            if key in result:
-                first = self.positions[(*path, key, "<key>")]
-                self._problem(key_node, (*path, key), f"duplicate key {key!r} (first defined at line {first.line})")
-                continue
-            self.positions[(*path, key, "<key>")] = Position(
-                key_node.start_mark.line + 1, key_node.start_mark.column + 1
-            )
-            result[key] = self.build(value_node, (*path, key))
+        for key_node, value_node in explicit:
+            self._entry(result, key_node, value_node, path, duplicates_allowed=False)
+        for key_node, value_node in merged:  # explicit keys override merged ones
+            self._entry(result, key_node, value_node, path, duplicates_allowed=True)
         return result
+
+    def _entry(
+        self,
+        result: dict[str, Any],
+        key_node: yaml.Node,
+        value_node: yaml.Node,
+        path: Path,
+        *,
+        duplicates_allowed: bool,
+    ) -> None:
+        if not isinstance(key_node, yaml.ScalarNode):
+            self._problem(key_node, path, "mapping keys must be plain scalars")
+            return
+        key = key_node.value
+        if key in result:
+            if not duplicates_allowed:
+                first = self.positions[(*path, key, "<key>")]
+                message = f"duplicate key {key!r} (first defined at line {first.line})"
+                self._problem(key_node, (*path, key), message)
+            return
+        self.positions[(*path, key, "<key>")] = Position(key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+        result[key] = self.build(value_node, (*path, key))
 
     def _problem(self, node: yaml.Node, path: Path, message: str) -> None:
         mark = node.start_mark
