@@ -136,3 +136,41 @@ def render(config_path: str, event_path: str, location: str | None, namespace: s
 def schema() -> None:
     """JSON Schema of job/config.yaml (for editors)."""
     click.echo(json.dumps(cfg.json_schema(), indent=2))
+
+
+@main.command()
+@_config_option
+@_event_option
+@_location_option
+@click.option(
+    "--runner",
+    "runner_name",
+    type=click.Choice(["local", "kubernetes"]),
+    default=None,
+    help="where tasks run (default: JES_RUNNER)",
+)
+@click.option(
+    "--resources",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="folder standing in for the service's resources (files); default: the folder above job/",
+)
+def run(
+    config_path: str, event_path: str, location: str | None, runner_name: str | None, resources: str | None
+) -> None:
+    """Run the matching actions once; events as JSON lines on stdout, task logs on stderr.
+
+    Exit 0 when every finished event is succeeded (or nothing ran), 1 otherwise.
+    """
+    import asyncio
+
+    from jes import localsources, oneshot
+
+    current = load_settings(location=location, runner=runner_name)
+    loaded, event = _inputs(config_path, event_path)
+    root = resources or str(localsources.default_resources_root(config_path))
+    try:
+        code = asyncio.run(oneshot.run_once(current, loaded, event, runner_name=current.runner, resources_root=root))
+    except errors.JesError as exc:
+        _fail(f"jes: {exc}")
+    sys.exit(code)

@@ -108,11 +108,14 @@ class Runner(Protocol):
         *,
         on_log: LogSink | None = None,
         on_running: Callable[[], None] | None = None,
+        adopt_only: bool = False,
     ) -> Outcome:
         """Create (or adopt) the task's Job or process and wait until it ends.
 
         ``on_running`` is called once when the task's container starts running. Cancelling the
         call stops waiting but leaves the task running, so that it can be adopted later.
+        With ``adopt_only`` nothing is created: a task without a Job (or process state) yields
+        :attr:`Status.LOST` — used for tasks that already finished before a restart.
         """
         ...
 

@@ -1,0 +1,45 @@
+"""Prometheus metrics of the service (all names start with ``jes_``).
+
+One :class:`Metrics` per service instance with its own registry, so tests can run several
+services in one process. The API token never appears in any label.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_DURATION_BUCKETS_S = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.events_received = Counter(
+            "jes_events_received", "Triggered events taken from the control plane", ["topic"], registry=r
+        )
+        self.events_matched = Counter("jes_events_matched", "Events for which at least one action ran", registry=r)
+        self.events_finished = Counter(
+            "jes_events_finished", ".finished events delivered, by result", ["result"], registry=r
+        )
+        self.events_skipped = Counter("jes_events_skipped", "Events not handled, by reason", ["reason"], registry=r)
+        self.events_in_flight = Gauge("jes_events_in_flight", "Events being handled", registry=r)
+        self.events_waiting = Gauge("jes_events_waiting", "Events started and waiting for a free slot", registry=r)
+        self.jobs_in_flight = Gauge("jes_jobs_in_flight", "Tasks (Jobs or processes) running", registry=r)
+        self.task_duration = Histogram(
+            "jes_task_duration_seconds", "Task run time, by status", ["status"], buckets=_DURATION_BUCKETS_S, registry=r
+        )
+        self.poll_errors = Counter("jes_poll_errors", "Failed polls and heartbeats, by kind", ["kind"], registry=r)
+        self.report_errors = Counter("jes_report_errors", "Failed report attempts, by kind", ["kind"], registry=r)
+        self.report_latency = Histogram(
+            "jes_report_delivery_seconds",
+            "From the first attempt to the control plane accepting a report, by kind",
+            ["kind"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.ready = Gauge("jes_ready", "1 when registered and polling", registry=r)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
