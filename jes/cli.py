@@ -174,3 +174,67 @@ def run(
     except errors.JesError as exc:
         _fail(f"jes: {exc}")
     sys.exit(code)
+
+
+def _settings_epilog() -> str:
+    rows = "\n".join(f"  {name:34} {doc}" for name, doc in settings.SETTINGS_DOC)
+    return "\b\nSettings (environment variables; flags override them):\n" + rows
+
+
+@main.command(epilog=_settings_epilog())
+@click.option("--runner", "runner_name", type=click.Choice(["kubernetes", "local"]), default=None, help="JES_RUNNER")
+@click.option("--location", default=None, help="LOCATION")
+@click.option("--health-port", type=int, default=None, help="HEALTH_ENDPOINT_PORT")
+@click.option("--log-format", type=click.Choice(["json", "console"]), default=None, help="JES_LOG_FORMAT")
+@click.option("--once", is_flag=True, help="poll every subscription once, handle what was found, exit")
+def serve(
+    runner_name: str | None, location: str | None, health_port: int | None, log_format: str | None, once: bool
+) -> None:
+    """Run the executor service: poll the control plane, run tasks, report back."""
+    from jes import serving
+
+    current = load_settings(
+        runner=runner_name, location=location, health_endpoint_port=health_port, log_format=log_format
+    )
+    try:
+        settings.require_serve(current)
+    except errors.SettingsError as exc:
+        _fail(f"jes: {exc}", code=2)
+    sys.exit(serving.serve(current, once=once))
+
+
+@main.command(name="control-plane")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8090, show_default=True, type=int)
+@click.option("--token", default="local-token", show_default=True, help="the x-token clients must send")
+@click.option("--seed", "seed_dir", type=click.Path(file_okay=False, exists=True), default=None, help="seed directory")
+def control_plane(host: str, port: int, token: str, seed_dir: str | None) -> None:
+    """A local Keptn control plane (API, shipyard controller, resources, datastore) for development."""
+    from jes.keptn.controlplane import server
+
+    server.run_control_plane(host=host, port=port, token=token, seed_dir=seed_dir)
+
+
+@main.command()
+def check() -> None:
+    """Check KEPTN_API_ENDPOINT and KEPTN_API_TOKEN: can jes reach and use the control plane?"""
+    from jes import serving
+
+    current = load_settings()
+    if not current.keptn_api_endpoint:
+        _fail("jes: KEPTN_API_ENDPOINT: required, e.g. http://1.2.3.4/api", code=2)
+    sys.exit(serving.check(current))
+
+
+@main.command(name="copy-files", hidden=True)
+@click.argument("source", type=click.Path(file_okay=False, exists=True))
+@click.argument("target", type=click.Path(file_okay=False))
+def copy_files(source: str, target: str) -> None:
+    """(init container) Copy the task's files from the projected ConfigMaps into /keptn."""
+    from jes import filecopy
+
+    try:
+        count = filecopy.copy_tree(source, target)
+    except OSError as exc:
+        _fail(f"jes copy-files: {exc}")
+    click.echo(f"copied {count} file(s) to {target}")

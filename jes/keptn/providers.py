@@ -1,0 +1,64 @@
+"""The handler's config and file providers backed by the control plane's resource service.
+
+Configs pinned to a git commit never change, so they are cached (bounded); a project-level config
+(read at the branch head) is cached only for ``unpinned_ttl_s``, which spares the resource service
+a burst of identical requests when many events arrive at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from jes import config as cfg
+from jes import handler
+from jes.keptn import configsource
+from jes.plan import EventInfo, RenderedTask
+
+Key = tuple[str, str, str, str]
+
+
+class ControlPlaneConfigs:
+    def __init__(
+        self,
+        source: configsource.ConfigSource,
+        *,
+        max_entries: int = 512,
+        unpinned_ttl_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._source = source
+        self._cache: OrderedDict[Key, tuple[float, cfg.LoadedConfig]] = OrderedDict()
+        self._max_entries = max_entries
+        self._unpinned_ttl_s = unpinned_ttl_s
+        self._clock = clock
+
+    async def load(self, info: EventInfo) -> cfg.LoadedConfig:
+        key = (info.project, info.stage, info.service, info.git_commit_id)
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > self._clock():
+            self._cache.move_to_end(key)
+            return cached[1]
+        try:
+            found = await self._source.fetch_config(info.project, info.stage, info.service, info.git_commit_id)
+        except configsource.ConfigNotFoundError as exc:
+            raise handler.ConfigNotFound(str(exc)) from exc
+        loaded = cfg.load(found.content, file=f"job/config.yaml ({found.location})")
+        pinned = bool(info.git_commit_id) and found.level is not configsource.Level.PROJECT
+        self._remember(key, loaded, float("inf") if pinned else self._clock() + self._unpinned_ttl_s)
+        return loaded
+
+    def _remember(self, key: Key, loaded: cfg.LoadedConfig, expires: float) -> None:
+        self._cache[key] = (expires, loaded)
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._max_entries:
+            self._cache.popitem(last=False)
+
+
+class ControlPlaneFiles:
+    def __init__(self, source: configsource.ConfigSource) -> None:
+        self._source = source
+
+    async def fetch(self, info: EventInfo, task: RenderedTask) -> dict[str, bytes]:
+        return await self._source.fetch_files(info.project, info.stage, info.service, task.files, task=task.name)
