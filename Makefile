@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 TOOLS  := .tools
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install tools test lint typecheck unit demo bench scan clean
+.PHONY: help install tools test lint typecheck unit demo demo-regions bench scan clean
 
 help:
 	@echo "make demo   - install and run the embedded hello-world (control plane + jes + local runner)"
@@ -40,6 +40,9 @@ test: lint typecheck unit
 
 demo: install
 	$(BIN)/jes demo
+
+demo-regions: install
+	$(BIN)/jes demo --regions
 
 bench: install
 	$(BIN)/python -m bench
