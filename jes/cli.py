@@ -257,3 +257,7 @@ def demo(regions: bool, keep_running: bool, port: int | None) -> None:
     except KeyboardInterrupt:
         code = 0
     sys.exit(code)
+
+
+if __name__ == "__main__":  # python -m jes.cli
+    main()

@@ -173,7 +173,7 @@ class EventHandler:
             if action.error:
                 logger.warning("silent action %r cannot run: %s", action.name, action.error.strip())
                 return
-            reports = await self._run_tasks(claim, plan, action, report_progress=False)
+            reports = await self._run_tasks(claim, plan, action, progress=None)
             failed = [r for r in reports if not r.outcome.succeeded]
             if failed:
                 logger.warning(
@@ -198,7 +198,11 @@ class EventHandler:
                 finished = self._finished(info, action, [], status="errored", result="fail", message=message)
                 return await self._send_finished(claim, info, finished, errored=True)
             window_start = self.clock()
-            reports = await self._run_tasks(claim, plan, action, report_progress=True)
+            progress: list[asyncio.Task[None]] = []
+            try:
+                reports = await self._run_tasks(claim, plan, action, progress=progress)
+            finally:
+                await asyncio.gather(*progress, return_exceptions=True)  # in order: before .finished
             window = (window_start, self.clock())
             failed = next((r for r in reports if not r.outcome.succeeded), None)
             if failed is None:
@@ -237,19 +241,26 @@ class EventHandler:
         )
 
     async def _run_tasks(
-        self, claim: ledger.Claim, plan: Plan, action: PlannedAction, *, report_progress: bool
+        self, claim: ledger.Claim, plan: Plan, action: PlannedAction, *, progress: list[asyncio.Task[None]] | None
     ) -> list[events.TaskReport]:
+        """``progress`` collects the status.changed deliveries (None: a silent action sends none)."""
         reports: list[events.TaskReport] = []
         for task in action.tasks:
             with logfmt.bind(task=task.name):
-                outcome = await self._run_task(claim, plan, task, len(action.tasks), report_progress=report_progress)
+                outcome = await self._run_task(claim, plan, task, len(action.tasks), progress=progress)
             reports.append(events.TaskReport(task.name, outcome))
             if not outcome.succeeded:
                 break
         return reports
 
     async def _run_task(
-        self, claim: ledger.Claim, plan: Plan, task: RenderedTask, count: int, *, report_progress: bool
+        self,
+        claim: ledger.Claim,
+        plan: Plan,
+        task: RenderedTask,
+        count: int,
+        *,
+        progress: list[asyncio.Task[None]] | None,
     ) -> runner_base.Outcome:
         info = plan.event
         record = claim.task(task.action_index, task.task_index)
@@ -265,19 +276,13 @@ class EventHandler:
         if record.get("state") is None:
             record.update({"job": job_name, "state": ledger.CREATING})
             await self.store.save(claim)
-        if report_progress and claim.report_state(f"status/{job_name}") is None:
+        if progress is not None and claim.report_state(f"status/{job_name}") is None:
             claim.reports[f"status/{job_name}"] = ledger.SENT
-            await self.reporter.best_effort(
-                events.status_changed(
-                    info,
-                    self.identity,
-                    task=task.name,
-                    index=task.task_index,
-                    count=count,
-                    image=task.image,
-                    job=job_name,
-                )
+            changed = events.status_changed(
+                info, self.identity, task=task.name, index=task.task_index, count=count, image=task.image, job=job_name
             )
+            # best effort and concurrent: a slow or refusing control plane must not delay the task
+            progress.append(asyncio.create_task(self.reporter.best_effort(changed), name=f"jes-status:{job_name}"))
         outcome = await self._run_with_metrics(spec)
         record.update(
             {

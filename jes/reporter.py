@@ -141,7 +141,7 @@ class KeptnReporter:
 
     async def best_effort(self, event: dict[str, Any]) -> None:
         try:
-            await self._client.send_event(event, backoff=retry.QUICK)
+            await self._client.send_event(event, backoff=retry.Backoff((0.2,)))
         except errors.JesError as exc:
             self._on_error("best_effort")
             logger.info("%s was not accepted (%s); this report is optional", _what(event), exc)

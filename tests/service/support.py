@@ -1,0 +1,138 @@
+"""Helpers for end-to-end tests: a local control plane, jes in-process or as a process, ledgers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from jes import settings
+from jes.keptn.controlplane.server import LocalControlPlane
+from jes.service import Service
+
+REPO = Path(__file__).resolve().parents[2]
+SEED = REPO / "examples" / "control-plane"
+TOPIC = "sh.keptn.event.sayhello.triggered"
+SEQUENCE = "sh.keptn.event.dev.sequence1.triggered"
+
+
+def trigger_body(location: str = "APAC", **labels: str) -> dict[str, Any]:
+    return {
+        "data": {
+            "labels": {"foo": "bar - labels are optional", **labels},
+            "project": "my-first-project",
+            "service": "service1",
+            "stage": "dev",
+            "sayhello": {"location": location},
+        },
+        "source": "postman",
+        "type": SEQUENCE,
+        "specversion": "1.0",
+        "shkeptnspecversion": "0.2.3",
+    }
+
+
+def jes_settings(plane: LocalControlPlane, state_dir: Path, **overrides: Any) -> settings.Settings:
+    values: dict[str, Any] = {
+        "keptn_api_endpoint": plane.url,
+        "keptn_api_token": plane.token,
+        "pubsub_topics": (TOPIC,),
+        "http_polling_interval_s": 0.05,
+        "heartbeat_interval_s": 1.0,
+        "runner": "local",
+        "state_dir": str(state_dir),
+        "health_endpoint_port": 0,
+        "k8s_namespace": "keptn-jes",
+        "k8s_pod_name": "jes-test",
+        "shutdown_grace_s": 5.0,
+    }
+    values.update(overrides)
+    return settings.Settings(**values)
+
+
+@contextlib.asynccontextmanager
+async def running(current: settings.Settings, **kwargs: Any) -> AsyncIterator[Service]:
+    service = Service(current, health_host="127.0.0.1", check_delay_s=kwargs.pop("check_delay_s", 0.2), **kwargs)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.shutdown()
+
+
+async def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def sequence_done(plane: LocalControlPlane, context: str) -> bool:
+    return bool(plane.events(type="sh.keptn.event.dev.sequence1.finished", keptn_context=context))
+
+
+def task_events(plane: LocalControlPlane, context: str) -> list[dict[str, Any]]:
+    return [e for e in plane.events(keptn_context=context) if e["type"].startswith("sh.keptn.event.sayhello.")]
+
+
+def ledger_check(plane: LocalControlPlane, task: str = "sayhello") -> Counter[tuple[str, str]]:
+    """Per triggered event of the task: how many started and finished jes sent. Asserts exactly one each."""
+    counts: Counter[tuple[str, str]] = Counter()
+    triggered = plane.events(type=f"sh.keptn.event.{task}.triggered")
+    for event in plane.events():
+        if event.get("source") == "job-executor-service" and event["type"].rsplit(".", 1)[-1] in ("started", "finished"):
+            counts[(event["triggeredid"], event["type"].rsplit(".", 1)[-1])] += 1
+    for event in triggered:
+        assert counts[(event["id"], "started")] == 1, (event["id"], counts)
+        assert counts[(event["id"], "finished")] == 1, (event["id"], counts)
+    return counts
+
+
+def put_config(plane: LocalControlPlane, text: str, *, service: str = "service1") -> str:
+    return plane.put_resource(project="my-first-project", stage="dev", service=service, uri="job/config.yaml", content=text.encode())
+
+
+# ---------------------------------------------------------------------------------------------
+# jes as a separate process (for SIGTERM and kill -9)
+
+
+def jes_environment(plane: LocalControlPlane, state_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEPTN_", "JES_", "PUBSUB"))}
+    env.update(
+        {
+            "KEPTN_API_ENDPOINT": plane.url,
+            "KEPTN_API_TOKEN": plane.token,
+            "PUBSUB_TOPIC": TOPIC,
+            "HTTP_POLLING_INTERVAL": "0.05",
+            "HEARTBEAT_INTERVAL": "1",
+            "JES_RUNNER": "local",
+            "JES_STATE_DIR": str(state_dir),
+            "HEALTH_ENDPOINT_PORT": "0",
+            "K8S_NAMESPACE": "keptn-jes",
+            "K8S_POD_NAME": "jes-test",
+            "JES_LOG_FORMAT": "json",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def jes_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "jes.cli", "serve"], env=env, stdout=out, stderr=out)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
