@@ -207,8 +207,8 @@ def _positive_int(raw: str) -> int:
 
 def _port(raw: str) -> int:
     value = _non_negative_int(raw)
-    if not 0 < value < 65536:
-        raise ValueError(f"expected a TCP port (1-65535), got {raw!r}")
+    if not 0 <= value < 65536:
+        raise ValueError(f"expected a TCP port (1-65535, or 0 for any free port), got {raw!r}")
     return value
 
 

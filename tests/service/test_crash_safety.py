@@ -1,0 +1,114 @@
+"""Nothing lost, nothing doubled: jes as a real process, killed with SIGKILL at seeded points,
+stopped with SIGTERM with work in flight, restarted. Every run ends with a ledger check: per
+triggered event exactly one .started and one .finished, and every task ran exactly once."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jes.keptn.controlplane.server import LocalControlPlane
+from tests.service.support import SEED, jes_environment, jes_process, ledger_check, put_config, sequence_done, trigger_body
+
+TOKEN = "crash-test-token-123"
+
+
+@pytest.fixture
+def plane() -> Iterator[LocalControlPlane]:
+    with LocalControlPlane(token=TOKEN, seed_dir=SEED) as control_plane:
+        yield control_plane
+
+
+def counting_config(markers: Path, seconds: float) -> str:
+    """One task that appends a line per run to markers/<label run> and then sleeps."""
+    script = f"echo ran >> {markers}/$LABELS_RUN; sleep {seconds}; echo finished $LABELS_RUN"
+    return (
+        "apiVersion: v2\nactions:\n  - name: count\n    events: [{name: sh.keptn.event.sayhello.triggered}]\n"
+        f"    tasks:\n      - name: count\n        image: alpine\n        cmd: [/bin/sh, -c]\n        args: ['{script}']\n"
+    )
+
+
+def wait(predicate, timeout_s: float = 20.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def registered(plane: LocalControlPlane) -> bool:
+    return bool(plane.integrations())
+
+
+def assert_each_task_ran_once(markers: Path, runs: list[str]) -> None:
+    for run in runs:
+        assert (markers / run).read_text().splitlines() == ["ran"], run
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_kill_9_at_seeded_points_then_restart(plane: LocalControlPlane, tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    put_config(plane, counting_config(markers, 0.4))
+    env = jes_environment(plane, tmp_path / "state")
+    runs = [f"r{seed}-{i}" for i in range(3)]
+    with jes_process(env, tmp_path / "jes.log") as first:
+        wait(lambda: registered(plane), what="registration")
+        contexts = []
+        for run in runs:
+            contexts.append(plane.trigger_sequence(trigger_body(run=run)))
+            time.sleep(rng.uniform(0, 0.15))
+        time.sleep(rng.uniform(0, 1.2))
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    with jes_process(env, tmp_path / "jes.log") as second:
+        wait(lambda: all(sequence_done(plane, c) for c in contexts), what="every sequence after the restart")
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=10) == 0
+    ledger_check(plane)
+    assert_each_task_ran_once(markers, runs)
+    for context in contexts:
+        assert plane.events(type="sh.keptn.event.dev.sequence1.finished", keptn_context=context)[0]["data"]["result"] == "pass"
+
+
+def test_sigterm_lets_in_flight_tasks_finish_and_flushes_reports(plane: LocalControlPlane, tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    put_config(plane, counting_config(markers, 1.0))
+    env = jes_environment(plane, tmp_path / "state", JES_SHUTDOWN_GRACE_S="10")
+    with jes_process(env, tmp_path / "jes.log") as process:
+        wait(lambda: registered(plane), what="registration")
+        context = plane.trigger_sequence(trigger_body(run="term"))
+        wait(lambda: bool(plane.events(type="sh.keptn.event.sayhello.started", keptn_context=context)), what=".started")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    assert sequence_done(plane, context), "the in-flight task finished and its .finished was sent before exit"
+    ledger_check(plane)
+    assert_each_task_ran_once(markers, ["term"])
+
+
+def test_sigterm_past_the_grace_period_hands_over_to_the_next_start(plane: LocalControlPlane, tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    put_config(plane, counting_config(markers, 1.5))
+    env = jes_environment(plane, tmp_path / "state", JES_SHUTDOWN_GRACE_S="0.2")
+    with jes_process(env, tmp_path / "jes.log") as process:
+        wait(lambda: registered(plane), what="registration")
+        context = plane.trigger_sequence(trigger_body(run="handover"))
+        wait(lambda: (markers / "handover").exists(), what="the task to start")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    assert not sequence_done(plane, context)
+    with jes_process(env, tmp_path / "jes.log") as process:
+        wait(lambda: sequence_done(plane, context), what="the restarted jes to finish the event")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    ledger_check(plane)
+    assert_each_task_ran_once(markers, ["handover"])
+    assert TOKEN not in (tmp_path / "jes.log").read_text()
