@@ -70,6 +70,7 @@ class Service:
         transport: httpx.AsyncBaseTransport | None = None,
         health_host: str = "0.0.0.0",  # probes come from the kubelet
         check_delay_s: float = 2.0,
+        sweep_interval_s: float = 30.0,
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
@@ -107,6 +108,8 @@ class Service:
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._stop_polling = asyncio.Event()
         self._poll_task: asyncio.Task[None] | None = None
+        self._sweep_task: asyncio.Task[None] | None = None
+        self._sweep_interval_s = sweep_interval_s
         self._accepting = True
 
     # -- state -----------------------------------------------------------------------------------
@@ -155,27 +158,54 @@ class Service:
             await self.health.start()
         if poll:
             self._poll_task = asyncio.create_task(self.poller.run(self._stop_polling), name="jes-poller")
+            self._sweep_task = asyncio.create_task(self._sweep_forever(), name="jes-claim-sweep")
 
     async def _resume_open_claims(self) -> None:
         claims = await self.store.resumable()
+        claims = [c for c in claims if c.event_id not in self._in_flight]
         if claims:
-            logger.info("resuming %d event(s) taken before a restart", len(claims))
+            logger.info("resuming %d event(s) taken before a restart or left by a replica that died", len(claims))
         for claim in claims:
             self._spawn(claim.event_id, self._resume(claim))
+
+    async def _sweep_forever(self) -> None:
+        """Pick up claims whose holder died (another replica) and expire old ones, periodically."""
+        while True:
+            await asyncio.sleep(self._sweep_interval_s)
+            try:
+                await self._resume_open_claims()
+            except errors.JesError as exc:
+                logger.warning("sweeping open claims failed: %s", exc)
 
     async def shutdown(self) -> None:
         logger.info("stopping: no new events; %d in flight", len(self._in_flight))
         self._accepting = False
         self._stop_polling.set()
+        if self._sweep_task is not None:
+            self._sweep_task.cancel()
         if self._poll_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poll_task
         await self._drain(self.settings.shutdown_grace_s)
         await self.health.stop()
+        await self.store.close()  # before the runner: the lease ledger uses its client
         await self.runner.close()
-        await self.store.close()
         await self.http.aclose()
         logger.info("stopped")
+
+    async def abandon(self) -> None:
+        """Stop everything at once without a handover, as if the process had died (tests)."""
+        self._accepting = False
+        tasks = [t for t in (self._poll_task, self._sweep_task, *self._in_flight.values()) if t is not None]
+        renewer = getattr(self.store, "_renewer", None)
+        if renewer is not None:
+            tasks.append(renewer)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.health.stop()
+        await self.runner.close()
+        await self.http.aclose()
 
     async def _drain(self, grace_s: float) -> None:
         tasks = list(self._in_flight.values())
