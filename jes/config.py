@@ -144,7 +144,9 @@ class JsonPathFilter(_Model):
 
 class EventTrigger(_Model):
     name: YStr = Field("", description="regular expression searched (unanchored) in the event type; empty matches all")
-    jsonpath: Annotated[JsonPathFilter | None, BeforeValidator(_optional_block)] = None
+    jsonpath: Annotated[JsonPathFilter | None, BeforeValidator(_optional_block)] = Field(
+        None, description="optional filter on the event's content"
+    )
 
 
 class Env(_Model):
@@ -160,32 +162,38 @@ class ResourceList(_Model):
 
 
 class ResourceRequirements(_Model):
-    limits: Annotated[ResourceList | None, BeforeValidator(_optional_block)] = None
-    requests: Annotated[ResourceList | None, BeforeValidator(_optional_block)] = None
+    limits: Annotated[ResourceList | None, BeforeValidator(_optional_block)] = Field(None, description="upper bounds")
+    requests: Annotated[ResourceList | None, BeforeValidator(_optional_block)] = Field(
+        None, description="what the scheduler reserves"
+    )
 
 
 class Capabilities(_Model):
-    add: YStrList = None
-    drop: YStrList = None
+    add: YStrList = Field(None, description="capabilities to add, e.g. NET_ADMIN")
+    drop: YStrList = Field(None, description="capabilities to drop, e.g. ALL")
 
 
 class SeccompProfile(_Model):
     type: YStr = Field("", description="RuntimeDefault, Unconfined or Localhost")
-    localhostProfile: YStr = ""
+    localhostProfile: YStr = Field("", description="profile file, for type Localhost")
 
 
 class SecurityContext(_Model):
     """The subset of a container securityContext a task may set; merged over the executor default."""
 
-    capabilities: Annotated[Capabilities | None, BeforeValidator(_optional_block)] = None
-    privileged: YBool | None = None
-    runAsUser: YInt | None = None
-    runAsGroup: YInt | None = None
-    runAsNonRoot: YBool | None = None
-    readOnlyRootFilesystem: YBool | None = None
-    allowPrivilegeEscalation: YBool | None = None
-    procMount: YStr | None = None
-    seccompProfile: Annotated[SeccompProfile | None, BeforeValidator(_optional_block)] = None
+    capabilities: Annotated[Capabilities | None, BeforeValidator(_optional_block)] = Field(
+        None, description="replaces the default's capabilities as a whole"
+    )
+    privileged: YBool | None = Field(None, description="refused unless ALLOW_PRIVILEGED_JOBS=true")
+    runAsUser: YInt | None = Field(None, description="user id")
+    runAsGroup: YInt | None = Field(None, description="group id")
+    runAsNonRoot: YBool | None = Field(None, description="the image must not run as root")
+    readOnlyRootFilesystem: YBool | None = Field(None, description="false lets the task write outside /keptn")
+    allowPrivilegeEscalation: YBool | None = Field(None, description="setuid binaries may gain privileges")
+    procMount: YStr | None = Field(None, description="Default or Unmasked")
+    seccompProfile: Annotated[SeccompProfile | None, BeforeValidator(_optional_block)] = Field(
+        None, description="replaces the default's profile as a whole"
+    )
 
     def fields_set(self) -> dict[str, Any]:
         """The fields the task wrote, as Kubernetes JSON."""
@@ -193,14 +201,16 @@ class SecurityContext(_Model):
 
 
 class Task(_Model):
-    name: YStr = ""
+    name: YStr = Field("", description="shown in reports and the Job's labels")
     image: YStr = Field("", description="container image, checked against the allowlist as written")
     imagePullPolicy: YStr = Field("", description="Always, IfNotPresent or Never; empty = Kubernetes default")
     cmd: YStrList = Field(None, description="container command")
     args: YStrList = Field(None, description="container args")
-    workingDir: YStr = ""
+    workingDir: YStr = Field("", description="container working directory; empty = the image's")
     files: YStrList = Field(None, description="resource files or directories copied to /keptn")
-    env: Annotated[list[Env] | None, BeforeValidator(_list)] = None
+    env: Annotated[list[Env] | None, BeforeValidator(_list)] = Field(
+        None, description="variables; KEPTN_PROJECT/STAGE/SERVICE and LABELS_<KEY> follow"
+    )
     resources: Annotated[ResourceRequirements | None, BeforeValidator(_optional_block)] = Field(
         None, description="absent: executor defaults; present (even {}): exactly these"
     )
@@ -210,16 +220,22 @@ class Task(_Model):
     )
     namespace: YStr = Field("", description="namespace of the Job [JOB_NAMESPACE]")
     serviceAccount: YStr = Field("", description="service account of the pod [DEFAULT_JOB_SERVICE_ACCOUNT]")
-    securityContext: Annotated[SecurityContext | None, BeforeValidator(_optional_block)] = None
+    securityContext: Annotated[SecurityContext | None, BeforeValidator(_optional_block)] = Field(
+        None, description="fields written over the executor's default container security context"
+    )
     annotations: YStrMap = Field(None, description="annotations of the Job object")
     imagePullSecrets: YStrList = Field(None, description="jes extension: names of image pull Secrets")
 
 
 class Action(_Model):
-    name: YStr = ""
+    name: YStr = Field("", description="shown in reports and the Jobs' labels")
     silent: YBool = Field(False, description="run without sending any event")
-    events: Annotated[list[EventTrigger] | None, BeforeValidator(_list)] = None
-    tasks: Annotated[list[Task] | None, BeforeValidator(_list)] = None
+    events: Annotated[list[EventTrigger] | None, BeforeValidator(_list)] = Field(
+        None, description="the action runs when any entry matches; none: never"
+    )
+    tasks: Annotated[list[Task] | None, BeforeValidator(_list)] = Field(
+        None, description="run in order, one Job each, stopping at the first failure"
+    )
     locations: YStrList = Field(None, description="jes extension: run only on executors whose LOCATION is listed")
 
 
@@ -229,7 +245,9 @@ class JobConfig(_Model):
     model_config = ConfigDict(title="jes job/config.yaml (apiVersion v2)")
 
     apiVersion: Literal["v2"] = Field(description="must be v2")
-    actions: Annotated[list[Action] | None, BeforeValidator(_list)] = None
+    actions: Annotated[list[Action] | None, BeforeValidator(_list)] = Field(
+        None, description="in file order: leading silent matches run, then the first non-silent match"
+    )
 
 
 # ---------------------------------------------------------------------------------------------

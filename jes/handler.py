@@ -264,7 +264,7 @@ class EventHandler:
     ) -> runner_base.Outcome:
         info = plan.event
         record = claim.task(task.action_index, task.task_index)
-        job_name = manifests.job_name(info.id, task.action_index, task.task_index, location=self.job_settings.location)
+        job_name = manifests.job_name(info.id, task.action_index, task.task_index, executor=self.job_settings.executor)
         if record.get("state") == ledger.DONE:
             return await self._readopt(plan, task, job_name, record)
         started_at = self.clock()

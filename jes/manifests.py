@@ -3,7 +3,7 @@
 The Job follows upstream's shape (reference §3.2) with these differences:
 
 * **Name**: ``jes-<readable part of the event id>-<hash>-<action>-<task>``. The hash covers the
-  whole event id and the executor's location, so any event id (short, upper-case, odd
+  whole event id and the executor (its namespace and location), so any event id (short, upper-case, odd
   characters) gives a valid DNS-1123 name of at most 45 characters, one task never gets two names
   and two tasks never share one.
 * **Secrets**: ``valueFrom: secret`` becomes ``envFrom.secretRef`` — every key of the Secret, as
@@ -51,7 +51,9 @@ class JobSettings:
     """The executor settings that shape Jobs."""
 
     managed_by: str = "job-executor-service"
-    location: str | None = None
+    executor: str = ""
+    """The executor's identity (``<namespace>/<location>``): executors sharing a job namespace
+    (regions, releases) never share Job names."""
     task_deadline_seconds: int = 0
     pod_security_context: Mapping[str, Any] | None = None
     job_labels: Mapping[str, str] | None = None
@@ -63,7 +65,7 @@ class JobSettings:
     def from_settings(cls, settings: Settings) -> JobSettings:
         return cls(
             managed_by=settings.full_deployment_name,
-            location=settings.location,
+            executor=settings.executor_id,
             task_deadline_seconds=settings.task_deadline_seconds,
             pod_security_context=dict(settings.pod_security_context),
             job_labels=dict(settings.job_labels),
@@ -82,10 +84,10 @@ class JobSettings:
 # Names and labels
 
 
-def job_name(event_id: str, action_index: int, task_index: int, *, location: str | None = None) -> str:
+def job_name(event_id: str, action_index: int, task_index: int, *, executor: str = "") -> str:
     """Deterministic, DNS-1123-valid, at most 45 characters, for any event id."""
     readable = re.sub(r"[^a-z0-9]+", "-", event_id.lower()).strip("-")[:12].strip("-") or "x"
-    digest = hashlib.sha256(f"{event_id}\0{location or ''}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{event_id}\0{executor}".encode()).hexdigest()[:16]
     return f"jes-{readable}-{digest}-{action_index:03d}-{task_index + 1:03d}"
 
 
@@ -126,7 +128,7 @@ def build_job(
     files: Mapping[str, bytes] | None = None,
 ) -> dict[str, Any]:
     """The batch/v1 Job for one task of one event."""
-    name = job_name(event.id, task.action_index, task.task_index, location=settings.location)
+    name = job_name(event.id, task.action_index, task.task_index, executor=settings.executor)
     annotations = dict(task.annotations)
     annotations.update({ANNOTATION_EVENT_ID: event.id, ANNOTATION_TASK: task.name})
     spec: dict[str, Any] = {

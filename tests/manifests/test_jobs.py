@@ -59,8 +59,9 @@ def test_job_name_is_deterministic_short_and_distinguishes_tasks() -> None:
     )
     # ids differing only in case are different events
     assert manifests.job_name("ABC", 0, 0) != manifests.job_name("abc", 0, 0)
-    # each location has its own Jobs for the same event
-    assert manifests.job_name("abc", 0, 0, location="EU") != manifests.job_name("abc", 0, 0, location="APAC")
+    # each executor (namespace/location) has its own Jobs for the same event
+    assert manifests.job_name("abc", 0, 0, executor="jes-eu/EU") != manifests.job_name("abc", 0, 0, executor="jes-apac/APAC")
+    assert manifests.job_name("abc", 0, 0, executor="team-a/-") != manifests.job_name("abc", 0, 0, executor="team-b/-")
 
 
 @pytest.mark.parametrize("event_id", ["", "1", "ABC", "a b/c?d", "---", "é漢字", "x" * 300, "f2b878d3-03c0-4e8f-bc3f-454bc1b3d79b"])

@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 
 from jes.keptn.controlplane.server import LocalControlPlane
-from tests.service.support import SEED, jes_environment, jes_process, ledger_check, put_config, sequence_done, trigger_body
+from tests.service.support import (
+    SEED,
+    jes_environment,
+    jes_process,
+    ledger_check,
+    put_config,
+    sequence_done,
+    trigger_body,
+)
 
 TOKEN = "crash-test-token-123"
 

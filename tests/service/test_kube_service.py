@@ -21,7 +21,7 @@ from jes.runner.kubernetes import KubernetesRunner
 from jes.service import Service
 from jes.testing.fake_kube import FakeKube
 from tests.conftest import k8s_valid
-from tests.service.support import SEED, jes_settings, ledger_check, put_config, sequence_done, trigger_body, wait_until
+from tests.service.support import SEED, jes_settings, ledger_check, sequence_done, trigger_body, wait_until
 
 FAST = retry.Backoff((0.01, 0.05, 0.1, 0.2))
 
@@ -61,9 +61,8 @@ async def started(service: Service) -> AsyncIterator[Service]:
     try:
         yield service
     finally:
-        if service.http.is_closed:
-            return
-        await service.shutdown()
+        if not service.http.is_closed:  # abandon() already stopped it
+            await service.shutdown()
 
 
 def jobs_created(kube: FakeKube) -> Counter[str]:

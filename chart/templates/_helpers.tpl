@@ -1,0 +1,383 @@
+{{/*
+Names. The fullname behaves as upstream's: a release named job-executor-service gets the fullname
+job-executor-service (Jobs carry it as app.kubernetes.io/managed-by).
+*/}}
+{{- define "jes.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "jes.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "jes.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "jes.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "jes.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "jes.labels" -}}
+helm.sh/chart: {{ include "jes.chart" . }}
+{{ include "jes.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+"true" when a value is true: a boolean true or the string "true" (any case). Values files written
+for the original chart sometimes quote booleans.
+*/}}
+{{- define "jes.isTrue" -}}
+{{- if kindIs "string" . }}{{ if eq (lower .) "true" }}true{{ end }}{{ else if . }}true{{ end }}
+{{- end }}
+
+{{/*
+Images. The original images (keptncontrib/job-executor-service[-initcontainer]) cannot run jes, so
+a values file that still names them gets the jes image instead (NOTES.txt says so).
+*/}}
+{{- define "jes.isUpstreamImage" -}}
+{{- $repo := . | default "" | trimPrefix "docker.io/" | trimPrefix "index.docker.io/" }}
+{{- if or (eq $repo "keptncontrib/job-executor-service") (eq $repo "keptncontrib/job-executor-service-initcontainer") }}true{{ end }}
+{{- end }}
+
+{{- define "jes.imageTag" -}}
+{{- if or (include "jes.isUpstreamImage" .Values.image.repository) (not .Values.image.tag) }}
+{{- .Chart.AppVersion }}
+{{- else }}
+{{- .Values.image.tag | toString }}
+{{- end }}
+{{- end }}
+
+{{- define "jes.image" -}}
+{{- $repo := .Values.image.repository | default "ghcr.io/jes-project/jes" }}
+{{- if include "jes.isUpstreamImage" $repo }}{{ $repo = "ghcr.io/jes-project/jes" }}{{ end }}
+{{- $image := printf "%s:%s" $repo (include "jes.imageTag" .) }}
+{{- if and .Values.image.digest (not (include "jes.isUpstreamImage" .Values.image.repository)) }}
+{{- $image = printf "%s@%s" $image .Values.image.digest }}
+{{- end }}
+{{- $image }}
+{{- end }}
+
+{{- define "jes.initImage" -}}
+{{- $init := .Values.jobexecutorserviceinitcontainer.image }}
+{{- if and $init.repository (not (include "jes.isUpstreamImage" $init.repository)) }}
+{{- printf "%s:%s" $init.repository ($init.tag | default "" | toString | default (include "jes.imageTag" .)) }}
+{{- else }}
+{{- include "jes.image" . }}
+{{- end }}
+{{- end }}
+
+{{/* Service accounts: jes's own, and the default one of job pods. */}}
+{{- define "jes.serviceAccountName" -}}
+{{- if include "jes.isTrue" .Values.serviceAccount.create }}
+{{- default (include "jes.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "jes.jobServiceAccountName" -}}
+{{- $sa := .Values.jobConfig.serviceAccount }}
+{{- if include "jes.isTrue" $sa.create }}
+{{- printf "%s-%s" (include "jes.fullname" .) ($sa.name | default "default-job-account") | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $sa.name | default "" }}
+{{- end }}
+{{- end }}
+
+{{- define "jes.secretName" -}}
+{{- .Values.remoteControlPlane.api.existingSecret | default (printf "%s-keptn-api" (include "jes.fullname" .)) }}
+{{- end }}
+
+{{- define "jes.oauth" -}}
+{{- if eq (.Values.remoteControlPlane.api.authMode | default "token") "oauth" }}true{{ end }}
+{{- end }}
+
+{{- define "jes.autoDetect" -}}
+{{- include "jes.isTrue" .Values.remoteControlPlane.autoDetect.enabled }}
+{{- end }}
+
+{{/*
+Auto-detection (as upstream): exactly one Service api-gateway-nginx whose label
+app.kubernetes.io/part-of starts with "keptn", in autoDetect.namespace or in any namespace.
+`lookup` needs a cluster: under `helm template` (or --dry-run=client) it finds nothing and fails.
+*/}}
+{{- define "jes.autoDetect.namespace" -}}
+{{- $ns := .Values.remoteControlPlane.autoDetect.namespace | default "" }}
+{{- $where := ternary "in any namespace" (printf "in namespace %q" $ns) (eq $ns "") }}
+{{- $found := list }}
+{{- $services := lookup "v1" "Service" $ns "" | default dict }}
+{{- range $svc := ($services.items | default list) }}
+{{- $partOf := get ($svc.metadata.labels | default dict) "app.kubernetes.io/part-of" | default "" }}
+{{- if and (eq $svc.metadata.name "api-gateway-nginx") (hasPrefix "keptn" $partOf) }}
+{{- $found = append $found $svc.metadata.namespace }}
+{{- end }}
+{{- end }}
+{{- if eq (len $found) 0 }}
+{{- fail (printf "Unable to detect Keptn in the kubernetes cluster: no Service api-gateway-nginx labelled app.kubernetes.io/part-of=keptn* %s. remoteControlPlane.autoDetect needs a cluster (helm install/upgrade, or --dry-run=server); `helm template` cannot look it up. Otherwise set remoteControlPlane.autoDetect.enabled=false and give remoteControlPlane.api.hostname and remoteControlPlane.api.token." $where) }}
+{{- end }}
+{{- if gt (len $found) 1 }}
+{{- fail (printf "Detected more than one Keptn installation (namespaces: %s); set remoteControlPlane.autoDetect.namespace to one of them." (join ", " $found)) }}
+{{- end }}
+{{- first $found }}
+{{- end }}
+
+{{/* The base64 token read from Keptn's own Secret keptn-api-token at install time. */}}
+{{- define "jes.autoDetect.tokenB64" -}}
+{{- $ns := include "jes.autoDetect.namespace" . }}
+{{- $secret := lookup "v1" "Secret" $ns "keptn-api-token" | default dict }}
+{{- $token := dig "data" "keptn-api-token" "" $secret }}
+{{- if not $token }}
+{{- fail (printf "Please provide an api token: remoteControlPlane.autoDetect found Keptn in namespace %q but not the Secret keptn-api-token (key keptn-api-token) there, or may not read it." $ns) }}
+{{- end }}
+{{- $token }}
+{{- end }}
+
+{{/* KEPTN_API_ENDPOINT: <protocol>://<hostname>/api, or the detected gateway. */}}
+{{- define "jes.apiEndpoint" -}}
+{{- if include "jes.autoDetect" . }}
+{{- printf "http://api-gateway-nginx.%s/api" (include "jes.autoDetect.namespace" .) }}
+{{- else }}
+{{- $api := .Values.remoteControlPlane.api }}
+{{- printf "%s://%s/api" $api.protocol (trimSuffix "/" $api.hostname) }}
+{{- end }}
+{{- end }}
+
+{{/* PUBSUB_TOPIC: remoteControlPlane.topicSubscription wins over subscription.pubsubTopic. */}}
+{{- define "jes.pubsubTopic" -}}
+{{- $source := "subscription.pubsubTopic" }}
+{{- $topics := .Values.subscription.pubsubTopic | default "" }}
+{{- if .Values.remoteControlPlane.topicSubscription }}
+{{- $source = "remoteControlPlane.topicSubscription" }}
+{{- $topics = .Values.remoteControlPlane.topicSubscription }}
+{{- end }}
+{{- $topics = $topics | replace " " "" }}
+{{- if or (contains ">" $topics) (contains "*" $topics) }}
+{{- fail (printf "%s=%q: wildcards cannot be polled over HTTP; list exact event types, e.g. sh.keptn.event.test.triggered" $source $topics) }}
+{{- end }}
+{{- $topics }}
+{{- end }}
+
+{{/* A securityContext with capability names upper-cased (upstream's values say "all"). */}}
+{{- define "jes.securityContext" -}}
+{{- $ctx := deepCopy (. | default dict) }}
+{{- with $ctx.capabilities }}
+{{- range $field := list "add" "drop" }}
+{{- if hasKey $ctx.capabilities $field }}
+{{- $names := list }}
+{{- range (get $ctx.capabilities $field | default list) }}{{ $names = append $names (upper .) }}{{ end }}
+{{- $_ := set $ctx.capabilities $field $names }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toYaml $ctx }}
+{{- end }}
+
+{{/* Environment for talking to the control plane (jes serve and the helm test pod). */}}
+{{- define "jes.apiEnv" -}}
+{{- $api := .Values.remoteControlPlane.api }}
+{{- $secret := include "jes.secretName" . -}}
+- name: KEPTN_API_ENDPOINT
+  value: {{ include "jes.apiEndpoint" . | quote }}
+{{- if or (not (include "jes.oauth" .)) $api.token $api.existingSecret }}
+- name: KEPTN_API_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: keptn-api-token
+      {{- if and (include "jes.oauth" .) $api.existingSecret (not $api.token) }}
+      optional: true
+      {{- end }}
+{{- end }}
+- name: HTTP_SSL_VERIFY
+  value: {{ if or (kindIs "invalid" $api.apiValidateTls) (include "jes.isTrue" $api.apiValidateTls) }}"true"{{ else }}"false"{{ end }}
+{{- if $api.caBundle.configMap }}
+- name: HTTP_SSL_CA_BUNDLE
+  value: /etc/jes/ca/{{ $api.caBundle.key | default "ca.crt" }}
+{{- end }}
+- name: JES_HTTP_TIMEOUT_S
+  value: {{ $api.timeoutSeconds | default 30 | toString | quote }}
+- name: JES_RESOURCE_SERVICE_PATH
+  value: {{ $api.resourceServicePath | default "resource-service" | quote }}
+{{- if include "jes.oauth" . }}
+- name: OAUTH_CLIENT_ID
+  value: {{ $api.oauth.clientId | quote }}
+- name: OAUTH_CLIENT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: oauth-client-secret
+- name: OAUTH_DISCOVERY
+  value: {{ $api.oauth.clientDiscovery | default "" | quote }}
+- name: OAUTH_SCOPES
+  value: {{ $api.oauth.scopes | default "" | quote }}
+{{- if $api.oauth.tokenUrl }}
+- name: OAUTH_TOKEN_URL
+  value: {{ $api.oauth.tokenUrl | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Volumes and mounts: a writable /tmp and the optional CA bundle. */}}
+{{- define "jes.volumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- with .Values.remoteControlPlane.api.caBundle.configMap }}
+- name: ca-bundle
+  configMap:
+    name: {{ . }}
+{{- end }}
+{{- end }}
+
+{{- define "jes.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if .Values.remoteControlPlane.api.caBundle.configMap }}
+- name: ca-bundle
+  mountPath: /etc/jes/ca
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* Namespaces Jobs may run in: the release namespace first, then jobConfig.extraNamespaces. */}}
+{{- define "jes.jobNamespaces" -}}
+{{- $all := list .Release.Namespace }}
+{{- range .Values.jobConfig.extraNamespaces }}{{ if not (has . $all) }}{{ $all = append $all . }}{{ end }}{{ end }}
+{{- join "," $all }}
+{{- end }}
+
+{{/*
+Egress targets of jes, as JSON: {"api": [{"cidr", "port"}], "hosts": [cidr], "unresolved": [host]}.
+The Kubernetes API comes from networkPolicy.egress.k8sMasterCIDR/Port or, as upstream, from the
+`kubernetes` endpoints in the default namespace (install time only). Hosts (Keptn API, OAuth) are
+used as /32 when they are IP addresses, else resolved with getHostByName, which works only with
+`helm --enable-dns`; what cannot be resolved is listed in "unresolved" (NOTES.txt warns).
+*/}}
+{{- define "jes.egressTargets" -}}
+{{- $egress := .Values.networkPolicy.egress | default dict }}
+{{- $legacy := .Values.networkPolicy }}
+{{- $cidr := $egress.k8sMasterCIDR | default $legacy.k8sMasterCIDR | default "" }}
+{{- $port := $egress.k8sMasterPort | default $legacy.k8sMasterPort | default 0 | int }}
+{{- $api := list }}
+{{- if $cidr }}
+{{- $api = append $api (dict "cidr" $cidr "port" $port) }}
+{{- else }}
+{{- $slice := lookup "discovery.k8s.io/v1" "EndpointSlice" "default" "kubernetes" | default dict }}
+{{- range $p := ($slice.ports | default list) }}
+{{- if eq ($p.name | default "") "https" }}
+{{- range $e := ($slice.endpoints | default list) }}
+{{- range $ip := ($e.addresses | default list) }}
+{{- $api = append $api (dict "cidr" (printf "%s/32" $ip) "port" ($p.port | int)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if not $api }}
+{{- $endpoints := lookup "v1" "Endpoints" "default" "kubernetes" | default dict }}
+{{- range $s := ($endpoints.subsets | default list) }}
+{{- range $p := ($s.ports | default list) }}
+{{- if eq ($p.name | default "") "https" }}
+{{- range $a := ($s.addresses | default list) }}
+{{- $api = append $api (dict "cidr" (printf "%s/32" $a.ip) "port" ($p.port | int)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $hosts := list }}
+{{- if not (include "jes.autoDetect" .) }}
+{{- $hosts = append $hosts (.Values.remoteControlPlane.api.hostname | default "") }}
+{{- end }}
+{{- if include "jes.oauth" . }}
+{{- $oauth := .Values.remoteControlPlane.api.oauth }}
+{{- range $url := list $oauth.clientDiscovery $oauth.tokenUrl }}
+{{- if $url }}{{ $hosts = append $hosts (urlParse $url).host }}{{ end }}
+{{- end }}
+{{- end }}
+{{- $cidrs := list }}
+{{- $unresolved := list }}
+{{- range $h := $hosts }}
+{{- $host := regexReplaceAll ":[0-9]+$" ($h | trimSuffix "/") "" }}
+{{- if $host }}
+{{- if regexMatch "^[0-9]{1,3}(\\.[0-9]{1,3}){3}$" $host }}
+{{- $cidrs = append $cidrs (printf "%s/32" $host) }}
+{{- else }}
+{{- $ip := getHostByName $host }}
+{{- if $ip }}
+{{- $cidrs = append $cidrs (printf "%s/32" $ip) }}
+{{- else if not (or (hasSuffix ".svc" $host) (hasSuffix ".svc.cluster.local" $host) (le (len (splitList "." $host)) 2)) }}
+{{- $unresolved = append $unresolved $host }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- dict "api" $api "hosts" (uniq $cidrs) "unresolved" (uniq $unresolved) | toJson }}
+{{- end }}
+
+{{- define "jes.networkPolicy.ingress" -}}
+{{- if or (include "jes.isTrue" .Values.networkPolicy.ingress.enabled) (include "jes.isTrue" .Values.networkPolicy.enabled) }}true{{ end }}
+{{- end }}
+
+{{- define "jes.networkPolicy.egress" -}}
+{{- if or (include "jes.isTrue" .Values.networkPolicy.egress.enabled) (include "jes.isTrue" .Values.networkPolicy.enabled) }}true{{ end }}
+{{- end }}
+
+{{/* Egress to kube-dns (UDP and TCP 53) in any namespace. */}}
+{{- define "jes.dnsEgressRule" -}}
+- to:
+    - namespaceSelector: {}
+      podSelector:
+        matchLabels:
+          k8s-app: kube-dns
+  ports:
+    - protocol: UDP
+      port: 53
+    - protocol: TCP
+      port: 53
+{{- end }}
+
+{{/* Egress to Keptn's api-gateway-nginx pods in any namespace. */}}
+{{- define "jes.keptnGatewayEgressRule" -}}
+- to:
+    - namespaceSelector: {}
+      podSelector:
+        matchLabels:
+          app.kubernetes.io/name: api-gateway-nginx
+          app.kubernetes.io/instance: keptn
+{{- end }}
+
+{{/*
+checkov findings we accept, as checkov skip annotations with the reason (docs/helm.md explains
+each; `make scan` fails on any other finding). Called with (dict "kind" ... "digest" ...).
+*/}}
+{{- define "jes.checkovSkips" -}}
+{{- $skips := list }}
+{{- if not .digest }}
+{{- $skips = append $skips "CKV_K8S_43=The image is pinned by tag (appVersion); set image.digest to pin it by digest" }}
+{{- end }}
+{{- $skips = append $skips "CKV_K8S_15=IfNotPresent with a pinned tag or digest; Always only adds a registry round trip per start" }}
+{{- $skips = append $skips "CKV_K8S_35=jes reads the Keptn API token and OAuth secret from the environment (secretKeyRef)" }}
+{{- if eq .kind "Deployment" }}
+{{- $skips = append $skips "CKV_K8S_38=jes needs its service account token to create and watch Jobs through the Kubernetes API" }}
+{{- else }}
+{{- $skips = append $skips "CKV_K8S_8=a one-shot helm test pod has nothing to probe" }}
+{{- $skips = append $skips "CKV_K8S_9=a one-shot helm test pod has nothing to probe" }}
+{{- end }}
+{{- range $i, $skip := $skips }}
+checkov.io/skip{{ add1 $i }}: {{ $skip | quote }}
+{{- end }}
+{{- end }}
