@@ -328,6 +328,7 @@ class Poller:
             integration = await self._register_and_ping()
         except errors.KeptnError as exc:
             self.stats.heartbeats_failed += 1
+            self._count_error(error_kind(exc))
             self._heartbeat_failures += 1
             limit = self._settings.max_heartbeat_retries
             if self.integration_id is None or self._heartbeat_failures > limit:
