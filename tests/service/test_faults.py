@@ -21,7 +21,16 @@ from jes.keptn.controlplane.server import LocalControlPlane
 from jes.plan import EventInfo
 from jes.runner.base import Outcome, Status, TaskSpec
 from tests.config.test_loader_properties import TREES
-from tests.service.support import SEED, jes_settings, ledger_check, put_config, running, sequence_done, trigger_body, wait_until
+from tests.service.support import (
+    SEED,
+    jes_settings,
+    ledger_check,
+    put_config,
+    running,
+    sequence_done,
+    trigger_body,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -104,7 +113,7 @@ async def test_strict_control_plane_accepts_what_jes_sends(tmp_path: Path) -> No
             await wait_until(lambda: sequence_done(plane, context))
         ledger_check(plane)
     checked = 0
-    for method, path, body in sent:
+    for _method, path, body in sent:
         if path.endswith("/v1/event") and not body["type"].endswith("status.changed"):
             event = models.parse_incoming_event(body)
             assert models.strict_problem(event) is None
