@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cloudevents.core.v1.event import CloudEvent
+
 from jes.plan import EventInfo
 from jes.runner.base import ContainerLog, Outcome
 
@@ -82,7 +84,16 @@ def _envelope(
     }
     if info.git_commit_id:
         event["gitcommitid"] = info.git_commit_id
+    _check_envelope(event, now)
     return event
+
+
+def _check_envelope(event: dict[str, Any], now: datetime) -> None:
+    """Let the CloudEvents SDK vouch for the envelope (required attributes, extension names);
+    it raises on a violation, which would be a bug here, never bad input."""
+    attributes = {k: v for k, v in event.items() if k != "data"}
+    attributes["time"] = now
+    CloudEvent(attributes, event["data"])
 
 
 def _scope(info: EventInfo) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from jes import config as cfg
 from jes import events, handler, ledger, localsources, manifests, matcher, reporter, settings
 from jes.runner import base as runner_base
+from jes.runner import choice
 
 
 def stderr_sink(stream: TextIO) -> runner_base.LogSink:
@@ -29,20 +30,8 @@ def stderr_sink(stream: TextIO) -> runner_base.LogSink:
 @contextlib.asynccontextmanager
 async def open_runner(current: settings.Settings, name: str) -> AsyncIterator[runner_base.Runner]:
     """A started runner of the given kind; a local one keeps its state in a temporary folder."""
-    if name == "local":
-        from jes.runner import local
-
-        with tempfile.TemporaryDirectory(prefix="jes-run-") as state_dir:
-            runner: runner_base.Runner = local.LocalRunner(state_dir=state_dir, secrets_dir=current.local_secrets_dir)
-            await runner.start()
-            try:
-                yield runner
-            finally:
-                await runner.close()
-    else:
-        from jes.runner import kubernetes
-
-        runner = kubernetes.KubernetesRunner.from_settings(current)
+    with tempfile.TemporaryDirectory(prefix="jes-run-") as state_dir:
+        runner = choice.build_runner(current.with_overrides(runner=name, state_dir=state_dir))
         await runner.start()
         try:
             yield runner

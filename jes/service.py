@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +34,7 @@ from jes.keptn import client as keptn_client
 from jes.metrics import Metrics
 from jes.poller import Poller
 from jes.runner import base as runner_base
+from jes.runner import choice
 
 logger = logging.getLogger(__name__)
 
@@ -40,22 +42,12 @@ logger = logging.getLogger(__name__)
 HANDLER_RETRY_DELAYS_S = (1.0, 5.0, 30.0)
 
 
-def build_runner(settings: jes_settings.Settings) -> runner_base.Runner:
-    if settings.runner == "local":
-        from jes.runner import local
-
-        return local.LocalRunner.from_settings(settings)
-    from jes.runner import kubernetes
-
-    return kubernetes.KubernetesRunner.from_settings(settings)
-
-
 def build_ledger(settings: jes_settings.Settings, runner: runner_base.Runner) -> ledger.Ledger:
     if settings.runner == "local":
         return ledger.FileLedger(settings.state_dir, holder=settings.k8s_pod_name)
-    from jes import kubeledger
-
-    return kubeledger.LeaseLedger.from_runner(runner, settings)
+    kubeledger = importlib.import_module("jes.kubeledger")
+    store: ledger.Ledger = kubeledger.LeaseLedger.from_runner(runner, settings)
+    return store
 
 
 class Service:
@@ -77,7 +69,7 @@ class Service:
         self.http = auth.make_http_client(settings, transport=transport)
         self.client = keptn_client.KeptnClient.from_settings(self.http, settings)
         source = configsource.ConfigSource(self.client)
-        self.runner = runner or build_runner(settings)
+        self.runner = runner or choice.build_runner(settings)
         self.store = store or build_ledger(settings, self.runner)
         self.poller = Poller(self.client, settings, self._on_event, on_poll_error=self._poll_error)
         self.reporter = reporter.KeptnReporter(
