@@ -19,14 +19,13 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from jes import errors
+from jes import errors, fsutil
 
 PENDING = "pending"
 SENT = "sent"
@@ -226,24 +225,14 @@ class FileLedger:
         return claims
 
     def _write(self, path: Path, data: dict[str, Any]) -> None:
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
         try:
-            with tmp.open("w") as handle:
-                json.dump(data, handle, separators=(",", ":"))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-            directory = os.open(self.dir, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
+            fsutil.write_json_atomic(path, data)
         except OSError as exc:
             raise errors.StateError(f"cannot write claim {path}: {exc.strerror}") from exc
 
     def _collect_garbage(self) -> None:
         now = time.time()
-        for path in self.dir.glob("*.tmp*"):
+        for path in self.dir.glob(".*.tmp"):
             with contextlib.suppress(OSError):
                 path.unlink()
         for path in self.dir.glob("*.json"):

@@ -168,21 +168,22 @@ def _scopes(raw: str) -> tuple[str, ...]:
     return tuple(s for s in re.split(r"[,\s]+", raw.strip()) if s)
 
 
-def _positive_float(raw: str) -> float:
+def _seconds(raw: str) -> float:
     try:
-        value = float(raw)
+        return float(raw)
     except ValueError:
         raise ValueError(f"expected a number of seconds, got {raw!r}") from None
+
+
+def _positive_float(raw: str) -> float:
+    value = _seconds(raw)
     if not value > 0:
         raise ValueError(f"must be greater than 0, got {raw!r}")
     return value
 
 
 def _non_negative_float(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"expected a number of seconds, got {raw!r}") from None
+    value = _seconds(raw)
     if value < 0:
         raise ValueError(f"must not be negative, got {raw!r}")
     return value

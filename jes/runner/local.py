@@ -63,7 +63,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 import jes
-from jes import errors, settings
+from jes import errors, fsutil, settings
 from jes.plan import EnvSecret, EnvValue, RenderedTask
 from jes.runner import base, logs, shim
 
@@ -150,7 +150,7 @@ class _JobDir:
 
     def record(self, name: str) -> dict[str, Any] | None:
         try:
-            return shim.read_json(self.file(name))
+            return fsutil.read_json(self.file(name))
         except (OSError, ValueError) as exc:
             raise errors.StateError(f"cannot read {self.file(name)}: {exc}") from exc
 
@@ -542,7 +542,7 @@ class LocalRunner:
         started = child["started_at"] if child else time.time()
         status = {"kind": shim.LOST, "reason": reason, "started_at": started, "finished_at": time.time()}
         try:
-            shim.write_json_atomic(job.file(shim.STATUS), status)
+            fsutil.write_json_atomic(job.file(shim.STATUS), status)
         except OSError as exc:
             raise errors.StateError(f"cannot record that {job.name} was lost: {exc}") from exc
         log.warning("local runner: %s was lost: %s", job.name, reason)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from jes import fsutil
 from jes.plan import EnvValue
 from jes.runner import shim
 from jes.runner.base import Status, TaskSpec
@@ -171,7 +172,7 @@ async def test_a_killed_shim_means_lost(runner: LocalRunner, tmp_path: Path, job
     )
     waiting = asyncio.create_task(runner.run(make_spec("crash-job", [sys.executable, "-c", code])))
     await wait_until(lambda: pid_file.exists() and pid_file.read_text() != "", what="the task to start")
-    shim_pid = int(shim.read_json(job_dir / shim.SHIM)["pid"])  # type: ignore[index]
+    shim_pid = int(fsutil.read_json(job_dir / shim.SHIM)["pid"])  # type: ignore[index]
 
     os.kill(shim_pid, signal.SIGKILL)
     outcome = await waiting

@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 SEED = REPO / "examples" / "control-plane"
 TOPIC = "sh.keptn.event.sayhello.triggered"
 SEQUENCE = "sh.keptn.event.dev.sequence1.triggered"
+TOKEN = "service-tests-s3cret-token"
 
 
 def trigger_body(location: str = "APAC", **labels: str) -> dict[str, Any]:
@@ -89,7 +90,10 @@ def ledger_check(plane: LocalControlPlane, task: str = "sayhello") -> Counter[tu
     counts: Counter[tuple[str, str]] = Counter()
     triggered = plane.events(type=f"sh.keptn.event.{task}.triggered")
     for event in plane.events():
-        if event.get("source") == "job-executor-service" and event["type"].rsplit(".", 1)[-1] in ("started", "finished"):
+        if event.get("source") == "job-executor-service" and event["type"].rsplit(".", 1)[-1] in (
+            "started",
+            "finished",
+        ):
             counts[(event["triggeredid"], event["type"].rsplit(".", 1)[-1])] += 1
     for event in triggered:
         assert counts[(event["id"], "started")] == 1, (event["id"], counts)
@@ -98,7 +102,9 @@ def ledger_check(plane: LocalControlPlane, task: str = "sayhello") -> Counter[tu
 
 
 def put_config(plane: LocalControlPlane, text: str, *, service: str = "service1") -> str:
-    return plane.put_resource(project="my-first-project", stage="dev", service=service, uri="job/config.yaml", content=text.encode())
+    return plane.put_resource(
+        project="my-first-project", stage="dev", service=service, uri="job/config.yaml", content=text.encode()
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,14 +7,13 @@ from __future__ import annotations
 import random
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from jes.keptn.controlplane.server import LocalControlPlane
 from tests.service.support import (
-    SEED,
+    TOKEN,
     jes_environment,
     jes_process,
     ledger_check,
@@ -22,14 +21,6 @@ from tests.service.support import (
     sequence_done,
     trigger_body,
 )
-
-TOKEN = "crash-test-token-123"
-
-
-@pytest.fixture
-def plane() -> Iterator[LocalControlPlane]:
-    with LocalControlPlane(token=TOKEN, seed_dir=SEED) as control_plane:
-        yield control_plane
 
 
 def counting_config(markers: Path, seconds: float) -> str:
@@ -82,7 +73,10 @@ def test_kill_9_at_seeded_points_then_restart(plane: LocalControlPlane, tmp_path
     ledger_check(plane)
     assert_each_task_ran_once(markers, runs)
     for context in contexts:
-        assert plane.events(type="sh.keptn.event.dev.sequence1.finished", keptn_context=context)[0]["data"]["result"] == "pass"
+        assert (
+            plane.events(type="sh.keptn.event.dev.sequence1.finished", keptn_context=context)[0]["data"]["result"]
+            == "pass"
+        )
 
 
 def test_sigterm_lets_in_flight_tasks_finish_and_flushes_reports(plane: LocalControlPlane, tmp_path: Path) -> None:

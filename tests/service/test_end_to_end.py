@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -12,7 +11,7 @@ import pytest
 
 from jes.keptn.controlplane.server import LocalControlPlane
 from tests.service.support import (
-    SEED,
+    TOKEN,
     jes_settings,
     ledger_check,
     put_config,
@@ -22,14 +21,6 @@ from tests.service.support import (
     trigger_body,
     wait_until,
 )
-
-TOKEN = "e2e-s3cret-token-value"
-
-
-@pytest.fixture
-def plane() -> Iterator[LocalControlPlane]:
-    with LocalControlPlane(token=TOKEN, seed_dir=SEED) as control_plane:
-        yield control_plane
 
 
 def config_with(tasks_yaml: str, *, silent: bool = False, extra_actions: str = "") -> str:
@@ -59,7 +50,12 @@ async def test_hello_world_apac_and_eu(plane: LocalControlPlane, tmp_path: Path)
         assert (finished["data"]["status"], finished["data"]["result"]) == ("succeeded", "pass")
         assert greeting in finished["data"]["message"]
         assert finished["data"]["jes"]["tasks"][0]["status"] == "succeeded"
-        assert plane.events(type="sh.keptn.event.dev.sequence1.finished", keptn_context=contexts[location])[0]["data"]["result"] == "pass"
+        assert (
+            plane.events(type="sh.keptn.event.dev.sequence1.finished", keptn_context=contexts[location])[0]["data"][
+                "result"
+            ]
+            == "pass"
+        )
     ledger_check(plane)
 
 
@@ -91,12 +87,19 @@ async def test_failing_task_reports_reason_and_logs_and_stops(plane: LocalContro
 
 
 async def test_invalid_config_is_reported_with_where_and_what(plane: LocalControlPlane, tmp_path: Path) -> None:
-    put_config(plane, "apiVersion: v2\nactions:\n  - name: a\n    events: [{name: sh.keptn.event.sayhello.triggered}]\n    tasks:\n      - cmd: echo\n")
+    put_config(
+        plane,
+        "apiVersion: v2\nactions:\n  - name: a\n    events: [{name: sh.keptn.event.sayhello.triggered}]\n    tasks:\n      - cmd: echo\n",
+    )
     async with running(jes_settings(plane, tmp_path)):
         context = plane.trigger_sequence(trigger_body())
         await wait_until(lambda: sequence_done(plane, context))
     types = [e["type"] for e in task_events(plane, context)]
-    assert types == ["sh.keptn.event.sayhello.triggered", "sh.keptn.event.sayhello.started", "sh.keptn.event.sayhello.finished"]
+    assert types == [
+        "sh.keptn.event.sayhello.triggered",
+        "sh.keptn.event.sayhello.started",
+        "sh.keptn.event.sayhello.finished",
+    ]
     data = task_events(plane, context)[-1]["data"]
     assert (data["status"], data["result"]) == ("errored", "fail")
     assert "job/config.yaml is invalid" in data["message"]
@@ -105,10 +108,15 @@ async def test_invalid_config_is_reported_with_where_and_what(plane: LocalContro
 
 
 async def test_missing_config_sends_nothing_but_an_error_log(plane: LocalControlPlane, tmp_path: Path) -> None:
-    plane.create_project("other", "apiVersion: spec.keptn.sh/0.2.2\nkind: Shipyard\nmetadata: {name: s}\nspec:\n  stages:\n    - name: dev\n      sequences:\n        - name: sequence1\n          tasks: [{name: sayhello}]\n")
+    plane.create_project(
+        "other",
+        "apiVersion: spec.keptn.sh/0.2.2\nkind: Shipyard\nmetadata: {name: s}\nspec:\n  stages:\n    - name: dev\n      sequences:\n        - name: sequence1\n          tasks: [{name: sayhello}]\n",
+    )
     plane.create_service("other", "svc")
     async with running(jes_settings(plane, tmp_path)) as service:
-        context = plane.trigger_sequence({**trigger_body(), "data": {"project": "other", "stage": "dev", "service": "svc"}})
+        context = plane.trigger_sequence(
+            {**trigger_body(), "data": {"project": "other", "stage": "dev", "service": "svc"}}
+        )
         await wait_until(lambda: bool(plane.logs(service.poller.integration_id)), what="an error log entry")
         await asyncio.sleep(0.3)
     assert [e["type"] for e in task_events(plane, context)] == ["sh.keptn.event.sayhello.triggered"]
@@ -135,7 +143,15 @@ async def test_silent_action_runs_and_sends_nothing(plane: LocalControlPlane, tm
 
 
 async def test_output_over_the_budget_keeps_head_and_tail(plane: LocalControlPlane, tmp_path: Path) -> None:
-    put_config(plane, config_with(sh("loud", "echo FIRST-LINE; i=0; while [ $i -lt 20000 ]; do echo line $i padding padding padding; i=$((i+1)); done; echo LAST-LINE")))
+    put_config(
+        plane,
+        config_with(
+            sh(
+                "loud",
+                "echo FIRST-LINE; i=0; while [ $i -lt 20000 ]; do echo line $i padding padding padding; i=$((i+1)); done; echo LAST-LINE",
+            )
+        ),
+    )
     async with running(jes_settings(plane, tmp_path, max_event_bytes=16384)):
         context = plane.trigger_sequence(trigger_body())
         await wait_until(lambda: sequence_done(plane, context))
@@ -148,7 +164,11 @@ async def test_output_over_the_budget_keeps_head_and_tail(plane: LocalControlPla
 
 
 async def test_test_events_carry_start_and_end(plane: LocalControlPlane, tmp_path: Path) -> None:
-    put_config(plane, "apiVersion: v2\nactions:\n  - name: t\n    events: [{name: sh.keptn.event.test.triggered}]\n    tasks:\n" + sh("t", "echo tested"))
+    put_config(
+        plane,
+        "apiVersion: v2\nactions:\n  - name: t\n    events: [{name: sh.keptn.event.test.triggered}]\n    tasks:\n"
+        + sh("t", "echo tested"),
+    )
     settings = jes_settings(plane, tmp_path, pubsub_topics=("sh.keptn.event.test.triggered",))
     async with running(settings):
         (event_id,) = plane.inject_triggered(task="test", project="my-first-project", stage="dev", service="service1")
@@ -161,15 +181,28 @@ async def test_started_is_not_held_back_by_the_concurrency_limit(plane: LocalCon
     put_config(plane, config_with(sh("slow", "sleep 1")))
     settings = jes_settings(plane, tmp_path, max_concurrent_events=1)
     async with running(settings) as service:
-        ids = plane.inject_triggered(task="sayhello", project="my-first-project", stage="dev", service="service1", count=3)
-        await wait_until(lambda: service.metrics.events_waiting._value.get() == 2, what="two events waiting for the slot")
-        await wait_until(lambda: all(plane.events(type="sh.keptn.event.sayhello.finished", triggered_id=i) for i in ids), timeout_s=10)
-    kinds = [e["type"].rsplit(".", 1)[-1] for e in plane.events() if e.get("triggeredid") in ids and e["type"].endswith(("started", "finished"))]
+        ids = plane.inject_triggered(
+            task="sayhello", project="my-first-project", stage="dev", service="service1", count=3
+        )
+        await wait_until(
+            lambda: service.metrics.events_waiting._value.get() == 2, what="two events waiting for the slot"
+        )
+        await wait_until(
+            lambda: all(plane.events(type="sh.keptn.event.sayhello.finished", triggered_id=i) for i in ids),
+            timeout_s=10,
+        )
+    kinds = [
+        e["type"].rsplit(".", 1)[-1]
+        for e in plane.events()
+        if e.get("triggeredid") in ids and e["type"].endswith(("started", "finished"))
+    ]
     assert kinds == ["started", "started", "started", "finished", "finished", "finished"]  # .started never waits
     ledger_check(plane)
 
 
-async def test_control_plane_outage_mid_run_delays_but_never_loses_or_doubles(plane: LocalControlPlane, tmp_path: Path) -> None:
+async def test_control_plane_outage_mid_run_delays_but_never_loses_or_doubles(
+    plane: LocalControlPlane, tmp_path: Path
+) -> None:
     put_config(plane, config_with(sh("t", "sleep 0.3; echo done")))
     async with running(jes_settings(plane, tmp_path)) as service:
         context = plane.trigger_sequence(trigger_body())
@@ -183,7 +216,9 @@ async def test_control_plane_outage_mid_run_delays_but_never_loses_or_doubles(pl
     ledger_check(plane)
 
 
-async def test_connection_dropped_after_the_report_was_accepted_is_not_sent_twice(plane: LocalControlPlane, tmp_path: Path) -> None:
+async def test_connection_dropped_after_the_report_was_accepted_is_not_sent_twice(
+    plane: LocalControlPlane, tmp_path: Path
+) -> None:
     rule = plane.faults.add(method="POST", path=r"^/v1/event$", drop_connection=True, times=2)
     async with running(jes_settings(plane, tmp_path)):
         context = plane.trigger_sequence(trigger_body())  # the Python API does not go through the faults
@@ -192,16 +227,27 @@ async def test_connection_dropped_after_the_report_was_accepted_is_not_sent_twic
     ledger_check(plane)
 
 
-async def test_invalid_events_are_reported_and_skipped_and_others_still_handled(plane: LocalControlPlane, tmp_path: Path) -> None:
+async def test_invalid_events_are_reported_and_skipped_and_others_still_handled(
+    plane: LocalControlPlane, tmp_path: Path
+) -> None:
     async with running(jes_settings(plane, tmp_path)) as service:
-        plane.inject_triggered(task="sayhello", project="my-first-project", stage="dev", service="service1", data={"labels": {"bad": 1}})
+        plane.inject_triggered(
+            task="sayhello", project="my-first-project", stage="dev", service="service1", data={"labels": {"bad": 1}}
+        )
         context = plane.trigger_sequence(trigger_body())
         await wait_until(lambda: sequence_done(plane, context))
-        await wait_until(lambda: service.metrics.events_skipped.labels("invalid")._value.get() == 1, what="the invalid event")
-        assert any("data.labels must map names to strings" in entry["message"] for entry in plane.logs(service.poller.integration_id))
+        await wait_until(
+            lambda: service.metrics.events_skipped.labels("invalid")._value.get() == 1, what="the invalid event"
+        )
+        assert any(
+            "data.labels must map names to strings" in entry["message"]
+            for entry in plane.logs(service.poller.integration_id)
+        )
 
 
-async def test_token_never_appears_in_logs_events_or_metrics(plane: LocalControlPlane, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_token_never_appears_in_logs_events_or_metrics(
+    plane: LocalControlPlane, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     put_config(plane, config_with(sh("t", "env; echo KEPTN_API_TOKEN=${KEPTN_API_TOKEN:-unset}")))
     caplog.set_level("DEBUG")
     async with running(jes_settings(plane, tmp_path)) as service:
@@ -242,7 +288,9 @@ async def test_health_ready_and_metrics(plane: LocalControlPlane, tmp_path: Path
         assert name in text, name
 
 
-async def test_two_located_executors_run_each_event_in_exactly_one_region(plane: LocalControlPlane, tmp_path: Path, repo: Path) -> None:
+async def test_two_located_executors_run_each_event_in_exactly_one_region(
+    plane: LocalControlPlane, tmp_path: Path, repo: Path
+) -> None:
     put_config(plane, (repo / "examples/job/regions.yaml").read_text())
     apac = jes_settings(plane, tmp_path / "apac", location="APAC", k8s_namespace="keptn-jes-apac")
     eu = jes_settings(plane, tmp_path / "eu", location="EU", k8s_namespace="keptn-jes-eu")

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,12 +29,6 @@ from tests.service.support import (
     trigger_body,
     wait_until,
 )
-
-
-@pytest.fixture
-def plane() -> Iterator[LocalControlPlane]:
-    with LocalControlPlane(token="faults-token", seed_dir=SEED) as control_plane:
-        yield control_plane
 
 
 def fast(service: Any) -> Any:
@@ -79,7 +71,9 @@ async def test_429_with_retry_after_is_honoured(plane: LocalControlPlane, tmp_pa
     triggered = plane.events(type="sh.keptn.event.sayhello.triggered", keptn_context=context)[0]
     from datetime import datetime
 
-    delay = datetime.fromisoformat(started["time"].replace("Z", "+00:00")) - datetime.fromisoformat(triggered["time"].replace("Z", "+00:00"))
+    delay = datetime.fromisoformat(started["time"].replace("Z", "+00:00")) - datetime.fromisoformat(
+        triggered["time"].replace("Z", "+00:00")
+    )
     assert delay.total_seconds() >= 1.0  # the Retry-After was waited for
     ledger_check(plane)
 
@@ -181,7 +175,11 @@ EVENTS = st.fixed_dictionaries(
         "shkeptncontext": st.text(max_size=40),
         "data": st.dictionaries(
             st.sampled_from(["project", "stage", "service", "labels", "test", "sayhello", "deployment"]),
-            st.one_of(st.text(max_size=10), st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3), st.integers()),
+            st.one_of(
+                st.text(max_size=10),
+                st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3),
+                st.integers(),
+            ),
             max_size=6,
         ),
     }
@@ -198,7 +196,9 @@ CONFIGS = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(text=CONFIGS, event=EVENTS)
 def test_arbitrary_configs_and_events_never_crash_and_always_explain(text: str, event: dict[str, Any]) -> None:
     reporter = RecordingReporter()

@@ -21,15 +21,9 @@ from jes.runner.kubernetes import KubernetesRunner
 from jes.service import Service
 from jes.testing.fake_kube import FakeKube
 from tests.conftest import k8s_valid
-from tests.service.support import SEED, jes_settings, ledger_check, sequence_done, trigger_body, wait_until
+from tests.service.support import jes_settings, ledger_check, sequence_done, trigger_body, wait_until
 
 FAST = retry.Backoff((0.01, 0.05, 0.1, 0.2))
-
-
-@pytest.fixture
-def plane() -> Iterator[LocalControlPlane]:
-    with LocalControlPlane(token="kube-e2e-token", seed_dir=SEED) as control_plane:
-        yield control_plane
 
 
 @pytest.fixture
@@ -52,7 +46,9 @@ def make_service(plane: LocalControlPlane, kube: FakeKube, tmp_path: Path, holde
         renew_interval_s=0.2,
         holder_timeout_s=1.0,
     )
-    return Service(settings, runner=runner, store=store, health_host="127.0.0.1", check_delay_s=0.2, sweep_interval_s=0.5)
+    return Service(
+        settings, runner=runner, store=store, health_host="127.0.0.1", check_delay_s=0.2, sweep_interval_s=0.5
+    )
 
 
 @contextlib.asynccontextmanager
@@ -74,7 +70,9 @@ def job_uids(kube: FakeKube) -> dict[str, str]:
     return {job["metadata"]["name"]: job["metadata"]["uid"] for job in kube.objects("jobs", "keptn-jes")}
 
 
-async def test_hello_world_runs_as_a_job_and_reports_its_logs(plane: LocalControlPlane, kube: FakeKube, tmp_path: Path) -> None:
+async def test_hello_world_runs_as_a_job_and_reports_its_logs(
+    plane: LocalControlPlane, kube: FakeKube, tmp_path: Path
+) -> None:
     async with started(make_service(plane, kube, tmp_path, "jes-0")):
         context = plane.trigger_sequence(trigger_body("EU"))
         await wait_until(lambda: sequence_done(plane, context))
@@ -92,9 +90,22 @@ async def test_hello_world_runs_as_a_job_and_reports_its_logs(plane: LocalContro
 
 
 async def test_two_replicas_take_each_event_once(plane: LocalControlPlane, kube: FakeKube, tmp_path: Path) -> None:
-    async with started(make_service(plane, kube, tmp_path, "jes-a")), started(make_service(plane, kube, tmp_path, "jes-b")):
-        ids = plane.inject_triggered(task="sayhello", project="my-first-project", stage="dev", service="service1", data={"sayhello": {"location": "EU"}}, count=12)
-        await wait_until(lambda: all(plane.events(type="sh.keptn.event.sayhello.finished", triggered_id=i) for i in ids), timeout_s=20)
+    async with (
+        started(make_service(plane, kube, tmp_path, "jes-a")),
+        started(make_service(plane, kube, tmp_path, "jes-b")),
+    ):
+        ids = plane.inject_triggered(
+            task="sayhello",
+            project="my-first-project",
+            stage="dev",
+            service="service1",
+            data={"sayhello": {"location": "EU"}},
+            count=12,
+        )
+        await wait_until(
+            lambda: all(plane.events(type="sh.keptn.event.sayhello.finished", triggered_id=i) for i in ids),
+            timeout_s=20,
+        )
     ledger_check(plane)
     created = jobs_created(kube)
     assert len(created) == 12 and set(created.values()) == {1}
@@ -104,7 +115,9 @@ async def test_two_replicas_take_each_event_once(plane: LocalControlPlane, kube:
     assert holders == {"keptn-jes/-": 12}
 
 
-async def test_a_replica_that_dies_mid_task_is_replaced_and_its_job_adopted(plane: LocalControlPlane, kube: FakeKube, tmp_path: Path) -> None:
+async def test_a_replica_that_dies_mid_task_is_replaced_and_its_job_adopted(
+    plane: LocalControlPlane, kube: FakeKube, tmp_path: Path
+) -> None:
     kube.behave(image="alpine", logs="long task\n", duration_s=1.5)
     first = make_service(plane, kube, tmp_path, "jes-a")
     await first.start()
@@ -120,7 +133,9 @@ async def test_a_replica_that_dies_mid_task_is_replaced_and_its_job_adopted(plan
     assert "long task" in finished["data"]["message"]
 
 
-async def test_the_same_replica_resumes_at_once_after_a_restart(plane: LocalControlPlane, kube: FakeKube, tmp_path: Path) -> None:
+async def test_the_same_replica_resumes_at_once_after_a_restart(
+    plane: LocalControlPlane, kube: FakeKube, tmp_path: Path
+) -> None:
     kube.behave(image="alpine", logs="resumed\n", duration_s=0.8)
     first = make_service(plane, kube, tmp_path, "jes-0")
     await first.start()
@@ -134,12 +149,16 @@ async def test_the_same_replica_resumes_at_once_after_a_restart(plane: LocalCont
     assert job_uids(kube) == original
 
 
-async def test_kubernetes_api_faults_are_retried_or_reported(plane: LocalControlPlane, kube: FakeKube, tmp_path: Path) -> None:
+async def test_kubernetes_api_faults_are_retried_or_reported(
+    plane: LocalControlPlane, kube: FakeKube, tmp_path: Path
+) -> None:
     kube.faults.fail(503, times=3, verb="create", resource="batch/jobs")
     async with started(make_service(plane, kube, tmp_path, "jes-0")):
         context = plane.trigger_sequence(trigger_body("EU"))
         await wait_until(lambda: sequence_done(plane, context))
-        assert plane.events(type="sh.keptn.event.sayhello.finished", keptn_context=context)[0]["data"]["result"] == "pass"
+        assert (
+            plane.events(type="sh.keptn.event.sayhello.finished", keptn_context=context)[0]["data"]["result"] == "pass"
+        )
         kube.behave(image="alpine", image_pull="ErrImagePull")
         context = plane.trigger_sequence(trigger_body("EU"))
         await wait_until(lambda: sequence_done(plane, context))
@@ -149,7 +168,9 @@ async def test_kubernetes_api_faults_are_retried_or_reported(plane: LocalControl
     ledger_check(plane)
 
 
-async def test_a_missing_permission_is_named_in_the_report(plane: LocalControlPlane, kube: FakeKube, tmp_path: Path) -> None:
+async def test_a_missing_permission_is_named_in_the_report(
+    plane: LocalControlPlane, kube: FakeKube, tmp_path: Path
+) -> None:
     kube.faults.forbid("create", "batch/jobs", "keptn-jes")
     async with started(make_service(plane, kube, tmp_path, "jes-0")):
         context = plane.trigger_sequence(trigger_body("EU"))
@@ -164,8 +185,18 @@ async def test_claims_survive_a_lease_conflict_storm(plane: LocalControlPlane, k
     async with contextlib.AsyncExitStack() as stack:
         for service in services:
             await stack.enter_async_context(started(service))
-        ids = plane.inject_triggered(task="sayhello", project="my-first-project", stage="dev", service="service1", data={"sayhello": {"location": "EU"}}, count=20)
-        await wait_until(lambda: all(plane.events(type="sh.keptn.event.sayhello.finished", triggered_id=i) for i in ids), timeout_s=30)
+        ids = plane.inject_triggered(
+            task="sayhello",
+            project="my-first-project",
+            stage="dev",
+            service="service1",
+            data={"sayhello": {"location": "EU"}},
+            count=20,
+        )
+        await wait_until(
+            lambda: all(plane.events(type="sh.keptn.event.sayhello.finished", triggered_id=i) for i in ids),
+            timeout_s=30,
+        )
         await asyncio.sleep(0.2)
     ledger_check(plane)
     assert set(jobs_created(kube).values()) == {1}
