@@ -60,7 +60,8 @@ class HealthServer:
         self.port = port
 
     async def start(self) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP: asyncio then sets TCP_NODELAY (otherwise answers wait ~40 ms for delayed ACKs)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((self._server.config.host, self.port))
         self.port = self._sock.getsockname()[1]

@@ -133,7 +133,7 @@ def spec(
     files: dict[str, str] | None = None,
     **job: Any,
 ) -> TaskSpec:
-    maps = tuple(config_map(f"{name}-files-0", namespace=namespace, data=files) for _ in [0] if files)
+    maps = (config_map(f"{name}-files-0", namespace=namespace, data=files),) if files else ()
     manifest = job_manifest(name, namespace=namespace, config_maps=[m["metadata"]["name"] for m in maps], **job)
     return TaskSpec(
         task=task(namespace=namespace, max_poll_duration_s=max_poll_duration_s),
@@ -150,7 +150,7 @@ def shape(job: dict[str, Any]) -> str:
     return json.dumps(job, sort_keys=True).replace(name, "NAME") if name else json.dumps(job, sort_keys=True)
 
 
-def wait_until(predicate: Any, timeout_s: float = 5.0, interval_s: float = 0.01) -> Any:
+def wait_until(predicate: Any, timeout_s: float = 15.0, interval_s: float = 0.01) -> Any:
     """Poll ``predicate`` until it returns something truthy (a condition, not a sleep)."""
     deadline = time.monotonic() + timeout_s
     while True:

@@ -123,7 +123,10 @@ def test_update_with_a_stale_resource_version_conflicts(api: kubernetes.client.A
     first = coordination.replace_namespaced_lease(
         "claim",
         "jes",
-        {"metadata": {"name": "claim", "resourceVersion": stale}, "spec": {"holderIdentity": "b", "leaseDurationSeconds": 15}},
+        {
+            "metadata": {"name": "claim", "resourceVersion": stale},
+            "spec": {"holderIdentity": "b", "leaseDurationSeconds": 15},
+        },
     )
     assert first.spec.holder_identity == "b"
     assert int(first.metadata.resource_version) > int(stale)
@@ -151,9 +154,7 @@ def test_update_with_a_stale_resource_version_conflicts(api: kubernetes.client.A
     assert stale_patch.value.status == 409
 
     with pytest.raises(ApiException) as precondition:
-        coordination.delete_namespaced_lease(
-            "claim", "jes", body={"preconditions": {"resourceVersion": stale}}
-        )
+        coordination.delete_namespaced_lease("claim", "jes", body={"preconditions": {"resourceVersion": stale}})
     assert precondition.value.status == 409
     coordination.delete_namespaced_lease(
         "claim", "jes", body={"preconditions": {"resourceVersion": patched.metadata.resource_version}}
@@ -279,7 +280,9 @@ def test_pods_that_cannot_start_say_why(kube: FakeKube, api: kubernetes.client.A
         return state.get("waiting") if state.get("waiting", {}).get("reason") != "ContainerCreating" else None
 
     assert helpers.wait_until(lambda: waiting("pull")["reason"] == "ImagePullBackOff")  # type: ignore[index]
-    reasons = [(e["reason"], e["message"]) for e in kube.events("default") if e["involvedObject"]["name"].startswith("pull-")]
+    reasons = [
+        (e["reason"], e["message"]) for e in kube.events("default") if e["involvedObject"]["name"].startswith("pull-")
+    ]
     assert ("Failed", "Error: ErrImagePull") in reasons
     assert ("BackOff", 'Back-off pulling image "registry.example/missing:1"') in reasons
     assert helpers.wait_until(lambda: waiting("invalid"))["reason"] == "InvalidImageName"
@@ -287,7 +290,9 @@ def test_pods_that_cannot_start_say_why(kube: FakeKube, api: kubernetes.client.A
         "reason": "CreateContainerConfigError",
         "message": 'secret "creds" not found',
     }
-    assert helpers.wait_until(lambda: waiting("no-key"))["message"] == "couldn't find key token in Secret default/present"
+    assert (
+        helpers.wait_until(lambda: waiting("no-key"))["message"] == "couldn't find key token in Secret default/present"
+    )
 
     pod = _pod(kube, "unschedulable")
     scheduled = next(c for c in pod["status"]["conditions"] if c["type"] == "PodScheduled")
@@ -376,7 +381,7 @@ def test_logs_stream_lazily_with_timestamps_and_follow(kube: FakeKube, api: kube
     followed = _core(api).read_namespaced_pod_log(follower["metadata"]["name"], "default", follow=True)
     assert followed == "line\n"
     assert "terminated" in _container_state(kube, "follow")
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 5
 
 
 # --- watches ---------------------------------------------------------------------------------------
@@ -407,6 +412,7 @@ def test_watches_resume_from_a_resource_version(kube: FakeKube, api: kubernetes.
     start = batch.list_namespaced_job("default").metadata.resource_version
     batch.create_namespaced_job("default", helpers.job_manifest("w1"))
     helpers.wait_until(lambda: _finished(kube, "w1"))
+
     def done(event: dict[str, Any]) -> bool:
         return bool(event["object"].get("status", {}).get("succeeded"))
 
@@ -428,7 +434,7 @@ def test_watches_end_at_their_timeout(kube: FakeKube, api: kubernetes.client.Api
     started = time.monotonic()
     response = _batch(api).list_namespaced_job("default", watch=True, timeout_seconds=1, _preload_content=False)
     assert response.data == b""
-    assert 1.0 <= time.monotonic() - started < 3
+    assert 1.0 <= time.monotonic() - started < 5
 
 
 def test_expired_watches_answer_410_gone(kube: FakeKube, api: kubernetes.client.ApiClient) -> None:
@@ -480,7 +486,11 @@ def test_faults_answer_like_a_real_api_server(kube: FakeKube, api: kubernetes.cl
     with pytest.raises(ApiException) as forbidden:
         batch.create_namespaced_job("ci", helpers.job_manifest("x", namespace="ci"))
     body = _status(forbidden.value)
-    assert (forbidden.value.status, body["reason"], body["details"]) == (403, "Forbidden", {"group": "batch", "kind": "jobs"})
+    assert (forbidden.value.status, body["reason"], body["details"]) == (
+        403,
+        "Forbidden",
+        {"group": "batch", "kind": "jobs"},
+    )
     assert body["message"] == (
         'jobs.batch is forbidden: User "system:serviceaccount:keptn:job-executor-service" cannot create '
         'resource "jobs" in API group "batch" in the namespace "ci"'

@@ -1,0 +1,269 @@
+"""The Kubernetes API calls the kubernetes runner makes, as plain JSON, off the event loop.
+
+The official ``kubernetes`` client is synchronous: every call here runs in a small thread pool, with
+a timeout, asks for the raw response (``_preload_content=False``, so large lists and logs are not
+turned into model objects) and translates the client's exceptions into :mod:`jes.errors` where
+they enter. Temporary errors (connection problems, 5xx, 429 with its ``Retry-After``) are retried
+with the runner's :class:`jes.retry.Backoff`; 403 becomes :class:`errors.KubePermissionError`
+naming the verb, resource and namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar, cast
+
+import kubernetes.client
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from jes import errors, retry
+
+T = TypeVar("T")
+Obj = dict[str, Any]
+
+logger = logging.getLogger(__name__)
+
+CHUNK_BYTES = 64 * 1024
+
+
+def _server_message(exc: ApiException) -> tuple[str, str]:
+    """(message, reason) from a ``Status`` body, or the HTTP reason."""
+    body = exc.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", errors="replace")
+    if body:
+        try:
+            status = json.loads(body)
+        except ValueError:
+            return body[:256], str(exc.reason or "")
+        if isinstance(status, dict):
+            return str(status.get("message") or exc.reason or ""), str(status.get("reason") or "")
+    return str(exc.reason or ""), ""
+
+
+def _retry_after_s(exc: ApiException) -> float | None:
+    headers = exc.headers or {}
+    raw = headers.get("Retry-After") if hasattr(headers, "get") else None
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def translate(exc: BaseException, *, verb: str, resource: str, namespace: str) -> errors.KubeError:
+    """The :mod:`jes.errors` type for an exception of the client or of urllib3."""
+    where = f"{verb} {resource} in namespace {namespace!r}"
+    if isinstance(exc, ApiException):
+        status = int(exc.status or 0)
+        message, reason = _server_message(exc)
+        text = f"cannot {where}: {status} {reason or exc.reason}: {message}"
+        if status == 403:
+            return errors.KubePermissionError(verb=verb, resource=resource, namespace=namespace, server_message=message)
+        if status == 409:
+            return errors.KubeConflictError(text, status=status, reason=reason)
+        if status == 404:
+            return errors.KubeNotFoundError(text, status=status, reason=reason)
+        if status == 429 or status >= 500:
+            error = errors.KubeTemporaryError(text, status=status, reason=reason)
+            error.retry_after_s = _retry_after_s(exc)
+            return error
+        return errors.KubePermanentError(text, status=status, reason=reason)
+    if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
+        return errors.KubeTemporaryError(f"cannot {where}: connection error: {exc}")
+    return errors.KubePermanentError(f"cannot {where}: {type(exc).__name__}: {exc}")
+
+
+class KubeApi:
+    """The calls the runner needs; each returns plain JSON (dicts) and raises :mod:`jes.errors`."""
+
+    def __init__(
+        self,
+        api_client: kubernetes.client.ApiClient,
+        *,
+        executor: ThreadPoolExecutor,
+        backoff: retry.Backoff,
+        request_timeout_s: float,
+        sleep: retry.Sleep = asyncio.sleep,
+    ) -> None:
+        self.api_client = api_client
+        self.batch = kubernetes.client.BatchV1Api(api_client)
+        self.core = kubernetes.client.CoreV1Api(api_client)
+        self.executor = executor
+        self.backoff = backoff
+        self.request_timeout_s = request_timeout_s
+        self.sleep = sleep
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    async def in_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    def fetch(self, fn: Callable[..., Any], *args: Any, verb: str, resource: str, namespace: str, **kwargs: Any) -> Any:
+        """Blocking: one call, its body parsed as JSON; errors translated."""
+        try:
+            response = fn(*args, _preload_content=False, _request_timeout=self.request_timeout_s, **kwargs)
+            try:
+                data = response.data
+            finally:
+                response.release_conn()
+        except Exception as exc:
+            raise translate(exc, verb=verb, resource=resource, namespace=namespace) from exc
+        return json.loads(data) if data else {}
+
+    async def call(
+        self, fn: Callable[..., Any], *args: Any, verb: str, resource: str, namespace: str, **kwargs: Any
+    ) -> Any:
+        """One call in the pool, retried on temporary errors."""
+
+        async def attempt() -> Any:
+            return await self.in_thread(
+                self.fetch, fn, *args, verb=verb, resource=resource, namespace=namespace, **kwargs
+            )
+
+        return await retry.retry_temporary(attempt, backoff=self.backoff, what=f"{verb} {resource}", sleep=self.sleep)
+
+    # --- the calls -----------------------------------------------------------------------------
+
+    async def create_job(self, namespace: str, body: Mapping[str, Any]) -> Obj:
+        result: Obj = await self.call(
+            self.batch.create_namespaced_job,
+            namespace,
+            dict(body),
+            verb="create",
+            resource="batch/jobs",
+            namespace=namespace,
+        )
+        return result
+
+    async def get_job(self, namespace: str, name: str) -> Obj:
+        result: Obj = await self.call(
+            self.batch.read_namespaced_job, name, namespace, verb="get", resource="batch/jobs", namespace=namespace
+        )
+        return result
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        """Delete with foreground propagation (its pods go first); a missing Job is fine."""
+        try:
+            await self.call(
+                self.batch.delete_namespaced_job,
+                name,
+                namespace,
+                propagation_policy="Foreground",
+                verb="delete",
+                resource="batch/jobs",
+                namespace=namespace,
+            )
+        except errors.KubeNotFoundError:
+            pass
+
+    async def list_pods(self, namespace: str, label_selector: str) -> list[Obj]:
+        result: Obj = await self.call(
+            self.core.list_namespaced_pod,
+            namespace,
+            label_selector=label_selector,
+            verb="list",
+            resource="pods",
+            namespace=namespace,
+        )
+        return list(result.get("items") or [])
+
+    async def list_events(self, namespace: str, field_selector: str) -> list[Obj]:
+        result: Obj = await self.call(
+            self.core.list_namespaced_event,
+            namespace,
+            field_selector=field_selector,
+            verb="list",
+            resource="events",
+            namespace=namespace,
+        )
+        return list(result.get("items") or [])
+
+    async def create_config_map(self, namespace: str, body: Mapping[str, Any]) -> Obj:
+        result: Obj = await self.call(
+            self.core.create_namespaced_config_map,
+            namespace,
+            dict(body),
+            verb="create",
+            resource="configmaps",
+            namespace=namespace,
+        )
+        return result
+
+    async def patch_config_map(self, namespace: str, name: str, patch: Mapping[str, Any]) -> Obj:
+        result: Obj = await self.call(
+            self.core.patch_namespaced_config_map,
+            name,
+            namespace,
+            dict(patch),
+            _content_type="application/merge-patch+json",
+            verb="patch",
+            resource="configmaps",
+            namespace=namespace,
+        )
+        return result
+
+    # --- streams (blocking; the caller owns the response) ---------------------------------------
+
+    def open_log(self, namespace: str, pod: str, container: str) -> urllib3.BaseHTTPResponse:
+        """Blocking: the log of a container as an unread response."""
+        try:
+            response: Any = self.core.read_namespaced_pod_log(
+                pod,
+                namespace,
+                container=container,
+                _preload_content=False,
+                _request_timeout=(self.request_timeout_s, self.request_timeout_s),
+            )
+        except Exception as exc:
+            raise translate(exc, verb="get", resource="pods/log", namespace=namespace) from exc
+        return cast(urllib3.BaseHTTPResponse, response)
+
+    async def open_log_retrying(self, namespace: str, pod: str, container: str) -> urllib3.BaseHTTPResponse:
+        async def attempt() -> urllib3.BaseHTTPResponse:
+            return await self.in_thread(self.open_log, namespace, pod, container)
+
+        return await retry.retry_temporary(attempt, backoff=self.backoff, what="get pods/log", sleep=self.sleep)
+
+    async def read_chunk(self, response: urllib3.BaseHTTPResponse, namespace: str) -> bytes:
+        try:
+            chunk: bytes = await self.in_thread(response.read, CHUNK_BYTES)
+        except Exception as exc:
+            raise translate(exc, verb="get", resource="pods/log", namespace=namespace) from exc
+        return chunk
+
+    def open_watch(
+        self, kind: str, namespace: str, label_selector: str, resource_version: str, timeout_s: float
+    ) -> urllib3.BaseHTTPResponse:
+        """Blocking: a watch stream of jobs or pods from ``resource_version``."""
+        fn = self.batch.list_namespaced_job if kind == "jobs" else self.core.list_namespaced_pod
+        resource = "batch/jobs" if kind == "jobs" else "pods"
+        try:
+            response: Any = fn(
+                namespace,
+                label_selector=label_selector,
+                watch=True,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=max(1, int(timeout_s)),
+                _preload_content=False,
+                _request_timeout=(self.request_timeout_s, timeout_s + 30),
+            )
+        except Exception as exc:
+            raise translate(exc, verb="watch", resource=resource, namespace=namespace) from exc
+        return cast(urllib3.BaseHTTPResponse, response)
+
+    def list_raw(self, kind: str, namespace: str, label_selector: str) -> Obj:
+        """Blocking: a list of jobs or pods (for a watch to start from)."""
+        fn = self.batch.list_namespaced_job if kind == "jobs" else self.core.list_namespaced_pod
+        resource = "batch/jobs" if kind == "jobs" else "pods"
+        result: Obj = self.fetch(
+            fn, namespace, label_selector=label_selector, verb="list", resource=resource, namespace=namespace
+        )
+        return result

@@ -1,0 +1,193 @@
+"""Reading Job and pod status: is the task over, why, and whose logs matter. Pure functions on JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from jes.runner.base import Status
+
+Obj = dict[str, Any]
+
+#: Waiting reasons of a container that will not start by itself (fail fast, DESIGN decision 9).
+CANNOT_START_REASONS = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError"}
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: Status
+    reason: str
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class LogTarget:
+    pod: str
+    container: str
+    init: bool
+    terminated: Obj | None
+    """The container's terminated state; None for a container still running."""
+
+
+def parse_time(raw: object) -> datetime | None:
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _conditions(job: Obj) -> list[Obj]:
+    return [c for c in (job.get("status") or {}).get("conditions") or [] if c.get("status") == "True"]
+
+
+def job_verdict(job: Obj) -> Verdict | None:
+    """The Job's own final condition, if it has one (``Complete`` or ``Failed``)."""
+    for condition in _conditions(job):
+        ctype = condition.get("type")
+        reason = str(condition.get("reason") or "")
+        message = str(condition.get("message") or "")
+        if ctype == "Complete":
+            return Verdict(Status.SUCCEEDED, "completed")
+        if ctype == "Failed" and reason == "DeadlineExceeded":
+            limit = (job.get("spec") or {}).get("activeDeadlineSeconds")
+            limit_text = f" (activeDeadlineSeconds={limit})" if limit is not None else ""
+            return Verdict(Status.DEADLINE_EXCEEDED, f"job deadline exceeded{limit_text}: {message}".rstrip(": "))
+        if ctype == "Failed":
+            return Verdict(Status.FAILED, f"Job failed: {reason}: {message}".rstrip(": "))
+    return None
+
+
+def finished_at(job: Obj) -> datetime | None:
+    """When the Job finished (``completionTime`` or the final condition's transition)."""
+    status = job.get("status") or {}
+    done = parse_time(status.get("completionTime"))
+    if done is not None:
+        return done
+    for condition in _conditions(job):
+        if condition.get("type") in ("Complete", "Failed"):
+            return parse_time(condition.get("lastTransitionTime"))
+    return None
+
+
+def _statuses(pod: Obj) -> list[tuple[bool, Obj]]:
+    status = pod.get("status") or {}
+    inits = [(True, s) for s in status.get("initContainerStatuses") or []]
+    return inits + [(False, s) for s in status.get("containerStatuses") or []]
+
+
+def _by_age(pods: dict[str, Obj] | list[Obj]) -> list[Obj]:
+    items = list(pods.values()) if isinstance(pods, dict) else list(pods)
+    return sorted(
+        items, key=lambda p: ((p.get("metadata") or {}).get("creationTimestamp") or "", p["metadata"]["name"])
+    )
+
+
+def cannot_start(pods: dict[str, Obj]) -> Verdict | None:
+    """A container stuck for a reason that will not go away by waiting (image, config)."""
+    for pod in _by_age(pods):
+        for _, status in _statuses(pod):
+            waiting = (status.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            if reason in CANNOT_START_REASONS:
+                message = str(waiting.get("message") or "").strip()
+                detail = f"{reason}: {message}" if message else str(reason)
+                return Verdict(Status.CANNOT_START, f"{detail} (container {status.get('name')})")
+    return None
+
+
+def unschedulable(pods: dict[str, Obj]) -> str | None:
+    """The scheduler's message when a pod cannot be placed on any node."""
+    for pod in _by_age(pods):
+        for condition in (pod.get("status") or {}).get("conditions") or []:
+            if (
+                condition.get("type") == "PodScheduled"
+                and condition.get("status") == "False"
+                and condition.get("reason") == "Unschedulable"
+            ):
+                return str(condition.get("message") or "Unschedulable")
+    return None
+
+
+def main_started(pods: dict[str, Obj], main: str) -> bool:
+    """Whether the task's main container is running (or already ran)."""
+    for pod in pods.values():
+        for init, status in _statuses(pod):
+            state = status.get("state") or {}
+            if not init and status.get("name") == main and ("running" in state or "terminated" in state):
+                return True
+    return False
+
+
+def describe_termination(terminated: Obj) -> str:
+    """'exit code 1: message', 'OOMKilled (exit code 137)', 'exit code 2 (ContainerCannotRun)'."""
+    code = terminated.get("exitCode")
+    reason = str(terminated.get("reason") or "")
+    message = str(terminated.get("message") or "").strip()
+    text = f"OOMKilled (exit code {code})" if reason == "OOMKilled" else f"exit code {code}"
+    if reason and reason not in ("OOMKilled", "Error", "Completed"):
+        text += f" ({reason})"
+    return f"{text}: {message}" if message else text
+
+
+def _terminated(status: Obj) -> Obj | None:
+    state: Obj | None = (status.get("state") or {}).get("terminated")
+    return state
+
+
+def _failed(terminated: Obj) -> bool:
+    return terminated.get("exitCode") != 0 or terminated.get("reason") not in ("Completed", None)
+
+
+def failure_detail(pods: list[Obj], main: str) -> Verdict | None:
+    """Why the (last) pod failed: a failed init container, the main container, or an eviction."""
+    for pod in reversed(_by_age(pods)):
+        failed = [(init, s, t) for init, s in _statuses(pod) if (t := _terminated(s)) is not None and _failed(t)]
+        failed.sort(key=lambda item: (not item[0], item[1].get("name") != main))
+        if failed:
+            init, status, terminated = failed[0]
+            detail = describe_termination(terminated)
+            if init:
+                detail = f"init container {status.get('name')} failed: {detail}"
+            return Verdict(Status.FAILED, detail, terminated.get("exitCode"))
+        pod_status = pod.get("status") or {}
+        if pod_status.get("phase") == "Failed" and pod_status.get("reason"):
+            text = f"pod {pod_status['reason']}: {pod_status.get('message', '')}".rstrip(": ")
+            return Verdict(Status.FAILED, text)
+    return None
+
+
+def main_exit_code(pods: list[Obj], main: str) -> int | None:
+    for pod in reversed(_by_age(pods)):
+        for init, status in _statuses(pod):
+            terminated = _terminated(status)
+            if not init and status.get("name") == main and terminated is not None:
+                code = terminated.get("exitCode")
+                return int(code) if code is not None else None
+    return None
+
+
+def log_targets(pods: list[Obj], *, include_running: bool) -> list[LogTarget]:
+    """Containers whose logs belong in the outcome (upstream's rules).
+
+    Every terminated container; init containers only when some terminated container's reason is
+    not ``Completed``; running containers too when ``include_running`` (a task being stopped).
+    """
+    targets: list[LogTarget] = []
+    failed = False
+    for pod in _by_age(pods):
+        for init, status in _statuses(pod):
+            terminated = _terminated(status)
+            name = str(status.get("name"))
+            if terminated is not None:
+                targets.append(LogTarget(pod["metadata"]["name"], name, init, terminated))
+                failed = failed or terminated.get("reason") != "Completed"
+            elif include_running and "running" in (status.get("state") or {}):
+                targets.append(LogTarget(pod["metadata"]["name"], name, init, None))
+    if not failed:
+        targets = [t for t in targets if not t.init]
+    return targets

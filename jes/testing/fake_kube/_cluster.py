@@ -1,0 +1,454 @@
+"""The fake cluster's controllers: Job controller, TTL and garbage collection, and the fake clock.
+
+Runs on the fake server's event loop. Time is a :class:`Clock` (real time plus whatever a test
+added with ``advance``), so a test can jump over ``activeDeadlineSeconds`` or
+``ttlSecondsAfterFinished`` without waiting. One coroutine per live pod plays the kubelet
+(:mod:`._kubelet`); timers cost nothing while waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from jes.testing.fake_kube import _kubelet, _store
+from jes.testing.fake_kube._behaviour import Behaviour
+
+Obj = _store.Obj
+_BACKOFF_MESSAGE = "Job has reached the specified backoff limit"
+logger = logging.getLogger(__name__)
+
+
+class Clock:
+    """Fake time: real time plus the seconds tests added with :meth:`advance`."""
+
+    def __init__(self) -> None:
+        self._offset_s = 0.0
+        self._lock = threading.Lock()
+        self.on_advance: Callable[[], None] | None = None
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self._offset_s
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self._offset_s)
+
+    def timestamp(self) -> str:
+        return self.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def reset(self) -> None:
+        with self._lock:
+            self._offset_s = 0.0
+
+    def advance(self, seconds: float) -> None:
+        """Jump forward: timers (pod durations, deadlines, TTLs) due by then fire at once."""
+        with self._lock:
+            self._offset_s += seconds
+        if self.on_advance is not None:
+            self.on_advance()
+
+
+class Timers:
+    """``sleep`` on the fake clock: one heap, one armed loop timer."""
+
+    def __init__(self, clock: Clock, loop: asyncio.AbstractEventLoop) -> None:
+        self._clock = clock
+        self._loop = loop
+        self._heap: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+        self._handle: asyncio.TimerHandle | None = None
+        clock.on_advance = self._fire_soon
+
+    def _fire_soon(self) -> None:
+        self._loop.call_soon_threadsafe(self._fire)
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = self._loop.create_future()
+        due = self._clock.monotonic() + seconds
+        heapq.heappush(self._heap, (due, next(self._seq), future))
+        if self._heap[0][2] is future:
+            self._arm()
+        await future
+
+    def _arm(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._heap:
+            delay = max(0.0, self._heap[0][0] - self._clock.monotonic())
+            self._handle = self._loop.call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        now = self._clock.monotonic()
+        while self._heap and self._heap[0][0] <= now:
+            _, _, future = heapq.heappop(self._heap)
+            if not future.done():
+                future.set_result(None)
+        self._arm()
+
+
+BehaviourLookup = Callable[[str, Obj, bool], Behaviour]
+"""(job name, container spec, is init container) → the container's script."""
+
+
+class Cluster:
+    """Reacts to stored objects the way Kubernetes' controllers and a kubelet would."""
+
+    def __init__(
+        self,
+        store: _store.Store,
+        clock: Clock,
+        timers: Timers,
+        behaviour_for: BehaviourLookup,
+        *,
+        check_service_accounts: bool,
+        image_backoff_s: float,
+        pod_retry_delay_s: float = 0.1,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.timers = timers
+        self.behaviour_for = behaviour_for
+        self.check_service_accounts = check_service_accounts
+        self.image_backoff_s = image_backoff_s
+        self.pod_retry_delay_s = pod_retry_delay_s
+        self._tasks: dict[str, set[asyncio.Task[None]]] = {}
+        """Running coroutines per owner uid (job or pod)."""
+        self._scripts: dict[tuple[str, str], dict[str, tuple[Behaviour, bool]]] = {}
+        """(namespace, pod) → container → (script, is init): what the log endpoint serves."""
+        self._changed: dict[tuple[str, str], asyncio.Event] = {}
+        self._events: dict[tuple[str, str, str], str] = {}
+        self._event_ns = 0
+        store.listeners.append(self._on_change)
+
+    # --- bookkeeping -------------------------------------------------------------------------
+
+    def _spawn(self, owner_uid: str, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        tasks = self._tasks.setdefault(owner_uid, set())
+        tasks.add(task)
+        task.add_done_callback(lambda t: self._forget(owner_uid, t))
+
+    def _forget(self, owner_uid: str, task: asyncio.Task[None]) -> None:
+        tasks = self._tasks.get(owner_uid)
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:
+                del self._tasks[owner_uid]
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("fake cluster task %s failed", task.get_name(), exc_info=task.exception())
+
+    def _cancel(self, owner_uid: str) -> None:
+        for task in list(self._tasks.get(owner_uid, ())):
+            task.cancel()
+
+    def cancel_all(self) -> None:
+        for uid in list(self._tasks):
+            self._cancel(uid)
+
+    def reset(self) -> None:
+        """Stop every controller coroutine and forget per-object bookkeeping."""
+        self.cancel_all()
+        self._scripts.clear()
+        self._events.clear()
+        for event in self._changed.values():
+            event.set()
+        self._changed.clear()
+
+    def _on_change(self, plural: str, event_type: str, obj: Obj) -> None:
+        if plural != "pods":
+            return
+        meta = obj["metadata"]
+        key = (meta.get("namespace", ""), meta["name"])
+        event = self._changed.pop(key, None)
+        if event is not None:
+            event.set()
+        if event_type == "DELETED":
+            self._cancel(meta["uid"])
+            self._scripts.pop(key, None)
+
+    async def pod_changed(self, namespace: str, name: str) -> None:
+        """Wait until the pod is updated or deleted."""
+        event = self._changed.setdefault((namespace, name), asyncio.Event())
+        await event.wait()
+
+    def script(self, namespace: str, pod: str, container: str) -> tuple[Behaviour, bool] | None:
+        return self._scripts.get((namespace, pod), {}).get(container)
+
+    def mutate(self, plural: str, namespace: str, name: str, change: Callable[[Obj], None]) -> Obj | None:
+        current = self.store.get(plural, namespace, name)
+        if current is None:
+            return None
+        obj: Obj = _store.clone(current)
+        change(obj)
+        return self.store.update(plural, obj)
+
+    def event(self, obj: Obj, etype: str, reason: str, message: str, component: str) -> None:
+        """Record a Kubernetes Event about ``obj`` (repeats bump ``count``)."""
+        meta = obj["metadata"]
+        namespace = meta.get("namespace", "")
+        key = (meta["uid"], reason, message)
+        now = self.clock.timestamp()
+        existing = self._events.get(key)
+        if existing is not None:
+
+            def bump(ev: Obj) -> None:
+                ev["count"] = ev.get("count", 1) + 1
+                ev["lastTimestamp"] = now
+
+            if self.mutate("events", namespace, existing, bump) is not None:
+                return
+        self._event_ns = max(self._event_ns + 1, time.time_ns())
+        name = f"{meta['name']}.{self._event_ns:x}"  # as Kubernetes names them: sortable by time
+        self._events[key] = name
+        body: Obj = {
+            "metadata": {"name": name, "namespace": namespace},
+            "involvedObject": {
+                "kind": obj["kind"],
+                "namespace": namespace,
+                "name": meta["name"],
+                "uid": meta["uid"],
+                "apiVersion": obj["apiVersion"],
+                "resourceVersion": meta.get("resourceVersion", ""),
+            },
+            "reason": reason,
+            "message": message,
+            "source": {"component": component},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "type": etype,
+            "eventTime": None,
+            "reportingComponent": component,
+            "reportingInstance": "",
+        }
+        self.store.create("events", body, now)
+
+    # --- deletion and garbage collection -------------------------------------------------------
+
+    def delete(self, plural: str, namespace: str, name: str, propagation: str | None) -> Obj | None:
+        """Delete like the API server plus the garbage collector; returns the final object."""
+        obj = self.store.get(plural, namespace, name)
+        if obj is None:
+            return None
+        uid = obj["metadata"]["uid"]
+        self._cancel(uid)
+        if propagation is None:
+            propagation = "Orphan" if plural == "jobs" else "Background"
+        if propagation == "Orphan":
+            self._orphan(uid, namespace)
+            return self.store.remove(plural, namespace, name)
+        if propagation == "Foreground":
+            now = self.clock.timestamp()
+
+            def mark(o: Obj) -> None:
+                o["metadata"]["deletionTimestamp"] = now
+                o["metadata"]["deletionGracePeriodSeconds"] = 0
+                o["metadata"]["finalizers"] = ["foregroundDeletion"]
+
+            marked = self.mutate(plural, namespace, name, mark)
+            self._delete_dependents(uid, namespace)
+            self.store.remove(plural, namespace, name)
+            return marked
+        removed = self.store.remove(plural, namespace, name)
+        self._delete_dependents(uid, namespace)
+        return removed
+
+    def _delete_dependents(self, uid: str, namespace: str) -> None:
+        for plural, dependent in list(self.store.owned_by(uid, namespace)):
+            self.delete(plural, namespace, dependent["metadata"]["name"], "Background")
+
+    def _orphan(self, uid: str, namespace: str) -> None:
+        for plural, dependent in list(self.store.owned_by(uid, namespace)):
+
+            def strip(o: Obj) -> None:
+                refs = [r for r in o["metadata"].get("ownerReferences") or [] if r.get("uid") != uid]
+                o["metadata"]["ownerReferences"] = refs
+
+            self.mutate(plural, namespace, dependent["metadata"]["name"], strip)
+
+    # --- Job controller ------------------------------------------------------------------------
+
+    def job_created(self, job: Obj) -> None:
+        meta = job["metadata"]
+        self._spawn(meta["uid"], self._run_job(meta["namespace"], meta["name"], meta["uid"]), "fake-job")
+
+    def _job(self, namespace: str, name: str, uid: str) -> Obj | None:
+        job = self.store.get("jobs", namespace, name)
+        return job if job is not None and job["metadata"]["uid"] == uid else None
+
+    async def _run_job(self, namespace: str, name: str, uid: str) -> None:
+        job = self._job(namespace, name, uid)
+        if job is None or job["spec"].get("suspend"):
+            return
+        now = self.clock.timestamp()
+
+        def start(j: Obj) -> None:
+            status = j.setdefault("status", {})
+            status.setdefault("startTime", now)
+            status.setdefault("active", 0)
+            status.setdefault("ready", 0)
+            status.setdefault("terminating", 0)
+            status.setdefault("uncountedTerminatedPods", {})
+
+        self.mutate("jobs", namespace, name, start)
+        deadline_s = job["spec"].get("activeDeadlineSeconds")
+        if deadline_s is not None:
+            self._spawn(uid, self._deadline(namespace, name, uid, float(deadline_s)), "fake-job-deadline")
+        await self._create_pod_when_possible(namespace, name, uid)
+
+    async def _create_pod_when_possible(self, namespace: str, name: str, uid: str) -> None:
+        backoff_s = 1.0
+        while (job := self._job(namespace, name, uid)) is not None:
+            spec = job["spec"]["template"].get("spec") or {}
+            account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+            missing_account = (
+                self.check_service_accounts
+                and account != "default"
+                and self.store.get("serviceaccounts", namespace, account) is None
+            )
+            if not missing_account:
+                self._create_pod(job, f"{name}-{_store.random_suffix()}")
+                return
+            message = (
+                f'Error creating: pods "{name}-" is forbidden: error looking up service account '
+                f'{namespace}/{account}: serviceaccount "{account}" not found'
+            )
+            self.event(job, "Warning", "FailedCreate", message, "job-controller")
+            await self.timers.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, 10.0)
+
+    def _create_pod(self, job: Obj, pod_name: str) -> None:
+        meta = job["metadata"]
+        namespace, uid = meta["namespace"], meta["uid"]
+        template = _store.clone(job["spec"]["template"])
+        tmeta = template.get("metadata") or {}
+        spec = template.get("spec") or {}
+        spec.setdefault("serviceAccountName", spec.get("serviceAccount") or "default")
+        spec.setdefault("schedulerName", "default-scheduler")
+        pod: Obj = {
+            "metadata": {
+                "name": pod_name,
+                "namespace": namespace,
+                "labels": dict(tmeta.get("labels") or {}),
+                "annotations": dict(tmeta.get("annotations") or {}),
+                "ownerReferences": [
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "Job",
+                        "name": meta["name"],
+                        "uid": uid,
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": spec,
+            "status": {"phase": "Pending", "qosClass": "Burstable"},
+        }
+        now = self.clock.timestamp()
+        created = self.store.create("pods", pod, now)
+        self.event(job, "Normal", "SuccessfulCreate", f"Created pod: {pod_name}", "job-controller")
+
+        def active(j: Obj) -> None:
+            j["status"]["active"] = 1
+
+        self.mutate("jobs", namespace, meta["name"], active)
+        scripts: dict[str, tuple[Behaviour, bool]] = {}
+        for container in spec.get("initContainers") or []:
+            scripts[container["name"]] = (self.behaviour_for(meta["name"], container, True), True)
+        for container in spec.get("containers") or []:
+            scripts[container["name"]] = (self.behaviour_for(meta["name"], container, False), False)
+        self._scripts[(namespace, pod_name)] = scripts
+        kubelet = _kubelet.Kubelet(self, namespace, pod_name, meta["name"], uid, scripts)
+        self._spawn(created["metadata"]["uid"], kubelet.run(), "fake-kubelet")
+
+    def pod_finished(self, namespace: str, job_name: str, job_uid: str, succeeded: bool) -> None:
+        job = self._job(namespace, job_name, job_uid)
+        if job is None or _finished(job):
+            return
+        now = self.clock.timestamp()
+        if succeeded:
+
+            def complete(j: Obj) -> None:
+                status = j["status"]
+                status.update(active=0, ready=0, succeeded=status.get("succeeded", 0) + 1, completionTime=now)
+                _kubelet.set_condition(status, "SuccessCriteriaMet", "True", now, "CompletionsReached")
+                _kubelet.set_condition(
+                    status, "Complete", "True", now, "CompletionsReached", "Reached expected number of succeeded pods"
+                )
+
+            done = self.mutate("jobs", namespace, job_name, complete)
+            self.event(job, "Normal", "Completed", "Job completed", "job-controller")
+        else:
+            failed = (job.get("status") or {}).get("failed", 0) + 1
+            if failed <= int(job["spec"].get("backoffLimit", 6)):
+
+                def count(j: Obj) -> None:
+                    j["status"].update(failed=failed, active=0, ready=0)
+
+                self.mutate("jobs", namespace, job_name, count)
+                self._spawn(job_uid, self._retry_pod(namespace, job_name, job_uid), "fake-job-retry")
+                return
+            done = self._fail_job(namespace, job_name, "BackoffLimitExceeded", _BACKOFF_MESSAGE)
+        if done is not None:
+            self._after_finish(done)
+
+    async def _retry_pod(self, namespace: str, name: str, uid: str) -> None:
+        await self.timers.sleep(self.pod_retry_delay_s)
+        await self._create_pod_when_possible(namespace, name, uid)
+
+    def _fail_job(self, namespace: str, name: str, reason: str, message: str) -> Obj | None:
+        now = self.clock.timestamp()
+
+        def fail(j: Obj) -> None:
+            status = j.setdefault("status", {})
+            status.update(active=0, ready=0, failed=status.get("failed", 0) + 1)
+            _kubelet.set_condition(status, "FailureTarget", "True", now, reason, message)
+            _kubelet.set_condition(status, "Failed", "True", now, reason, message)
+
+        done = self.mutate("jobs", namespace, name, fail)
+        if done is not None:
+            self.event(done, "Warning", reason, message, "job-controller")
+        return done
+
+    def _after_finish(self, job: Obj) -> None:
+        meta = job["metadata"]
+        self._cancel(meta["uid"])  # the deadline timer
+        ttl_s = job["spec"].get("ttlSecondsAfterFinished")
+        if ttl_s is not None:
+            self._spawn(meta["uid"], self._ttl(meta["namespace"], meta["name"], meta["uid"], float(ttl_s)), "fake-ttl")
+
+    async def _ttl(self, namespace: str, name: str, uid: str, ttl_s: float) -> None:
+        await self.timers.sleep(ttl_s)
+        if self._job(namespace, name, uid) is not None:
+            asyncio.get_running_loop().call_soon(self.delete, "jobs", namespace, name, "Foreground")
+
+    async def _deadline(self, namespace: str, name: str, uid: str, deadline_s: float) -> None:
+        await self.timers.sleep(deadline_s)
+        job = self._job(namespace, name, uid)
+        if job is None or _finished(job):
+            return
+        for pod in self.store.query("pods", namespace):
+            if any(r.get("uid") == uid for r in pod["metadata"].get("ownerReferences") or ()):
+                self.store.remove("pods", namespace, pod["metadata"]["name"])
+        done = self._fail_job(namespace, name, "DeadlineExceeded", "Job was active longer than specified deadline")
+        if done is not None:
+            asyncio.get_running_loop().call_soon(self._after_finish, done)
+
+
+def _finished(job: Obj) -> bool:
+    return any(
+        c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+        for c in (job.get("status") or {}).get("conditions") or ()
+    )
