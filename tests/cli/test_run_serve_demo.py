@@ -47,9 +47,11 @@ def test_run_failure_exit_1_with_reason_logs_and_budget(tmp_path: Path) -> None:
     config.write_text(
         "apiVersion: v2\nactions:\n  - name: a\n    events: [{name: sayhello}]\n    tasks:\n"
         "      - name: noisy\n        image: alpine\n        cmd: [python3, -c]\n"
-        "        args: ['import sys; print(\"START\"); print(\"x\" * 300000); print(\"END\"); sys.exit(4)']\n"
+        '        args: [\'import sys; print("START"); print("x" * 300000); print("END"); sys.exit(4)\']\n'
     )
-    done = jes("run", "--config", str(config), "--event", APAC, "--runner", "local", env={"JES_MAX_EVENT_BYTES": "20000"})
+    done = jes(
+        "run", "--config", str(config), "--event", APAC, "--runner", "local", env={"JES_MAX_EVENT_BYTES": "20000"}
+    )
     assert done.returncode == 1
     finished = json.loads(done.stdout.splitlines()[-1])
     message = finished["data"]["message"]
@@ -79,7 +81,15 @@ def test_run_with_nothing_matching_exits_0_and_prints_no_events() -> None:
 
 
 def test_serve_refuses_bad_settings_listing_each(tmp_path: Path) -> None:
-    done = jes("serve", env={"HTTP_POLLING_INTERVAL": "soon", "JES_RUNNER": "docker", "JES_JOB_LABELS": "{bad", "KEPTN_API_ENDPOINT": "1.2.3.4"})
+    done = jes(
+        "serve",
+        env={
+            "HTTP_POLLING_INTERVAL": "soon",
+            "JES_RUNNER": "docker",
+            "JES_JOB_LABELS": "{bad",
+            "KEPTN_API_ENDPOINT": "1.2.3.4",
+        },
+    )
     assert done.returncode == 2
     for line in (
         "KEPTN_API_ENDPOINT: expected an http:// or https:// URL such as http://1.2.3.4/api, got '1.2.3.4'",
@@ -142,3 +152,20 @@ def test_demo_runs_the_hello_world(regions: bool) -> None:
     assert "Demo finished: both sequences passed." in done.stdout
     if regions:
         assert "by keptn-jes-apac/APAC" in done.stdout and "by keptn-jes-eu/EU" in done.stdout
+
+
+def test_run_kubernetes_creates_the_job_through_the_kubeconfig(tmp_path: Path) -> None:
+    from jes.testing.fake_kube import FakeKube
+
+    with FakeKube() as kube:
+        kube.behave(image="alpine", logs="Hello, world from APAC!\n", duration_s=0.2)
+        kubeconfig = tmp_path / "kubeconfig"
+        kube.kubeconfig(str(kubeconfig))
+        done = jes("run", "--config", HELLO, "--event", APAC, "--runner", "kubernetes",
+                   env={"KUBECONFIG": str(kubeconfig), "JOB_NAMESPACE": "keptn-jes-apac"})  # fmt: skip
+        (job,) = kube.created_jobs
+    assert done.returncode == 0, done.stderr
+    finished = json.loads(done.stdout.splitlines()[-1])
+    assert finished["data"]["result"] == "pass" and "Hello, world from APAC!" in finished["data"]["message"]
+    assert job["metadata"]["namespace"] == "keptn-jes-apac"
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["Hello, world from APAC!"]
