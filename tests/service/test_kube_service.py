@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,9 +29,12 @@ FAST = retry.Backoff((0.01, 0.05, 0.1, 0.2))
 
 @pytest.fixture
 def kube() -> Iterator[FakeKube]:
+    """The fake API; every Job jes created is checked against the Kubernetes schemas at the end."""
     with FakeKube(image_backoff_s=0.05) as fake:
         fake.behave(image="alpine", logs="hello from the job\n", duration_s=0.3)
         yield fake
+        for job in {json.dumps(j, sort_keys=True): j for j in fake.created_jobs}.values():
+            k8s_valid(job)
 
 
 def make_service(plane: LocalControlPlane, kube: FakeKube, tmp_path: Path, holder: str, **overrides: Any) -> Service:
