@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -98,6 +98,11 @@ class EventHandler:
             return result
 
     async def _handle(self, claim: ledger.Claim, info: EventInfo) -> Result:
+        if claim.report_state("finished") == ledger.SENT:
+            return Result(info.id, "resumed")
+        if claim.report_state("finished") == ledger.PENDING:  # built before a restart: deliver it as it was
+            body = claim.bodies["finished"]
+            return await self._send_finished(claim, info, body, errored=body["data"].get("status") == "errored")
         try:
             loaded = await self.configs.load(info)
         except ConfigNotFound as exc:
@@ -150,23 +155,30 @@ class EventHandler:
         deciding = next((a for a in plan.actions if not a.silent), None)
         if deciding is not None:
             await self._send_started(claim, info, action=deciding.name)
+        async with self._free_slot():
+            for action in plan.actions:
+                if action.silent:
+                    await self._run_silent(claim, plan, action)
+                else:
+                    return await self._run_reporting(claim, plan, action)
+        return Result(info.id, "silent")
+
+    @contextlib.asynccontextmanager
+    async def _free_slot(self) -> AsyncIterator[None]:
+        """Hold one of the run slots; while waiting for it the event counts in jes_events_waiting."""
         waiting = self.metrics.events_waiting if self.metrics else None
-        if waiting:
+        if waiting is not None:
             waiting.inc()
+        holding = False
         try:
             async with self.run_slot():
-                if waiting:
+                holding = True
+                if waiting is not None:
                     waiting.dec()
-                    waiting = None
-                for action in plan.actions:
-                    if action.silent:
-                        await self._run_silent(claim, plan, action)
-                    else:
-                        return await self._run_reporting(claim, plan, action)
+                yield
         finally:
-            if waiting:
+            if waiting is not None and not holding:
                 waiting.dec()
-        return Result(info.id, "silent")
 
     async def _run_silent(self, claim: ledger.Claim, plan: Plan, action: PlannedAction) -> None:
         with logfmt.bind(action=action.name):
@@ -183,12 +195,6 @@ class EventHandler:
     async def _run_reporting(self, claim: ledger.Claim, plan: Plan, action: PlannedAction) -> Result:
         info = plan.event
         with logfmt.bind(action=action.name):
-            if claim.report_state("finished") == ledger.SENT:
-                return Result(info.id, "resumed")
-            if claim.report_state("finished") == ledger.PENDING:  # built before a restart: deliver it as it was
-                body = claim.bodies["finished"]
-                errored = body.get("data", {}).get("status") == "errored"
-                return await self._send_finished(claim, info, body, errored=errored)
             if action.error:
                 message = (
                     action.error

@@ -227,3 +227,28 @@ def test_arbitrary_configs_and_events_never_crash_and_always_explain(text: str, 
         assert events.body_size(event_sent) <= 8192
     if result.outcome == "errored":
         assert finished[0]["data"]["message"] and reporter.logs
+
+
+class MissingConfig:
+    async def load(self, info: EventInfo) -> config.LoadedConfig:
+        raise handler.ConfigNotFound("unable to find job configuration")
+
+
+async def test_a_finished_built_before_a_restart_is_delivered_even_if_the_config_is_gone_now() -> None:
+    event = {"id": "e1", "type": "sh.keptn.event.test.triggered", "shkeptncontext": "c", "data": {"project": "p", "stage": "s", "service": "v"}}
+    store = ledger.MemoryLedger()
+    claim = await store.claim(event)
+    assert claim is not None
+    body = events.finished(matcher.event_info(event), events.Identity(), status="succeeded", result="pass", message="done", max_bytes=65536)
+    claim.reports.update({"started": ledger.SENT, "finished": ledger.PENDING})
+    claim.bodies["finished"] = body
+    await store.release(claim)
+    reporter = RecordingReporter()
+    subject = handler.EventHandler(
+        configs=MissingConfig(), files=NoFiles(), runner=InstantRunner(), reporter=reporter, store=store,
+        executor=matcher.Executor(), job_settings=manifests.JobSettings(), identity=events.Identity(),
+    )  # fmt: skip
+    (resumed,) = await store.resumable()
+    result = await subject.resume(resumed)
+    assert result.outcome == "succeeded" and reporter.sent == [body] and not reporter.logs
+    assert store.claims["e1"].done
