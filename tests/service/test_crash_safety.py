@@ -49,27 +49,30 @@ def assert_each_task_ran_once(markers: Path, runs: list[str]) -> None:
         assert (markers / run).read_text().splitlines() == ["ran"], run
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(8))
 def test_kill_9_at_seeded_points_then_restart(plane: LocalControlPlane, tmp_path: Path, seed: int) -> None:
+    """Four events in a row; jes is killed twice at seeded moments and restarted each time."""
     rng = random.Random(seed)
     markers = tmp_path / "markers"
     markers.mkdir()
-    put_config(plane, counting_config(markers, 0.4))
+    put_config(plane, counting_config(markers, 0.3))
     env = jes_environment(plane, tmp_path / "state")
-    runs = [f"r{seed}-{i}" for i in range(3)]
-    with jes_process(env, tmp_path / "jes.log") as first:
-        wait(lambda: registered(plane), what="registration")
-        contexts = []
-        for run in runs:
-            contexts.append(plane.trigger_sequence(trigger_body(run=run)))
-            time.sleep(rng.uniform(0, 0.15))
-        time.sleep(rng.uniform(0, 1.2))
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-    with jes_process(env, tmp_path / "jes.log") as second:
-        wait(lambda: all(sequence_done(plane, c) for c in contexts), what="every sequence after the restart")
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(timeout=10) == 0
+    runs = [f"r{seed}-{i}" for i in range(4)]
+    contexts = []
+    for kill in range(2):
+        with jes_process(env, tmp_path / "jes.log") as process:
+            wait(lambda: registered(plane), what="registration")
+            if kill == 0:
+                for run in runs:
+                    contexts.append(plane.trigger_sequence(trigger_body(run=run)))
+                    time.sleep(rng.uniform(0, 0.1))
+            time.sleep(rng.uniform(0, 1.0))
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+    with jes_process(env, tmp_path / "jes.log") as last:
+        wait(lambda: all(sequence_done(plane, c) for c in contexts), what="every sequence after the restarts")
+        last.send_signal(signal.SIGTERM)
+        assert last.wait(timeout=10) == 0
     ledger_check(plane)
     assert_each_task_ran_once(markers, runs)
     for context in contexts:
