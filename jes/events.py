@@ -103,6 +103,17 @@ def _scope(info: EventInfo) -> dict[str, Any]:
     return data
 
 
+def probe(info: EventInfo, identity: Identity, kind: str) -> dict[str, Any]:
+    """What identifies a report of ours in the datastore (type, triggeredid, source, executor)."""
+    return {
+        "type": response_type(info.type, kind),
+        "shkeptncontext": info.keptn_context,
+        "triggeredid": info.id,
+        "source": identity.source,
+        "data": {"jes": {"executor": identity.executor}},
+    }
+
+
 def started(info: EventInfo, identity: Identity, *, now: datetime | None = None, action: str = "") -> dict[str, Any]:
     data = _scope(info)
     data["jes"] = {"executor": identity.executor, "action": action}

@@ -98,11 +98,8 @@ class EventHandler:
             return result
 
     async def _handle(self, claim: ledger.Claim, info: EventInfo) -> Result:
-        if claim.report_state("finished") == ledger.SENT:
-            return Result(info.id, "resumed")
-        if claim.report_state("finished") == ledger.PENDING:  # built before a restart: deliver it as it was
-            body = claim.bodies["finished"]
-            return await self._send_finished(claim, info, body, errored=body["data"].get("status") == "errored")
+        if await self.reporter.delivered_before(claim, "finished", events.probe(info, self.identity, "finished")):
+            return Result(info.id, "resumed")  # finished before a restart; only the bookkeeping was left
         try:
             loaded = await self.configs.load(info)
         except ConfigNotFound as exc:
@@ -279,9 +276,6 @@ class EventHandler:
         except errors.JesError as exc:
             return _failed_before_start(job_name, f"could not fetch files: {exc}", started_at, self.clock())
         spec = self._spec(plan, task, job_name, files)
-        if record.get("state") is None:
-            record.update({"job": job_name, "state": ledger.CREATING})
-            await self.store.save(claim)
         if progress is not None and claim.report_state(f"status/{job_name}") is None:
             claim.reports[f"status/{job_name}"] = ledger.SENT
             changed = events.status_changed(
@@ -354,21 +348,19 @@ class EventHandler:
     async def _send_started(self, claim: ledger.Claim, info: EventInfo, *, action: str) -> None:
         if claim.report_state("started") == ledger.SENT:
             return
-        body = claim.bodies.get("started") or events.started(info, self.identity, action=action)
-        await self.reporter.deliver(claim, "started", body)
+        await self.reporter.deliver(claim, "started", events.started(info, self.identity, action=action))
 
     async def _send_finished(
         self, claim: ledger.Claim, info: EventInfo, finished: dict[str, Any], *, errored: bool
     ) -> Result:
-        body = claim.bodies.get("finished") or finished
-        await self.reporter.deliver(claim, "finished", body)
+        # not saved here: completing the claim right after records it in the same write
+        await self.reporter.deliver(claim, "finished", finished, persist=False)
         if self.metrics:
-            self.metrics.events_finished.labels(body["data"]["result"]).inc()
+            self.metrics.events_finished.labels(finished["data"]["result"]).inc()
         if errored and claim.report_state("log") != ledger.SENT:
-            await self.reporter.error_log(events.error_log_entry(body, integration_id="", info=info))
+            await self.reporter.error_log(events.error_log_entry(finished, integration_id="", info=info))
             claim.reports["log"] = ledger.SENT
-            await self.store.save(claim)
-        return Result(info.id, "errored" if errored else "succeeded", body)
+        return Result(info.id, "errored" if errored else "succeeded", finished)
 
     def _count_skip(self, reason: str) -> None:
         if self.metrics:

@@ -2,14 +2,14 @@
 
 Claim objects live in jes's own namespace (``K8S_NAMESPACE``) as ``coordination.k8s.io/v1``
 Leases named after the executor and the event (``jes-claim-<hash>``). The Lease's holder is the
-replica working on the event; the :class:`~jes.ledger.Claim` record (event, report states,
-pending report bodies, task progress) is kept in an annotation and every change is written with
+replica working on the event; the :class:`~jes.ledger.Claim` record (event, reports sent, tasks
+done) is kept in an annotation and every change is written with
 the Lease's ``resourceVersion``, so two replicas can never both believe they own an event.
 
 Each replica also keeps a heartbeat Lease (``jes-holder-<hash>``) renewed every
 ``renew_interval_s``. A claim whose holder's heartbeat is missing or older than
 ``holder_timeout_s`` is taken over by whichever replica sees the event next (or by a periodic
-sweep): it resumes the work — adopting the Jobs by their deterministic names and checking pending
+sweep): it resumes the work — adopting the Jobs by their deterministic names and checking unsent
 reports against the datastore — so nothing is lost when a pod dies and nothing is done twice.
 
 Done claims are kept for ``keep_done_s`` (a late poll may still return the event) and then
@@ -288,7 +288,6 @@ class LeaseLedger:
 
     async def complete(self, claim: ledger.Claim) -> None:
         claim.done, claim.done_at = True, self.clock()
-        claim.bodies.clear()
         try:
             await self.save(claim)
         finally:

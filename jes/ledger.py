@@ -1,11 +1,11 @@
 """The crash-safety ledger: which triggered events this executor took, and how far it got.
 
-One :class:`Claim` per taken event records the event itself, each report's state (``pending``
-before the POST, ``sent`` once accepted, with the exact body while pending) and each task's
-progress (``creating`` before its Job is created, ``created``, then ``done`` with a summary).
-After a crash, the claim says what is left: reports still pending are checked against the
-control plane's datastore before being sent again, tasks are adopted by their deterministic Job
-names, and nothing is done twice.
+One :class:`Claim` per taken event records the event itself, which reports the control plane
+accepted (``sent``) and each finished task (``done``, with a summary). A claim read back after a
+restart is *resumed*: every report it does not mark as sent may have been POSTed just before the
+crash, so it is looked up in the control plane's datastore before it is sent; tasks are adopted
+by their deterministic Job names, and a task marked done is never started again. Nothing is done
+twice, and each step costs one write at most.
 
 Implementations: :class:`MemoryLedger` (``jes run``, tests), :class:`FileLedger` (the local
 runner; ``JES_STATE_DIR``, one process) and :class:`jes.kubeledger.LeaseLedger` (the kubernetes
@@ -27,10 +27,7 @@ from typing import IO, Any, Protocol
 
 from jes import errors, fsutil
 
-PENDING = "pending"
 SENT = "sent"
-CREATING = "creating"
-CREATED = "created"
 DONE = "done"
 
 
@@ -42,23 +39,26 @@ class Claim:
     event: dict[str, Any]
     holder: str
     reports: dict[str, str] = field(default_factory=dict)
-    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     done: bool = False
     taken_at: float = field(default_factory=time.time)
     done_at: float | None = None
     version: str = ""
-    """Opaque concurrency token of the store (a Lease's resourceVersion)."""
+    """Opaque concurrency token of the store (a Lease's resourceVersion); not persisted."""
+    resumed: bool = False
+    """Read back from the store (after a restart or from a dead replica); not persisted."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("version")
+        data.pop("resumed")
         return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], *, version: str = "") -> Claim:
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "version"}
-        return cls(**known, version=version)
+        transient = ("version", "resumed")
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k not in transient}
+        return cls(**known, version=version, resumed=True)
 
     def report_state(self, key: str) -> str | None:
         return self.reports.get(key)
@@ -113,6 +113,8 @@ class MemoryLedger:
         existing = self.claims.get(event_id)
         if existing is not None and (existing.done or event_id in self._active):
             return None
+        if existing is not None:
+            existing.resumed = True
         claim = existing or Claim(event_id=event_id, event=dict(event), holder=self.holder)
         self.claims[event_id] = claim
         self._active.add(event_id)
@@ -129,7 +131,11 @@ class MemoryLedger:
         self._active.discard(claim.event_id)
 
     async def resumable(self) -> list[Claim]:
-        return [c for c in self.claims.values() if not c.done and c.event_id not in self._active]
+        claims = [c for c in self.claims.values() if not c.done and c.event_id not in self._active]
+        for claim in claims:
+            claim.resumed = True
+            self._active.add(claim.event_id)
+        return claims
 
     async def close(self) -> None:
         return None
@@ -195,7 +201,6 @@ class FileLedger:
 
     async def complete(self, claim: Claim) -> None:
         claim.done, claim.done_at = True, time.time()
-        claim.bodies.clear()
         await self.save(claim)
         self._active.discard(claim.event_id)
 
@@ -204,7 +209,9 @@ class FileLedger:
 
     async def resumable(self) -> list[Claim]:
         claims = await asyncio.to_thread(self._read_all)
-        return [c for c in claims if not c.done and c.event_id not in self._active]
+        claims = [c for c in claims if not c.done and c.event_id not in self._active]
+        self._active.update(c.event_id for c in claims)
+        return claims
 
     # -- files -----------------------------------------------------------------------------------
 

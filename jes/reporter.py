@@ -1,11 +1,10 @@
 """Delivering events: exactly once for ``.started``/``.finished``, best effort for the rest.
 
-:class:`KeptnReporter` records a report as *pending* (with its body) in the claim before the POST
-and as *sent* once accepted. It retries until the control plane accepts, and when a POST may have
-been accepted although the answer was lost (a dropped connection, a gateway timeout) — or a
-pending report is found after a restart — it asks the datastore whether the event arrived before
-sending it again. The control plane replaces event ids, so the check matches type, triggeredid,
-source and ``data.jes.executor``.
+:class:`KeptnReporter` marks a report *sent* in the claim once the control plane accepted it, and
+retries until it does. When a POST may have been accepted although the answer was lost (a dropped
+connection, a gateway timeout), or a claim is resumed after a restart with a report not marked
+sent, it asks the datastore whether the event arrived before sending it (again). The control
+plane replaces event ids, so the check matches type, triggeredid, source and ``data.jes.executor``.
 
 :class:`PrintReporter` writes the events as JSON lines instead (``jes run``).
 """
@@ -28,8 +27,12 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class Reporter(Protocol):
-    async def deliver(self, claim: ledger.Claim, key: str, event: dict[str, Any]) -> None:
-        """Deliver exactly once (per claim and key)."""
+    async def deliver(self, claim: ledger.Claim, key: str, event: dict[str, Any], *, persist: bool = True) -> None:
+        """Deliver exactly once (per claim and key); with ``persist`` the claim is saved after."""
+        ...
+
+    async def delivered_before(self, claim: ledger.Claim, key: str, probe: dict[str, Any]) -> bool:
+        """Whether a resumed claim's report had already been accepted (then it is marked sent)."""
         ...
 
     async def best_effort(self, event: dict[str, Any]) -> None:
@@ -63,26 +66,23 @@ class KeptnReporter:
         self._on_error = on_error or (lambda kind: None)
         self._on_delivered = on_delivered or (lambda kind, seconds: None)
 
-    async def deliver(self, claim: ledger.Claim, key: str, event: dict[str, Any]) -> None:
-        state = claim.report_state(key)
-        if state == ledger.SENT:
+    async def deliver(self, claim: ledger.Claim, key: str, event: dict[str, Any], *, persist: bool = True) -> None:
+        if claim.report_state(key) == ledger.SENT:
             return
-        if state == ledger.PENDING:
-            event = claim.bodies.get(key, event)
-            if await self._arrived(event):  # taken before a restart; maybe accepted back then
-                await self._mark_sent(claim, key)
-                return
-        else:
-            claim.reports[key] = ledger.PENDING
-            claim.bodies[key] = event
-            await self._ledger.save(claim)
-        await self._send_until_accepted(event)
-        await self._mark_sent(claim, key)
-
-    async def _mark_sent(self, claim: ledger.Claim, key: str) -> None:
+        if not (claim.resumed and await self._arrived(event)):  # maybe POSTed just before a crash
+            await self._send_until_accepted(event)
         claim.reports[key] = ledger.SENT
-        claim.bodies.pop(key, None)
-        await self._ledger.save(claim)
+        if persist:
+            await self._ledger.save(claim)
+
+    async def delivered_before(self, claim: ledger.Claim, key: str, probe: dict[str, Any]) -> bool:
+        """For a resumed claim: did the control plane accept this report before the restart?"""
+        if claim.report_state(key) == ledger.SENT:
+            return True
+        if claim.resumed and await self._arrived(probe):
+            claim.reports[key] = ledger.SENT
+            return True
+        return False
 
     async def _send_until_accepted(self, event: dict[str, Any]) -> None:
         started = time.monotonic()
@@ -165,11 +165,14 @@ class PrintReporter:
         self.stream = stream
         self.events: list[dict[str, Any]] = []
 
-    async def deliver(self, claim: ledger.Claim, key: str, event: dict[str, Any]) -> None:
+    async def deliver(self, claim: ledger.Claim, key: str, event: dict[str, Any], *, persist: bool = True) -> None:
         if claim.report_state(key) == ledger.SENT:
             return
         self._print(event)
         claim.reports[key] = ledger.SENT
+
+    async def delivered_before(self, claim: ledger.Claim, key: str, probe: dict[str, Any]) -> bool:
+        return claim.report_state(key) == ledger.SENT
 
     async def best_effort(self, event: dict[str, Any]) -> None:
         self._print(event)

@@ -14,6 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jes import config, events, handler, ledger, manifests, matcher
+from jes import reporter as reporter_mod
+from jes.keptn import auth
+from jes.keptn import client as keptn_client
 from jes.keptn.controlplane import models
 from jes.keptn.controlplane.server import LocalControlPlane
 from jes.plan import EventInfo
@@ -127,10 +130,13 @@ class RecordingReporter:
         self.sent: list[dict[str, Any]] = []
         self.logs: list[dict[str, Any]] = []
 
-    async def deliver(self, claim: ledger.Claim, key: str, event: dict[str, Any]) -> None:
+    async def deliver(self, claim: ledger.Claim, key: str, event: dict[str, Any], *, persist: bool = True) -> None:
         if claim.report_state(key) != ledger.SENT:
             self.sent.append(event)
             claim.reports[key] = ledger.SENT
+
+    async def delivered_before(self, claim: ledger.Claim, key: str, probe: dict[str, Any]) -> bool:
+        return claim.report_state(key) == ledger.SENT
 
     async def best_effort(self, event: dict[str, Any]) -> None:
         self.sent.append(event)
@@ -234,21 +240,30 @@ class MissingConfig:
         raise handler.ConfigNotFound("unable to find job configuration")
 
 
-async def test_a_finished_built_before_a_restart_is_delivered_even_if_the_config_is_gone_now() -> None:
-    event = {"id": "e1", "type": "sh.keptn.event.test.triggered", "shkeptncontext": "c", "data": {"project": "p", "stage": "s", "service": "v"}}
+async def test_a_finished_accepted_just_before_a_crash_is_not_sent_again(plane: LocalControlPlane) -> None:
+    """The crash came after the control plane accepted .finished but before the claim recorded it:
+    the resumed claim finds it in the datastore and completes, even though the config is gone now."""
+    (event_id,) = plane.inject_triggered(task="test", project="my-first-project", stage="dev", service="service1")
+    (event,) = [e for e in plane.open_triggered("sh.keptn.event.test.triggered") if e["id"] == event_id]
+    info, identity = matcher.event_info(event), events.Identity(executor="keptn-jes/-")
     store = ledger.MemoryLedger()
     claim = await store.claim(event)
     assert claim is not None
-    body = events.finished(matcher.event_info(event), events.Identity(), status="succeeded", result="pass", message="done", max_bytes=65536)
-    claim.reports.update({"started": ledger.SENT, "finished": ledger.PENDING})
-    claim.bodies["finished"] = body
-    await store.release(claim)
-    reporter = RecordingReporter()
-    subject = handler.EventHandler(
-        configs=MissingConfig(), files=NoFiles(), runner=InstantRunner(), reporter=reporter, store=store,
-        executor=matcher.Executor(), job_settings=manifests.JobSettings(), identity=events.Identity(),
-    )  # fmt: skip
-    (resumed,) = await store.resumable()
-    result = await subject.resume(resumed)
-    assert result.outcome == "succeeded" and reporter.sent == [body] and not reporter.logs
-    assert store.claims["e1"].done
+    settings_ = jes_settings(plane, Path("/nonexistent"))
+    async with auth.make_http_client(settings_) as http:
+        client = keptn_client.KeptnClient.from_settings(http, settings_)
+        for body in (events.started(info, identity), events.finished(info, identity, status="succeeded", result="pass", message="ok", max_bytes=65536)):
+            await client.send_event(body)
+        claim.reports["started"] = ledger.SENT  # the crash: finished was accepted, not yet recorded
+        await store.release(claim)
+        subject = handler.EventHandler(
+            configs=MissingConfig(), files=NoFiles(), runner=InstantRunner(), store=store,
+            reporter=reporter_mod.KeptnReporter(client, store, check_delay_s=0),
+            executor=matcher.Executor(), job_settings=manifests.JobSettings(), identity=identity,
+        )  # fmt: skip
+        (resumed,) = await store.resumable()
+        assert resumed.resumed
+        result = await subject.resume(resumed)
+    assert result.outcome == "resumed" and store.claims[event_id].done
+    assert len(plane.events(type="sh.keptn.event.test.finished", triggered_id=event_id)) == 1
+    assert len(plane.events(type="sh.keptn.event.test.started", triggered_id=event_id)) == 1
