@@ -189,6 +189,7 @@ class _Handlers:
             service=httputil.query(request, "service"),
             event_id=httputil.query(request, "eventID"),
         )
+        self._state.note_poll(request.path_params["event_type"])
         page, next_key = _paged(events, size, offset, bug=self._options.pagination_bug)
         body: dict[str, Any] = {"events": page, "nextPageKey": str(next_key)}
         if events:

@@ -252,6 +252,12 @@ class LocalControlPlane:
         """The open ``.triggered`` events of a type, as the polling endpoint returns them."""
         return copy.deepcopy(self.state.triggered_events(event_type, **filters))
 
+    def triggered_poll_times(self, event_type: str) -> list[float]:
+        """Instrumentation (benchmarks): the wall-clock time (``time.time()``) at which each
+        ``GET /controlPlane/v1/event/triggered/{event_type}`` was answered, oldest first — the
+        moments an event of that type could first be seen by a polling integration."""
+        return self.state.poll_times(event_type)
+
     def sequences(self, *, project: str | None = None, keptn_context: str | None = None) -> list[dict[str, Any]]:
         """Sequence states (one per context, oldest first)."""
         return self.state.sequence_states(project, keptn_context)

@@ -27,6 +27,8 @@ from jes.keptn.controlplane import clock, datastore, models, projects, resources
 logger = logging.getLogger(__name__)
 
 TICK_INTERVAL_S = 0.05
+#: Triggered-event polls remembered per event type (for :meth:`ControlPlaneState.poll_times`).
+MAX_POLL_TIMES = 100_000
 #: ``source`` the api-service puts on events whose source is not a URI reference.
 DEFAULT_SOURCE = "https://github.com/keptn/keptn/api"
 
@@ -92,6 +94,7 @@ class ControlPlaneState:
             emit=self._record,
         )
         self._pending: deque[dict[str, Any]] = deque()
+        self._polls: dict[str, deque[float]] = {}
         self._submitted = 0
         self._processed = 0
         self._running = False
@@ -221,6 +224,17 @@ class ControlPlaneState:
             return self.controller.open.query(
                 event_type, project=project, stage=stage, service=service, event_id=event_id, now=self.clock.now()
             )
+
+    def note_poll(self, event_type: str) -> None:
+        """Instrumentation: remember when a client polled the open events of a type (wall clock)."""
+        moment = time.time()
+        with self._lock:
+            self._polls.setdefault(event_type, deque(maxlen=MAX_POLL_TIMES)).append(moment)
+
+    def poll_times(self, event_type: str) -> list[float]:
+        """``time.time()`` of every answered ``GET .../event/triggered/{event_type}``, oldest first."""
+        with self._lock:
+            return list(self._polls.get(event_type, ()))
 
     def inject_triggered(
         self, *, task: str, project: str, stage: str, service: str, data: dict[str, Any] | None, count: int

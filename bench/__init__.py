@@ -1,0 +1,1 @@
+"""jes benchmarks (``make bench``): see bench/README.md."""
