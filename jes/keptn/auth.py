@@ -41,7 +41,9 @@ MIN_AGE_TO_REFETCH_S = 10.0
 #: Used when the token endpoint does not say how long the token lives.
 DEFAULT_TOKEN_LIFETIME_S = 3600.0
 #: Enough for hundreds of concurrent requests without opening a socket for each.
-DEFAULT_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30.0)
+#: A small pool: httpx scans every pooled connection for each queued request, so a large pool costs
+#: more CPU under load than it gains; requests beyond it wait for a free connection.
+DEFAULT_LIMITS = httpx.Limits(max_connections=16, max_keepalive_connections=16, keepalive_expiry=30.0)
 
 Clock = Callable[[], float]
 
@@ -342,7 +344,8 @@ def make_http_client(
     """
     client = httpx.AsyncClient(
         verify=ssl_verify(settings),
-        timeout=httpx.Timeout(settings.http_timeout_s),
+        # waiting for a free pooled connection is not a failure of the control plane: no timeout
+        timeout=httpx.Timeout(settings.http_timeout_s, pool=None),
         limits=DEFAULT_LIMITS,
         transport=transport,
         follow_redirects=False,

@@ -1,12 +1,14 @@
 """The handler's config and file providers backed by the control plane's resource service.
 
 Configs pinned to a git commit never change, so they are cached (bounded); a project-level config
-(read at the branch head) is cached only for ``unpinned_ttl_s``, which spares the resource service
-a burst of identical requests when many events arrive at once.
+(read at the branch head) is cached only for ``unpinned_ttl_s``. Events arriving together that
+need the same config share one fetch (the others wait for it), so a burst of a thousand events
+costs one request, not a thousand.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -33,6 +35,7 @@ class ControlPlaneConfigs:
         self._max_entries = max_entries
         self._unpinned_ttl_s = unpinned_ttl_s
         self._clock = clock
+        self._loading: dict[Key, asyncio.Future[cfg.LoadedConfig]] = {}
 
     async def load(self, info: EventInfo) -> cfg.LoadedConfig:
         key = (info.project, info.stage, info.service, info.git_commit_id)
@@ -40,6 +43,32 @@ class ControlPlaneConfigs:
         if cached is not None and cached[0] > self._clock():
             self._cache.move_to_end(key)
             return cached[1]
+        loading = self._loading.get(key)
+        if loading is not None:
+            try:
+                return await asyncio.shield(loading)
+            except asyncio.CancelledError:
+                if loading.cancelled():  # the event that was fetching it was cancelled: fetch anew
+                    return await self.load(info)
+                raise
+        future: asyncio.Future[cfg.LoadedConfig] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        try:
+            loaded = await self._fetch(key, info)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # marks it retrieved: the waiters re-raise it themselves
+            raise
+        else:
+            future.set_result(loaded)
+            return loaded
+        finally:
+            del self._loading[key]
+
+    async def _fetch(self, key: Key, info: EventInfo) -> cfg.LoadedConfig:
         try:
             found = await self._source.fetch_config(info.project, info.stage, info.service, info.git_commit_id)
         except configsource.ConfigNotFoundError as exc:
