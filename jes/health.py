@@ -40,11 +40,28 @@ def app(*, ready: Callable[[], bool], metrics: Metrics) -> Starlette:
 
 
 class _QuietServer(uvicorn.Server):
-    """Leaves SIGTERM/SIGINT to the service (uvicorn would capture and re-raise them)."""
+    """uvicorn, quieter: leaves SIGTERM/SIGINT to the service (uvicorn would capture and re-raise
+    them) and wakes once a second instead of ten times while idle (stopped by an event)."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._stop = asyncio.Event()
+        await super().startup(sockets=sockets)
+
+    async def main_loop(self) -> None:
+        await self.on_tick(0)
+        while not self.should_exit:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=1.0)
+            await self.on_tick(0)  # refreshes the Date header
+
+    def request_stop(self) -> None:
+        self.should_exit = True
+        if getattr(self, "_stop", None) is not None:
+            self._stop.set()
 
 
 class HealthServer:
@@ -72,7 +89,7 @@ class HealthServer:
             self._task.result()
 
     async def stop(self) -> None:
-        self._server.should_exit = True
+        self._server.request_stop()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task

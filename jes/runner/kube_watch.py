@@ -42,6 +42,26 @@ def job_name_of_pod(pod: Obj) -> str:
     return ""
 
 
+_METADATA_KEPT = (
+    "name", "namespace", "uid", "resourceVersion", "labels", "ownerReferences",
+    "creationTimestamp", "deletionTimestamp",
+)  # fmt: skip
+
+
+def slim(obj: Obj) -> Obj:
+    """What the runner reads of a Job or pod (metadata, status, a Job's deadline); with a thousand
+    Jobs in flight the rest of each object (pod specs, managed fields) is most of the memory."""
+    metadata = obj.get("metadata") or {}
+    kept: Obj = {
+        "metadata": {k: metadata[k] for k in _METADATA_KEPT if k in metadata},
+        "status": obj.get("status") or {},
+    }
+    deadline = (obj.get("spec") or {}).get("activeDeadlineSeconds")
+    if deadline is not None:
+        kept["spec"] = {"activeDeadlineSeconds": deadline}
+    return kept
+
+
 def _rv(obj: Obj | None) -> int | None:
     try:
         return int(((obj or {}).get("metadata") or {}).get("resourceVersion", ""))
@@ -79,14 +99,14 @@ class Tracker:
     def offer_job(self, job: Obj) -> None:
         """A Job read outside the watch (create/GET answer): kept only if newer."""
         if is_newer(job, self.job):
-            self.job = job
+            self.job = slim(job)
             self.changed.set()
 
     def offer_pods(self, pods: list[Obj]) -> None:
         for pod in pods:
             name = pod["metadata"]["name"]
             if is_newer(pod, self.pods.get(name)):
-                self.pods[name] = pod
+                self.pods[name] = slim(pod)
         self.changed.set()
 
     def fail(self, error: BaseException) -> None:
@@ -300,7 +320,7 @@ class _WatchThread:
     def _list(self) -> str:
         result = self.api.list_raw(self.kind, self.namespace, self.selector)
         list_rv = str((result.get("metadata") or {}).get("resourceVersion", ""))
-        self.owner.post(self.owner.on_list, self.kind, list(result.get("items") or []), list_rv)
+        self.owner.post(self.owner.on_list, self.kind, [slim(item) for item in result.get("items") or []], list_rv)
         return list_rv
 
     def _watch(self, resource_version: str) -> str:
@@ -349,7 +369,7 @@ class _WatchThread:
                     self._raise_status(obj)
                 last_rv = str((obj.get("metadata") or {}).get("resourceVersion", "")) or last_rv
                 if event_type in ("ADDED", "MODIFIED", "DELETED"):
-                    batch.append((event_type, obj))
+                    batch.append((event_type, slim(obj)))
             yield batch, last_rv
 
     def _raise_status(self, status: Obj) -> None:

@@ -317,6 +317,7 @@ class KubernetesRunner:
             return _outcome(spec, Status.LOST, _LOST, started_at)
         limit_s = float(spec.task.max_poll_duration_s)
         created = kube_status.parse_time((job.get("metadata") or {}).get("creationTimestamp"))
+        del job  # the tracker keeps what is needed; the full answer would stay alive while waiting
         if adopted and created is not None:
             started_at = min(created, started_at)
         age_s = (_now() - started_at).total_seconds()
