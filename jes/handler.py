@@ -249,8 +249,11 @@ class EventHandler:
         """``progress`` collects the status.changed deliveries (None: a silent action sends none)."""
         reports: list[events.TaskReport] = []
         for task in action.tasks:
+            # The last task of a reporting action is recorded by the completion that follows at
+            # once; a restart in between adopts its Job again by name.
+            last = progress is not None and task is action.tasks[-1]
             with logfmt.bind(task=task.name):
-                outcome = await self._run_task(claim, plan, task, len(action.tasks), progress=progress)
+                outcome = await self._run_task(claim, plan, task, len(action.tasks), progress=progress, save=not last)
             reports.append(events.TaskReport(task.name, outcome))
             if not outcome.succeeded:
                 break
@@ -264,6 +267,7 @@ class EventHandler:
         count: int,
         *,
         progress: list[asyncio.Task[None]] | None,
+        save: bool = True,
     ) -> runner_base.Outcome:
         info = plan.event
         record = claim.task(task.action_index, task.task_index)
@@ -294,7 +298,8 @@ class EventHandler:
                 "finished_at": outcome.finished_at.isoformat(),
             }
         )
-        await self.store.save(claim)
+        if save:
+            await self.store.save(claim)
         return outcome
 
     def _spec(self, plan: Plan, task: RenderedTask, job_name: str, files: dict[str, bytes]) -> runner_base.TaskSpec:
@@ -348,7 +353,8 @@ class EventHandler:
     async def _send_started(self, claim: ledger.Claim, info: EventInfo, *, action: str) -> None:
         if claim.report_state("started") == ledger.SENT:
             return
-        await self.reporter.deliver(claim, "started", events.started(info, self.identity, action=action))
+        # not saved: a resumed claim looks unsent reports up in the datastore before sending them
+        await self.reporter.deliver(claim, "started", events.started(info, self.identity, action=action), persist=False)
 
     async def _send_finished(
         self, claim: ledger.Claim, info: EventInfo, finished: dict[str, Any], *, errored: bool
