@@ -29,8 +29,6 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import kubernetes.client
-
 from jes import errors, ledger, retry
 from jes.runner import kube_client
 from jes.settings import Settings
@@ -123,31 +121,33 @@ class LeaseLedger:
 
     # -- calls -------------------------------------------------------------------------------------
 
-    async def _call(self, method: str, *args: Any, verb: str, **kwargs: Any) -> Obj:
+    def _path(self, name: str = "") -> str:
+        base = f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases"
+        return f"{base}/{name}" if name else base
+
+    async def _send(self, method: str, path: str, verb: str, **kwargs: Any) -> Obj:
         if self.api is None:
             raise errors.StateError("the lease ledger is used before start()")
-        fn = getattr(kubernetes.client.CoordinationV1Api(self.api.api_client), method)
-        result: Obj = await self.api.call(
-            fn, *args, verb=verb, resource="coordination.k8s.io/leases", namespace=self.namespace, **kwargs
+        return await self.api.send(
+            method, path, verb=verb, resource="coordination.k8s.io/leases", namespace=self.namespace, **kwargs
         )
-        return result
 
     async def _create(self, body: Obj) -> Obj:
-        return await self._call("create_namespaced_lease", self.namespace, body, verb="create")
+        return await self._send("POST", self._path(), "create", body=body)
 
     async def _read(self, name: str) -> Obj:
-        return await self._call("read_namespaced_lease", name, self.namespace, verb="get")
+        return await self._send("GET", self._path(name), "get")
 
     async def _replace(self, name: str, body: Obj) -> Obj:
-        return await self._call("replace_namespaced_lease", name, self.namespace, body, verb="update")
+        return await self._send("PUT", self._path(name), "update", body=body)
 
     async def _delete(self, name: str) -> None:
         with contextlib.suppress(errors.KubeNotFoundError):
-            await self._call("delete_namespaced_lease", name, self.namespace, verb="delete")
+            await self._send("DELETE", self._path(name), "delete")
 
     async def _list(self, kind: str) -> list[Obj]:
         selector = f"{CLAIM_LABEL}={kind},{EXECUTOR_LABEL}={self._executor_label}"
-        result = await self._call("list_namespaced_lease", self.namespace, verb="list", label_selector=selector)
+        result = await self._send("GET", self._path(), "list", query={"labelSelector": selector})
         items: list[Obj] = result.get("items", [])
         return items
 

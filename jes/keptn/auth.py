@@ -43,7 +43,10 @@ DEFAULT_TOKEN_LIFETIME_S = 3600.0
 #: Enough for hundreds of concurrent requests without opening a socket for each.
 #: A small pool: httpx scans every pooled connection for each queued request, so a large pool costs
 #: more CPU under load than it gains; requests beyond it wait for a free connection.
-DEFAULT_LIMITS = httpx.Limits(max_connections=16, max_keepalive_connections=16, keepalive_expiry=30.0)
+MAX_CONNECTIONS = 16
+DEFAULT_LIMITS = httpx.Limits(
+    max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS, keepalive_expiry=30.0
+)
 
 Clock = Callable[[], float]
 

@@ -349,8 +349,12 @@ class KeptnClient:
         resource_service_path: str = "resource-service",
         backoff: retry.Backoff = retry.QUICK,
         sleep: retry.Sleep = asyncio.sleep,
+        max_in_flight: int = 12,
     ) -> None:
         self.http = http
+        # Requests beyond the connection pool would queue inside httpcore, which rescans its whole
+        # queue for every request it finishes; waiting here keeps that queue short under a burst.
+        self._in_flight = asyncio.Semaphore(max_in_flight)
         self.endpoint = endpoint.rstrip("/")
         self.resource_service_path = resource_service_path.strip("/")
         self.backoff = backoff
@@ -383,7 +387,8 @@ class KeptnClient:
         url = self.endpoint + path
         shown = _redacted(httpx.URL(url, params=params))
         try:
-            response = await self.http.request(method, url, params=params, json=json)
+            async with self._in_flight:
+                response = await self.http.request(method, url, params=params, json=json)
         except httpx.HTTPError as exc:
             timeout_s = self.http.timeout.read
             error = transport_error(exc, method, shown, timeout_s, idempotent=idempotent)

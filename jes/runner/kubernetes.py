@@ -530,7 +530,11 @@ class KubernetesRunner:
         )
 
     async def _final_pods(self, namespace: str, tracker: kube_watch.Tracker) -> list[Obj]:
-        """The Job's pods, read once now (the pod watch may lag behind the Job watch)."""
+        """The Job's pods: as watched when every one of them has ended, else read once now (the
+        pod watch may lag behind the Job watch)."""
+        watched = list(tracker.pods.values())
+        if watched and all((p.get("status") or {}).get("phase") in ("Succeeded", "Failed") for p in watched):
+            return watched
         try:
             pods = await self._require_api().list_pods(namespace, f"job-name={tracker.name}")
         except errors.KubeError as exc:
