@@ -385,12 +385,12 @@ class KeptnClient:
     ) -> httpx.Response:
         """One request; errors translated. Auth-flow failures (OAuth) arrive as KeptnErrors."""
         url = self.endpoint + path
-        shown = _redacted(httpx.URL(url, params=params))
         try:
             async with self._in_flight:
                 response = await self.http.request(method, url, params=params, json=json)
         except httpx.HTTPError as exc:
             timeout_s = self.http.timeout.read
+            shown = _redacted(httpx.URL(url, params=params))
             error = transport_error(exc, method, shown, timeout_s, idempotent=idempotent)
             raise self._scrub(error) from exc
         except errors.KeptnError as exc:

@@ -141,6 +141,9 @@ class Trackers:
         self.failures = 0
         self.max_failures = max(1, len(backoff.delays_s))
         self.state_changed = asyncio.Event()
+        self._outbox: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        self._outbox_lock = threading.Lock()
+        self._delivery_pending = False
         self.watches = [
             _WatchThread(self, api, "jobs", key.job_selector, watch_timeout_s=watch_timeout_s, backoff=backoff),
             _WatchThread(self, api, "pods", key.pod_selector, watch_timeout_s=watch_timeout_s, backoff=backoff),
@@ -184,10 +187,24 @@ class Trackers:
     # --- called on the loop by the watch threads ------------------------------------------------
 
     def post(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop, in order. Calls posted while a delivery is pending join it,
+        so a burst of watch events wakes the loop once, not once per event."""
+        with self._outbox_lock:
+            self._outbox.append((fn, args))
+            if self._delivery_pending:
+                return
+            self._delivery_pending = True
         try:
-            self.loop.call_soon_threadsafe(fn, *args)
+            self.loop.call_soon_threadsafe(self._deliver)
         except RuntimeError:  # the loop is closed: nobody is waiting any more
             pass
+
+    def _deliver(self) -> None:
+        with self._outbox_lock:
+            calls, self._outbox = self._outbox, []
+            self._delivery_pending = False
+        for fn, args in calls:
+            fn(*args)
 
     def on_list(self, kind: str, items: list[Obj], list_rv: str) -> None:
         """A fresh list replaces what trackers knew (except what they learnt after it)."""

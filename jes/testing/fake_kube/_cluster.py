@@ -193,6 +193,19 @@ class Cluster:
         change(obj)
         return self.store.update(plural, obj)
 
+    def mutate_status(self, plural: str, namespace: str, name: str, change: Callable[[Obj], None]) -> Obj | None:
+        """Like :meth:`mutate` for changes to ``status`` and to top-level ``spec`` fields only (the
+        kubelet's): copies just those parts, a fraction of cloning a whole pod each time."""
+        current = self.store.get(plural, namespace, name)
+        if current is None:
+            return None
+        obj: Obj = dict(current)
+        obj["metadata"] = dict(current["metadata"])
+        obj["spec"] = dict(current.get("spec") or {})
+        obj["status"] = _store.clone(current.get("status") or {})
+        change(obj)
+        return self.store.update(plural, obj)
+
     def event(self, obj: Obj, etype: str, reason: str, message: str, component: str) -> None:
         """Record a Kubernetes Event about ``obj`` (repeats bump ``count``)."""
         meta = obj["metadata"]

@@ -70,7 +70,7 @@ class Kubelet:
         return self.cluster.clock.timestamp()
 
     def _update(self, change: Callable[[Obj], None]) -> Obj | None:
-        return self.cluster.mutate("pods", self.namespace, self.pod, change)
+        return self.cluster.mutate_status("pods", self.namespace, self.pod, change)
 
     def _event(self, etype: str, reason: str, message: str, component: str = "kubelet") -> None:
         pod = self.cluster.store.get("pods", self.namespace, self.pod)
