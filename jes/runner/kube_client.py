@@ -117,6 +117,38 @@ class KubeApi:
             raise translate(exc, verb=verb, resource=resource, namespace=namespace) from exc
         return json.loads(data) if data else {}
 
+    def _raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None,
+        body: Any,
+        content_type: str,
+        timeout: Any,
+    ) -> Any:
+        """Blocking: one request with the client's configuration (server, auth, TLS, pool); the
+        response unread. It skips the generated API methods, whose pydantic validation and model
+        projection of a body cost more CPU than the request itself. Non-2xx → ApiException."""
+        headers = {"Accept": "application/json, */*"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        method, url, headers, body, post = self.api_client.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=list((query or {}).items()),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self.api_client.call_api(
+            method, url, header_params=headers, body=body, post_params=post, _request_timeout=timeout
+        )
+        if not 200 <= response.status <= 299:
+            data = response.read()  # type: ignore[no-untyped-call]
+            raise ApiException.from_response(http_resp=response, body=data.decode(errors="replace"), data=None)
+        return response
+
     def request(
         self,
         method: str,
@@ -129,27 +161,12 @@ class KubeApi:
         resource: str,
         namespace: str,
     ) -> Obj:
-        """Blocking: one request with the client's configuration (server, auth, TLS, pool), its body
-        parsed as JSON; errors translated. It skips the generated API methods, whose pydantic
-        validation and model projection of a body cost more CPU than the request itself."""
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = content_type
+        """Blocking: :meth:`_raw`, the body parsed as JSON; errors translated."""
         try:
-            method, url, headers, body, post = self.api_client.param_serialize(
-                method=method,
-                resource_path=path,
-                query_params=list((query or {}).items()),
-                header_params=headers,
-                body=body,
-                auth_settings=["BearerToken"],
+            response = self._raw(
+                method, path, query=query, body=body, content_type=content_type, timeout=self.request_timeout_s
             )
-            response = self.api_client.call_api(
-                method, url, header_params=headers, body=body, post_params=post, _request_timeout=self.request_timeout_s
-            )
-            data = response.read()  # type: ignore[no-untyped-call]
-            if not 200 <= response.status <= 299:
-                raise ApiException.from_response(http_resp=response, body=data.decode(errors="replace"), data=None)
+            data = response.read()
         except Exception as exc:
             raise translate(exc, verb=verb, resource=resource, namespace=namespace) from exc
         result: Obj = json.loads(data) if data else {}
@@ -281,16 +298,17 @@ class KubeApi:
     def open_log(self, namespace: str, pod: str, container: str) -> urllib3.BaseHTTPResponse:
         """Blocking: the log of a container as an unread response."""
         try:
-            response: Any = self.core.read_namespaced_pod_log(
-                pod,
-                namespace,
-                container=container,
-                _preload_content=False,
-                _request_timeout=(self.request_timeout_s, self.request_timeout_s),
+            response = self._raw(
+                "GET",
+                f"/api/v1/namespaces/{namespace}/pods/{pod}/log",
+                query={"container": container},
+                body=None,
+                content_type="",
+                timeout=(self.request_timeout_s, self.request_timeout_s),
             )
         except Exception as exc:
             raise translate(exc, verb="get", resource="pods/log", namespace=namespace) from exc
-        return cast(urllib3.BaseHTTPResponse, response)
+        return cast(urllib3.BaseHTTPResponse, response.response)
 
     async def open_log_retrying(self, namespace: str, pod: str, container: str) -> urllib3.BaseHTTPResponse:
         async def attempt() -> urllib3.BaseHTTPResponse:
