@@ -60,6 +60,7 @@ class Settings:
     http_ssl_verify: bool = True
     http_ssl_ca_bundle: str = ""
     http_timeout_s: float = 30.0
+    http_max_connections: int = 8
     oauth_client_id: str = ""
     oauth_client_secret: str = field(default="", repr=False)
     oauth_scopes: tuple[str, ...] = ()
@@ -324,6 +325,7 @@ _VARS: tuple[_Var, ...] = (
     _Var("HTTP_SSL_VERIFY", "http_ssl_verify", _bool, "verify the control plane's TLS certificate [true]"),
     _Var("HTTP_SSL_CA_BUNDLE", "http_ssl_ca_bundle", _text, "CA bundle file for TLS verification"),
     _Var("JES_HTTP_TIMEOUT_S", "http_timeout_s", _positive_float, "timeout of one control-plane request [30]"),
+    _Var("JES_HTTP_MAX_CONNECTIONS", "http_max_connections", _positive_int, "control-plane requests at once; more for a distant control plane and many events, fewer cost less CPU [8]"),
     _Var("OAUTH_CLIENT_ID", "oauth_client_id", _text, "OAuth client id"),
     _Var("OAUTH_CLIENT_SECRET", "oauth_client_secret", _text, "OAuth client secret (never logged)"),
     _Var("OAUTH_SCOPES", "oauth_scopes", _scopes, "OAuth scopes, comma or space separated"),

@@ -209,6 +209,8 @@ app.kubernetes.io/part-of starts with "keptn", in autoDetect.namespace or in any
 {{- end }}
 - name: JES_HTTP_TIMEOUT_S
   value: {{ $api.timeoutSeconds | default 30 | toString | quote }}
+- name: JES_HTTP_MAX_CONNECTIONS
+  value: {{ $api.maxConnections | default 8 | int64 | toString | quote }}
 - name: JES_RESOURCE_SERVICE_PATH
   value: {{ $api.resourceServicePath | default "resource-service" | quote }}
 {{- if include "jes.oauth" . }}

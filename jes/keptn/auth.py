@@ -41,12 +41,12 @@ MIN_AGE_TO_REFETCH_S = 10.0
 #: Used when the token endpoint does not say how long the token lives.
 DEFAULT_TOKEN_LIFETIME_S = 3600.0
 #: Enough for hundreds of concurrent requests without opening a socket for each.
-#: A small pool: httpx scans every pooled connection for each queued request, so a large pool costs
-#: more CPU under load than it gains; requests beyond it wait for a free connection.
-MAX_CONNECTIONS = 16
-DEFAULT_LIMITS = httpx.Limits(
-    max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS, keepalive_expiry=30.0
-)
+def limits(max_connections: int) -> httpx.Limits:
+    """A small pool (``JES_HTTP_MAX_CONNECTIONS``): httpcore checks every pooled connection for each
+    request it assigns, so sixteen connections cost about twice the CPU per request of eight."""
+    return httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=30.0
+    )
 
 Clock = Callable[[], float]
 
@@ -349,7 +349,7 @@ def make_http_client(
         verify=ssl_verify(settings),
         # waiting for a free pooled connection is not a failure of the control plane: no timeout
         timeout=httpx.Timeout(settings.http_timeout_s, pool=None),
-        limits=DEFAULT_LIMITS,
+        limits=limits(settings.http_max_connections),
         transport=transport,
         follow_redirects=False,
         headers={"User-Agent": f"jes/{jes.__version__}"},

@@ -349,11 +349,12 @@ class KeptnClient:
         resource_service_path: str = "resource-service",
         backoff: retry.Backoff = retry.QUICK,
         sleep: retry.Sleep = asyncio.sleep,
-        max_in_flight: int = 12,
+        max_in_flight: int = 8,
     ) -> None:
         self.http = http
         # Requests beyond the connection pool would queue inside httpcore, which rescans its whole
-        # queue for every request it finishes; waiting here keeps that queue short under a burst.
+        # queue for every request it finishes; waiting here (as many as the pool holds) keeps that
+        # queue empty under a burst.
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self.endpoint = endpoint.rstrip("/")
         self.resource_service_path = resource_service_path.strip("/")
@@ -369,6 +370,7 @@ class KeptnClient:
             settings.keptn_api_endpoint,
             resource_service_path=settings.resource_service_path,
             sleep=sleep,
+            max_in_flight=settings.http_max_connections,
         )
 
     # -- plumbing -------------------------------------------------------------------------

@@ -242,7 +242,7 @@ async def test_the_http_client_has_timeouts_and_a_small_pool() -> None:
         # every request has a timeout; waiting for a pooled connection is not a failure
         assert http.timeout == httpx.Timeout(7.0, pool=None)
         pool = http._transport._pool  # type: ignore[attr-defined]
-        assert pool._max_connections == auth.MAX_CONNECTIONS
+        assert pool._max_connections == 8  # JES_HTTP_MAX_CONNECTIONS
         assert not http.follow_redirects
     finally:
         await http.aclose()
