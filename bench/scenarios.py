@@ -74,6 +74,7 @@ class Options:
     throughput_events: int = 1000
     throughput_services: int = 20
     throughput_concurrency: int = 64
+    throughput_runs: int = 3
     inflight_jobs: int = 1000
     output_bytes: int = 200_000_000
     idle_topics: int = 6
@@ -386,6 +387,24 @@ def throughput(opts: Options) -> dict[str, Any]:
             },
             "jes_peak_rss_mib": round(jes.peak_rss_mib(), 1),
         }
+
+
+def throughput_repeated(opts: Options) -> dict[str, Any]:
+    """:func:`throughput` ``opts.throughput_runs`` times; the run with the median sustained rate,
+    with every run's rates listed (the machine is shared: one run can be unlucky)."""
+    runs = [throughput(opts) for _ in range(opts.throughput_runs)]
+    ordered = sorted(runs, key=lambda r: r["steady_events_per_s"])
+    median = dict(ordered[len(ordered) // 2])
+    median["runs"] = [
+        {
+            "steady_events_per_s": r["steady_events_per_s"],
+            "events_per_s": r["events_per_s"],
+            "exactly_once": r["exactly_once"],
+        }
+        for r in runs
+    ]
+    median["exactly_once"] = min(r["exactly_once"] for r in runs)
+    return median
 
 
 def _cpu_of(pid: int) -> float:
