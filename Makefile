@@ -45,7 +45,7 @@ demo-regions: install
 	$(BIN)/jes demo --regions
 
 bench: install
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --readme README.md
 
 scan: install tools
 	sh scripts/scan.sh

@@ -29,6 +29,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results", type=Path, default=HERE / "results.json", help="where to write the results")
     parser.add_argument("--out", type=Path, default=HERE / "out", help="logs of the jes processes, kubeconfigs")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--readme", type=Path, default=None, help="also write the table into this README")
     return parser.parse_args(argv)
 
 
@@ -143,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         "details": details,
     }
     args.results.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    if args.readme is not None and not args.quick:
+        report.update_readme(str(args.readme), results)
     _say("\n" + report.table(flat))
     if args.quick:
         _say("(--quick: reduced sizes; these figures are not comparable with the targets)")

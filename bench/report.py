@@ -166,3 +166,49 @@ def table(results: dict[str, Any]) -> str:
         if index == 0:
             lines.append("-+-".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The README's benchmark section: when, where, and the table in Markdown."""
+    machine_info = results.get("machine", {})
+    where = ", ".join(f"{machine_info[k]}" for k in ("cpu_model", "os", "python") if k in machine_info)
+    overall = results.get("throughput_overall_events_per_s")
+    lines = [
+        f"Last run: {results.get('date', '?')} on {where} ({machine_info.get('cores', '?')} cores, "
+        f"{machine_info.get('memory_gib', '?')} GiB), `make bench`.",
+        "",
+        "| figure | jes | original's way | target | result |",
+        "|---|---|---|---|---|",
+    ]
+    passed = verdicts(results)
+    for target in TARGETS:
+        value = results.get(target.key)
+        shown = f"{_number(value)} {target.unit}" if value is not None else "-"
+        base = ""
+        if target.baseline_key and results.get(target.baseline_key) is not None and isinstance(value, int | float):
+            base_value = results[target.baseline_key]
+            base = f"{_number(base_value)} {target.unit}" + (f" ({base_value / value:.1f}x slower)" if value else "")
+        verdict = {True: "pass", False: "FAIL", None: "not measured"}[passed[target.key]]
+        lines.append(f"| {target.figure} | {shown} | {base} | {target.target} | {verdict} |")
+    if overall is not None:
+        lines += [
+            "",
+            f"Throughput over the whole burst, the first `.started` of all 1,000 included: {overall} events/s.",
+        ]
+    return "\n".join(lines)
+
+
+def update_readme(path: str, results: dict[str, Any]) -> None:
+    """Replace the ``bench-results`` section of the README with :func:`markdown`."""
+    import re
+    from pathlib import Path
+
+    readme = Path(path)
+    text = readme.read_text()
+    block = f"<!-- BEGIN bench-results -->\n{markdown(results)}\n<!-- END bench-results -->"
+    new, count = re.subn(
+        r"<!-- BEGIN bench-results -->\n.*?<!-- END bench-results -->", block.replace("\\", "\\\\"), text, flags=re.S
+    )
+    if not count:
+        raise ValueError(f"{path} has no bench-results section")
+    readme.write_text(new)

@@ -48,3 +48,20 @@ def test_the_table_shows_targets_ratios_and_unmeasured_rows() -> None:
     table = report.table(results)
     assert "125.0x faster" in table
     assert "FAIL" in table and "not measured" in table
+
+
+def test_the_readme_section_is_replaced_with_the_table(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from bench import report
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- BEGIN bench-results -->\nold\n<!-- END bench-results -->\nrest\n")
+    results = {"date": "2026-11-22T05:00:00+00:00", "machine": {"cpu_model": "cpu", "cores": 2, "memory_gib": 23.5},
+               "finished_latency_p50_ms": 10.0, "baseline_finished_latency_p50_ms": 2500.0, "polling_interval_s": 1.0}  # fmt: skip
+    report.update_readme(str(readme), results)
+    text = readme.read_text()
+    assert "old" not in text and text.endswith("rest\n")
+    assert (
+        "| Job complete -> .finished accepted, p50 | 10.0 ms | 2,500.0 ms (250.0x slower) | <= 100 ms and >= 20x faster |"
+        in text
+    )
+    assert "Last run: 2026-11-22T05:00:00+00:00" in text
