@@ -172,36 +172,14 @@ class KubeApi:
         result: Obj = json.loads(data) if data else {}
         return result
 
-    async def send(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: Mapping[str, str] | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
-        verb: str,
-        resource: str,
-        namespace: str,
-    ) -> Obj:
-        """:meth:`request` in the pool, retried on temporary errors."""
+    async def send(self, method: str, path: str, **options: Any) -> Obj:
+        """:meth:`request` in the pool, retried on temporary errors (same options)."""
 
         async def attempt() -> Obj:
-            return await self.in_thread(
-                functools.partial(
-                    self.request,
-                    method,
-                    path,
-                    query=query,
-                    body=body,
-                    content_type=content_type,
-                    verb=verb,
-                    resource=resource,
-                    namespace=namespace,
-                )
-            )
+            return await self.in_thread(functools.partial(self.request, method, path, **options))
 
-        return await retry.retry_temporary(attempt, backoff=self.backoff, what=f"{verb} {resource}", sleep=self.sleep)
+        what = f"{options.get('verb', method)} {options.get('resource', path)}"
+        return await retry.retry_temporary(attempt, backoff=self.backoff, what=what, sleep=self.sleep)
 
     async def call(
         self, fn: Callable[..., Any], *args: Any, verb: str, resource: str, namespace: str, **kwargs: Any
