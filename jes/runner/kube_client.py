@@ -1,9 +1,11 @@
 """The Kubernetes API calls the kubernetes runner makes, as plain JSON, off the event loop.
 
-The official ``kubernetes`` client is synchronous: every call here runs in a small thread pool, with
-a timeout, asks for the raw response (``_preload_content=False``, so large lists and logs are not
-turned into model objects) and translates the client's exceptions into :mod:`jes.errors` where
-they enter. Temporary errors (connection problems, 5xx, 429 with its ``Retry-After``) are retried
+Requests go through the official ``kubernetes`` client's ``ApiClient`` (its configuration: server,
+credentials, TLS, connection pool) but not through its generated API methods: those validate every
+body with pydantic and project it into model objects, which costs more CPU than the request
+itself. The client is synchronous, so every call runs in a small thread pool, with a timeout; the
+raw response is parsed as JSON (or streamed, for logs and watches), and the client's exceptions
+are translated into :mod:`jes.errors` where they enter. Temporary errors (connection problems, 5xx, 429 with its ``Retry-After``) are retried
 with the runner's :class:`jes.retry.Backoff`; 403 becomes :class:`errors.KubePermissionError`
 naming the verb, resource and namespace.
 """
@@ -79,6 +81,16 @@ def translate(exc: BaseException, *, verb: str, resource: str, namespace: str) -
     return errors.KubePermanentError(f"cannot {where}: {type(exc).__name__}: {exc}")
 
 
+_JOBS = "/apis/batch/v1/namespaces/{namespace}/jobs"
+
+
+def _collection(kind: str, namespace: str) -> tuple[str, str]:
+    """Path and RBAC resource name of the Jobs or pods of a namespace."""
+    if kind == "jobs":
+        return _JOBS.format(namespace=namespace), "batch/jobs"
+    return f"/api/v1/namespaces/{namespace}/pods", "pods"
+
+
 class KubeApi:
     """The calls the runner needs; each returns plain JSON (dicts) and raises :mod:`jes.errors`."""
 
@@ -92,8 +104,6 @@ class KubeApi:
         sleep: retry.Sleep = asyncio.sleep,
     ) -> None:
         self.api_client = api_client
-        self.batch = kubernetes.client.BatchV1Api(api_client)
-        self.core = kubernetes.client.CoreV1Api(api_client)
         self.executor = executor
         self.backoff = backoff
         self.request_timeout_s = request_timeout_s
@@ -104,18 +114,6 @@ class KubeApi:
     async def in_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
-
-    def fetch(self, fn: Callable[..., Any], *args: Any, verb: str, resource: str, namespace: str, **kwargs: Any) -> Any:
-        """Blocking: one call, its body parsed as JSON; errors translated."""
-        try:
-            response = fn(*args, _preload_content=False, _request_timeout=self.request_timeout_s, **kwargs)
-            try:
-                data = response.data
-            finally:
-                response.release_conn()
-        except Exception as exc:
-            raise translate(exc, verb=verb, resource=resource, namespace=namespace) from exc
-        return json.loads(data) if data else {}
 
     def _raw(
         self,
@@ -181,24 +179,12 @@ class KubeApi:
         what = f"{options.get('verb', method)} {options.get('resource', path)}"
         return await retry.retry_temporary(attempt, backoff=self.backoff, what=what, sleep=self.sleep)
 
-    async def call(
-        self, fn: Callable[..., Any], *args: Any, verb: str, resource: str, namespace: str, **kwargs: Any
-    ) -> Any:
-        """One call in the pool, retried on temporary errors."""
-
-        async def attempt() -> Any:
-            return await self.in_thread(
-                self.fetch, fn, *args, verb=verb, resource=resource, namespace=namespace, **kwargs
-            )
-
-        return await retry.retry_temporary(attempt, backoff=self.backoff, what=f"{verb} {resource}", sleep=self.sleep)
-
     # --- the calls -----------------------------------------------------------------------------
 
     async def create_job(self, namespace: str, body: Mapping[str, Any]) -> Obj:
         return await self.send(
             "POST",
-            f"/apis/batch/v1/namespaces/{namespace}/jobs",
+            _JOBS.format(namespace=namespace),
             body=dict(body),
             verb="create",
             resource="batch/jobs",
@@ -206,19 +192,17 @@ class KubeApi:
         )
 
     async def get_job(self, namespace: str, name: str) -> Obj:
-        result: Obj = await self.call(
-            self.batch.read_namespaced_job, name, namespace, verb="get", resource="batch/jobs", namespace=namespace
+        return await self.send(
+            "GET", f"{_JOBS.format(namespace=namespace)}/{name}", verb="get", resource="batch/jobs", namespace=namespace
         )
-        return result
 
     async def delete_job(self, namespace: str, name: str) -> None:
         """Delete with foreground propagation (its pods go first); a missing Job is fine."""
         try:
-            await self.call(
-                self.batch.delete_namespaced_job,
-                name,
-                namespace,
-                propagation_policy="Foreground",
+            await self.send(
+                "DELETE",
+                f"{_JOBS.format(namespace=namespace)}/{name}",
+                body={"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Foreground"},
                 verb="delete",
                 resource="batch/jobs",
                 namespace=namespace,
@@ -238,10 +222,10 @@ class KubeApi:
         return list(result.get("items") or [])
 
     async def list_events(self, namespace: str, field_selector: str) -> list[Obj]:
-        result: Obj = await self.call(
-            self.core.list_namespaced_event,
-            namespace,
-            field_selector=field_selector,
+        result = await self.send(
+            "GET",
+            f"/api/v1/namespaces/{namespace}/events",
+            query={"fieldSelector": field_selector},
             verb="list",
             resource="events",
             namespace=namespace,
@@ -259,17 +243,24 @@ class KubeApi:
         )
 
     async def patch_config_map(self, namespace: str, name: str, patch: Mapping[str, Any]) -> Obj:
-        result: Obj = await self.call(
-            self.core.patch_namespaced_config_map,
-            name,
-            namespace,
-            dict(patch),
-            _content_type="application/merge-patch+json",
+        return await self.send(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/configmaps/{name}",
+            body=dict(patch),
+            content_type="application/merge-patch+json",
             verb="patch",
             resource="configmaps",
             namespace=namespace,
         )
-        return result
+
+    async def delete_config_map(self, namespace: str, name: str) -> None:
+        await self.send(
+            "DELETE",
+            f"/api/v1/namespaces/{namespace}/configmaps/{name}",
+            verb="delete",
+            resource="configmaps",
+            namespace=namespace,
+        )
 
     # --- streams (blocking; the caller owns the response) ---------------------------------------
 
@@ -305,28 +296,25 @@ class KubeApi:
         self, kind: str, namespace: str, label_selector: str, resource_version: str, timeout_s: float
     ) -> urllib3.BaseHTTPResponse:
         """Blocking: a watch stream of jobs or pods from ``resource_version``."""
-        fn = self.batch.list_namespaced_job if kind == "jobs" else self.core.list_namespaced_pod
-        resource = "batch/jobs" if kind == "jobs" else "pods"
+        path, resource = _collection(kind, namespace)
+        query = {
+            "labelSelector": label_selector,
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(max(1, int(timeout_s))),
+        }
         try:
-            response: Any = fn(
-                namespace,
-                label_selector=label_selector,
-                watch=True,
-                resource_version=resource_version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=max(1, int(timeout_s)),
-                _preload_content=False,
-                _request_timeout=(self.request_timeout_s, timeout_s + 30),
+            response = self._raw(
+                "GET", path, query=query, body=None, content_type="", timeout=(self.request_timeout_s, timeout_s + 30)
             )
         except Exception as exc:
             raise translate(exc, verb="watch", resource=resource, namespace=namespace) from exc
-        return cast(urllib3.BaseHTTPResponse, response)
+        return cast(urllib3.BaseHTTPResponse, response.response)
 
     def list_raw(self, kind: str, namespace: str, label_selector: str) -> Obj:
         """Blocking: a list of jobs or pods (for a watch to start from)."""
-        fn = self.batch.list_namespaced_job if kind == "jobs" else self.core.list_namespaced_pod
-        resource = "batch/jobs" if kind == "jobs" else "pods"
-        result: Obj = self.fetch(
-            fn, namespace, label_selector=label_selector, verb="list", resource=resource, namespace=namespace
+        path, resource = _collection(kind, namespace)
+        return self.request(
+            "GET", path, query={"labelSelector": label_selector}, verb="list", resource=resource, namespace=namespace
         )
-        return result

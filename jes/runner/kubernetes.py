@@ -381,14 +381,7 @@ class KubernetesRunner:
         api = self._require_api()
         for name in names:
             try:
-                await api.call(
-                    api.core.delete_namespaced_config_map,
-                    name,
-                    namespace,
-                    verb="delete",
-                    resource="configmaps",
-                    namespace=namespace,
-                )
+                await api.delete_config_map(namespace, name)
             except errors.KubeError as exc:
                 logger.warning("could not delete ConfigMap %s/%s of a Job never created: %s", namespace, name, exc)
 
