@@ -5,9 +5,9 @@ credentials, TLS, connection pool) but not through its generated API methods: th
 body with pydantic and project it into model objects, which costs more CPU than the request
 itself. The client is synchronous, so every call runs in a small thread pool, with a timeout; the
 raw response is parsed as JSON (or streamed, for logs and watches), and the client's exceptions
-are translated into :mod:`jes.errors` where they enter. Temporary errors (connection problems, 5xx, 429 with its ``Retry-After``) are retried
-with the runner's :class:`jes.retry.Backoff`; 403 becomes :class:`errors.KubePermissionError`
-naming the verb, resource and namespace.
+are translated into :mod:`jes.errors` where they enter. Temporary errors (connection problems,
+5xx, 429 with its ``Retry-After``) are retried with the runner's :class:`jes.retry.Backoff`; 403
+becomes :class:`errors.KubePermissionError` naming the verb, resource and namespace.
 """
 
 from __future__ import annotations
