@@ -71,12 +71,7 @@ class JobSettings:
             job_labels=dict(settings.job_labels),
             files_size_limit=settings.files_size_limit,
             init_image=settings.init_image,
-            init_resources=Resources(
-                settings.default_resource_limits_cpu or None,
-                settings.default_resource_limits_memory or None,
-                settings.default_resource_requests_cpu or None,
-                settings.default_resource_requests_memory or None,
-            ),
+            init_resources=Resources.defaults_of(settings),
         )
 
 

@@ -138,10 +138,6 @@ class ActionVerdict:
     runs: bool
     note: str
 
-    @property
-    def event_matched(self) -> bool:
-        return any(t.matched for t in self.triggers)
-
 
 def comparable_text(value: Any) -> str | None:
     """The text a ``jsonpath.match`` is compared with, or None for values that never match."""
@@ -350,12 +346,7 @@ def executor_from_settings(settings: Settings) -> Executor:
         location=settings.location,
         job_namespace=settings.job_namespace,
         default_service_account=settings.default_job_service_account,
-        default_resources=Resources(
-            limits_cpu=settings.default_resource_limits_cpu or None,
-            limits_memory=settings.default_resource_limits_memory or None,
-            requests_cpu=settings.default_resource_requests_cpu or None,
-            requests_memory=settings.default_resource_requests_memory or None,
-        ),
+        default_resources=Resources.defaults_of(settings),
         job_security_context=dict(settings.job_security_context),
         allowed_images=tuple(settings.allowed_image_list),
         allow_privileged=settings.allow_privileged_jobs,

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jes.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,16 @@ class Resources:
     limits_memory: str | None = None
     requests_cpu: str | None = None
     requests_memory: str | None = None
+
+    @classmethod
+    def defaults_of(cls, settings: Settings) -> Resources:
+        """The executor's default task resources (DEFAULT_RESOURCE_*; empty = not set)."""
+        return cls(
+            limits_cpu=settings.default_resource_limits_cpu or None,
+            limits_memory=settings.default_resource_limits_memory or None,
+            requests_cpu=settings.default_resource_requests_cpu or None,
+            requests_memory=settings.default_resource_requests_memory or None,
+        )
 
     def as_k8s(self) -> dict[str, dict[str, str]]:
         limits = {k: v for k, v in (("cpu", self.limits_cpu), ("memory", self.limits_memory)) if v}
@@ -90,10 +103,6 @@ class RenderedTask:
     """The merged container security context (executor default, then the task's fields)."""
     annotations: Mapping[str, str]
     image_pull_secrets: tuple[str, ...]
-
-    @property
-    def secret_names(self) -> tuple[str, ...]:
-        return tuple(e.secret for e in self.env if isinstance(e, EnvSecret))
 
 
 @dataclass(frozen=True)

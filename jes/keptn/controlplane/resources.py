@@ -35,9 +35,6 @@ class ResourceStore:
         self._commits: dict[tuple[str, str], Commit] = {}
         self._counter = itertools.count(1)
 
-    def has_branch(self, project: str, branch: str | None) -> bool:
-        return (project, branch) in self._branches
-
     def create_branch(self, project: str, branch: str | None, at: datetime) -> Commit:
         """An empty branch with its first commit (an existing branch is left alone)."""
         if (project, branch) in self._branches:

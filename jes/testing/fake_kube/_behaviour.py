@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 _CHUNK_BYTES = 64 * 1024
 
@@ -66,13 +66,6 @@ class Behaviour:
             message=self.init_message,
             duration_s=self.init_duration_s,
         )
-
-    def with_changes(self, **changes: object) -> Behaviour:
-        return replace(self, **changes)  # type: ignore[arg-type]
-
-    @property
-    def total_log_bytes(self) -> int:
-        return len(_raw(self.logs)) + self.log_bytes + len(_raw(self.log_tail))
 
     def log_chunks(self, chunk_bytes: int = _CHUNK_BYTES) -> Iterator[bytes]:
         """The container's whole output, generated lazily in chunks."""
