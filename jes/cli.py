@@ -6,9 +6,15 @@ settings errors.
 
 from __future__ import annotations
 
+import sys
+
+if sys.argv[1:2] == ["serve"]:  # before the slow imports: a SIGTERM now must not kill jes uncleanly
+    from jes import signals
+
+    signals.install_early()
+
 import json
 import os
-import sys
 from typing import Any, NoReturn
 
 import click
@@ -208,11 +214,32 @@ def serve(
 @click.option("--port", default=8090, show_default=True, type=int)
 @click.option("--token", default="local-token", show_default=True, help="the x-token clients must send")
 @click.option("--seed", "seed_dir", type=click.Path(file_okay=False, exists=True), default=None, help="seed directory")
-def control_plane(host: str, port: int, token: str, seed_dir: str | None) -> None:
+@click.option(
+    "--datastore-lag-s",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="seconds before an accepted event shows in the datastore (Keptn fills it asynchronously)",
+)
+@click.option(
+    "--no-pagination-bug",
+    is_flag=True,
+    help="page the triggered-events list correctly (Keptn 0.16-1.4.5 repeat the first page)",
+)
+def control_plane(
+    host: str, port: int, token: str, seed_dir: str | None, datastore_lag_s: float, no_pagination_bug: bool
+) -> None:
     """A local Keptn control plane (API, shipyard controller, resources, datastore) for development."""
     from jes.keptn.controlplane import server
 
-    server.run_control_plane(host=host, port=port, token=token, seed_dir=seed_dir)
+    server.run_control_plane(
+        host=host,
+        port=port,
+        token=token,
+        seed_dir=seed_dir,
+        datastore_lag_s=datastore_lag_s,
+        pagination_bug=not no_pagination_bug,
+    )
 
 
 @main.command()

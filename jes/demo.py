@@ -118,7 +118,7 @@ def _settings(plane: LocalControlPlane, executor: Executor, state: Path) -> sett
 async def _main(
     plane: LocalControlPlane, executors: list[Executor], state: Path, *, keep_running: bool, out: TextIO
 ) -> int:
-    services = [Service(_settings(plane, e, state), health_host="127.0.0.1", check_delay_s=0.5) for e in executors]
+    services = [Service(_settings(plane, e, state), health_host="127.0.0.1") for e in executors]
     for service in services:
         await service.start()
     try:

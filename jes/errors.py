@@ -24,6 +24,7 @@ these where they enter jes, raised ``from`` the original. Every error is either 
     │       └── KubePermissionError  403; names verb, resource and namespace
     ├── RunnerError              a task could not be run at all (permanent)
     └── StateError               the crash-safety ledger cannot be read or written
+        └── ClaimLost            another replica holds the claim now: stop working on the event
 
 ``Temporary`` and ``Permanent`` are marker bases, so callers can classify without knowing the
 domain: ``except errors.Temporary``.
@@ -181,3 +182,8 @@ class RunnerError(JesError, Permanent):
 
 class StateError(JesError):
     """The crash-safety ledger cannot be read or written."""
+
+
+class ClaimLost(StateError, Permanent):
+    """The claim was changed by another replica (it took the event over): this process must stop
+    working on the event at once and send nothing more for it."""

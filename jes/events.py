@@ -21,7 +21,7 @@ from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
 
-from jes.plan import EventInfo
+from jes.plan import EventInfo, EventRef
 from jes.runner.base import ContainerLog, Outcome
 
 SPEC_VERSION = "1.0"
@@ -109,6 +109,17 @@ def probe(info: EventInfo, identity: Identity, kind: str) -> dict[str, Any]:
         "type": response_type(info.type, kind),
         "shkeptncontext": info.keptn_context,
         "triggeredid": info.id,
+        "source": identity.source,
+        "data": {"jes": {"executor": identity.executor}},
+    }
+
+
+def probe_ref(ref: EventRef, identity: Identity, kind: str) -> dict[str, Any]:
+    """:func:`probe` for an event known only by its reference (a claim read back)."""
+    return {
+        "type": response_type(ref.type, kind),
+        "shkeptncontext": ref.keptn_context,
+        "triggeredid": ref.id,
         "source": identity.source,
         "data": {"jes": {"executor": identity.executor}},
     }

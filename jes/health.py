@@ -19,19 +19,21 @@ from jes.metrics import Metrics
 logger = logging.getLogger(__name__)
 
 
-def app(*, ready: Callable[[], bool], metrics: Metrics) -> Starlette:
+def app(*, problems: Callable[[], list[str]], metrics: Metrics) -> Starlette:
+    """``problems()`` lists why jes is not ready (empty: ready); ``/ready`` answers them."""
+
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "OK"})
 
     async def readiness(request: Request) -> Response:
-        is_ready = ready()
-        metrics.ready.set(1 if is_ready else 0)
-        if is_ready:
+        found = problems()
+        metrics.ready.set(0 if found else 1)
+        if not found:
             return JSONResponse({"status": "OK"})
-        return JSONResponse({"status": "not ready: not registered or polling fails"}, status_code=503)
+        return JSONResponse({"status": "not ready: " + "; ".join(found), "problems": found}, status_code=503)
 
     async def exposition(request: Request) -> Response:
-        metrics.ready.set(1 if ready() else 0)
+        metrics.ready.set(0 if problems() else 1)
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return Starlette(

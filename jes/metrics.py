@@ -39,6 +39,24 @@ class Metrics:
             buckets=_LATENCY_BUCKETS_S,
             registry=r,
         )
+        self.reports_rejected = Counter(
+            "jes_reports_rejected",
+            "Attempts to deliver .started/.finished that the control plane refused with a 4xx, by kind",
+            ["kind"],
+            registry=r,
+        )
+        self.reports_uncertain = Counter(
+            "jes_reports_uncertain",
+            "Reports whose arrival the datastore could not tell past JES_DATASTORE_SETTLE_S, by report and decision",
+            ["report", "decision"],
+            registry=r,
+        )
+        self.event_retries = Counter(
+            "jes_event_retries", "Attempts to handle an event that failed and were retried", registry=r
+        )
+        self.claims_forgotten = Counter(
+            "jes_claims_forgotten", "Done claims deleted after JES_DONE_RETENTION_S", registry=r
+        )
         self.ready = Gauge("jes_ready", "1 when registered and polling", registry=r)
 
     def exposition(self) -> bytes:

@@ -63,6 +63,31 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class EventRef:
+    """Enough of a triggered event to find it again and to recognise our reports to it."""
+
+    id: str
+    type: str
+    keptn_context: str = ""
+    project: str = ""
+    stage: str = ""
+    service: str = ""
+
+    @classmethod
+    def of(cls, event: Mapping[str, Any]) -> EventRef:
+        data = event.get("data")
+        data = data if isinstance(data, Mapping) else {}
+        return cls(
+            id=str(event.get("id") or ""),
+            type=str(event.get("type") or ""),
+            keptn_context=str(event.get("shkeptncontext") or ""),
+            project=str(data.get("project") or ""),
+            stage=str(data.get("stage") or ""),
+            service=str(data.get("service") or ""),
+        )
+
+
+@dataclass(frozen=True)
 class EventInfo:
     """What the stages need to know of the triggered event."""
 

@@ -2,16 +2,24 @@
 
 ::
 
-    poller ──event──▶ handler (claim → config → match → .started → run slot → tasks → .finished)
+    poller ──event──▶ handler (config → match → claim → .started → run slot → tasks → .finished)
                          │            │                                 │
                       ledger      matcher                    runner ── reporter
 
 Start: runner and ledger first, then claims left open by an earlier process are resumed (their
-Jobs adopted, pending reports checked and sent), then the health server and the poller.
+Jobs adopted, reports that may have been sent looked up), then the health server, the poller, the
+claim sweep and the ledger's heartbeat — each a supervised task: if one ends unexpectedly, that is
+logged and the process stops (a half-working executor is worse than a restarted one).
 
-Stop (SIGTERM): 1. stop polling, 2. let in-flight events finish for ``JES_SHUTDOWN_GRACE_S``,
-3. cancel what is left — its claims stay open and its Jobs keep running, so the next start
-adopts them — 4. close the runner, the ledger and the HTTP client. Exit 0.
+An event handed over by the poller is handled, or retried with backoff until it is (the service
+never drops it: ``INTAKE_BACKOFF``). The sweep, every ``JES_LEASE_RENEW_S``, resumes this
+replica's open claims and takes over those of replicas seen dead; less often it deletes done claims
+``JES_DONE_RETENTION_S`` after the control plane stopped listing their events.
+
+Stop (SIGTERM, SIGINT — also during start-up): 1. stop polling, 2. let in-flight events finish for
+``JES_SHUTDOWN_GRACE_S``, 3. cancel what is left — its claims are handed over (free for any
+replica) and its Jobs keep running, so the next holder adopts them — 4. close the runner, the
+ledger and the HTTP client. Exit 0.
 """
 
 from __future__ import annotations
@@ -20,12 +28,13 @@ import asyncio
 import contextlib
 import importlib
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 import httpx
 
-from jes import errors, events, handler, ledger, manifests, matcher, reporter
+from jes import errors, events, handler, ledger, manifests, matcher, reporter, retry
 from jes import settings as jes_settings
 from jes.health import HealthServer
 from jes.health import app as health_app
@@ -38,15 +47,18 @@ from jes.runner import choice
 
 logger = logging.getLogger(__name__)
 
-#: How often an event whose handling crashed (a bug, a broken state store) is retried in-process.
-HANDLER_RETRY_DELAYS_S = (1.0, 5.0, 30.0)
+#: Between attempts to handle an event that failed (an outage of the Kubernetes API or the control
+#: plane, a bug): never given up while the process runs.
+INTAKE_BACKOFF = retry.Backoff((1.0, 2.0, 5.0, 10.0, 30.0, 60.0), forever=True)
+#: How often done claims are checked against the control plane's listing.
+RETENTION_CHECK_S = 300.0
 
 
 def build_ledger(settings: jes_settings.Settings, runner: runner_base.Runner) -> ledger.Ledger:
     if settings.runner == "local":
         return ledger.FileLedger(settings.state_dir, holder=settings.k8s_pod_name)
-    kubeledger = importlib.import_module("jes.kubeledger")
-    store: ledger.Ledger = kubeledger.LeaseLedger.from_runner(runner, settings)
+    leases = importlib.import_module("jes.ledger.leases")
+    store: ledger.Ledger = leases.LeaseLedger.from_runner(runner, settings)
     return store
 
 
@@ -61,8 +73,10 @@ class Service:
         store: ledger.Ledger | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         health_host: str = "0.0.0.0",  # probes come from the kubelet
-        check_delay_s: float = 2.0,
-        sweep_interval_s: float = 30.0,
+        sweep_interval_s: float | None = None,
+        retention_check_s: float = RETENTION_CHECK_S,
+        intake_backoff: retry.Backoff = INTAKE_BACKOFF,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
@@ -74,12 +88,13 @@ class Service:
         self.poller = Poller(self.client, settings, self._on_event, on_poll_error=self._poll_error)
         self.reporter = reporter.KeptnReporter(
             self.client,
-            self.store,
             integration_id=lambda: self.poller.integration_id,
-            check_delay_s=check_delay_s,
+            settle_s=settings.datastore_settle_s,
             on_error=lambda kind: self.metrics.report_errors.labels(kind).inc(),
+            on_rejected=lambda kind: self.metrics.reports_rejected.labels(kind).inc(),
             on_delivered=lambda kind, seconds: self.metrics.report_latency.labels(kind).observe(seconds),
         )
+        self.triggered = providers.ControlPlaneTriggered(self.client)
         self._slots = asyncio.Semaphore(settings.max_concurrent_events)
         self.handler = handler.EventHandler(
             configs=providers.ControlPlaneConfigs(source),
@@ -93,21 +108,41 @@ class Service:
             max_event_bytes=settings.max_event_bytes,
             metrics=self.metrics,
             run_slot=lambda: self._slots,
+            triggered=self.triggered,
+            fence_s=getattr(self.store, "fence_s", None),
         )
         self.health = HealthServer(
-            health_app(ready=self.ready, metrics=self.metrics), host=health_host, port=settings.health_endpoint_port
+            health_app(problems=self.problems, metrics=self.metrics),
+            host=health_host,
+            port=settings.health_endpoint_port,
         )
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._stop_polling = asyncio.Event()
-        self._poll_task: asyncio.Task[None] | None = None
-        self._sweep_task: asyncio.Task[None] | None = None
-        self._sweep_interval_s = sweep_interval_s
+        self._root_tasks: list[asyncio.Task[None]] = []
+        self._sweep_interval_s = sweep_interval_s if sweep_interval_s is not None else settings.lease_renew_s
+        self._retention_check_s = retention_check_s
+        self._intake_backoff = intake_backoff
+        self._wall_clock = wall_clock
         self._accepting = True
+        self._failed = asyncio.Event()
+        self.failure: str | None = None
+        self._started_parts: list[str] = []
 
     # -- state -----------------------------------------------------------------------------------
 
+    def problems(self) -> list[str]:
+        """Why jes is not ready (empty: ready)."""
+        found = []
+        if not self._accepting:
+            found.append("shutting down")
+        if not self.poller.ready:
+            found.append("not registered with the control plane, or polling fails")
+        for what, answer in self.reporter.rejections.items():
+            found.append(f"the control plane rejects {what}: {answer}")
+        return found
+
     def ready(self) -> bool:
-        return self._accepting and self.poller.ready
+        return not self.problems()
 
     @property
     def in_flight(self) -> int:
@@ -116,11 +151,23 @@ class Service:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.start()
+        """Start, serve until ``stop`` is set or a root task fails, shut down in stages.
+
+        A stop during start-up interrupts the start and shuts down what was started."""
+        starting = asyncio.create_task(self.start(), name="jes-start")
         try:
-            await stop.wait()
+            await _first_of(starting, stop.wait())
+            if not starting.done():
+                logger.info("stopping during start-up")
+                starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            if not stop.is_set():
+                await _first_of(stop.wait(), self._failed.wait())
         finally:
             await self.shutdown()
+        if self.failure is not None:
+            raise errors.JesError(self.failure)
 
     async def run_once(self) -> None:
         """Register, poll every subscription once, handle what was found to the end, stop."""
@@ -143,55 +190,105 @@ class Service:
             self.settings.location or "(none)",
             ", ".join(self.settings.pubsub_topics) or "(from the control plane)",
         )
+        self._started_parts.append("runner")
         await self.runner.start()
+        self._started_parts.append("ledger")
         await self.store.start()
+        self._supervise("ledger-heartbeat", self.store.maintain)
         await self._resume_open_claims()
         if self.settings.health_endpoint_enabled:
+            self._started_parts.append("health")
             await self.health.start()
         if poll:
-            self._poll_task = asyncio.create_task(self.poller.run(self._stop_polling), name="jes-poller")
-            self._sweep_task = asyncio.create_task(self._sweep_forever(), name="jes-claim-sweep")
+            self._supervise("poller", lambda: self.poller.run(self._stop_polling), until=self._stop_polling)
+            self._supervise("claim-sweep", self._sweep_forever)
+
+    def _supervise(
+        self, name: str, work: Callable[[], Coroutine[Any, Any, None]], until: asyncio.Event | None = None
+    ) -> None:
+        """Run a root task; its failure, or an end before ``until`` is set, stops the process."""
+
+        async def guarded() -> None:
+            try:
+                await work()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.exception("jes's %s failed; stopping", name)
+                self._fail(f"jes's {name} failed: {type(exc).__name__}: {exc}")
+                return
+            if until is None or not until.is_set():
+                logger.error("jes's %s ended unexpectedly; stopping", name)
+                self._fail(f"jes's {name} ended unexpectedly")
+
+        self._root_tasks.append(asyncio.create_task(guarded(), name=f"jes-{name}"))
+
+    def _fail(self, reason: str) -> None:
+        if self.failure is None:
+            self.failure = reason
+        self._failed.set()
 
     async def _resume_open_claims(self) -> None:
         claims = await self.store.resumable()
-        claims = [c for c in claims if c.event_id not in self._in_flight]
-        if claims:
-            logger.info("resuming %d event(s) taken before a restart or left by a replica that died", len(claims))
-        for claim in claims:
-            self._spawn(claim.event_id, self._resume(claim))
+        fresh = [c for c in claims if c.event_id not in self._in_flight]
+        if fresh:
+            logger.info("resuming %d event(s) taken before a restart or left by a replica that died", len(fresh))
+        for claim in fresh:
+            self._spawn(claim.event_id, lambda c=claim: self.handler.resume(c), what="resuming")  # type: ignore[misc]
 
     async def _sweep_forever(self) -> None:
-        """Pick up claims whose holder died (another replica) and expire old ones, periodically."""
+        """Resume open claims (ours, or taken over from dead replicas) and expire done ones."""
+        next_retention = time.monotonic()
         while True:
             await asyncio.sleep(self._sweep_interval_s)
             try:
                 await self._resume_open_claims()
+                if time.monotonic() >= next_retention:
+                    await self._expire_done_claims()
+                    next_retention = time.monotonic() + self._retention_check_s
             except errors.JesError as exc:
-                logger.warning("sweeping open claims failed: %s", exc)
+                logger.warning("sweeping claims failed (retried in %.0fs): %s", self._sweep_interval_s, exc)
+
+    async def _expire_done_claims(self) -> None:
+        """Forget a done claim ``JES_DONE_RETENTION_S`` after its event stopped being listed.
+
+        While the control plane lists the event (another integration holds it open, or Keptn has
+        not processed our .finished yet), a poll would offer it again: the claim keeps it done."""
+        now = self._wall_clock()
+        for claim in await self.store.done_claims():
+            if claim.unlisted_at is None:
+                if await self.triggered.fetch(claim.ref) is not None:
+                    continue
+                claim.unlisted_at = now
+                with contextlib.suppress(errors.StateError):
+                    await self.store.save(claim)
+            elif now - claim.unlisted_at >= self.settings.done_retention_s:
+                await self.store.forget(claim)
+                self.metrics.claims_forgotten.inc()
 
     async def shutdown(self) -> None:
         logger.info("stopping: no new events; %d in flight", len(self._in_flight))
         self._accepting = False
         self._stop_polling.set()
-        if self._sweep_task is not None:
-            self._sweep_task.cancel()
-        if self._poll_task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poll_task
+        for task in self._root_tasks:
+            if not task.get_name().endswith("poller"):
+                task.cancel()
+        await asyncio.gather(*self._root_tasks, return_exceptions=True)
+        self.handler.handing_over = True
         await self._drain(self.settings.shutdown_grace_s)
-        await self.health.stop()
-        await self.store.close()  # before the runner: the lease ledger uses its client
-        await self.runner.close()
+        if "health" in self._started_parts:
+            await self.health.stop()
+        if "ledger" in self._started_parts:
+            await self.store.close()  # before the runner: the lease ledger uses its client
+        if "runner" in self._started_parts:
+            await self.runner.close()
         await self.http.aclose()
         logger.info("stopped")
 
     async def abandon(self) -> None:
         """Stop everything at once without a handover, as if the process had died (tests)."""
         self._accepting = False
-        tasks = [t for t in (self._poll_task, self._sweep_task, *self._in_flight.values()) if t is not None]
-        renewer = getattr(self.store, "_renewer", None)
-        if renewer is not None:
-            tasks.append(renewer)
+        tasks = [*self._root_tasks, *self._in_flight.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -206,7 +303,7 @@ class Service:
         done, pending = await asyncio.wait(tasks, timeout=grace_s)
         if pending:
             logger.warning(
-                "%d event(s) still running after %.0fs; leaving them to the next start (their Jobs keep running)",
+                "%d event(s) still running after %.0fs; handing them over (their Jobs keep running)",
                 len(pending),
                 grace_s,
             )
@@ -225,12 +322,11 @@ class Service:
         except errors.EventError as exc:
             await self._invalid_event(event, exc)
             return
-        if info.id in self._in_flight:
-            return
-        self._spawn(info.id, self._handle(event))
+        if info.id not in self._in_flight:
+            self._spawn(info.id, lambda: self.handler.handle(event), what="handling")
 
-    def _spawn(self, event_id: str, work: Any) -> None:
-        task = asyncio.create_task(work, name=f"jes-event:{event_id}")
+    def _spawn(self, event_id: str, work: Callable[[], Awaitable[handler.Result]], *, what: str) -> None:
+        task = asyncio.create_task(self._until_handled(event_id, work, what), name=f"jes-event:{event_id}")
         self._in_flight[event_id] = task
         self.metrics.events_in_flight.set(len(self._in_flight))
 
@@ -240,28 +336,27 @@ class Service:
 
         task.add_done_callback(done)
 
-    async def _handle(self, event: Mapping[str, Any]) -> None:
-        for attempt, delay in enumerate((*HANDLER_RETRY_DELAYS_S, None)):
+    async def _until_handled(self, event_id: str, work: Callable[[], Awaitable[handler.Result]], what: str) -> None:
+        """Handle an event; when that fails, try again with backoff for as long as jes runs."""
+        delays = iter(self._intake_backoff)
+        attempt = 0
+        while True:
+            attempt += 1
             try:
-                await self.handler.handle(event)
+                await work()
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception("handling event %s failed (attempt %d)", event.get("id"), attempt + 1)
-                if delay is None:
-                    logger.error("giving up on event %s until the next start", event.get("id"))
-                    return
+            except Exception as exc:
+                delay = next(delays, self._intake_backoff.longest_s)
+                self.metrics.event_retries.inc()
+                if isinstance(exc, errors.JesError):
+                    logger.warning("%s event %s failed (attempt %d): %s; retrying in %.0fs",
+                                   what, event_id, attempt, exc, delay)  # fmt: skip
+                else:
+                    logger.exception("%s event %s failed (attempt %d); retrying in %.0fs",
+                                     what, event_id, attempt, delay)  # fmt: skip
                 await asyncio.sleep(delay)
-
-    async def _resume(self, claim: ledger.Claim) -> None:
-        try:
-            await self.handler.resume(claim)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("resuming event %s failed; it stays open for the next start", claim.event_id)
-            await self.store.release(claim)
 
     async def _invalid_event(self, event: Mapping[str, Any], exc: errors.EventError) -> None:
         self.metrics.events_skipped.labels("invalid").inc()
@@ -278,3 +373,15 @@ class Service:
 
     def _poll_error(self, kind: str) -> None:
         self.metrics.poll_errors.labels(kind).inc()
+
+
+async def _first_of(*waitables: Awaitable[Any]) -> None:
+    """Wait until any of ``waitables`` is done; the others are cancelled (a Task given is left alone)."""
+    tasks = [w if isinstance(w, asyncio.Task) else asyncio.ensure_future(w) for w in waitables]
+    owned = [t for t, w in zip(tasks, waitables, strict=True) if t is not w]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in owned:
+            task.cancel()
+        await asyncio.gather(*owned, return_exceptions=True)

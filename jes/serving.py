@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import signal
 import sys
-from collections.abc import Callable
 
-from jes import errors, logfmt
+from jes import errors, logfmt, signals
 from jes.settings import Settings
 
 logger = logging.getLogger("jes")
@@ -20,31 +18,22 @@ def serve(settings: Settings, *, once: bool = False) -> int:
     try:
         asyncio.run(_serve(settings, once=once))
     except errors.JesError as exc:
-        logger.error("jes cannot start: %s", exc)
+        logger.error("jes stopped: %s", exc)
         return 1
     return 0
 
 
 async def _serve(settings: Settings, *, once: bool) -> None:
+    stop = asyncio.Event()
+    if not once:
+        signals.on_stop(stop)
     from jes.service import Service
 
     service = Service(settings)
     if once:
         await service.run_once()
         return
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, _stopper(stop, signum))
     await service.run(stop)
-
-
-def _stopper(stop: asyncio.Event, signum: int) -> Callable[[], None]:
-    def handle() -> None:
-        logger.info("received %s: shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    return handle
 
 
 def check(settings: Settings) -> int:

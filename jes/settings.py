@@ -109,6 +109,10 @@ class Settings:
     max_concurrent_events: int = 64
     pending_grace_s: float = 120.0
     shutdown_grace_s: float = 30.0
+    lease_duration_s: float = 15.0
+    lease_renew_s: float = 5.0
+    datastore_settle_s: float = 10.0
+    done_retention_s: float = 86400.0
     state_dir: str = field(default_factory=default_state_dir)
     local_secrets_dir: str | None = None
     health_endpoint_port: int = 8080
@@ -370,6 +374,10 @@ _VARS: tuple[_Var, ...] = (
     _Var("JES_MAX_CONCURRENT_EVENTS", "max_concurrent_events", _positive_int, "events handled at once; more wait [64]"),
     _Var("JES_PENDING_GRACE_S", "pending_grace_s", _non_negative_float, "how long a pod may stay unschedulable [120]"),
     _Var("JES_SHUTDOWN_GRACE_S", "shutdown_grace_s", _non_negative_float, "on SIGTERM, time for in-flight tasks [30]"),
+    _Var("JES_LEASE_DURATION_S", "lease_duration_s", _positive_float, "a replica seen making no progress this long (on the reader's monotonic clock) is taken over [15]"),
+    _Var("JES_LEASE_RENEW_S", "lease_renew_s", _positive_float, "how often a replica renews its heartbeat Lease [5]"),
+    _Var("JES_DATASTORE_SETTLE_S", "datastore_settle_s", _non_negative_float, "how long the datastore may lag behind an accepted event; 'not arrived' only after it [10]"),
+    _Var("JES_DONE_RETENTION_S", "done_retention_s", _non_negative_float, "a done claim is kept this long after the control plane stops listing its event [86400]"),
     _Var("JES_STATE_DIR", "state_dir", _text, "local runner: state that survives a restart [~/.local/state/jes]"),
     _Var("JES_LOCAL_SECRETS_DIR", "local_secrets_dir", _optional_text, "local runner: DIR/<secret>/<key> files stand in for Secrets"),
     _Var("HEALTH_ENDPOINT_PORT", "health_endpoint_port", _port, "port of /health, /ready, /metrics [8080]"),
@@ -407,6 +415,13 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings
 
 def _cross_checks(values: Mapping[str, Any]) -> list[str]:
     problems = []
+    renew = values.get("lease_renew_s", Settings.lease_renew_s)
+    duration = values.get("lease_duration_s", Settings.lease_duration_s)
+    if renew * 2 > duration:
+        problems.append(
+            f"JES_LEASE_RENEW_S: {renew:g}s is more than half of JES_LEASE_DURATION_S ({duration:g}s); a replica "
+            "would look dead between two renewals. Renew at most every duration/2 (the default is 5 of 15)"
+        )
     job_context = values.get("job_security_context", DEFAULT_JOB_SECURITY_CONTEXT)
     allow = values.get("allow_privileged_jobs", False)
     if job_context.get("privileged") is True and not allow:

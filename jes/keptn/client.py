@@ -466,13 +466,16 @@ class KeptnClient:
         project: str | None = None,
         stage: str | None = None,
         service: str | None = None,
+        event_id: str | None = None,
         backoff: retry.Backoff | None = None,
     ) -> list[Json]:
         """Open ``.triggered`` events of one exact type, newest first, each id once.
 
-        ``backoff`` (default: the client's) retries the whole poll on temporary errors.
+        ``event_id`` asks for one event only (whether it is still open). ``backoff`` (default: the
+        client's) retries the whole poll on temporary errors.
         """
-        params = {k: v for k, v in (("project", project), ("stage", stage), ("service", service)) if v}
+        filters = (("project", project), ("stage", stage), ("service", service), ("eventID", event_id))
+        params = {k: v for k, v in filters if v}
         path = f"/controlPlane/v1/event/triggered/{_segment(event_type)}"
         what = f"polling {event_type}"
 
@@ -715,6 +718,7 @@ async def delivered(
     triggered_id: str,
     source: str,
     marker: Mapping[str, Any] | None = None,
+    backoff: retry.Backoff | None = None,
 ) -> bool:
     """Whether the datastore holds the event described (see :func:`matches_report`).
 
@@ -722,7 +726,7 @@ async def delivered(
     ``data.jes.executor`` must equal ``marker["executor"]`` (another replica or location sends
     the same type, triggeredid and source).
     """
-    events = await client.find_events(keptn_context=keptn_context, event_type=event_type)
+    events = await client.find_events(keptn_context=keptn_context, event_type=event_type, backoff=backoff)
     return any(
         matches_report(e, event_type=event_type, triggered_id=triggered_id, source=source, marker=marker)
         for e in events

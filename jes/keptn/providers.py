@@ -12,11 +12,13 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from jes import config as cfg
-from jes import handler
+from jes import handler, retry
+from jes.keptn import client as keptn_client
 from jes.keptn import configsource
-from jes.plan import EventInfo, RenderedTask
+from jes.plan import EventInfo, EventRef, RenderedTask
 
 Key = tuple[str, str, str, str]
 
@@ -91,3 +93,17 @@ class ControlPlaneFiles:
 
     async def fetch(self, info: EventInfo, task: RenderedTask) -> dict[str, bytes]:
         return await self._source.fetch_files(info.project, info.stage, info.service, task.files, task=task.name)
+
+
+class ControlPlaneTriggered:
+    """Whether a triggered event is still open, from the shipyard-controller (never the datastore):
+    ``GET /controlPlane/v1/event/triggered/{type}?eventID=`` answers with at most one event, so
+    Keptn's page-2 bug cannot hide it. Temporary errors are retried until it answers."""
+
+    def __init__(self, client: keptn_client.KeptnClient, *, backoff: retry.Backoff = retry.UNTIL_ACCEPTED) -> None:
+        self._client = client
+        self._backoff = backoff
+
+    async def fetch(self, ref: EventRef) -> dict[str, Any] | None:
+        found = await self._client.get_triggered(ref.type, event_id=ref.id, backoff=self._backoff)
+        return next((e for e in found if e.get("id") == ref.id), None)

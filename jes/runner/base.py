@@ -98,6 +98,10 @@ class Runner(Protocol):
     """Runs tasks; see the module docstring for the idempotency contract."""
 
     name: str
+    absent_means_never_started: bool
+    """Whether a task without a Job (or process state) certainly never ran. True for the local
+    runner (its state directory is never cleaned behind its back); False for Kubernetes, where a
+    finished Job may have been deleted by its TTL."""
 
     async def start(self) -> None:
         """Prepare shared machinery (watches, state directories)."""

@@ -191,3 +191,26 @@ def log_targets(pods: list[Obj], *, include_running: bool) -> list[LogTarget]:
     if not failed:
         targets = [t for t in targets if not t.init]
     return targets
+
+
+#: Reasons of the Job controller's final Event on a Job (pkg/controller/job/job_controller.go,
+#: ``recordJobFinished`` and ``syncJob``): they outlive the Job by the API server's event TTL (1 h).
+_FINAL_EVENT_STATUS = {
+    "Completed": Status.SUCCEEDED,
+    "BackoffLimitExceeded": Status.FAILED,
+    "PodFailurePolicy": Status.FAILED,
+    "FailedIndexes": Status.FAILED,
+    "MaxFailedIndexesExceeded": Status.FAILED,
+    "DeadlineExceeded": Status.DEADLINE_EXCEEDED,
+}
+
+
+def verdict_from_events(events: list[Obj]) -> Verdict | None:
+    """How a Job that is gone ended, from the Job controller's Events about it (None: unknown)."""
+    for event in reversed(events):
+        status = _FINAL_EVENT_STATUS.get(str(event.get("reason") or ""))
+        if status is None:
+            continue
+        what = f"{event.get('reason')}: {event.get('message') or ''}".rstrip(": ")
+        return Verdict(status, f"{what} (the Job was deleted before jes saw it end; its logs are gone)")
+    return None

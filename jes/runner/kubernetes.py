@@ -80,7 +80,7 @@ import kubernetes.config
 from jes import errors, retry
 from jes.runner import kube_client, kube_status, kube_watch
 from jes.runner.base import ContainerLog, LogSink, Outcome, Status, TaskSpec
-from jes.runner.logs import BoundedBuffer
+from jes.runner.logs import BoundedBuffer, LogText
 from jes.settings import Settings
 
 Obj = dict[str, Any]
@@ -122,6 +122,7 @@ class KubernetesRunner:
     """Runs tasks as Kubernetes Jobs; see the module docstring."""
 
     name = "kubernetes"
+    absent_means_never_started = False
 
     def __init__(
         self,
@@ -314,7 +315,7 @@ class KubernetesRunner:
         except errors.KubeError as exc:
             return _outcome(spec, Status.ERROR, str(exc), started_at)
         if job is None:
-            return _outcome(spec, Status.LOST, _LOST, started_at)
+            return await self._vanished(spec, namespace, started_at)
         limit_s = float(spec.task.max_poll_duration_s)
         created = kube_status.parse_time((job.get("metadata") or {}).get("creationTimestamp"))
         del job  # the tracker keeps what is needed; the full answer would stay alive while waiting
@@ -326,7 +327,29 @@ class KubernetesRunner:
             verdict = await self._wait(spec, namespace, tracker, deadline, on_running)
         except errors.KubeError as exc:
             return _outcome(spec, Status.ERROR, str(exc), started_at)
+        if verdict.status is Status.LOST:
+            return await self._vanished(spec, namespace, started_at, verdict.reason)
         return await self._finish(spec, namespace, tracker, verdict, started_at, on_log, adopted=adopted)
+
+    async def _vanished(self, spec: TaskSpec, namespace: str, started_at: datetime, reason: str = _LOST) -> Outcome:
+        """A Job that is gone (its TTL, a watch gap, jes down meanwhile): how it ended, as long as
+        the Job controller's Events about it still exist; else LOST."""
+        verdict = kube_status.verdict_from_events(await self._events(namespace, "Job", spec.job_name))
+        if verdict is None:
+            return _outcome(spec, Status.LOST, reason, started_at)
+        logger.info("Job %s/%s is gone; its Events say: %s", namespace, spec.job_name, verdict.reason)
+        note = ContainerLog(
+            container=_main_container(spec), pod="-", text=LogText.of("(logs no longer available)\n")
+        )
+        return Outcome(
+            job_name=spec.job_name,
+            status=verdict.status,
+            reason=verdict.reason,
+            exit_code=0 if verdict.status is Status.SUCCEEDED else None,
+            logs=(note,),
+            started_at=started_at,
+            finished_at=max(_now(), started_at),
+        )
 
     async def _create_or_adopt(
         self, spec: TaskSpec, namespace: str, tracker: kube_watch.Tracker

@@ -253,6 +253,7 @@ class LocalRunner:
     """Runs rendered tasks as local processes; see the module docstring."""
 
     name = "local"
+    absent_means_never_started = True
 
     def __init__(
         self,

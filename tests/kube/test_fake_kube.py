@@ -331,6 +331,9 @@ def test_deadline_and_ttl_follow_the_fake_clock(kube: FakeKube, api: kubernetes.
     kube.clock.advance(61)
     job = helpers.wait_until(lambda: _finished(kube, "slow"))
     assert job["status"]["conditions"][-1]["reason"] == "DeadlineExceeded"
+    (terminating,) = helpers.wait_until(lambda: kube.objects("pods", "default"))
+    assert terminating["metadata"]["deletionGracePeriodSeconds"] == 30  # the default grace period
+    kube.clock.advance(31)  # the container ignores SIGTERM: killed at the end of the grace period
     assert helpers.wait_until(lambda: kube.objects("pods", "default") == [])
 
     owned = {"apiVersion": "batch/v1", "kind": "Job", "name": "slow", "uid": job["metadata"]["uid"]}
@@ -348,9 +351,62 @@ def test_deleting_a_job_collects_its_pods_unless_orphaned(kube: FakeKube, api: k
         helpers.wait_until(lambda name=name: "running" in _container_state(kube, name))
     batch.delete_namespaced_job("fg", "default", propagation_policy="Foreground")
     batch.delete_namespaced_job("orphan", "default")
-    assert kube.objects("pods", "default", labels="job-name=fg") == []
     orphaned = kube.objects("pods", "default", labels="job-name=orphan")
     assert len(orphaned) == 1 and orphaned[0]["metadata"]["ownerReferences"] == []
+    # Foreground: the Job waits, marked, until its pod has terminated (grace period: 30 s)
+    (pod,) = kube.objects("pods", "default", labels="job-name=fg")
+    assert pod["metadata"]["deletionTimestamp"] and pod["status"]["phase"] == "Running"
+    job = batch.read_namespaced_job("fg", "default")
+    assert job.metadata.deletion_timestamp is not None and job.metadata.finalizers == ["foregroundDeletion"]
+    kube.clock.advance(31)
+    helpers.wait_until(lambda: kube.get("jobs", "default", "fg") is None)
+    assert kube.objects("pods", "default", labels="job-name=fg") == []
+
+
+def test_a_container_that_exits_on_sigterm_ends_the_grace_period_early(
+    kube: FakeKube, api: kubernetes.client.ApiClient
+) -> None:
+    kube.behave(job="polite", duration_s=3600, sigterm_exit_s=2)
+    _batch(api).create_namespaced_job("default", helpers.job_manifest("polite"))
+    name = helpers.wait_until(lambda: "running" in _container_state(kube, "polite") and _pod(kube, "polite"))[
+        "metadata"
+    ]["name"]
+    seen: list[dict[str, Any]] = []
+    kube.store_listener(lambda plural, kind, obj: seen.append(obj) if plural == "pods" else None)
+    _core(api).delete_namespaced_pod(name, "default")
+    kube.clock.advance(2.5)
+    helpers.wait_until(lambda: kube.get("pods", "default", name) is None)
+    last = [o for o in seen if o["metadata"]["name"] == name][-1]
+    (status,) = last["status"]["containerStatuses"]
+    assert status["state"]["terminated"]["exitCode"] == 143 and last["status"]["phase"] == "Failed"
+
+
+def test_objects_over_the_api_servers_size_limits_are_refused(
+    kube: FakeKube, api: kubernetes.client.ApiClient
+) -> None:
+    core = _core(api)
+    big = "x" * (1024 * 1024 + 1)
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_config_map("default", {"metadata": {"name": "big"}, "data": {"f": big}})
+    assert refused.value.status == 422
+    assert json.loads(refused.value.body)["message"] == (
+        'ConfigMap "big" is invalid: []: Too long: may not be more than 1048576 bytes'
+    )
+    lease = {"metadata": {"name": "l", "annotations": {"a": "y" * (256 * 1024)}}, "spec": {}}
+    with pytest.raises(ApiException) as refused:
+        kubernetes.client.CoordinationV1Api(api).create_namespaced_lease("default", lease)
+    assert refused.value.status == 422
+    assert json.loads(refused.value.body)["message"] == (
+        'Lease.coordination.k8s.io "l" is invalid: metadata.annotations: Too long: may not be more than 262144 bytes'
+    )
+    huge = {"metadata": {"name": "huge"}, "data": {"a": "z" * 1_000_000, "b": "z" * 1_000_000}}
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_secret("default", huge | {"stringData": None})
+    assert refused.value.status == 422
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_config_map("default", {"metadata": {"name": "h"}, "data": {"a": "z" * 3_200_000}})
+    assert refused.value.status == 413
+    assert "Request entity too large: limit is 3145728" in refused.value.body
 
 
 # --- logs ------------------------------------------------------------------------------------------

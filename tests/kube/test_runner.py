@@ -268,7 +268,10 @@ async def test_max_poll_duration_deletes_the_job(kube: FakeKube, runner: Kuberne
     assert outcome.status is Status.TIMED_OUT
     assert outcome.reason == "maxPollDuration of 1s exceeded; the Job was deleted"
     assert _log(outcome) == "started\n"  # what it printed so far
-    assert kube.get("jobs", "default", "slow") is None
+    job = kube.get("jobs", "default", "slow")  # foreground deletion: it waits for its pod's grace period
+    assert job is None or job["metadata"]["deletionTimestamp"]
+    kube.clock.advance(31)
+    await eventually(lambda: kube.get("jobs", "default", "slow") is None)
     assert kube.objects("pods", "default") == []
 
 
@@ -354,6 +357,41 @@ async def test_a_completion_during_a_410_gap_is_not_lost(kube: FakeKube, runner:
     outcome = await asyncio.wait_for(task, 10)
     assert outcome.status is Status.SUCCEEDED and _log(outcome) == "seen\n"
     assert kube.request_count("list", "batch/jobs") > lists_before  # listed again after 410
+
+
+async def test_a_watch_gap_longer_than_the_ttl_still_reports_the_success(
+    kube: FakeKube, runner: KubernetesRunner
+) -> None:
+    """The Job completes and its TTL deletes it while jes cannot watch: its Events still tell."""
+    kube.behave(job="gap-ttl", duration_s=3600, logs="seen\n")
+    task = asyncio.create_task(runner.run(helpers.spec("gap-ttl", ttl_s=60)), name="run-gap-ttl")
+    await eventually(lambda: _running(kube, "gap-ttl"))
+    kube.faults.fail(503, times=None, verb="watch")
+    kube.close_watches()
+    await eventually(lambda: kube.open_watches("jobs") == 0)
+    kube.clock.advance(3600)  # completes unseen
+    await eventually(lambda: kube.get("jobs", "default", "gap-ttl")["status"].get("succeeded"))
+    kube.clock.advance(61)  # and its TTL deletes it, with its pod and logs
+    await eventually(lambda: kube.get("jobs", "default", "gap-ttl") is None)
+    kube.expire_watches()
+    kube.faults.clear()
+
+    outcome = await asyncio.wait_for(task, 10)
+    assert outcome.status is Status.SUCCEEDED, outcome
+    assert outcome.reason.startswith("Completed: Job completed") and "logs are gone" in outcome.reason
+    assert _log(outcome) == "(logs no longer available)\n"
+
+
+async def test_adopting_a_job_deleted_by_its_ttl_reads_its_events(kube: FakeKube, runner: KubernetesRunner) -> None:
+    kube.behave(job="failed-ttl", exit_code=2)
+    first = await runner.run(helpers.spec("failed-ttl", ttl_s=60))
+    assert first.status is Status.FAILED
+    kube.clock.advance(61)
+    await eventually(lambda: kube.get("jobs", "default", "failed-ttl") is None)
+
+    again = await runner.run(helpers.spec("failed-ttl", ttl_s=60), adopt_only=True)
+    assert again.status is Status.FAILED and again.reason.startswith("BackoffLimitExceeded")
+    assert len(kube.created_jobs) == 1
 
 
 async def test_a_dropped_watch_connection_is_resumed(kube: FakeKube, runner: KubernetesRunner) -> None:

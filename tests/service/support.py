@@ -54,6 +54,9 @@ def jes_settings(plane: LocalControlPlane, state_dir: Path, **overrides: Any) ->
         "k8s_namespace": "keptn-jes",
         "k8s_pod_name": "jes-test",
         "shutdown_grace_s": 5.0,
+        "datastore_settle_s": 1.0,
+        "lease_duration_s": 1.5,
+        "lease_renew_s": 0.3,
     }
     values.update(overrides)
     return settings.Settings(**values)
@@ -61,7 +64,7 @@ def jes_settings(plane: LocalControlPlane, state_dir: Path, **overrides: Any) ->
 
 @contextlib.asynccontextmanager
 async def running(current: settings.Settings, **kwargs: Any) -> AsyncIterator[Service]:
-    service = Service(current, health_host="127.0.0.1", check_delay_s=kwargs.pop("check_delay_s", 0.2), **kwargs)
+    service = Service(current, health_host="127.0.0.1", **kwargs)
     await service.start()
     try:
         yield service
@@ -142,3 +145,24 @@ def jes_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[byt
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             process.wait()
+
+
+def catches_sigterm(process: subprocess.Popen[bytes]) -> bool:
+    """Whether the process has its own SIGTERM handler yet (Linux: SigCgt in /proc/PID/status).
+
+    Before that — the first ~25 ms, while the interpreter starts and before any jes code runs — the
+    kernel's default action applies; that window belongs to Python, not to jes."""
+    try:
+        status = Path(f"/proc/{process.pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+def wait_for_sigterm_handler(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not catches_sigterm(process):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError("jes never installed its SIGTERM handler")
+        time.sleep(0.002)

@@ -20,6 +20,7 @@ from tests.service.support import (
     put_config,
     sequence_done,
     trigger_body,
+    wait_for_sigterm_handler,
 )
 
 
@@ -71,6 +72,7 @@ def test_kill_9_at_seeded_points_then_restart(plane: LocalControlPlane, tmp_path
             process.wait()
     with jes_process(env, tmp_path / "jes.log") as last:
         wait(lambda: all(sequence_done(plane, c) for c in contexts), what="every sequence after the restarts")
+        wait_for_sigterm_handler(last)  # the sequences may be done before this process even started
         last.send_signal(signal.SIGTERM)
         assert last.wait(timeout=10) == 0
     ledger_check(plane)
@@ -117,3 +119,28 @@ def test_sigterm_past_the_grace_period_hands_over_to_the_next_start(plane: Local
     ledger_check(plane)
     assert_each_task_ran_once(markers, ["handover"])
     assert TOKEN not in (tmp_path / "jes.log").read_text()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sigterm_or_sigint_during_start_up_ends_with_exit_0(plane: LocalControlPlane, tmp_path: Path, seed: int) -> None:
+    """At a seeded moment of the start-up (an event is open, so start-up has work to pick up), then
+    a restart: the event is handled once, so nothing was left half-written."""
+    rng = random.Random(seed)
+    signum = signal.SIGTERM if seed % 2 == 0 else signal.SIGINT
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    put_config(plane, counting_config(markers, 0.2))
+    env = jes_environment(plane, tmp_path / "state")
+    context = plane.trigger_sequence(trigger_body(run=f"s{seed}"))
+    with jes_process(env, tmp_path / "jes.log") as process:
+        wait_for_sigterm_handler(process)
+        time.sleep(rng.uniform(0, 0.8))
+        process.send_signal(signum)
+        assert process.wait(timeout=15) == 0
+    with jes_process(env, tmp_path / "jes.log") as process:
+        wait(lambda: sequence_done(plane, context), what="the sequence after the restart")
+        wait_for_sigterm_handler(process)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    ledger_check(plane)
+    assert_each_task_ran_once(markers, [f"s{seed}"])

@@ -20,6 +20,7 @@ from jes.keptn import client as keptn_client
 from jes.keptn.controlplane import models
 from jes.keptn.controlplane.server import LocalControlPlane
 from jes.plan import EventInfo
+from jes.reporter import Arrival
 from jes.runner.base import Outcome, Status, TaskSpec
 from tests.config.test_loader_properties import TREES
 from tests.service.support import (
@@ -130,13 +131,13 @@ class RecordingReporter:
         self.sent: list[dict[str, Any]] = []
         self.logs: list[dict[str, Any]] = []
 
-    async def deliver(self, claim: ledger.Claim, key: str, event: dict[str, Any], *, persist: bool = True) -> None:
-        if claim.report_state(key) != ledger.SENT:
-            self.sent.append(event)
-            claim.reports[key] = ledger.SENT
+    async def deliver(self, event: dict[str, Any], *, fence: Any) -> Arrival:
+        await fence()
+        self.sent.append(event)
+        return Arrival.ARRIVED
 
-    async def delivered_before(self, claim: ledger.Claim, key: str, probe: dict[str, Any]) -> bool:
-        return claim.report_state(key) == ledger.SENT
+    async def settle(self, probe: dict[str, Any], *, since: float | None = None) -> Arrival:
+        return Arrival.MISSING
 
     async def best_effort(self, event: dict[str, Any]) -> None:
         self.sent.append(event)
@@ -162,6 +163,7 @@ class InstantRunner:
     """Does not execute anything: the property is about config, matching and reporting."""
 
     name = "instant"
+    absent_means_never_started = True
 
     async def start(self) -> None:
         return None
@@ -241,29 +243,32 @@ class MissingConfig:
 
 
 async def test_a_finished_accepted_just_before_a_crash_is_not_sent_again(plane: LocalControlPlane) -> None:
-    """The crash came after the control plane accepted .finished but before the claim recorded it:
-    the resumed claim finds it in the datastore and completes, even though the config is gone now."""
+    """The crash came after the control plane accepted .finished but before the claim recorded it
+    as sent: the resumed claim finds it in the datastore and completes, even though the config is
+    gone now."""
     (event_id,) = plane.inject_triggered(task="test", project="my-first-project", stage="dev", service="service1")
     (event,) = [e for e in plane.open_triggered("sh.keptn.event.test.triggered") if e["id"] == event_id]
     info, identity = matcher.event_info(event), events.Identity(executor="keptn-jes/-")
     store = ledger.MemoryLedger()
-    claim = await store.claim(event)
-    assert claim is not None
+    claim = ledger.Claim(ref=ledger.EventRef.of(event), holder=store.holder)
+    claim.reports[ledger.Report.STARTED] = ledger.Delivery.SENT
+    claim.reports[ledger.Report.FINISHED] = ledger.Delivery.SENDING  # the crash came right after the POST
+    await store.save(claim)
     settings_ = jes_settings(plane, Path("/nonexistent"))
     async with auth.make_http_client(settings_) as http:
         client = keptn_client.KeptnClient.from_settings(http, settings_)
         for body in (events.started(info, identity), events.finished(info, identity, status="succeeded", result="pass", message="ok", max_bytes=65536)):
             await client.send_event(body)
-        claim.reports["started"] = ledger.SENT  # the crash: finished was accepted, not yet recorded
-        await store.release(claim)
         subject = handler.EventHandler(
             configs=MissingConfig(), files=NoFiles(), runner=InstantRunner(), store=store,
-            reporter=reporter_mod.KeptnReporter(client, store, check_delay_s=0),
+            reporter=reporter_mod.KeptnReporter(client, settle_s=0.5),
             executor=matcher.Executor(), job_settings=manifests.JobSettings(), identity=identity,
         )  # fmt: skip
         (resumed,) = await store.resumable()
         assert resumed.resumed
+        resumed.event = event
         result = await subject.resume(resumed)
-    assert result.outcome == "resumed" and store.claims[event_id].done
+    stored = store.get(event_id)
+    assert result.outcome == "resumed" and stored is not None and stored.done
     assert len(plane.events(type="sh.keptn.event.test.finished", triggered_id=event_id)) == 1
     assert len(plane.events(type="sh.keptn.event.test.started", triggered_id=event_id)) == 1

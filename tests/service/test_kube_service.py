@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from jes import kubeledger, retry
+from jes import retry
 from jes.keptn.controlplane.server import LocalControlPlane
+from jes.ledger import leases
 from jes.runner import kube_client
 from jes.runner.kubernetes import KubernetesRunner
 from jes.service import Service
@@ -41,17 +42,15 @@ def make_service(plane: LocalControlPlane, kube: FakeKube, tmp_path: Path, holde
         plane, tmp_path / holder, runner="kubernetes", k8s_pod_name=holder, job_namespace="keptn-jes", **overrides
     )
     runner = KubernetesRunner(api_client=kube.api_client(), backoff=FAST, pending_grace_s=0.5, watch_timeout_s=5)
-    store = kubeledger.LeaseLedger(
+    store = leases.LeaseLedger(
         lambda: kube_client.KubeApi(runner.api_client, executor=runner.executor, backoff=FAST, request_timeout_s=5),
         namespace="keptn-jes",
         executor_id=settings.executor_id,
         holder=holder,
-        renew_interval_s=0.2,
-        holder_timeout_s=1.0,
+        renew_interval_s=settings.lease_renew_s,
+        lease_duration_s=settings.lease_duration_s,
     )
-    return Service(
-        settings, runner=runner, store=store, health_host="127.0.0.1", check_delay_s=0.2, sweep_interval_s=0.5
-    )
+    return Service(settings, runner=runner, store=store, health_host="127.0.0.1")
 
 
 @contextlib.asynccontextmanager
@@ -86,9 +85,9 @@ async def test_hello_world_runs_as_a_job_and_reports_its_logs(
     k8s_valid(job)
     assert job["metadata"]["namespace"] == "keptn-jes"
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["Hello, world from Europe!"]
-    leases = kube.objects("leases", "keptn-jes")
-    claims = [lease for lease in leases if lease["metadata"]["labels"][kubeledger.CLAIM_LABEL] == "event"]
-    assert len(claims) == 1 and '"done":true' in claims[0]["metadata"]["annotations"][kubeledger.RECORD_ANNOTATION]
+    all_leases = kube.objects("leases", "keptn-jes")
+    claims = [lease for lease in all_leases if lease["metadata"]["labels"][leases.CLAIM_LABEL] == "event"]
+    assert len(claims) == 1 and '"done":true' in claims[0]["metadata"]["annotations"][leases.RECORD_ANNOTATION]
     ledger_check(plane)
 
 

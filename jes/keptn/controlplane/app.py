@@ -47,7 +47,9 @@ class Options:
     strict_validation: bool = False
     max_event_size_bytes: int = 64 * 1024
     max_body_bytes: int = 5 * 1024 * 1024
-    pagination_bug: bool = False
+    pagination_bug: bool = True
+    """Keptn 0.16-1.4.5 answer later pages of the triggered-events list with the first page again
+    (shipyard-controller ``GetTriggeredEvents`` indexes the sub-slice from 0)."""
 
 
 def build(
@@ -98,9 +100,15 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def _paged(items: list[Any], size: int, offset: int, *, bug: bool = False) -> tuple[list[Any], int]:
-    """One page and the next offset (0 when there is none)."""
-    start = 0 if bug else offset
-    chunk = items[start : start + size]
+    """One page and the next offset (0 when there is none).
+
+    With ``bug``: Keptn's page-2 bug. shipyard-controller ``GetTriggeredEvents`` ranges over
+    ``events[nextPageKey:endIndex]`` but appends ``events[index]`` with the sub-slice's index, so a
+    later page has the right length and the *first* page's items (keptn/keptn 1.4.5,
+    ``shipyard-controller/internal/handler/eventhandler.go``)."""
+    chunk = items[offset : offset + size]
+    if bug:
+        chunk = items[: len(chunk)]
     return chunk, offset + size if offset + size < len(items) else 0
 
 
@@ -333,6 +341,8 @@ class _Handlers:
     # -- mongodb-datastore -------------------------------------------------------------------
 
     async def get_stored_events(self, request: Request) -> Response:
+        if self._state.ingestion.is_down():
+            return _datastore_unavailable()
         project = httputil.query(request, "project")
         context = httputil.query(request, "keptnContext")
         if project is None and context is None:
@@ -348,7 +358,7 @@ class _Handlers:
             event_id=httputil.query(request, "eventID"),
             source=httputil.query(request, "source"),
         )
-        events = self._state.stored_events(query, newest_first=True)
+        events = self._state.stored_events(query, newest_first=True, as_clients_see=True)
         page, next_key = _paged(events, size, offset)
         return JSONResponse(
             {"events": page, "nextPageKey": str(next_key), "pageSize": len(page), "totalCount": len(events)}
@@ -364,6 +374,16 @@ class _Handlers:
         if self._auth.oauth is None:
             return httputil.not_found()
         return JSONResponse(self._auth.discovery(f"{request.url.scheme}://{request.url.netloc}"))
+
+
+def _datastore_unavailable() -> Response:
+    """What the API gateway answers while the mongodb-datastore has no ready pod."""
+    body = (
+        "<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n"
+        "<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n<hr><center>nginx</center>\r\n"
+        "</body>\r\n</html>\r\n"
+    )
+    return Response(body, status_code=503, media_type="text/html")
 
 
 def _datastore_page_size(raw: str | None) -> int:

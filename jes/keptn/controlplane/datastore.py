@@ -3,12 +3,18 @@
 Events are kept as the JSON dicts that were stored (never modified afterwards). Queries pick the
 smallest matching index (context, triggered id, project + type, project, type) and filter the
 rest, so asking for one context's events stays cheap however many events there are.
+
+The same store serves two views: the control plane's own record of every event (at once, for
+tests and the demo) and the datastore as Keptn's clients see it — fed asynchronously, so an event
+becomes visible only at its ``visible_at`` (see :class:`IngestionModel`).
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +27,8 @@ class StoredEvent:
     seq: int
     at: datetime
     event: dict[str, Any]
+    visible_at: float = 0.0
+    """Monotonic time from which the datastore's HTTP API shows it (``inf``: never, it was lost)."""
 
     @property
     def sort_key(self) -> tuple[datetime, int]:
@@ -71,8 +79,8 @@ class EventStore:
     def __len__(self) -> int:
         return len(self._all)
 
-    def add(self, event: dict[str, Any], at: datetime) -> StoredEvent:
-        stored = StoredEvent(seq=len(self._all), at=at, event=event)
+    def add(self, event: dict[str, Any], at: datetime, *, visible_at: float = 0.0) -> StoredEvent:
+        stored = StoredEvent(seq=len(self._all), at=at, event=event, visible_at=visible_at)
         self._all.append(stored)
         data = event.get("data")
         project = data.get("project") if isinstance(data, dict) else None
@@ -90,13 +98,15 @@ class EventStore:
             self._by_project_type[(project, etype)].append(stored)
         return stored
 
-    def query(self, query: EventQuery) -> list[StoredEvent]:
-        """Matching events, oldest first."""
+    def query(self, query: EventQuery, *, visible_at: float | None = None) -> list[StoredEvent]:
+        """Matching events, oldest first; with ``visible_at`` only those ingested by then."""
         candidates = self._candidates(query)
+        if visible_at is not None:
+            candidates = [s for s in candidates if s.visible_at <= visible_at]
         return [s for s in candidates if query.matches(s.event)]
 
-    def newest_first(self, query: EventQuery) -> list[StoredEvent]:
-        return sorted(self.query(query), key=lambda s: s.sort_key, reverse=True)
+    def newest_first(self, query: EventQuery, *, visible_at: float | None = None) -> list[StoredEvent]:
+        return sorted(self.query(query, visible_at=visible_at), key=lambda s: s.sort_key, reverse=True)
 
     def _candidates(self, query: EventQuery) -> Iterable[StoredEvent]:
         if query.event_id is not None:
@@ -112,3 +122,48 @@ class EventStore:
         if query.type is not None:
             return self._by_type.get(query.type, [])
         return self._all
+
+
+class IngestionModel:
+    """When an event reaches Keptn's datastore, as Keptn 1.x feeds it.
+
+    The api-service publishes an accepted event on core NATS and answers; the mongodb-datastore,
+    subscribed to ``sh.keptn.event.>`` with a plain queue subscription (no JetStream, no ack),
+    stores it when it gets it (keptn/keptn 1.4.5: ``api/handlers/event.go``,
+    ``mongodb-datastore/restapi/configure_mongodb_datastore.go``). So: an event shows up ``lag_s``
+    after it was accepted; one published while the datastore is down is lost to it for good; other
+    types (``sh.keptn.log.error``) are never stored. Times are real monotonic seconds, because
+    clients wait in real time.
+    """
+
+    def __init__(self, lag_s: float = 0.0, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.lag_s = lag_s
+        self._clock = clock
+        self._down: list[tuple[float, float]] = []
+        self.lost = 0
+
+    def now(self) -> float:
+        return self._clock()
+
+    def take_down(self, seconds: float) -> None:
+        """The datastore is unavailable from now for ``seconds`` (``inf``: until :meth:`bring_up`)."""
+        start = self._clock()
+        self._down.append((start, start + seconds))
+
+    def bring_up(self) -> None:
+        now = self._clock()
+        self._down = [(start, min(end, now)) for start, end in self._down]
+
+    def is_down(self, at: float | None = None) -> bool:
+        moment = self._clock() if at is None else at
+        return any(start <= moment < end for start, end in self._down)
+
+    def visible_at(self, event: dict[str, Any]) -> float:
+        """When the datastore will show ``event``, accepted now (``inf``: never)."""
+        if not str(event.get("type") or "").startswith("sh.keptn.event."):
+            return math.inf
+        arrival = self._clock() + self.lag_s
+        if self.is_down(arrival):
+            self.lost += 1
+            return math.inf
+        return arrival

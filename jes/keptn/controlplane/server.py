@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import math
 import signal
 import socket
 import threading
@@ -80,9 +81,10 @@ class LocalControlPlane:
     ``url`` is the ``KEPTN_API_ENDPOINT`` (``http://127.0.0.1:<port>/api``). Beyond the Keptn
     defaults: ``strict_validation`` turns on the api-service's event validation (and its
     ``max_event_size_kb`` limit), ``oauth`` puts an OAuth gateway in front, ``token=""`` disables
-    the token check, ``pagination_bug`` reproduces Keptn's page-2 bug on the triggered-events
-    endpoint, ``rate_limit_bad_tokens`` the gateway's 429 after bad tokens, and
-    ``ssl_certfile``/``ssl_keyfile`` serve HTTPS.
+    the token check, ``pagination_bug`` (on by default, as in Keptn 0.16-1.4.5) answers later pages
+    of the triggered-events list with the first one again, ``datastore_lag_s`` delays what the
+    datastore's HTTP API shows (Keptn feeds it asynchronously), ``rate_limit_bad_tokens`` the
+    gateway's 429 after bad tokens, and ``ssl_certfile``/``ssl_keyfile`` serve HTTPS.
     """
 
     def __init__(
@@ -100,7 +102,8 @@ class LocalControlPlane:
         api_prefix: str = "/api",
         max_body_bytes: int = 5 * 1024 * 1024,
         max_event_size_kb: int = 64,
-        pagination_bug: bool = False,
+        pagination_bug: bool = True,
+        datastore_lag_s: float = 0.0,
         rate_limit_bad_tokens: bool = False,
         ssl_certfile: str | Path | None = None,
         ssl_keyfile: str | Path | None = None,
@@ -115,7 +118,10 @@ class LocalControlPlane:
         self.clock: clock_mod.Clock = clock or clock_mod.Clock()
         self.faults = faults.FaultInjector()
         self.state = state.ControlPlaneState(
-            clock_=self.clock, task_started_wait_s=task_started_wait_s, integration_ttl_s=integration_ttl_s
+            clock_=self.clock,
+            task_started_wait_s=task_started_wait_s,
+            integration_ttl_s=integration_ttl_s,
+            datastore_lag_s=datastore_lag_s,
         )
         self.seeded_projects = seed.load(self.state, seed_dir) if seed_dir is not None else []
         self._auth = auth.Authenticator(
@@ -248,6 +254,21 @@ class LocalControlPlane:
         query = datastore.EventQuery(type=type, keptn_context=keptn_context, triggered_id=triggered_id)
         return copy.deepcopy(self.state.stored_events(query, newest_first=False))
 
+    def stored_events(
+        self, *, type: str | None = None, keptn_context: str | None = None, triggered_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """What the datastore's HTTP API shows now (after its lag, without what it lost), oldest first."""
+        query = datastore.EventQuery(type=type, keptn_context=keptn_context, triggered_id=triggered_id)
+        return copy.deepcopy(self.state.stored_events(query, newest_first=False, as_clients_see=True))
+
+    def datastore_down(self, seconds: float = math.inf) -> None:
+        """Take the datastore down for ``seconds``: its API answers 503, and what the control plane
+        accepts meanwhile never reaches it (core NATS drops it), as in Keptn."""
+        self.state.ingestion.take_down(seconds)
+
+    def datastore_up(self) -> None:
+        self.state.ingestion.bring_up()
+
     def open_triggered(self, event_type: str, **filters: str) -> list[dict[str, Any]]:
         """The open ``.triggered`` events of a type, as the polling endpoint returns them."""
         return copy.deepcopy(self.state.triggered_events(event_type, **filters))
@@ -293,9 +314,24 @@ class LocalControlPlane:
             time.sleep(0.01)
 
 
-def run_control_plane(*, host: str, port: int, token: str, seed_dir: str | None) -> None:
+def run_control_plane(
+    *,
+    host: str,
+    port: int,
+    token: str,
+    seed_dir: str | None,
+    datastore_lag_s: float = 0.0,
+    pagination_bug: bool = True,
+) -> None:
     """Serve in the foreground (``jes control-plane``) until Ctrl-C or SIGTERM."""
-    control_plane = LocalControlPlane(token=token, seed_dir=seed_dir, host=host, port=port)
+    control_plane = LocalControlPlane(
+        token=token,
+        seed_dir=seed_dir,
+        host=host,
+        port=port,
+        datastore_lag_s=datastore_lag_s,
+        pagination_bug=pagination_bug,
+    )
     control_plane.start()
     print(_banner(control_plane), flush=True)
     stopping = threading.Event()

@@ -2,10 +2,11 @@
 
 The HTTP handlers and the Python API (:class:`server.LocalControlPlane`) call these methods from
 different threads; each takes the lock for the few microseconds it needs. ``POST /v1/event``
-stores the event in the datastore at once (so a client whose connection broke can find it) and
-queues it; a background thread hands queued events to the shipyard-controller in order — the
-asynchronous-but-fast processing of Keptn — and every 50 ms times out tasks and expires
-integrations by the (possibly fake) clock.
+records the event (the datastore's HTTP API shows it only after the ingestion lag, as Keptn's
+asynchronous datastore does: :class:`datastore.IngestionModel`) and queues it; a background
+thread hands queued events to the shipyard-controller in order — the asynchronous-but-fast
+processing of Keptn — and every 50 ms times out tasks and expires integrations by the (possibly
+fake) clock.
 """
 
 from __future__ import annotations
@@ -77,8 +78,10 @@ class ControlPlaneState:
         clock_: clock.Clock,
         task_started_wait_s: float = 600.0,
         integration_ttl_s: float = 48 * 3600,
+        datastore_lag_s: float = 0.0,
     ) -> None:
         self.clock = clock_
+        self.ingestion = datastore.IngestionModel(datastore_lag_s)
         self.integration_ttl = timedelta(seconds=integration_ttl_s)
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
@@ -169,7 +172,7 @@ class ControlPlaneState:
             self.uniform.expire(self.clock.now(), self.integration_ttl)
 
     def _record(self, event: dict[str, Any], at: datetime) -> None:
-        self.datastore.add(event, at)
+        self.datastore.add(event, at, visible_at=self.ingestion.visible_at(event))
 
     # -- api-service -------------------------------------------------------------------------
 
@@ -193,7 +196,7 @@ class ControlPlaneState:
             if incoming.extensions is not None:
                 event["extensions"] = incoming.extensions
             event["data"] = incoming.data
-            self.datastore.add(event, now)
+            self._record(event, now)
             return event, self._submit(event)
 
     def trigger(self, body: dict[str, Any], *, timeout_s: float = 5.0) -> str:
@@ -384,10 +387,17 @@ class ControlPlaneState:
 
     # -- datastore ---------------------------------------------------------------------------
 
-    def stored_events(self, query: datastore.EventQuery, *, newest_first: bool) -> list[dict[str, Any]]:
-        """Matching events from the datastore (the stored dicts: do not modify them)."""
+    def stored_events(
+        self, query: datastore.EventQuery, *, newest_first: bool, as_clients_see: bool = False
+    ) -> list[dict[str, Any]]:
+        """Matching events (the stored dicts: do not modify them). Every event received or emitted;
+        ``as_clients_see``: only those the datastore has ingested by now (its HTTP API)."""
         with self._lock:
-            found = self.datastore.newest_first(query) if newest_first else self.datastore.query(query)
+            visible = self.ingestion.now() if as_clients_see else None
+            if newest_first:
+                found = self.datastore.newest_first(query, visible_at=visible)
+            else:
+                found = self.datastore.query(query, visible_at=visible)
             return [s.event for s in found]
 
 

@@ -269,6 +269,11 @@ class FakeKube:
         finally:
             cluster.cancel_all()
 
+    def store_listener(self, listener: Callable[[str, str, Obj], None]) -> None:
+        """Call ``listener(plural, ADDED|MODIFIED|DELETED, object)`` on every change (on the server's
+        thread; keep it short): to see states a test would miss by polling."""
+        self._call(lambda: self._parts()[0].listeners.append(listener))
+
     def _note_finished(self, plural: str, event_type: str, obj: Obj) -> None:
         """Store listener (server loop): remember when a Job first became Complete or Failed."""
         if plural != "jobs" or event_type == "DELETED":

@@ -43,6 +43,9 @@ class Behaviour:
     """PodScheduled=False, reason Unschedulable, a FailedScheduling event; forever."""
     never_start: bool = False
     """Stays Pending in ContainerCreating forever."""
+    sigterm_exit_s: float | None = None
+    """When the pod is deleted: the container exits (143) this long after SIGTERM. None: it ignores
+    SIGTERM, as a shell running as PID 1 does, and is killed (137) at the end of the grace period."""
     init_exit_code: int = 0
     init_logs: str | bytes = ""
     init_message: str = ""

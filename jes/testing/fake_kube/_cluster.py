@@ -129,6 +129,8 @@ class Cluster:
         self._changed: dict[tuple[str, str], asyncio.Event] = {}
         self._events: dict[tuple[str, str, str], str] = {}
         self._event_ns = 0
+        self._foreground: dict[str, tuple[str, str, str]] = {}
+        """Owners deleted with Foreground propagation, waiting for their dependents: uid → where."""
         store.listeners.append(self._on_change)
 
     # --- bookkeeping -------------------------------------------------------------------------
@@ -161,6 +163,7 @@ class Cluster:
         self.cancel_all()
         self._scripts.clear()
         self._events.clear()
+        self._foreground.clear()
         for event in self._changed.values():
             event.set()
         self._changed.clear()
@@ -176,6 +179,9 @@ class Cluster:
         if event_type == "DELETED":
             self._cancel(meta["uid"])
             self._scripts.pop(key, None)
+            for ref in meta.get("ownerReferences") or ():
+                if ref.get("uid") in self._foreground:
+                    asyncio.get_running_loop().call_soon(self._finish_foreground, ref["uid"])
 
     async def pod_changed(self, namespace: str, name: str) -> None:
         """Wait until the pod is updated or deleted."""
@@ -249,11 +255,23 @@ class Cluster:
 
     # --- deletion and garbage collection -------------------------------------------------------
 
-    def delete(self, plural: str, namespace: str, name: str, propagation: str | None) -> Obj | None:
-        """Delete like the API server plus the garbage collector; returns the final object."""
+    def delete(
+        self, plural: str, namespace: str, name: str, propagation: str | None, *, grace_s: float | None = None
+    ) -> Obj | None:
+        """Delete like the API server plus the garbage collector and the kubelet; returns the object
+        as it is after the request (with ``deletionTimestamp`` while it is still there).
+
+        Pods are deleted gracefully: they stay ``Terminating`` while the kubelet stops their
+        containers (``terminationGracePeriodSeconds``, 30 by default). An owner deleted with
+        ``Foreground`` propagation keeps the ``foregroundDeletion`` finalizer and a
+        ``deletionTimestamp`` until every dependent with ``blockOwnerDeletion`` is gone
+        (apiserver ``registry/store.go``, garbage collector ``graph.go``).
+        """
         obj = self.store.get(plural, namespace, name)
         if obj is None:
             return None
+        if plural == "pods":
+            return self._delete_pod(namespace, name, grace_s)
         uid = obj["metadata"]["uid"]
         self._cancel(uid)
         if propagation is None:
@@ -262,20 +280,95 @@ class Cluster:
             self._orphan(uid, namespace)
             return self.store.remove(plural, namespace, name)
         if propagation == "Foreground":
-            now = self.clock.timestamp()
+            marked = obj
+            if not obj["metadata"].get("deletionTimestamp"):
+                now = self.clock.timestamp()
 
-            def mark(o: Obj) -> None:
-                o["metadata"]["deletionTimestamp"] = now
-                o["metadata"]["deletionGracePeriodSeconds"] = 0
-                o["metadata"]["finalizers"] = ["foregroundDeletion"]
+                def mark(o: Obj) -> None:
+                    o["metadata"]["deletionTimestamp"] = now
+                    o["metadata"]["deletionGracePeriodSeconds"] = 0
+                    o["metadata"]["finalizers"] = [*(o["metadata"].get("finalizers") or []), "foregroundDeletion"]
 
-            marked = self.mutate(plural, namespace, name, mark)
+                marked = self.mutate(plural, namespace, name, mark) or obj
+            self._foreground[uid] = (plural, namespace, name)
             self._delete_dependents(uid, namespace)
-            self.store.remove(plural, namespace, name)
-            return marked
+            self._finish_foreground(uid)
+            return self.store.get(plural, namespace, name) or marked
         removed = self.store.remove(plural, namespace, name)
         self._delete_dependents(uid, namespace)
         return removed
+
+    def _delete_pod(self, namespace: str, name: str, grace_s: float | None) -> Obj | None:
+        pod = self.store.get("pods", namespace, name)
+        if pod is None:
+            return None
+        if pod["metadata"].get("deletionTimestamp"):
+            return pod  # terminating already
+        spec = pod.get("spec") or {}
+        grace = grace_s if grace_s is not None else float(spec.get("terminationGracePeriodSeconds", 30))
+        phase = (pod.get("status") or {}).get("phase")
+        if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+            grace = 0.0  # pod strategy CheckGracefulDelete: nothing runs, nothing to wait for
+        uid = pod["metadata"]["uid"]
+        self._cancel(uid)  # the kubelet stops following the container scripts
+        if grace <= 0:
+            return self.store.remove("pods", namespace, name)
+        deletion = (self.clock.now() + timedelta(seconds=grace)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        def mark(o: Obj) -> None:
+            o["metadata"]["deletionTimestamp"] = deletion
+            o["metadata"]["deletionGracePeriodSeconds"] = int(grace)
+
+        marked = self.mutate("pods", namespace, name, mark)
+        self._spawn(uid, self._terminate(namespace, name, grace), "fake-kubelet-terminate")
+        return marked
+
+    async def _terminate(self, namespace: str, name: str, grace_s: float) -> None:
+        """The kubelet stopping a pod: SIGTERM, up to the grace period, SIGKILL; then the pod is
+        Failed (unless it had ended) and removed."""
+        scripts = [script for script, init in self._scripts.get((namespace, name), {}).values() if not init]
+        exits = [s.sigterm_exit_s for s in scripts if s.sigterm_exit_s is not None]
+        stop_s = min([grace_s, *exits]) if exits and len(exits) == len(scripts) else grace_s
+        if not self._running_containers(namespace, name):
+            stop_s = 0.0  # nothing to signal (waiting for an image, a volume...): the kubelet is quick
+        await self.timers.sleep(stop_s)
+        code = 143 if stop_s < grace_s else 137
+        now = self.clock.timestamp()
+
+        def stopped(pod: Obj) -> None:
+            status = pod.setdefault("status", {})
+            for cstatus in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+                state = cstatus.get("state") or {}
+                if "terminated" not in state:
+                    started = (state.get("running") or {}).get("startedAt", now)
+                    cstatus["state"] = {
+                        "terminated": {"exitCode": code, "reason": "Error", "startedAt": started, "finishedAt": now}
+                    }
+                    cstatus["ready"], cstatus["started"] = False, False
+            if status.get("phase") not in ("Succeeded", "Failed"):
+                status["phase"] = "Failed"  # kubelet status manager: a terminated pod is terminal first
+
+        self.mutate_status("pods", namespace, name, stopped)
+        self.store.remove("pods", namespace, name)
+
+    def _running_containers(self, namespace: str, name: str) -> bool:
+        pod = self.store.get("pods", namespace, name) or {}
+        status = pod.get("status") or {}
+        entries = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+        return any("running" in (entry.get("state") or {}) for entry in entries)
+
+    def _finish_foreground(self, owner_uid: str) -> None:
+        """Remove an owner being deleted in the foreground once nothing blocks it any more."""
+        target = self._foreground.get(owner_uid)
+        if target is None:
+            return
+        plural, namespace, name = target
+        for _, dependent in self.store.owned_by(owner_uid, namespace):
+            refs = dependent["metadata"].get("ownerReferences") or []
+            if any(r.get("uid") == owner_uid and r.get("blockOwnerDeletion") for r in refs):
+                return
+        del self._foreground[owner_uid]
+        self.store.remove(plural, namespace, name)
 
     def _delete_dependents(self, uid: str, namespace: str) -> None:
         for plural, dependent in list(self.store.owned_by(uid, namespace)):
@@ -388,7 +481,7 @@ class Cluster:
 
     def pod_finished(self, namespace: str, job_name: str, job_uid: str, succeeded: bool) -> None:
         job = self._job(namespace, job_name, job_uid)
-        if job is None or _finished(job):
+        if job is None or _finished(job) or job["metadata"].get("deletionTimestamp"):
             return
         now = self.clock.timestamp()
         if succeeded:
@@ -443,6 +536,7 @@ class Cluster:
             self._spawn(meta["uid"], self._ttl(meta["namespace"], meta["name"], meta["uid"], float(ttl_s)), "fake-ttl")
 
     async def _ttl(self, namespace: str, name: str, uid: str, ttl_s: float) -> None:
+        """The TTL-after-finished controller: Foreground deletion with a UID precondition."""
         await self.timers.sleep(ttl_s)
         if self._job(namespace, name, uid) is not None:
             asyncio.get_running_loop().call_soon(self.delete, "jobs", namespace, name, "Foreground")
@@ -454,7 +548,7 @@ class Cluster:
             return
         for pod in self.store.query("pods", namespace):
             if any(r.get("uid") == uid for r in pod["metadata"].get("ownerReferences") or ()):
-                self.store.remove("pods", namespace, pod["metadata"]["name"])
+                self._delete_pod(namespace, pod["metadata"]["name"], None)
         done = self._fail_job(namespace, name, "DeadlineExceeded", "Job was active longer than specified deadline")
         if done is not None:
             asyncio.get_running_loop().call_soon(self._after_finish, done)

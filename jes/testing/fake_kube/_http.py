@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import json
 import re
 from collections import Counter
@@ -64,10 +65,63 @@ def _invalid(kind: _store.Kind, name: str, causes: list[tuple[str, str]]) -> Res
     text = ", ".join(f"{f}: {m}" for f, m in causes)
     details = _details(kind, name) | {
         "kind": kind.kind,
-        "causes": [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in causes],
+        "causes": [{"reason": _cause_reason(m), "message": m, "field": f} for f, m in causes],
     }
     group = f".{kind.group}" if kind.group else ""
     return _status(422, "Invalid", f'{kind.kind}{group} "{name}" is invalid: {text}', details)
+
+
+def _cause_reason(message: str) -> str:
+    return "FieldValueTooLong" if message.startswith("Too long") else "FieldValueInvalid"
+
+
+# The API server's limits (k8s.io/apiserver and k8s.io/apimachinery, 1.32+ wording of field.TooLong):
+#: ``MaxRequestBodyBytes`` in apiserver ``server/config.go``: bigger bodies get 413.
+MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024
+#: etcd's default request limit (1.5 MiB): bigger objects fail with a 500 from the storage layer.
+MAX_STORED_OBJECT_BYTES = 1536 * 1024
+#: ``TotalAnnotationSizeLimitB`` in apimachinery ``api/validation/objectmeta.go``: keys + values.
+MAX_ANNOTATIONS_BYTES = 256 * 1024
+#: ``MaxSecretSize`` in ``core/v1/types.go``: the data of a ConfigMap or Secret.
+MAX_CONFIG_DATA_BYTES = 1024 * 1024
+
+
+def _too_long(limit: int) -> str:
+    return f"Too long: may not be more than {limit} bytes"
+
+
+def _validate_size(kind: _store.Kind, obj: Obj) -> list[tuple[str, str]]:
+    """What the API server's validation refuses for size (422 ``Invalid``)."""
+    causes = []
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    if sum(len(str(k)) + len(str(v)) for k, v in annotations.items()) > MAX_ANNOTATIONS_BYTES:
+        causes.append(("metadata.annotations", _too_long(MAX_ANNOTATIONS_BYTES)))
+    if kind.plural == "configmaps":
+        size = sum(len(str(v).encode()) for v in (obj.get("data") or {}).values())
+        size += sum(len(_decoded(v)) for v in (obj.get("binaryData") or {}).values())
+        if size > MAX_CONFIG_DATA_BYTES:  # validation.ValidateConfigMap: the whole object, field ""
+            causes.append(("[]", _too_long(MAX_CONFIG_DATA_BYTES)))
+    if kind.plural == "secrets":
+        size = sum(len(_decoded(v)) for v in (obj.get("data") or {}).values())
+        size += sum(len(str(v).encode()) for v in (obj.get("stringData") or {}).values())
+        if size > MAX_CONFIG_DATA_BYTES:
+            causes.append(("data", _too_long(MAX_CONFIG_DATA_BYTES)))
+    return causes
+
+
+def _decoded(value: Any) -> bytes:
+    try:
+        return base64.b64decode(str(value), validate=False)
+    except (ValueError, binascii.Error):
+        return str(value).encode()
+
+
+def _too_large_for_etcd(obj: Obj) -> Response | None:
+    """Objects above etcd's request limit pass validation and fail in storage: the API server
+    does not map that error, so clients get a 500 with etcd's words (kubernetes#112152)."""
+    if len(_store.dumps(obj)) <= MAX_STORED_OBJECT_BYTES:
+        return None
+    return _status(500, "", "etcdserver: request is too large")
 
 
 def _fault_response(
@@ -287,6 +341,9 @@ class Api:
         if verb in ("list", "watch"):
             return self.collection(request, target, verb == "watch")
         body = await request.body()
+        if len(body) > MAX_REQUEST_BODY_BYTES:
+            message = f"Request entity too large: limit is {MAX_REQUEST_BODY_BYTES}"
+            return _status(413, "RequestEntityTooLarge", message)
         payload = json.loads(body) if body else None
         if verb == "create":
             return self.create(request, target, payload)
@@ -467,12 +524,10 @@ class Api:
             meta["name"] = meta["generateName"] + _store.random_suffix()
         if kind.plural == "jobs":
             self.on_job_create(_store.clone(body))
-        causes = _validate_meta(kind, meta)
-        if kind.plural == "jobs":
-            causes += _validate_job(body)
         name = meta.get("name", "")
-        if causes:
-            return _invalid(kind, name, causes)
+        refused = self._refusal(kind, name, body)
+        if refused is not None:
+            return refused
         if self.store.get(kind.plural, target.namespace or "", name) is not None:
             return _status(409, "AlreadyExists", f'{kind.resource} "{name}" already exists', _details(kind, name))
         uid = _store.new_uid()
@@ -486,6 +541,16 @@ class Api:
         if kind.plural == "jobs":
             self.cluster.job_created(created)
         return _json(created, 201)
+
+    @staticmethod
+    def _refusal(kind: _store.Kind, name: str, body: Obj) -> Response | None:
+        """What validation (422) or storage (500, too large for etcd) answers a new object with."""
+        causes = _validate_meta(kind, body["metadata"]) + _validate_size(kind, body)
+        if kind.plural == "jobs":
+            causes += _validate_job(body)
+        if causes:
+            return _invalid(kind, name, causes)
+        return _too_large_for_etcd(body)
 
     def _replace(self, target: Target, current: Obj, new: Obj) -> Response:
         kind = target.kind
@@ -501,9 +566,11 @@ class Api:
             new = merged
         elif "status" in current and kind.plural in ("jobs", "pods"):
             new["status"] = current["status"]
-        causes = _validate_meta(kind, new["metadata"])
+        causes = _validate_meta(kind, new["metadata"]) + _validate_size(kind, new)
         if causes:
             return _invalid(kind, meta["name"], causes)
+        if (too_large := _too_large_for_etcd(new)) is not None:
+            return too_large
         if kind.plural == "secrets":
             default_secret(new)
         return _json(self.store.update(kind.plural, new))
@@ -565,9 +632,11 @@ class Api:
                 f"ResourceVersion in object meta: {meta['resourceVersion']}"
             )
             return _conflict(kind, name, why)
-        final = self.cluster.delete(kind.plural, namespace, name, propagation)
-        if propagation == "Foreground" and final is not None:
-            return _json(final)
+        grace = request.query_params.get("gracePeriodSeconds", options.get("gracePeriodSeconds"))
+        grace_s = float(grace) if grace is not None else None
+        final = self.cluster.delete(kind.plural, namespace, name, propagation, grace_s=grace_s)
+        if final is not None and final["metadata"].get("deletionTimestamp"):
+            return _json(final)  # still there: terminating, or waiting for its dependents
         details = _details(kind, name) | {"uid": meta["uid"]}
         return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
 

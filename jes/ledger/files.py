@@ -1,0 +1,127 @@
+"""Claims as JSON files under ``<state_dir>/claims`` (the local runner; one process per folder).
+
+Writes are atomic (temporary file, fsync, rename, fsync of the folder), so a ``kill -9`` at any
+moment leaves either the old or the new record. A lock file keeps a second process away from the
+folder, so no other writer can exist and every write is trivially fenced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import time
+from pathlib import Path
+from typing import IO
+
+from jes import errors, fsutil
+from jes.ledger.claim import Claim
+
+
+def claim_key(event_id: str) -> str:
+    return hashlib.sha256(event_id.encode()).hexdigest()[:40]
+
+
+class FileLedger:
+    def __init__(self, state_dir: str | Path, *, holder: str = "local") -> None:
+        self.root = Path(state_dir)
+        self.dir = self.root / "claims"
+        self.holder = holder
+        self._active: set[str] = set()
+        self._lock_file: IO[str] | None = None
+
+    async def maintain(self) -> None:
+        """Nothing to keep alive (one process): waits until cancelled."""
+        await asyncio.Event().wait()
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._start)
+
+    def _start(self) -> None:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            lock = (self.root / "jes.lock").open("a")
+        except OSError as exc:
+            raise errors.StateError(f"cannot use JES_STATE_DIR={self.root}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            lock.close()
+            raise errors.StateError(
+                f"another jes process uses JES_STATE_DIR={self.root}; give each executor its own state directory"
+            ) from exc
+        self._lock_file = lock
+        for leftover in self.dir.glob(".*.tmp"):  # a write interrupted by kill -9
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+    async def close(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def _path(self, event_id: str) -> Path:
+        return self.dir / f"{claim_key(event_id)}.json"
+
+    async def claim(self, claim: Claim) -> Claim | None:
+        event_id = claim.event_id
+        if event_id in self._active:
+            return None
+        existing = await asyncio.to_thread(self._read, self._path(event_id))
+        if existing is not None:
+            if existing.done:
+                return None
+            existing.event = claim.event
+            claim = existing
+        else:
+            await self.save(claim)
+        self._active.add(event_id)
+        return claim
+
+    async def save(self, claim: Claim) -> None:
+        await asyncio.to_thread(self._write, self._path(claim.event_id), claim)
+        claim.saved_at = time.monotonic()
+
+    async def release(self, claim: Claim, *, handover: bool = False) -> None:
+        self._active.discard(claim.event_id)
+
+    async def resumable(self) -> list[Claim]:
+        claims = [c for c in await asyncio.to_thread(self._read_all) if not c.done and c.event_id not in self._active]
+        self._active.update(c.event_id for c in claims)
+        return claims
+
+    async def done_claims(self) -> list[Claim]:
+        return [c for c in await asyncio.to_thread(self._read_all) if c.done]
+
+    async def forget(self, claim: Claim) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread(self._path(claim.event_id).unlink)
+
+    # -- files -----------------------------------------------------------------------------------
+
+    def _read(self, path: Path) -> Claim | None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise errors.StateError(f"cannot read claim {path}: {exc.strerror}") from exc
+        try:
+            return Claim.loads(text)
+        except errors.StateError as exc:
+            raise errors.StateError(f"claim {path}: {exc}") from exc
+
+    def _read_all(self) -> list[Claim]:
+        claims = []
+        for path in sorted(self.dir.glob("*.json")):
+            claim = self._read(path)
+            if claim is not None:
+                claims.append(claim)
+        return claims
+
+    def _write(self, path: Path, claim: Claim) -> None:
+        try:
+            fsutil.write_json_atomic(path, claim.to_json())
+        except OSError as exc:
+            raise errors.StateError(f"cannot write claim {path}: {exc.strerror}") from exc

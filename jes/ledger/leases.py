@@ -1,0 +1,361 @@
+"""The ledger in Kubernetes: one Lease per taken event, shared by every replica of an executor.
+
+Claims live in jes's own namespace (``K8S_NAMESPACE``) as ``coordination.k8s.io/v1`` Leases
+named after the executor and the event (``jes-claim-<hash>``), labelled ``open`` or ``done``. The
+:class:`~jes.ledger.claim.Claim` record (a few hundred bytes: never the event) is an annotation;
+every write carries the ``resourceVersion`` that was read, so a replica that lost a claim finds
+out by a 409 on its next write (:class:`jes.errors.ClaimLost`) — before it reports anything.
+
+Each replica renews a heartbeat Lease (``jes-holder-<hash>``) every ``renew_interval_s``. Another
+replica takes a claim over only when neither the holder's heartbeat nor the claim itself changed
+for ``lease_duration_s`` *as observed on its own monotonic clock* (:mod:`jes.ledger.liveness`): a
+frozen or partitioned holder is replaced, clock skew between nodes plays no part. A claim released
+at shutdown has no holder and is free at once.
+
+RBAC (jes's namespace): ``coordination.k8s.io/leases``: create, get, list, update, delete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from jes import errors, retry
+from jes.ledger.claim import Claim
+from jes.ledger.liveness import Liveness
+from jes.runner import kube_client
+from jes.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+RECORD_ANNOTATION = "jes.keptn.sh/claim"
+CLAIM_LABEL = "jes.keptn.sh/claim"
+STATE_LABEL = "jes.keptn.sh/state"
+EXECUTOR_LABEL = "jes.keptn.sh/executor"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+#: Kubernetes refuses an object whose annotations add up to more than 256 KiB; stay well below.
+MAX_RECORD_BYTES = 200 * 1024
+Obj = dict[str, Any]
+
+
+def _digest(*parts: str, length: int = 40) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:length]
+
+
+def _micro_time(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class LeaseLedger:
+    def __init__(
+        self,
+        api: kube_client.KubeApi | Callable[[], kube_client.KubeApi],
+        *,
+        namespace: str,
+        executor_id: str,
+        holder: str,
+        managed_by: str = "job-executor-service",
+        renew_interval_s: float = 5.0,
+        lease_duration_s: float = 15.0,
+        wall_clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._api_source = api
+        self.api: kube_client.KubeApi | None = api if isinstance(api, kube_client.KubeApi) else None
+        self.namespace = namespace
+        self.executor_id = executor_id
+        self.holder = holder
+        self.managed_by = managed_by
+        self.renew_interval_s = renew_interval_s
+        self.lease_duration_s = lease_duration_s
+        self._wall_clock = wall_clock
+        self._monotonic = monotonic
+        self._liveness = Liveness(lease_duration_s, clock=monotonic)
+        self._executor_label = _digest(executor_id, length=40)
+        self._active: set[str] = set()
+
+    @classmethod
+    def from_runner(cls, runner: Any, settings: Settings) -> LeaseLedger:
+        """A ledger sharing the kubernetes runner's client and thread pool (available once the
+        runner has started, which the service does first)."""
+
+        def api() -> kube_client.KubeApi:
+            return kube_client.KubeApi(
+                runner.api_client,
+                executor=runner.executor,
+                backoff=retry.Backoff((0.2, 0.5, 1.0, 2.0, 4.0)),
+                request_timeout_s=settings.http_timeout_s,
+            )
+
+        return cls(
+            api,
+            namespace=settings.k8s_namespace,
+            executor_id=settings.executor_id,
+            holder=settings.k8s_pod_name,
+            managed_by=settings.full_deployment_name,
+            renew_interval_s=settings.lease_renew_s,
+            lease_duration_s=settings.lease_duration_s,
+        )
+
+    @property
+    def fence_s(self) -> float:
+        """How long a successful write proves that this replica holds a claim: no other replica
+        can take it over sooner than ``lease_duration_s`` after it, so a third of that is safe."""
+        return self.lease_duration_s / 3
+
+    # -- names -----------------------------------------------------------------------------------
+
+    def claim_name(self, event_id: str) -> str:
+        return f"jes-claim-{_digest(self.executor_id, event_id)}"
+
+    def holder_name(self, holder: str) -> str:
+        return f"jes-holder-{_digest(self.executor_id, holder)}"
+
+    def _labels(self, kind: str, state: str | None = None) -> dict[str, str]:
+        labels = {MANAGED_BY: self.managed_by, CLAIM_LABEL: kind, EXECUTOR_LABEL: self._executor_label}
+        if state is not None:
+            labels[STATE_LABEL] = state
+        return labels
+
+    # -- calls -------------------------------------------------------------------------------------
+
+    def _path(self, name: str = "") -> str:
+        base = f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases"
+        return f"{base}/{name}" if name else base
+
+    async def _send(self, method: str, path: str, verb: str, **kwargs: Any) -> Obj:
+        if self.api is None:
+            raise errors.StateError("the lease ledger is used before start()")
+        return await self.api.send(
+            method, path, verb=verb, resource="coordination.k8s.io/leases", namespace=self.namespace, **kwargs
+        )
+
+    async def _list(self, selector: str) -> list[Obj]:
+        result = await self._send("GET", self._path(), "list", query={"labelSelector": selector})
+        items: list[Obj] = result.get("items", [])
+        return items
+
+    async def _delete(self, name: str) -> None:
+        with contextlib.suppress(errors.KubeNotFoundError):
+            await self._send("DELETE", self._path(name), "delete")
+
+    # -- lifecycle and heartbeat ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.api is None and callable(self._api_source):
+            self.api = self._api_source()
+        await self._beat()
+
+    async def maintain(self) -> None:
+        """Forever: renew this replica's heartbeat (the service runs it supervised)."""
+        while True:
+            await asyncio.sleep(self.renew_interval_s)
+            try:
+                await self._beat()
+            except errors.KubeError as exc:
+                logger.warning("renewing jes's heartbeat lease failed: %s", exc)
+
+    async def close(self) -> None:
+        with contextlib.suppress(errors.KubeError):
+            await self._delete(self.holder_name(self.holder))
+
+    async def _beat(self) -> None:
+        name = self.holder_name(self.holder)
+        now = _micro_time(self._wall_clock())
+        spec = {
+            "holderIdentity": self.holder,
+            "leaseDurationSeconds": max(1, round(self.lease_duration_s)),
+            "renewTime": now,  # for people reading the Lease; never compared with a clock
+        }
+        body: Obj = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "labels": self._labels("holder")},
+            "spec": {**spec, "acquireTime": now},
+        }
+        try:
+            await self._send("POST", self._path(), "create", body=body)
+        except errors.KubeConflictError:
+            current = await self._send("GET", self._path(name), "get")
+            current["spec"] = {**current.get("spec", {}), **spec}
+            with contextlib.suppress(errors.KubeConflictError):  # a concurrent beat of ours: fine
+                await self._send("PUT", self._path(name), "update", body=current)
+
+    async def _heartbeats(self) -> dict[str, str]:
+        """holder → resourceVersion of its heartbeat Lease."""
+        beats = {}
+        for lease in await self._list(f"{CLAIM_LABEL}=holder,{EXECUTOR_LABEL}={self._executor_label}"):
+            holder = str((lease.get("spec") or {}).get("holderIdentity") or "")
+            beats[holder] = str(lease["metadata"].get("resourceVersion", ""))
+        return beats
+
+    # -- claims ----------------------------------------------------------------------------------
+
+    def _body(self, claim: Claim) -> Obj:
+        record = claim.dumps()
+        if len(record.encode()) > MAX_RECORD_BYTES:
+            raise errors.StateError(
+                f"the claim record of event {claim.event_id} has {len(record.encode())} bytes, more than the "
+                f"{MAX_RECORD_BYTES} a Lease annotation may safely hold (too many tasks in one action?)"
+            )
+        metadata: Obj = {
+            "name": self.claim_name(claim.event_id),
+            "labels": self._labels("event", "done" if claim.done else "open"),
+            "annotations": {RECORD_ANNOTATION: record},
+        }
+        if claim.version:
+            metadata["resourceVersion"] = claim.version
+        spec: Obj = {"renewTime": _micro_time(self._wall_clock())}
+        if claim.holder:
+            spec["holderIdentity"] = claim.holder
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": spec}
+
+    @staticmethod
+    def _claim_of(lease: Obj) -> Claim:
+        metadata = lease.get("metadata", {})
+        text = (metadata.get("annotations") or {}).get(RECORD_ANNOTATION)
+        if not isinstance(text, str):
+            raise errors.StateError(f"claim lease {metadata.get('name')} has no record")
+        try:
+            return Claim.loads(text, version=str(metadata.get("resourceVersion", "")))
+        except errors.StateError as exc:
+            raise errors.StateError(f"claim lease {metadata.get('name')}: {exc}") from exc
+
+    async def claim(self, claim: Claim) -> Claim | None:
+        event_id = claim.event_id
+        if event_id in self._active:
+            return None
+        try:
+            created = await self._send("POST", self._path(), "create", body=self._body(claim))
+        except errors.KubeConflictError:
+            return await self._take_existing(claim)
+        except errors.KubeError as exc:
+            raise errors.StateError(f"cannot record the claim of event {event_id}: {exc}") from exc
+        claim.version = str(created["metadata"].get("resourceVersion", ""))
+        claim.saved_at = self._monotonic()
+        self._active.add(event_id)
+        return claim
+
+    async def _take_existing(self, fresh: Claim) -> Claim | None:
+        try:
+            lease = await self._send("GET", self._path(self.claim_name(fresh.event_id)), "get")
+        except errors.KubeNotFoundError:
+            return None  # forgotten meanwhile: it was done
+        except errors.KubeError as exc:
+            raise errors.StateError(f"cannot read the claim of event {fresh.event_id}: {exc}") from exc
+        taken = await self._take(lease, await self._heartbeats())
+        if taken is not None:
+            taken.event = fresh.event
+        return taken
+
+    def _holder_alive(self, claim: Claim, heartbeats: dict[str, str]) -> bool:
+        if claim.holder == self.holder:
+            return True
+        if not claim.holder:
+            return False  # released at shutdown
+        # both observations are recorded, so each keeps its own timer
+        beat = self._liveness.alive(f"holder/{claim.holder}", heartbeats.get(claim.holder, ""))
+        progress = self._liveness.alive(f"claim/{claim.event_id}", claim.version)
+        return beat or progress
+
+    async def _take(self, lease: Obj, heartbeats: dict[str, str]) -> Claim | None:
+        claim = self._claim_of(lease)
+        if claim.done or claim.event_id in self._active:
+            return None
+        if claim.holder != self.holder:
+            if self._holder_alive(claim, heartbeats):
+                return None
+            logger.info(
+                "taking over event %s from %s (no progress seen for %.0fs)",
+                claim.event_id,
+                claim.holder or "a stopped replica",
+                self.lease_duration_s,
+            )
+            claim.holder = self.holder
+            try:
+                await self.save(claim)
+            except errors.StateError:
+                return None  # another replica was quicker, or the holder moved on after all
+            self._liveness.forget(f"claim/{claim.event_id}")
+        self._active.add(claim.event_id)
+        return claim
+
+    async def save(self, claim: Claim) -> None:
+        name = self.claim_name(claim.event_id)
+        try:
+            updated = await self._send("PUT", self._path(name), "update", body=self._body(claim))
+        except errors.KubeConflictError as exc:
+            self._active.discard(claim.event_id)
+            raise errors.ClaimLost(
+                f"the claim of event {claim.event_id} was changed by another replica; this one stops working on it"
+            ) from exc
+        except errors.KubeNotFoundError as exc:
+            self._active.discard(claim.event_id)
+            raise errors.ClaimLost(f"the claim of event {claim.event_id} was deleted; stopping work on it") from exc
+        except errors.KubeError as exc:
+            raise errors.StateError(f"cannot record progress of event {claim.event_id}: {exc}") from exc
+        claim.version = str(updated["metadata"].get("resourceVersion", ""))
+        claim.saved_at = self._monotonic()
+
+    async def release(self, claim: Claim, *, handover: bool = False) -> None:
+        """Stop working on the claim here; with ``handover`` it is marked free for any replica."""
+        self._active.discard(claim.event_id)
+        if handover and not claim.done and claim.holder == self.holder:
+            claim.holder = ""
+            with contextlib.suppress(errors.StateError):
+                await self.save(claim)
+
+    async def resumable(self) -> list[Claim]:
+        selector = f"{CLAIM_LABEL}=event,{EXECUTOR_LABEL}={self._executor_label},{STATE_LABEL}=open"
+        leases = await self._list(selector)
+        heartbeats = await self._heartbeats() if any(self._needs_heartbeats(lease) for lease in leases) else {}
+        claims = []
+        for lease in leases:
+            try:
+                taken = await self._take(lease, heartbeats)
+            except errors.StateError as exc:
+                logger.warning("%s", exc)
+                continue
+            if taken is not None:
+                claims.append(taken)
+        self._liveness.keep_only(
+            {f"holder/{h}" for h in heartbeats} | {f"claim/{self._event_of(lease)}" for lease in leases}
+        )
+        return claims
+
+    def _needs_heartbeats(self, lease: Obj) -> bool:
+        holder = (lease.get("spec") or {}).get("holderIdentity") or ""
+        return bool(holder) and holder != self.holder
+
+    @staticmethod
+    def _event_of(lease: Obj) -> str:
+        with contextlib.suppress(errors.StateError):
+            return LeaseLedger._claim_of(lease).event_id
+        return ""
+
+    async def done_claims(self) -> list[Claim]:
+        selector = f"{CLAIM_LABEL}=event,{EXECUTOR_LABEL}={self._executor_label},{STATE_LABEL}=done"
+        claims = []
+        for lease in await self._list(selector):
+            try:
+                claims.append(self._claim_of(lease))
+            except errors.StateError as exc:
+                logger.warning("%s", exc)
+        return claims
+
+    async def forget(self, claim: Claim) -> None:
+        try:
+            await self._send(
+                "DELETE",
+                self._path(self.claim_name(claim.event_id)),
+                "delete",
+                body={"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"resourceVersion": claim.version}},
+            )
+        except (errors.KubeNotFoundError, errors.KubeConflictError):
+            pass  # gone already, or changed since it was read: the next sweep looks again

@@ -1,0 +1,78 @@
+"""A ledger that forgets everything when the process ends (``jes run``, tests).
+
+Claims are kept serialised, as a real store keeps them: a change the handler did not save is not
+there when the claim is read back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from jes.ledger.claim import Claim
+
+
+class MemoryLedger:
+    def __init__(self, holder: str = "memory") -> None:
+        self.holder = holder
+        self.records: dict[str, str] = {}
+        self._active: set[str] = set()
+        self._versions = 0
+
+    def get(self, event_id: str) -> Claim | None:
+        """The stored claim (tests)."""
+        text = self.records.get(event_id)
+        return Claim.loads(text) if text is not None else None
+
+    async def maintain(self) -> None:
+        """Nothing to keep alive (one process): waits until cancelled."""
+        await asyncio.Event().wait()
+
+    async def start(self) -> None:
+        return None
+
+    async def claim(self, claim: Claim) -> Claim | None:
+        event_id = claim.event_id
+        if event_id in self._active:
+            return None
+        existing = self.get(event_id)
+        if existing is not None:
+            if existing.done:
+                return None
+            existing.event = claim.event
+            claim = existing
+        else:
+            self._write(claim)
+        self._active.add(event_id)
+        return claim
+
+    async def save(self, claim: Claim) -> None:
+        self._write(claim)
+
+    def _write(self, claim: Claim) -> None:
+        self._versions += 1
+        claim.version = str(self._versions)
+        self.records[claim.event_id] = claim.dumps()
+        claim.saved_at = time.monotonic()
+
+    async def release(self, claim: Claim, *, handover: bool = False) -> None:
+        self._active.discard(claim.event_id)
+
+    async def resumable(self) -> list[Claim]:
+        claims = []
+        for event_id in list(self.records):
+            found = self.get(event_id)
+            if found is not None and not found.done and event_id not in self._active:
+                self._active.add(event_id)
+                claims.append(found)
+        return claims
+
+    async def done_claims(self) -> list[Claim]:
+        found = (self.get(event_id) for event_id in list(self.records))
+        return [c for c in found if c is not None and c.done]
+
+    async def forget(self, claim: Claim) -> None:
+        self.records.pop(claim.event_id, None)
+
+    async def close(self) -> None:
+        return None
