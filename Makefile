@@ -34,7 +34,7 @@ typecheck: install
 
 unit: install tools
 	JES_HELM3=$(abspath $(TOOLS)/helm3/helm) JES_HELM4=$(abspath $(TOOLS)/helm4/helm) \
-	  $(BIN)/pytest -q -p no:cacheprovider
+	  $(BIN)/pytest -q -p no:cacheprovider -n 2
 
 test: lint typecheck unit
 

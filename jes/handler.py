@@ -163,6 +163,10 @@ class EventHandler:
         """Finish a claim read back from the ledger (after a restart or a takeover)."""
         with logfmt.bind(keptn_context=claim.ref.keptn_context, event_id=claim.event_id, event_type=claim.ref.type):
             event = claim.event if claim.event is not None else await self.triggered.fetch(claim.ref)
+            if event is None and claim.delivery(Report.FINISHED) is Delivery.SENDING:
+                logger.info("event %s is closed: the .finished sent before the restart arrived", claim.event_id)
+                await self._complete(claim)
+                return Result(claim.event_id, "resumed")
             if event is None:
                 return await self._gone(claim, "the control plane no longer lists it")
             claim.event = dict(event)

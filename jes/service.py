@@ -76,6 +76,7 @@ class Service:
         sweep_interval_s: float | None = None,
         retention_check_s: float = RETENTION_CHECK_S,
         intake_backoff: retry.Backoff = INTAKE_BACKOFF,
+        rejected_retry_s: float = reporter.REJECTED_RETRY_S,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -90,6 +91,7 @@ class Service:
             self.client,
             integration_id=lambda: self.poller.integration_id,
             settle_s=settings.datastore_settle_s,
+            rejected_retry_s=rejected_retry_s,
             on_error=lambda kind: self.metrics.report_errors.labels(kind).inc(),
             on_rejected=lambda kind: self.metrics.reports_rejected.labels(kind).inc(),
             on_delivered=lambda kind, seconds: self.metrics.report_latency.labels(kind).observe(seconds),
@@ -195,7 +197,11 @@ class Service:
         self._started_parts.append("ledger")
         await self.store.start()
         self._supervise("ledger-heartbeat", self.store.maintain)
-        await self._resume_open_claims()
+        try:
+            await self._resume_open_claims()
+        except errors.JesError as exc:  # e.g. the Kubernetes API is down: the sweep tries again
+            logger.warning("cannot look for claims to resume yet (retried every %.0fs): %s",
+                           self._sweep_interval_s, exc)  # fmt: skip
         if self.settings.health_endpoint_enabled:
             self._started_parts.append("health")
             await self.health.start()

@@ -150,7 +150,12 @@ class LeaseLedger:
     async def start(self) -> None:
         if self.api is None and callable(self._api_source):
             self.api = self._api_source()
-        await self._beat()
+        try:
+            await self._beat()
+        except errors.KubeError as exc:  # maintain() keeps trying; claims need no heartbeat to be made
+            if not isinstance(exc, errors.Temporary):
+                raise errors.StateError(f"cannot write jes's heartbeat Lease: {exc}") from exc
+            logger.warning("writing jes's heartbeat lease failed (retried every %.0fs): %s", self.renew_interval_s, exc)
 
     async def maintain(self) -> None:
         """Forever: renew this replica's heartbeat (the service runs it supervised)."""

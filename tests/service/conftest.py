@@ -1,16 +1,30 @@
-"""Fixtures of the end-to-end tests: a local control plane seeded with the hello-world."""
+"""Fixtures of the end-to-end tests: a local control plane seeded with the hello-world, as unkind as
+Keptn (its datastore lags behind, the page-2 bug is on), and the fake Kubernetes API."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
 
 from jes.keptn.controlplane.server import LocalControlPlane
-from tests.service.support import SEED, TOKEN
+from jes.testing.fake_kube import FakeKube
+from tests.conftest import k8s_valid
+from tests.service.support import DATASTORE_LAG_S, SEED, TOKEN
 
 
 @pytest.fixture
 def plane() -> Iterator[LocalControlPlane]:
-    with LocalControlPlane(token=TOKEN, seed_dir=SEED) as control_plane:
+    with LocalControlPlane(token=TOKEN, seed_dir=SEED, datastore_lag_s=DATASTORE_LAG_S) as control_plane:
         yield control_plane
+
+
+@pytest.fixture
+def kube() -> Iterator[FakeKube]:
+    """The fake API; every Job jes created is checked against the Kubernetes schemas at the end."""
+    with FakeKube(image_backoff_s=0.05) as fake:
+        fake.behave(image="alpine", logs="hello from the job\n", duration_s=0.3)
+        yield fake
+        for job in {json.dumps(j, sort_keys=True): j for j in fake.created_jobs}.values():
+            k8s_valid(job)

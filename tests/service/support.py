@@ -14,15 +14,21 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from jes import settings
+from jes import retry, settings
 from jes.keptn.controlplane.server import LocalControlPlane
+from jes.ledger import leases
+from jes.runner import kube_client
+from jes.runner.kubernetes import KubernetesRunner
 from jes.service import Service
+from jes.testing.fake_kube import FakeKube
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = REPO / "examples" / "control-plane"
 TOPIC = "sh.keptn.event.sayhello.triggered"
 SEQUENCE = "sh.keptn.event.dev.sequence1.triggered"
 TOKEN = "service-tests-s3cret-token"
+#: The local control plane's datastore shows events this much later (Keptn fills it asynchronously).
+DATASTORE_LAG_S = 0.3
 
 
 def trigger_body(location: str = "APAC", **labels: str) -> dict[str, Any]:
@@ -70,6 +76,59 @@ async def running(current: settings.Settings, **kwargs: Any) -> AsyncIterator[Se
         yield service
     finally:
         await service.shutdown()
+
+
+#: Quick retries of Kubernetes calls in tests.
+FAST = retry.Backoff((0.01, 0.05, 0.1, 0.2))
+#: Quick retries of a whole event in tests (the service's default starts at 1 s and ends at 60 s).
+QUICK_INTAKE = retry.Backoff((0.1, 0.2, 0.5, 1.0), forever=True)
+
+
+def make_kube_service(
+    plane: LocalControlPlane,
+    kube: FakeKube,
+    tmp_path: Path,
+    holder: str,
+    *,
+    wall_clock: Callable[[], float] = time.time,
+    service_options: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> Service:
+    """``jes serve`` in-process with the kubernetes runner and the Lease ledger on the fake API."""
+    current = jes_settings(
+        plane, tmp_path / holder, runner="kubernetes", k8s_pod_name=holder, job_namespace="keptn-jes", **overrides
+    )
+    runner = KubernetesRunner(api_client=kube.api_client(), backoff=FAST, pending_grace_s=0.5, watch_timeout_s=5)
+    store = leases.LeaseLedger(
+        lambda: kube_client.KubeApi(runner.api_client, executor=runner.executor, backoff=FAST, request_timeout_s=5),
+        namespace="keptn-jes",
+        executor_id=current.executor_id,
+        holder=holder,
+        renew_interval_s=current.lease_renew_s,
+        lease_duration_s=current.lease_duration_s,
+        wall_clock=wall_clock,
+    )
+    options: dict[str, Any] = {"intake_backoff": QUICK_INTAKE} | (service_options or {})
+    return Service(current, runner=runner, store=store, health_host="127.0.0.1", **options)
+
+
+@contextlib.asynccontextmanager
+async def started(service: Service) -> AsyncIterator[Service]:
+    await service.start()
+    try:
+        yield service
+    finally:
+        if not service.http.is_closed:  # abandon() already stopped it
+            await service.shutdown()
+
+
+def jobs_created(kube: FakeKube) -> Counter[str]:
+    """Create requests per Job name (a second request is answered 409 and the Job adopted)."""
+    return Counter(job["metadata"]["name"] for job in kube.created_jobs)
+
+
+def job_uids(kube: FakeKube) -> dict[str, str]:
+    return {job["metadata"]["name"]: job["metadata"]["uid"] for job in kube.objects("jobs", "keptn-jes")}
 
 
 async def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0, what: str = "condition") -> None:

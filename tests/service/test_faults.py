@@ -58,7 +58,8 @@ async def test_401_then_a_fixed_token_heals_without_a_restart(plane: LocalContro
 async def test_timeouts_and_5xx_for_a_while(plane: LocalControlPlane, tmp_path: Path) -> None:
     slow = plane.faults.add(method="POST", path="/v1/event", latency_s=1.5, times=1)  # beyond the client timeout
     flaky = plane.faults.add(method="GET", path="/controlPlane/v1/event/triggered/.*", status=502, times=5)
-    async with running(jes_settings(plane, tmp_path, http_timeout_s=0.5)):
+    # the POST that timed out is processed 1 s later: JES_DATASTORE_SETTLE_S must cover that too
+    async with running(jes_settings(plane, tmp_path, http_timeout_s=0.5, datastore_settle_s=3.0)):
         context = plane.trigger_sequence(trigger_body())
         await wait_until(lambda: sequence_done(plane, context), timeout_s=20)
     assert slow.fired == 1 and flaky.fired == 5

@@ -6,70 +6,27 @@ Job, and a replica that dies mid-task is replaced by another that adopts its Job
 from __future__ import annotations
 
 import contextlib
-import json
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from jes import retry
 from jes.keptn.controlplane.server import LocalControlPlane
 from jes.ledger import leases
-from jes.runner import kube_client
-from jes.runner.kubernetes import KubernetesRunner
-from jes.service import Service
 from jes.testing.fake_kube import FakeKube
 from tests.conftest import k8s_valid
-from tests.service.support import jes_settings, ledger_check, sequence_done, trigger_body, wait_until
+from tests.service.support import (
+    job_uids,
+    jobs_created,
+    ledger_check,
+    make_kube_service,
+    sequence_done,
+    started,
+    trigger_body,
+    wait_until,
+)
 
-FAST = retry.Backoff((0.01, 0.05, 0.1, 0.2))
-
-
-@pytest.fixture
-def kube() -> Iterator[FakeKube]:
-    """The fake API; every Job jes created is checked against the Kubernetes schemas at the end."""
-    with FakeKube(image_backoff_s=0.05) as fake:
-        fake.behave(image="alpine", logs="hello from the job\n", duration_s=0.3)
-        yield fake
-        for job in {json.dumps(j, sort_keys=True): j for j in fake.created_jobs}.values():
-            k8s_valid(job)
-
-
-def make_service(plane: LocalControlPlane, kube: FakeKube, tmp_path: Path, holder: str, **overrides: Any) -> Service:
-    settings = jes_settings(
-        plane, tmp_path / holder, runner="kubernetes", k8s_pod_name=holder, job_namespace="keptn-jes", **overrides
-    )
-    runner = KubernetesRunner(api_client=kube.api_client(), backoff=FAST, pending_grace_s=0.5, watch_timeout_s=5)
-    store = leases.LeaseLedger(
-        lambda: kube_client.KubeApi(runner.api_client, executor=runner.executor, backoff=FAST, request_timeout_s=5),
-        namespace="keptn-jes",
-        executor_id=settings.executor_id,
-        holder=holder,
-        renew_interval_s=settings.lease_renew_s,
-        lease_duration_s=settings.lease_duration_s,
-    )
-    return Service(settings, runner=runner, store=store, health_host="127.0.0.1")
-
-
-@contextlib.asynccontextmanager
-async def started(service: Service) -> AsyncIterator[Service]:
-    await service.start()
-    try:
-        yield service
-    finally:
-        if not service.http.is_closed:  # abandon() already stopped it
-            await service.shutdown()
-
-
-def jobs_created(kube: FakeKube) -> Counter[str]:
-    """Create requests per Job name (a second request is answered 409 and the Job adopted)."""
-    return Counter(job["metadata"]["name"] for job in kube.created_jobs)
-
-
-def job_uids(kube: FakeKube) -> dict[str, str]:
-    return {job["metadata"]["name"]: job["metadata"]["uid"] for job in kube.objects("jobs", "keptn-jes")}
+make_service = make_kube_service
 
 
 async def test_hello_world_runs_as_a_job_and_reports_its_logs(

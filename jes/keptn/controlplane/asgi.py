@@ -132,7 +132,7 @@ class Gateway:
             await send_json(send, 413, {"code": 413, "message": message})
             return
         relative = self._relative(path)
-        rule = self._faults.take(method, relative if relative is not None else path)
+        rule = self._faults.take(method, relative if relative is not None else path, body)
         if rule is not None and rule.latency_s > 0:
             await asyncio.sleep(rule.latency_s)
         if rule is not None and rule.status is not None:

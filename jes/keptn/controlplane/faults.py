@@ -1,9 +1,10 @@
 """Failures injected into the local control plane by tests.
 
-A rule matches an HTTP method and a path regular expression (``re.fullmatch`` on the decoded path
+A rule matches an HTTP method, a path regular expression (``re.fullmatch`` on the decoded path
 relative to the API prefix, e.g. ``/controlPlane/v1/event/triggered/.*``; paths outside the prefix,
-such as the OAuth token endpoint, are matched as they are) and fires ``times`` times (``None``:
-until removed). What a firing rule does:
+such as the OAuth token endpoint, are matched as they are) and optionally a regular expression
+searched in the request body (``body_matches``: e.g. only the ``.finished`` POSTs), and fires
+``times`` times (``None``: until removed). What a firing rule does:
 
 * ``latency_s``: wait that long first (combines with every other kind, or stands alone);
 * ``status``: answer with that status and a Keptn error body (or ``body``) without processing
@@ -34,10 +35,13 @@ class FaultRule:
     drop_connection: bool = False
     garbage_body: bool = False
     times: int | None = None
+    body_matches: re.Pattern[str] | None = None
     fired: int = 0
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, body: bytes = b"") -> bool:
         if self.method is not None and self.method != method.upper():
+            return False
+        if self.body_matches is not None and not self.body_matches.search(body.decode("utf-8", "replace")):
             return False
         return self.path is None or self.path.fullmatch(path) is not None
 
@@ -61,6 +65,7 @@ class FaultInjector:
         drop_connection: bool = False,
         garbage_body: bool = False,
         times: int | None = None,
+        body_matches: str | None = None,
     ) -> FaultRule:
         """Add a rule (see the module docstring) and return it."""
         kinds = sum((status is not None, drop_connection, garbage_body))
@@ -84,6 +89,7 @@ class FaultInjector:
             drop_connection=drop_connection,
             garbage_body=garbage_body,
             times=times,
+            body_matches=re.compile(body_matches) if body_matches is not None else None,
         )
         with self._lock:
             self._rules.append(rule)
@@ -103,11 +109,11 @@ class FaultInjector:
         with self._lock:
             return list(self._rules)
 
-    def take(self, method: str, path: str) -> FaultRule | None:
+    def take(self, method: str, path: str, body: bytes = b"") -> FaultRule | None:
         """The first rule matching this request, counted as fired (and dropped when used up)."""
         with self._lock:
             for rule in self._rules:
-                if rule.matches(method, path):
+                if rule.matches(method, path, body):
                     rule.fired += 1
                     if rule.times is not None:
                         rule.times -= 1

@@ -22,7 +22,7 @@ def normal_resource(resource: str | None) -> str | None:
     return f"{head}/{sub}" if sub else head
 
 
-@dataclass
+@dataclass(eq=False)
 class Fault:
     """One injected misbehaviour; ``times=None`` lasts until :meth:`Faults.clear`."""
 
@@ -110,6 +110,11 @@ class Faults:
     def drop(self, *, times: int | None = 1, commit: bool = False, **match: Any) -> Fault:
         """Break the connection after the response headers."""
         return self.add(Fault(drop=True, times=times, commit=commit, **match))
+
+    def remove(self, fault: Fault) -> None:
+        with self._lock:
+            if fault in self._rules:
+                self._rules.remove(fault)
 
     def clear(self) -> None:
         with self._lock:
