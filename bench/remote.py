@@ -114,10 +114,21 @@ class Remote:
             time.sleep(interval_s)
 
 
+#: The control plane runs as Keptn 0.16-1.4.5 do: the page-2 bug on, the datastore fed this late.
+PAGINATION_BUG = True
+DATASTORE_LAG_S = 1.0
+
+
 @contextlib.contextmanager
 def fakes(seed_dir: Path, *, token: str, kube_options: dict[str, Any] | None = None) -> Iterator[tuple[Remote, Remote]]:
     """A fresh (control plane, fake Kubernetes API) pair, each in its own process."""
-    plane = Remote("plane", token=token, seed_dir=str(seed_dir))
+    plane = Remote(
+        "plane",
+        token=token,
+        seed_dir=str(seed_dir),
+        pagination_bug=PAGINATION_BUG,
+        datastore_lag_s=DATASTORE_LAG_S,
+    )
     try:
         kube = Remote("kube", **(kube_options or {}))
         try:

@@ -261,9 +261,12 @@ class Service:
         While the control plane lists the event (another integration holds it open, or Keptn has
         not processed our .finished yet), a poll would offer it again: the claim keeps it done."""
         now = self._wall_clock()
-        for claim in await self.store.done_claims():
+        claims = await self.store.done_claims()
+        listed = await self._listed_ids({c.ref.type for c in claims if c.unlisted_at is None})
+        for claim in claims:
             if claim.unlisted_at is None:
-                if await self.triggered.fetch(claim.ref) is not None:
+                still = listed.get(claim.ref.type)
+                if claim.event_id in (still or ()) or (still is None and await self.triggered.fetch(claim.ref)):
                     continue
                 claim.unlisted_at = now
                 with contextlib.suppress(errors.StateError):
@@ -271,6 +274,16 @@ class Service:
             elif now - claim.unlisted_at >= self.settings.done_retention_s:
                 await self.store.forget(claim)
                 self.metrics.claims_forgotten.inc()
+
+    async def _listed_ids(self, event_types: set[str]) -> dict[str, set[str] | None]:
+        """The ids the control plane lists per event type (one request each); None where the list
+        may be incomplete (as many as one page holds), so each claim is asked about on its own."""
+        listed: dict[str, set[str] | None] = {}
+        for event_type in event_types:
+            found = await self.client.get_triggered(event_type)
+            complete = len(found) < keptn_client.MAX_TRIGGERED_PAGE_SIZE
+            listed[event_type] = {str(e.get("id")) for e in found} if complete else None
+        return listed
 
     async def shutdown(self) -> None:
         logger.info("stopping: no new events; %d in flight", len(self._in_flight))

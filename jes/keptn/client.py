@@ -51,6 +51,10 @@ Json = dict[str, Any]
 BODY_EXCERPT_CHARS = 256
 #: Page size asked for on paginated endpoints (the server's default is 20).
 PAGE_SIZE = 50
+#: The largest page asked of the triggered-events endpoint. Keptn 0.16-1.4.5 answer every later page
+#: with the first page again (its page-2 bug), so what does not fit on the first page is invisible:
+#: jes asks for as many as the last answer's ``totalCount``, up to this (Keptn does not cap pageSize).
+MAX_TRIGGERED_PAGE_SIZE = 1000
 #: A safety net against a server that never ends a pagination.
 MAX_PAGES = 200
 #: Gateways answer these when they gave up waiting: the backend may have processed the request.
@@ -360,6 +364,14 @@ class KeptnClient:
         self.resource_service_path = resource_service_path.strip("/")
         self.backoff = backoff
         self._sleep = sleep
+        self._triggered_totals: dict[str, int] = {}
+        """Open events per triggered-events query at its last answer (to size the next page)."""
+
+    def _remember_total(self, query: str, total: int) -> None:
+        if total <= PAGE_SIZE:
+            self._triggered_totals.pop(query, None)
+        elif query in self._triggered_totals or len(self._triggered_totals) < 1024:
+            self._triggered_totals[query] = total
 
     @classmethod
     def from_settings(
@@ -430,20 +442,25 @@ class KeptnClient:
         *,
         key: Callable[[Json], str],
         items: Callable[[httpx.Response, Json], list[Json]],
+        page_size: int = PAGE_SIZE,
+        totals: dict[str, int] | None = None,
     ) -> list[Json]:
         """Every item of a paginated list, each once (by ``key``), in server order; no retries.
 
         Stops at ``nextPageKey`` "" or "0", at a repeated key, and at a page that brings nothing
-        new (the triggered-events endpoint re-sends its first page for later pages: §3.2).
+        new (the triggered-events endpoint re-sends its first page for later pages: Keptn's
+        page-2 bug). ``totals`` gets the server's ``totalCount`` (key "total").
         """
         found: dict[str, Json] = {}
         page_key = ""
         seen_keys: set[str] = set()
         for _ in range(MAX_PAGES):
-            query = dict(params, pageSize=str(PAGE_SIZE))
+            query = dict(params, pageSize=str(page_size))
             if page_key:
                 query["nextPageKey"] = page_key
             response, body = await self._get_json(path, params=query)
+            if totals is not None and isinstance(body.get("totalCount"), int):
+                totals["total"] = body["totalCount"]
             page = items(response, body)
             new = 0
             for item in page:
@@ -479,9 +496,20 @@ class KeptnClient:
         path = f"/controlPlane/v1/event/triggered/{_segment(event_type)}"
         what = f"polling {event_type}"
 
+        remembered = f"{event_type}?{sorted(params.items())}"
+
         async def once() -> list[Json]:
-            events = await self._paginate(path, params, key=_event_key, items=_event_list)
-            return [e for e in events if e.get("id")]
+            size = min(max(PAGE_SIZE, self._triggered_totals.get(remembered, 0)), MAX_TRIGGERED_PAGE_SIZE)
+            while True:
+                totals: dict[str, int] = {}
+                events = await self._paginate(
+                    path, params, key=_event_key, items=_event_list, page_size=size, totals=totals
+                )
+                total = totals.get("total", len(events))
+                self._remember_total(remembered, total)
+                if len(events) >= total or size >= min(total, MAX_TRIGGERED_PAGE_SIZE):
+                    return [e for e in events if e.get("id")]
+                size = min(total, MAX_TRIGGERED_PAGE_SIZE)  # the page-2 bug hid some: ask for them all
 
         return await self._retrying(once, what=what, backoff=backoff)
 

@@ -128,12 +128,21 @@ async def test_a_project_that_does_not_exist_yet_is_no_error(
     assert the_poller.ready and not the_poller.stats.poll_errors
 
 
-async def test_the_pagination_bug_neither_loops_nor_duplicates(connect: Callable[..., client.KeptnClient]) -> None:
+async def test_the_pagination_bug_hides_no_event(connect: Callable[..., client.KeptnClient]) -> None:
+    """Keptn 0.16-1.4.5 repeat the first page for later ones: beyond the first page nothing is
+    visible. jes asks again for as many as totalCount says there are, and remembers that size."""
     with LocalControlPlane(token=TOKEN, pagination_bug=True) as buggy:
-        opened = set(buggy.inject_triggered(task="test", project="p", stage="dev", service="a", count=70))
-        events = await connect(buggy).get_triggered(TEST)
-    ids = [e["id"] for e in events]
-    assert len(ids) == len(set(ids)) == client.PAGE_SIZE and set(ids) <= opened
+        opened = set(buggy.inject_triggered(task="test", project="p", stage="dev", service="a", count=130))
+        subject = connect(buggy)
+        first = await subject.get_triggered(TEST)
+        polls_first = len(buggy.triggered_poll_times(TEST))
+        second = await subject.get_triggered(TEST)
+        polls_second = len(buggy.triggered_poll_times(TEST)) - polls_first
+    for events in (first, second):
+        ids = [e["id"] for e in events]
+        assert len(ids) == len(set(ids)) and set(ids) == opened
+    assert polls_first == 3  # page 1 (50), page 2 (the same 50 again: the bug), then all 130 at once
+    assert polls_second == 1  # the size is remembered
 
 
 async def test_the_service_loop_picks_up_events(
