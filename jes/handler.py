@@ -155,7 +155,7 @@ class EventHandler:
             claim = await self.store.claim(fresh)
             if claim is None:
                 return Result(info.id, "skipped")
-            if decision.no_config:
+            if decision.no_config and claim is fresh:
                 return await self._no_config(claim, info, decision.no_config)
             return await self._work(claim, info, decision)
 
@@ -190,17 +190,18 @@ class EventHandler:
 
     async def _work(self, claim: Claim, info: EventInfo, decision: Decision) -> Result:
         try:
-            result = await self._proceed(claim, info, decision)
-        except EventGone as exc:
-            return await self._gone(claim, str(exc))
+            try:
+                result = await self._proceed(claim, info, decision)
+            except EventGone as exc:
+                return await self._gone(claim, str(exc))
+            await self._complete(claim)
+            return result
         except errors.ClaimLost as exc:
             logger.warning("%s", exc)
             return Result(info.id, "lost")
         except BaseException:
             await self.store.release(claim, handover=self.handing_over)
             raise
-        await self._complete(claim)
-        return result
 
     async def _proceed(self, claim: Claim, info: EventInfo, decision: Decision) -> Result:
         if claim.delivery(Report.FINISHED) is Delivery.SENT:
@@ -209,6 +210,14 @@ class EventHandler:
             claim.checked.add(Report.FINISHED)
             if await self._settle(claim, Report.FINISHED) is Arrival.ARRIVED:
                 return Result(info.id, "resumed")  # accepted before a restart; only the bookkeeping was left
+        started = claim.delivery(Report.STARTED) is not None
+        if decision.no_config and not started:
+            return await self._no_config(claim, info, decision.no_config)
+        if decision.no_config:
+            decision = Decision(error=f"job/config.yaml is gone after .started was sent: {decision.no_config}")
+        if not decision.reports and started:
+            # a config that changed since .started was recorded: Keptn still needs a .finished
+            decision = Decision(error="job/config.yaml changed after .started was sent: no action reports any more")
         if decision.error or decision.plan is None:
             return await self._report_error(claim, info, decision.error or "no plan")
         if self.metrics:
@@ -385,6 +394,12 @@ class EventHandler:
         record = claim.task(task.action_index, task.task_index)
         if record is not None and record.state is TaskState.DONE:
             return await self._readopt(plan, task, job_name, record)
+        if record is not None:  # launched before a restart: adopt it, never create it again
+            adopted = await self.runner.run(self._spec(plan, task, job_name, {}), on_log=self.on_log, adopt_only=True)
+            if adopted.status is not runner_base.Status.LOST:
+                return self._record_outcome(claim, task, adopted)
+            if not self.runner.absent_means_never_started:  # the Job may have existed and be gone
+                return self._record_outcome(claim, task, _with_reason(adopted, f"{_VANISHED} ({adopted.reason})"))
         started_at = self.clock()
         try:
             files = await self.files.fetch(info, task) if task.files else {}
@@ -392,12 +407,6 @@ class EventHandler:
             outcome = _failed_before_start(job_name, f"could not fetch files: {exc}", started_at, self.clock())
             return self._record_outcome(claim, task, outcome)
         spec = self._spec(plan, task, job_name, files)
-        if record is not None and not self.runner.absent_means_never_started:
-            # launched before a restart: the Job may exist, or may have existed and be gone
-            outcome = await self.runner.run(spec, on_log=self.on_log, adopt_only=True)
-            if outcome.status is runner_base.Status.LOST:
-                outcome = _with_reason(outcome, f"{_VANISHED} ({outcome.reason})")
-            return self._record_outcome(claim, task, outcome)
         if record is None:
             claim.set_task(task.action_index, task.task_index, TaskRecord(TaskState.LAUNCHING, job_name))
             await self.store.save(claim)  # also records an accepted .started as sent
@@ -408,7 +417,7 @@ class EventHandler:
                 )  # fmt: skip
                 # best effort and concurrent: a slow or refusing control plane must not delay the task
                 progress.append(asyncio.create_task(self.reporter.best_effort(changed), name=f"jes-status:{job_name}"))
-        return self._record_outcome(claim, task, await self._run_with_metrics(spec))
+        return self._record_outcome(claim, task, await self._run_with_metrics(spec, fence=lambda: self._fence(claim)))
 
     def _record_outcome(self, claim: Claim, task: RenderedTask, outcome: runner_base.Outcome) -> runner_base.Outcome:
         record = TaskRecord(
@@ -443,12 +452,12 @@ class EventHandler:
             return _outcome_from_record(job_name, record)
         return outcome
 
-    async def _run_with_metrics(self, spec: runner_base.TaskSpec) -> runner_base.Outcome:
+    async def _run_with_metrics(self, spec: runner_base.TaskSpec, *, fence: runner_base.Fence) -> runner_base.Outcome:
         jobs = self.metrics.jobs_in_flight if self.metrics else None
         if jobs:
             jobs.inc()
         try:
-            outcome = await self.runner.run(spec, on_log=self.on_log)
+            outcome = await self.runner.run(spec, on_log=self.on_log, fence=fence)
         finally:
             if jobs:
                 jobs.dec()
@@ -497,7 +506,10 @@ class EventHandler:
             claim.reports[report] = Delivery.SENDING
             await self.store.save(claim)  # the record before the POST, and its fence
         while await self.reporter.deliver(event, fence=lambda: self._fence(claim)) is not Arrival.ARRIVED:
-            if await self._decide_unknown(claim, report) is Arrival.ARRIVED:
+            decided = await self._decide_unknown(claim, report)
+            if decided is None:  # wait until the datastore can tell (a second .started would hang)
+                decided = await self._settle(claim, report)
+            if decided is Arrival.ARRIVED:
                 break
         claim.reports[report] = Delivery.SENT  # saved with the next step's write
 

@@ -108,9 +108,9 @@ class KeptnReporter:
         try:
             while True:
                 attempt += 1
-                await fence()
                 try:
-                    await self._client.send_event(event, backoff=retry.Backoff(()))
+                    # the fence right before the request leaves (after waiting for a connection)
+                    await self._client.send_event(event, backoff=retry.Backoff(()), before=fence)
                 except keptn_client.EventMaybeDeliveredError as exc:
                     self._on_error("maybe_delivered")
                     logger.warning("%s: %s; asking the datastore whether it arrived", what, exc)
@@ -173,18 +173,17 @@ class KeptnReporter:
             await self._sleep(min(max(self.settle_s / 10, 0.05), 1.0, deadline - now))
 
     async def _in_datastore(self, probe: Mapping[str, Any]) -> bool:
-        try:
-            return await keptn_client.delivered(
-                self._client,
-                keptn_context=str(probe.get("shkeptncontext", "")),
-                event_type=str(probe.get("type", "")),
-                triggered_id=str(probe.get("triggeredid", "")),
-                source=str(probe.get("source", "")),
-                marker=(probe.get("data") or {}).get("jes"),
-                backoff=retry.Backoff(()),  # settle() paces the attempts itself
-            )
-        except errors.KeptnNotFoundError:
-            return False  # the datastore knows no event of this context yet
+        """Whether the datastore holds the report. Any error — a 404 too: the datastore answers an
+        unknown context with an empty list, so a 404 means a wrong route — means it cannot tell."""
+        return await keptn_client.delivered(
+            self._client,
+            keptn_context=str(probe.get("shkeptncontext", "")),
+            event_type=str(probe.get("type", "")),
+            triggered_id=str(probe.get("triggeredid", "")),
+            source=str(probe.get("source", "")),
+            marker=(probe.get("data") or {}).get("jes"),
+            backoff=retry.Backoff(()),  # settle() paces the attempts itself
+        )
 
     # -- best effort -------------------------------------------------------------------------------
 

@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 INTAKE_BACKOFF = retry.Backoff((1.0, 2.0, 5.0, 10.0, 30.0, 60.0), forever=True)
 #: How often done claims are checked against the control plane's listing.
 RETENTION_CHECK_S = 300.0
+#: A heartbeat Lease of another replica seen unchanged this long (a pod killed uncleanly) is deleted.
+STALE_HEARTBEAT_S = 3600.0
 
 
 def build_ledger(settings: jes_settings.Settings, runner: runner_base.Runner) -> ledger.Ledger:
@@ -171,17 +173,26 @@ class Service:
         if self.failure is not None:
             raise errors.JesError(self.failure)
 
-    async def run_once(self) -> None:
-        """Register, poll every subscription once, handle what was found to the end, stop."""
+    async def run_once(self, stop: asyncio.Event | None = None) -> None:
+        """Register, poll every subscription once, handle what was found to the end, stop (also
+        when ``stop`` is set first: then with the staged shutdown)."""
         await self.start(poll=False)
         try:
-            if not self.settings.disable_registration:
-                await self.poller.heartbeat_once()
-            await self.poller.poll_once()
-            while self._in_flight:
-                await asyncio.wait(list(self._in_flight.values()))
+            once = asyncio.create_task(self._poll_once_and_finish(), name="jes-once")
+            await _first_of(once, (stop or asyncio.Event()).wait())
+            if not once.done():
+                once.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await once
         finally:
             await self.shutdown()
+
+    async def _poll_once_and_finish(self) -> None:
+        if not self.settings.disable_registration:
+            await self.poller.heartbeat_once()
+        await self.poller.poll_once()
+        while self._in_flight:
+            await asyncio.wait(list(self._in_flight.values()))
 
     async def start(self, *, poll: bool = True) -> None:
         logger.info(
@@ -250,8 +261,11 @@ class Service:
             try:
                 await self._resume_open_claims()
                 if time.monotonic() >= next_retention:
-                    await self._expire_done_claims()
                     next_retention = time.monotonic() + self._retention_check_s
+                    await self._expire_done_claims()
+                    forget = getattr(self.store, "forget_stale_heartbeats", None)
+                    if forget is not None:
+                        await forget(unchanged_for_s=STALE_HEARTBEAT_S)
             except errors.JesError as exc:
                 logger.warning("sweeping claims failed (retried in %.0fs): %s", self._sweep_interval_s, exc)
 
@@ -266,7 +280,7 @@ class Service:
         for claim in claims:
             if claim.unlisted_at is None:
                 still = listed.get(claim.ref.type)
-                if claim.event_id in (still or ()) or (still is None and await self.triggered.fetch(claim.ref)):
+                if claim.event_id in (still or ()) or (still is None and await self._listed(claim)):
                     continue
                 claim.unlisted_at = now
                 with contextlib.suppress(errors.StateError):
@@ -274,6 +288,10 @@ class Service:
             elif now - claim.unlisted_at >= self.settings.done_retention_s:
                 await self.store.forget(claim)
                 self.metrics.claims_forgotten.inc()
+
+    async def _listed(self, claim: ledger.Claim) -> bool:
+        found = await self.client.get_triggered(claim.ref.type, event_id=claim.event_id)  # a few quick retries
+        return any(e.get("id") == claim.event_id for e in found)
 
     async def _listed_ids(self, event_types: set[str]) -> dict[str, set[str] | None]:
         """The ids the control plane lists per event type (one request each); None where the list
@@ -289,12 +307,19 @@ class Service:
         logger.info("stopping: no new events; %d in flight", len(self._in_flight))
         self._accepting = False
         self._stop_polling.set()
-        for task in self._root_tasks:
-            if not task.get_name().endswith("poller"):
+        # the heartbeat goes on while in-flight events finish: the grace period may be longer than
+        # the lease, and other replicas must not take over work that is still being done here
+        heartbeat = [t for t in self._root_tasks if t.get_name() == "jes-ledger-heartbeat"]
+        others = [t for t in self._root_tasks if t not in heartbeat]
+        for task in others:
+            if task.get_name() != "jes-poller":
                 task.cancel()
-        await asyncio.gather(*self._root_tasks, return_exceptions=True)
+        await asyncio.gather(*others, return_exceptions=True)
         self.handler.handing_over = True
         await self._drain(self.settings.shutdown_grace_s)
+        for task in heartbeat:
+            task.cancel()
+        await asyncio.gather(*heartbeat, return_exceptions=True)
         if "health" in self._started_parts:
             await self.health.stop()
         if "ledger" in self._started_parts:

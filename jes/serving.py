@@ -25,13 +25,12 @@ def serve(settings: Settings, *, once: bool = False) -> int:
 
 async def _serve(settings: Settings, *, once: bool) -> None:
     stop = asyncio.Event()
-    if not once:
-        signals.on_stop(stop)
+    signals.on_stop(stop)
     from jes.service import Service
 
     service = Service(settings)
     if once:
-        await service.run_once()
+        await service.run_once(stop)
         return
     await service.run(stop)
 

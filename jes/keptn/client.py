@@ -396,11 +396,15 @@ class KeptnClient:
         json: Any = None,
         ok: Callable[[int], bool] = lambda s: 200 <= s < 300,
         idempotent: bool = True,
+        before: Callable[[], Awaitable[None]] | None = None,
     ) -> httpx.Response:
-        """One request; errors translated. Auth-flow failures (OAuth) arrive as KeptnErrors."""
+        """One request; errors translated. Auth-flow failures (OAuth) arrive as KeptnErrors.
+        ``before`` is awaited once a connection slot is free, right before the request goes out."""
         url = self.endpoint + path
         try:
             async with self._in_flight:
+                if before is not None:
+                    await before()
                 response = await self.http.request(method, url, params=params, json=json)
         except httpx.HTTPError as exc:
             timeout_s = self.http.timeout.read
@@ -513,19 +517,27 @@ class KeptnClient:
 
         return await self._retrying(once, what=what, backoff=backoff)
 
-    async def send_event(self, event: Mapping[str, Any], *, backoff: retry.Backoff | None = None) -> str:
+    async def send_event(
+        self,
+        event: Mapping[str, Any],
+        *,
+        backoff: retry.Backoff | None = None,
+        before: Callable[[], Awaitable[None]] | None = None,
+    ) -> str:
         """POST one CloudEvent; the server's keptnContext.
 
         Retries only failures where the server certainly did not take the event (connection
         refused, 5xx, 429). Raises :class:`EventMaybeDeliveredError` at once when it may have.
+        ``before`` is awaited right before each attempt leaves (a fence).
         """
         what = f"sending {event.get('type', 'event')}"
 
         async def once() -> str:
             try:
                 response = await self._send_once(
-                    "POST", "/v1/event", json=dict(event), ok=lambda s: 200 <= s <= 204, idempotent=False
-                )
+                    "POST", "/v1/event", json=dict(event), ok=lambda s: 200 <= s <= 204, idempotent=False,
+                    before=before,
+                )  # fmt: skip
             except EventMaybeDeliveredError as exc:
                 raise _DoNotRetry(self._scrub(exc)) from exc
             return _keptn_context(response, event, self._secrets())

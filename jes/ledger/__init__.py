@@ -31,9 +31,9 @@ class Ledger(Protocol):
 
     async def claim(self, claim: Claim) -> Claim | None:
         """Record a new claim and return it; when the event has a claim already, return that one
-        if this process may work on it (its own from before a restart, or taken over from a dead
-        holder; then ``resumed`` is set), else None (done, in progress here, or held by a live
-        replica)."""
+        if this process may work on it (its own, or taken over from a dead holder; then
+        ``resumed`` is set), else None (done, or held by a live replica). The ledger does not
+        know what is in progress in this process: the service runs one worker per event."""
         ...
 
     async def save(self, claim: Claim) -> None:
@@ -51,8 +51,8 @@ class Ledger(Protocol):
         ...
 
     async def resumable(self) -> list[Claim]:
-        """Open claims this process should work on: its own that are not in progress, and those of
-        holders seen dead (taken over)."""
+        """Open claims this process should work on: its own, and those of holders seen dead
+        (taken over); the caller skips those it is working on already."""
         ...
 
     async def done_claims(self) -> list[Claim]:

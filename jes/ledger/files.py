@@ -28,7 +28,6 @@ class FileLedger:
         self.root = Path(state_dir)
         self.dir = self.root / "claims"
         self.holder = holder
-        self._active: set[str] = set()
         self._lock_file: IO[str] | None = None
 
     async def maintain(self) -> None:
@@ -66,8 +65,6 @@ class FileLedger:
 
     async def claim(self, claim: Claim) -> Claim | None:
         event_id = claim.event_id
-        if event_id in self._active:
-            return None
         existing = await asyncio.to_thread(self._read, self._path(event_id))
         if existing is not None:
             if existing.done:
@@ -76,7 +73,6 @@ class FileLedger:
             claim = existing
         else:
             await self.save(claim)
-        self._active.add(event_id)
         return claim
 
     async def save(self, claim: Claim) -> None:
@@ -84,12 +80,10 @@ class FileLedger:
         claim.saved_at = time.monotonic()
 
     async def release(self, claim: Claim, *, handover: bool = False) -> None:
-        self._active.discard(claim.event_id)
+        return None  # one process: nothing to hand over
 
     async def resumable(self) -> list[Claim]:
-        claims = [c for c in await asyncio.to_thread(self._read_all) if not c.done and c.event_id not in self._active]
-        self._active.update(c.event_id for c in claims)
-        return claims
+        return [c for c in await asyncio.to_thread(self._read_all) if not c.done]
 
     async def done_claims(self) -> list[Claim]:
         return [c for c in await asyncio.to_thread(self._read_all) if c.done]

@@ -23,6 +23,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -65,8 +66,10 @@ class LeaseLedger:
         lease_duration_s: float = 15.0,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        owned_pool: ThreadPoolExecutor | None = None,
     ) -> None:
         self._api_source = api
+        self._owned_pool = owned_pool
         self.api: kube_client.KubeApi | None = api if isinstance(api, kube_client.KubeApi) else None
         self.namespace = namespace
         self.executor_id = executor_id
@@ -77,24 +80,27 @@ class LeaseLedger:
         self._wall_clock = wall_clock
         self._monotonic = monotonic
         self._liveness = Liveness(lease_duration_s, clock=monotonic)
+        self._stale: Liveness | None = None
         self._executor_label = _digest(executor_id, length=40)
-        self._active: set[str] = set()
 
     @classmethod
     def from_runner(cls, runner: Any, settings: Settings) -> LeaseLedger:
-        """A ledger sharing the kubernetes runner's client and thread pool (available once the
-        runner has started, which the service does first)."""
+        """A ledger sharing the kubernetes runner's client (available once the runner has started,
+        which the service does first), with threads of its own: a runner busy reading logs must not
+        delay the heartbeat until other replicas take this one's events over."""
+        pool = ThreadPoolExecutor(4, thread_name_prefix="jes-ledger")
 
         def api() -> kube_client.KubeApi:
             return kube_client.KubeApi(
                 runner.api_client,
-                executor=runner.executor,
+                executor=pool,
                 backoff=retry.Backoff((0.2, 0.5, 1.0, 2.0, 4.0)),
                 request_timeout_s=settings.http_timeout_s,
             )
 
         return cls(
             api,
+            owned_pool=pool,
             namespace=settings.k8s_namespace,
             executor_id=settings.executor_id,
             holder=settings.k8s_pod_name,
@@ -169,6 +175,8 @@ class LeaseLedger:
     async def close(self) -> None:
         with contextlib.suppress(errors.KubeError):
             await self._delete(self.holder_name(self.holder))
+        if self._owned_pool is not None:
+            self._owned_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _beat(self) -> None:
         name = self.holder_name(self.holder)
@@ -234,8 +242,7 @@ class LeaseLedger:
 
     async def claim(self, claim: Claim) -> Claim | None:
         event_id = claim.event_id
-        if event_id in self._active:
-            return None
+        sent_at = self._monotonic()
         try:
             created = await self._send("POST", self._path(), "create", body=self._body(claim))
         except errors.KubeConflictError:
@@ -243,8 +250,7 @@ class LeaseLedger:
         except errors.KubeError as exc:
             raise errors.StateError(f"cannot record the claim of event {event_id}: {exc}") from exc
         claim.version = str(created["metadata"].get("resourceVersion", ""))
-        claim.saved_at = self._monotonic()
-        self._active.add(event_id)
+        claim.saved_at = sent_at
         return claim
 
     async def _take_existing(self, fresh: Claim) -> Claim | None:
@@ -271,7 +277,7 @@ class LeaseLedger:
 
     async def _take(self, lease: Obj, heartbeats: dict[str, str]) -> Claim | None:
         claim = self._claim_of(lease)
-        if claim.done or claim.event_id in self._active:
+        if claim.done:
             return None
         if claim.holder != self.holder:
             if self._holder_alive(claim, heartbeats):
@@ -288,29 +294,43 @@ class LeaseLedger:
             except errors.StateError:
                 return None  # another replica was quicker, or the holder moved on after all
             self._liveness.forget(f"claim/{claim.event_id}")
-        self._active.add(claim.event_id)
         return claim
 
     async def save(self, claim: Claim) -> None:
+        """A conditional write. ``saved_at`` is when the request was *sent*: the write proves the
+        claim was ours no later than that."""
         name = self.claim_name(claim.event_id)
+        body = self._body(claim)
+        sent_at = self._monotonic()
         try:
-            updated = await self._send("PUT", self._path(name), "update", body=self._body(claim))
+            updated: Obj | None = await self._send("PUT", self._path(name), "update", body=body)
         except errors.KubeConflictError as exc:
-            self._active.discard(claim.event_id)
-            raise errors.ClaimLost(
-                f"the claim of event {claim.event_id} was changed by another replica; this one stops working on it"
-            ) from exc
+            updated = await self._own_write_applied(name, body)
+            if updated is None:
+                raise errors.ClaimLost(
+                    f"the claim of event {claim.event_id} was changed by another replica; this one stops working on it"
+                ) from exc
         except errors.KubeNotFoundError as exc:
-            self._active.discard(claim.event_id)
             raise errors.ClaimLost(f"the claim of event {claim.event_id} was deleted; stopping work on it") from exc
         except errors.KubeError as exc:
             raise errors.StateError(f"cannot record progress of event {claim.event_id}: {exc}") from exc
+        assert updated is not None
         claim.version = str(updated["metadata"].get("resourceVersion", ""))
-        claim.saved_at = self._monotonic()
+        claim.saved_at = sent_at
+
+    async def _own_write_applied(self, name: str, body: Obj) -> Obj | None:
+        """After a 409: the Lease, if it holds exactly what this replica wrote — a retried request
+        whose first attempt was applied although its answer was lost — else None."""
+        try:
+            current = await self._send("GET", self._path(name), "get")
+        except errors.KubeError:
+            return None
+        mine = body["metadata"]["annotations"][RECORD_ANNOTATION]
+        theirs = (current.get("metadata", {}).get("annotations") or {}).get(RECORD_ANNOTATION)
+        return current if theirs == mine else None
 
     async def release(self, claim: Claim, *, handover: bool = False) -> None:
-        """Stop working on the claim here; with ``handover`` it is marked free for any replica."""
-        self._active.discard(claim.event_id)
+        """With ``handover`` the claim is marked free for any replica at once (a clean shutdown)."""
         if handover and not claim.done and claim.holder == self.holder:
             claim.holder = ""
             with contextlib.suppress(errors.StateError):
@@ -329,13 +349,18 @@ class LeaseLedger:
                 continue
             if taken is not None:
                 claims.append(taken)
-        self._liveness.keep_only(
-            {f"holder/{h}" for h in heartbeats} | {f"claim/{self._event_of(lease)}" for lease in leases}
-        )
+        # forget only what is no longer there; a holder without a heartbeat keeps its timer
+        holders = set(heartbeats) | {self._holder_of(lease) for lease in leases}
+        events = {self._event_of(lease) for lease in leases}
+        self._liveness.keep_only({f"holder/{h}" for h in holders} | {f"claim/{e}" for e in events})
         return claims
 
+    @staticmethod
+    def _holder_of(lease: Obj) -> str:
+        return str((lease.get("spec") or {}).get("holderIdentity") or "")
+
     def _needs_heartbeats(self, lease: Obj) -> bool:
-        holder = (lease.get("spec") or {}).get("holderIdentity") or ""
+        holder = self._holder_of(lease)
         return bool(holder) and holder != self.holder
 
     @staticmethod
@@ -343,6 +368,24 @@ class LeaseLedger:
         with contextlib.suppress(errors.StateError):
             return LeaseLedger._claim_of(lease).event_id
         return ""
+
+    async def forget_stale_heartbeats(self, *, unchanged_for_s: float) -> int:
+        """Delete heartbeat Leases of other replicas seen unchanged for ``unchanged_for_s`` (pods
+        that died without a clean shutdown); how many. Judged on this process's own clock."""
+        forgotten = 0
+        for lease in await self._list(f"{CLAIM_LABEL}=holder,{EXECUTOR_LABEL}={self._executor_label}"):
+            holder = self._holder_of(lease)
+            if holder == self.holder:
+                continue
+            if self._stale is None or self._stale.duration_s != unchanged_for_s:
+                self._stale = Liveness(unchanged_for_s, clock=self._monotonic)
+            version = str(lease["metadata"].get("resourceVersion", ""))
+            if self._stale.alive(f"holder/{holder}", version):
+                continue
+            await self._delete(lease["metadata"]["name"])
+            self._stale.forget(f"holder/{holder}")
+            forgotten += 1
+        return forgotten
 
     async def done_claims(self) -> list[Claim]:
         selector = f"{CLAIM_LABEL}=event,{EXECUTOR_LABEL}={self._executor_label},{STATE_LABEL}=done"

@@ -16,7 +16,6 @@ class MemoryLedger:
     def __init__(self, holder: str = "memory") -> None:
         self.holder = holder
         self.records: dict[str, str] = {}
-        self._active: set[str] = set()
         self._versions = 0
 
     def get(self, event_id: str) -> Claim | None:
@@ -33,8 +32,6 @@ class MemoryLedger:
 
     async def claim(self, claim: Claim) -> Claim | None:
         event_id = claim.event_id
-        if event_id in self._active:
-            return None
         existing = self.get(event_id)
         if existing is not None:
             if existing.done:
@@ -43,7 +40,6 @@ class MemoryLedger:
             claim = existing
         else:
             self._write(claim)
-        self._active.add(event_id)
         return claim
 
     async def save(self, claim: Claim) -> None:
@@ -56,16 +52,11 @@ class MemoryLedger:
         claim.saved_at = time.monotonic()
 
     async def release(self, claim: Claim, *, handover: bool = False) -> None:
-        self._active.discard(claim.event_id)
+        return None
 
     async def resumable(self) -> list[Claim]:
-        claims = []
-        for event_id in list(self.records):
-            found = self.get(event_id)
-            if found is not None and not found.done and event_id not in self._active:
-                self._active.add(event_id)
-                claims.append(found)
-        return claims
+        found = (self.get(event_id) for event_id in list(self.records))
+        return [c for c in found if c is not None and not c.done]
 
     async def done_claims(self) -> list[Claim]:
         found = (self.get(event_id) for event_id in list(self.records))

@@ -11,7 +11,7 @@ is how jes finishes the work of events it had taken before a restart.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -90,6 +90,15 @@ class TaskSpec:
     """Path relative to /keptn → content; materialised by the local runner."""
 
 
+Fence = Callable[[], Awaitable[None]]
+"""Awaited right before a runner creates anything; raises (ClaimLost) when the work is no longer
+this process's to do."""
+
+
+async def no_fence() -> None:
+    return None
+
+
 LogSink = Callable[[str, bytes], None]
 """Called with (container name, chunk) as output arrives; used by ``jes run`` to stream logs."""
 
@@ -113,13 +122,16 @@ class Runner(Protocol):
         on_log: LogSink | None = None,
         on_running: Callable[[], None] | None = None,
         adopt_only: bool = False,
+        fence: Fence = no_fence,
     ) -> Outcome:
         """Create (or adopt) the task's Job or process and wait until it ends.
 
         ``on_running`` is called once when the task's container starts running. Cancelling the
         call stops waiting but leaves the task running, so that it can be adopted later.
         With ``adopt_only`` nothing is created: a task without a Job (or process state) yields
-        :attr:`Status.LOST` — used for tasks that already finished before a restart.
+        :attr:`Status.LOST` — used for tasks launched before a restart — and temporary errors are
+        raised (the caller tries again later) rather than reported as an outcome. ``fence`` is
+        awaited right before each attempt to create something.
         """
         ...
 

@@ -170,18 +170,20 @@ class KubeApi:
         result: Obj = json.loads(data) if data else {}
         return result
 
-    async def send(self, method: str, path: str, **options: Any) -> Obj:
-        """:meth:`request` in the pool, retried on temporary errors (same options)."""
+    async def send(self, method: str, path: str, *, backoff: retry.Backoff | None = None, **options: Any) -> Obj:
+        """:meth:`request` in the pool, retried on temporary errors (same options; ``backoff``
+        defaults to the client's)."""
 
         async def attempt() -> Obj:
             return await self.in_thread(functools.partial(self.request, method, path, **options))
 
         what = f"{options.get('verb', method)} {options.get('resource', path)}"
-        return await retry.retry_temporary(attempt, backoff=self.backoff, what=what, sleep=self.sleep)
+        chosen = backoff if backoff is not None else self.backoff
+        return await retry.retry_temporary(attempt, backoff=chosen, what=what, sleep=self.sleep)
 
     # --- the calls -----------------------------------------------------------------------------
 
-    async def create_job(self, namespace: str, body: Mapping[str, Any]) -> Obj:
+    async def create_job(self, namespace: str, body: Mapping[str, Any], *, backoff: retry.Backoff | None = None) -> Obj:
         return await self.send(
             "POST",
             _JOBS.format(namespace=namespace),
@@ -189,6 +191,7 @@ class KubeApi:
             verb="create",
             resource="batch/jobs",
             namespace=namespace,
+            backoff=backoff,
         )
 
     async def get_job(self, namespace: str, name: str) -> Obj:

@@ -79,7 +79,7 @@ import kubernetes.config
 
 from jes import errors, retry
 from jes.runner import kube_client, kube_status, kube_watch
-from jes.runner.base import ContainerLog, LogSink, Outcome, Status, TaskSpec
+from jes.runner.base import ContainerLog, Fence, LogSink, Outcome, Status, TaskSpec, no_fence
 from jes.runner.logs import BoundedBuffer, LogText
 from jes.settings import Settings
 
@@ -273,14 +273,16 @@ class KubernetesRunner:
         on_log: LogSink | None = None,
         on_running: Callable[[], None] | None = None,
         adopt_only: bool = False,
+        fence: Fence = no_fence,
     ) -> Outcome:
         """Create (or adopt) the task's Job and wait for it; see the module docstring.
 
         ``on_running`` is called once, when the main container is seen running (or already
         finished: an adopted Job). ``on_log`` gets each container's output in chunks as it is read
         after the container ended. With ``adopt_only`` nothing is created: a missing Job yields
-        :attr:`Status.LOST`. Raises :class:`errors.RunnerError` only when the runner is closed while
-        waiting; every other problem is an :class:`Outcome`.
+        :attr:`Status.LOST`, and temporary API errors are raised, not reported. ``fence`` is awaited
+        before every attempt to create the Job or its ConfigMaps. Raises :class:`errors.RunnerError`
+        when the runner is closed while waiting; every other problem is an :class:`Outcome`.
         """
         await self.start()
         started_at = _now()
@@ -291,7 +293,7 @@ class KubernetesRunner:
         trackers = self._trackers(key)
         tracker = trackers.track(spec.job_name)
         try:
-            return await self._run(spec, trackers, tracker, started_at, on_log, on_running, adopt_only)
+            return await self._run(spec, trackers, tracker, started_at, on_log, on_running, adopt_only, fence)
         finally:
             trackers.untrack(tracker)
 
@@ -304,6 +306,7 @@ class KubernetesRunner:
         on_log: LogSink | None,
         on_running: Callable[[], None] | None,
         adopt_only: bool,
+        fence: Fence,
     ) -> Outcome:
         namespace = trackers.key.namespace
         try:
@@ -311,8 +314,10 @@ class KubernetesRunner:
             if adopt_only:
                 job, adopted = await self._adopt(spec, namespace, tracker), True
             else:
-                job, adopted = await self._create_or_adopt(spec, namespace, tracker)
+                job, adopted = await self._create_or_adopt(spec, namespace, tracker, fence)
         except errors.KubeError as exc:
+            if adopt_only and isinstance(exc, errors.Temporary):
+                raise  # whether the Job exists is unknown: the caller tries again later
             return _outcome(spec, Status.ERROR, str(exc), started_at)
         if job is None:
             return await self._vanished(spec, namespace, started_at)
@@ -333,8 +338,12 @@ class KubernetesRunner:
 
     async def _vanished(self, spec: TaskSpec, namespace: str, started_at: datetime, reason: str = _LOST) -> Outcome:
         """A Job that is gone (its TTL, a watch gap, jes down meanwhile): how it ended, as long as
-        the Job controller's Events about it still exist; else LOST."""
-        verdict = kube_status.verdict_from_events(await self._events(namespace, "Job", spec.job_name))
+        the Job controller's Events about it still exist; else LOST. Errors reading the Events are
+        raised (a temporary one must not turn into "lost")."""
+        selector = f"involvedObject.kind=Job,involvedObject.name={spec.job_name}"
+        events = await self._require_api().list_events(namespace, selector)
+        events.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+        verdict = kube_status.verdict_from_events(events)
         if verdict is None:
             return _outcome(spec, Status.LOST, reason, started_at)
         logger.info("Job %s/%s is gone; its Events say: %s", namespace, spec.job_name, verdict.reason)
@@ -352,11 +361,12 @@ class KubernetesRunner:
         )
 
     async def _create_or_adopt(
-        self, spec: TaskSpec, namespace: str, tracker: kube_watch.Tracker
+        self, spec: TaskSpec, namespace: str, tracker: kube_watch.Tracker, fence: Fence
     ) -> tuple[Obj | None, bool]:
         """The Job and whether it existed already (None: it existed but is gone now)."""
         api = self._require_api()
         created_maps: list[str] = []
+        await fence()
         for config_map in spec.config_maps:
             name = str((config_map.get("metadata") or {}).get("name", ""))
             try:
@@ -365,7 +375,7 @@ class KubernetesRunner:
             except errors.KubeConflictError:
                 pass
         try:
-            job = await api.create_job(namespace, _in_namespace(spec.job, namespace))
+            job = await self._create_job(namespace, _in_namespace(spec.job, namespace), fence)
         except errors.KubeConflictError:
             logger.info("Job %s/%s exists already; adopting it", namespace, spec.job_name)
             adopted = await self._adopt(spec, namespace, tracker)
@@ -378,6 +388,21 @@ class KubernetesRunner:
         tracker.offer_job(job)
         await self._own_config_maps(spec, namespace, job)
         return job, False
+
+    async def _create_job(self, namespace: str, body: Obj, fence: Fence) -> Obj:
+        """Create the Job; temporary errors are retried for as long as they last (an outage of the
+        API server delays the task, it does not fail it), the fence right before every attempt."""
+        api = self._require_api()
+        delays = iter(retry.Backoff((*self.backoff.delays_s, 30.0), forever=True))
+        while True:
+            await fence()
+            try:
+                return await api.create_job(namespace, body, backoff=retry.Backoff(()))
+            except errors.KubeTemporaryError as exc:
+                delay = max(next(delays), exc.retry_after_s or 0.0)
+                logger.warning("creating Job %s/%s failed (%s); retrying in %.1fs", namespace, body["metadata"]["name"],
+                               exc, delay)  # fmt: skip
+                await self._sleep(delay)
 
     async def _adopt(self, spec: TaskSpec, namespace: str, tracker: kube_watch.Tracker) -> Obj | None:
         """An existing Job, read once with its pods (the watches only report changes)."""

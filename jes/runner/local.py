@@ -298,17 +298,19 @@ class LocalRunner:
         on_log: base.LogSink | None = None,
         on_running: Callable[[], None] | None = None,
         adopt_only: bool = False,
+        fence: base.Fence = base.no_fence,
     ) -> base.Outcome:
         """Start the task (or adopt it, or return its recorded outcome) and wait until it ends.
 
         ``on_running`` is called once when the process has started (also when adopting one).
         Cancelling stops waiting; the process keeps running and can be adopted later. With
-        ``adopt_only`` nothing is started: a job without state yields Status.LOST.
+        ``adopt_only`` nothing is started: a job without state yields Status.LOST. ``fence`` is
+        awaited right before a process is started.
         """
         started_at = _now()
         try:
             job = self._job(spec.job_name)
-            await self._start_or_adopt(spec, job, adopt_only=adopt_only)
+            await self._start_or_adopt(spec, job, adopt_only=adopt_only, fence=fence)
         except _Refused as exc:
             return _refused_outcome(spec.job_name, exc, started_at)
         buffer = logs.BoundedBuffer(head_bytes=self.log_head_bytes, tail_bytes=self.log_tail_bytes)
@@ -348,10 +350,12 @@ class LocalRunner:
             raise _Refused(base.Status.ERROR, f"job name {job_name!r} cannot name a local state directory")
         return _JobDir(self._runs / job_name)
 
-    async def _start_or_adopt(self, spec: base.TaskSpec, job: _JobDir, *, adopt_only: bool) -> None:
+    async def _start_or_adopt(
+        self, spec: base.TaskSpec, job: _JobDir, *, adopt_only: bool, fence: base.Fence = base.no_fence
+    ) -> None:
         # Shielded: once jes decided to start a task it finishes starting it, even when the
         # caller is cancelled, so that a later run() finds a started task and not half a one.
-        starting = self._start_or_adopt_locked(spec, job, adopt_only=adopt_only)
+        starting = self._start_or_adopt_locked(spec, job, adopt_only=adopt_only, fence=fence)
         task = asyncio.create_task(starting, name=f"local-start-{job.name}")
         self._starting.add(task)
         task.add_done_callback(self._started)
@@ -362,7 +366,9 @@ class LocalRunner:
         if not task.cancelled() and task.exception() is not None:
             log.debug("starting %s failed: %s", task.get_name(), task.exception())
 
-    async def _start_or_adopt_locked(self, spec: base.TaskSpec, job: _JobDir, *, adopt_only: bool) -> None:
+    async def _start_or_adopt_locked(
+        self, spec: base.TaskSpec, job: _JobDir, *, adopt_only: bool, fence: base.Fence
+    ) -> None:
         async with self._locks.hold(job.name):
             phase = job.phase()
             if adopt_only and phase in (_Phase.ABSENT, _Phase.UNSTARTED):
@@ -381,6 +387,7 @@ class LocalRunner:
                     await asyncio.to_thread(shutil.rmtree, job.path)
                 except OSError as exc:
                     raise errors.StateError(f"cannot clear the unstarted task in {job.path}: {exc}") from exc
+            await fence()
             await asyncio.to_thread(self._launch, spec, job)
 
     def _launch(self, spec: base.TaskSpec, job: _JobDir) -> None:

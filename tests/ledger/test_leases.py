@@ -1,0 +1,114 @@
+"""The Lease ledger against the fake Kubernetes API: takeover judged on the reader's own clock,
+conditional writes, and a write whose answer was lost."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from jes import errors
+from jes.ledger import Claim, Delivery, EventRef, Report
+from jes.ledger.leases import LeaseLedger
+from jes.runner import kube_client
+from jes.testing.fake_kube import FakeKube
+from tests.service.support import FAST
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def kube() -> Iterator[FakeKube]:
+    with FakeKube() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def api(kube: FakeKube) -> AsyncIterator[kube_client.KubeApi]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(4)
+    with kube.api_client() as client:
+        yield kube_client.KubeApi(client, executor=pool, backoff=FAST, request_timeout_s=5)
+    pool.shutdown()
+
+
+def ledger(api: kube_client.KubeApi, holder: str, clock: Clock, **options: Any) -> LeaseLedger:
+    return LeaseLedger(
+        api, namespace="jes", executor_id="jes/-", holder=holder, lease_duration_s=15, monotonic=clock, **options
+    )
+
+
+def fresh(holder: str, event_id: str = "e-1") -> Claim:
+    claim = Claim(ref=EventRef(id=event_id, type="sh.keptn.event.test.triggered"), holder=holder)
+    claim.reports[Report.STARTED] = Delivery.SENDING
+    return claim
+
+
+async def test_a_holder_that_vanished_without_a_heartbeat_is_taken_over_after_the_lease(
+    api: kube_client.KubeApi,
+) -> None:
+    """Its heartbeat Lease is gone (deleted at its shutdown) and its claim was not handed over:
+    the claim is taken once it has been seen unchanged for the lease duration — not never."""
+    clock = Clock()
+    dead, alive = ledger(api, "dead", clock), ledger(api, "alive", clock)
+    await dead.start()
+    assert await dead.claim(fresh("dead")) is not None
+    await dead.close()  # deletes its heartbeat Lease, leaves the claim
+    await alive.start()
+    assert await alive.resumable() == []  # first sighting: alive for a lease duration
+    clock.now += 10
+    assert await alive.resumable() == []
+    clock.now += 6
+    (taken,) = await alive.resumable()
+    assert taken.holder == "alive" and taken.resumed
+
+
+async def test_a_live_holder_is_never_taken_over_however_old_its_timestamps(api: kube_client.KubeApi) -> None:
+    clock = Clock()
+    holder = ledger(api, "holder", clock, wall_clock=lambda: 0.0)  # renewTime in 1970
+    other = ledger(api, "other", clock)
+    await holder.start()
+    claim = await holder.claim(fresh("holder"))
+    assert claim is not None
+    for _ in range(5):
+        clock.now += 10
+        await holder.start()  # a heartbeat: the Lease changes
+        assert await other.resumable() == []
+    await holder.save(claim)  # progress on the claim itself also counts
+    clock.now += 14
+    assert await other.resumable() == []
+
+
+async def test_a_write_whose_answer_was_lost_is_not_a_lost_claim(kube: FakeKube, api: kube_client.KubeApi) -> None:
+    """The PUT was applied, its answer lost, the retry answered 409: the record is ours."""
+    store = ledger(api, "jes-0", Clock())
+    await store.start()
+    claim = await store.claim(fresh("jes-0"))
+    assert claim is not None
+    kube.faults.fail(503, times=1, verb="update", resource="coordination.k8s.io/leases", commit=True)
+    claim.reports[Report.STARTED] = Delivery.SENT
+    await store.save(claim)
+    stored = kube.get("leases", "jes", store.claim_name("e-1"))
+    assert stored is not None and store._claim_of(stored).delivery(Report.STARTED) is Delivery.SENT
+
+
+async def test_a_write_after_another_replica_took_the_claim_is_refused(api: kube_client.KubeApi) -> None:
+    clock = Clock()
+    first, second = ledger(api, "first", clock), ledger(api, "second", clock)
+    await first.start()
+    mine = await first.claim(fresh("first"))
+    assert mine is not None
+    await first.release(mine, handover=True)  # a clean shutdown: free at once
+    mine.holder = "first"
+    (theirs,) = await second.resumable()
+    assert theirs.holder == "second"
+    with pytest.raises(errors.ClaimLost):
+        await first.save(mine)
