@@ -37,19 +37,24 @@ def read_event(path: str) -> dict[str, Any]:
     return event
 
 
-def read_config(path: str, *, policy: cfg.Policy | None = None) -> cfg.LoadedConfig:
+def read_config(
+    path: str, *, policy: cfg.Policy | None = None, max_bytes: int = cfg.DEFAULT_MAX_CONFIG_BYTES
+) -> cfg.LoadedConfig:
     """A config file. Raises :class:`errors.ConfigError` (also when the file cannot be read)."""
     try:
-        data = Path(path).read_bytes()
+        with Path(path).open("rb") as file:
+            data = file.read(max_bytes + 1)
     except OSError as exc:
         raise errors.ConfigError([errors.Problem(path, 1, 1, "", f"cannot read the file: {exc.strerror}")]) from exc
-    return cfg.load(data, file=path, policy=policy)
+    return cfg.load(data, file=path, policy=policy, max_bytes=max_bytes)
 
 
 def policy_of(settings_: settings.Settings, *, check_images: bool) -> cfg.Policy:
     return cfg.Policy(
         allowed_images=settings_.allowed_image_list if check_images else None,
         allow_privileged=settings_.allow_privileged_jobs,
+        protected_secrets=settings_.protected_secrets,
+        protected_service_accounts=settings_.protected_service_accounts,
     )
 
 

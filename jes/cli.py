@@ -15,6 +15,7 @@ if sys.argv[1:2] == ["serve"]:  # before the slow imports: a SIGTERM now must no
 
 import json
 import os
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import click
@@ -54,32 +55,57 @@ def main() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--allowed-images", metavar="LIST", help="comma list of image globs (default: ALLOWED_IMAGE_LIST)")
 @click.option("--allow-privileged-jobs", is_flag=True, default=None, help="accept privileged containers")
-def validate(files: tuple[str, ...], allowed_images: str | None, allow_privileged_jobs: bool | None) -> None:
-    """Check job/config.yaml files; print FILE:LINE:COL: problems, exit 1 if any."""
+@click.option(
+    "--protected-secrets", metavar="LIST", help="Secrets with jes's credentials (default: JES_PROTECTED_SECRETS)"
+)
+@click.option(
+    "--protected-service-accounts",
+    metavar="LIST",
+    help="jes's own service accounts (default: JES_PROTECTED_SERVICE_ACCOUNTS)",
+)
+def validate(
+    files: tuple[str, ...],
+    allowed_images: str | None,
+    allow_privileged_jobs: bool | None,
+    protected_secrets: str | None,
+    protected_service_accounts: str | None,
+) -> None:
+    """Check job/config.yaml files; print FILE:LINE:COL: problems (and warnings), exit 1 if any."""
     overrides: dict[str, Any] = {"allow_privileged_jobs": allow_privileged_jobs}
     if allowed_images is not None:
         overrides["allowed_image_list"] = settings.image_list(allowed_images)
+    if protected_secrets is not None:
+        overrides["protected_secrets"] = settings.comma_list(protected_secrets)
+    if protected_service_accounts is not None:
+        overrides["protected_service_accounts"] = settings.comma_list(protected_service_accounts)
     current = load_settings(**overrides)
     check_images = allowed_images is not None or "ALLOWED_IMAGE_LIST" in os.environ
     policy = authoring.policy_of(current, check_images=check_images)
     failed = False
     for path in files:
         try:
-            loaded = authoring.read_config(path, policy=policy)
+            loaded = authoring.read_config(path, policy=policy, max_bytes=current.max_config_bytes)
         except errors.ConfigError as exc:
             failed = True
-            for problem in exc.problems:
-                click.echo(str(problem))
+            for problem in _with_warnings(exc.problems, exc.warnings):
+                click.echo(problem)
             continue
-        for warning in loaded.warnings:
-            click.echo(f"{warning.file}:{warning.line}:{warning.column}: warning: {warning.path}: {warning.message}")
+        for line in _with_warnings((), loaded.warnings):
+            click.echo(line)
         click.echo(f"{path}: valid")
     sys.exit(1 if failed else 0)
 
 
+def _with_warnings(problems: Sequence[errors.Problem], warnings: Sequence[errors.Problem]) -> list[str]:
+    """Problems and warnings of one file in one list, by position."""
+    tagged = [(p, "") for p in problems] + [(w, "warning: ") for w in warnings]
+    tagged.sort(key=lambda item: (item[0].line, item[0].column))
+    return [f"{p.file}:{p.line}:{p.column}: {tag}{p.path + ': ' if p.path else ''}{p.message}" for p, tag in tagged]
+
+
 def _inputs(config_path: str, event_path: str) -> tuple[cfg.LoadedConfig, dict[str, Any]]:
     try:
-        loaded = authoring.read_config(config_path)
+        loaded = authoring.read_config(config_path, max_bytes=load_settings().max_config_bytes)
     except errors.ConfigError as exc:
         _fail(str(exc))
     try:

@@ -13,7 +13,7 @@ import difflib
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
@@ -24,6 +24,7 @@ from jes.yamlsource import BOOL, FLOAT, INT, Text
 DEFAULT_MAX_POLL_DURATION_S = 300
 DEFAULT_TTL_SECONDS_AFTER_FINISHED = 21600
 MIN_TTL_SECONDS_AFTER_FINISHED = 60
+DEFAULT_MAX_CONFIG_BYTES = 1024 * 1024
 VALUE_FROM = ("event", "secret", "string")
 
 
@@ -112,6 +113,26 @@ def _list(value: Any) -> Any:
 
 _SCALAR_SCHEMA = {"type": ["string", "number", "boolean", "null"]}
 
+#: Values the Kubernetes API server accepts (k8s.io/api core/v1 types; validation.go refuses others).
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+PROC_MOUNTS = ("Default", "Unmasked")
+PROFILE_TYPES = ("RuntimeDefault", "Unconfined", "Localhost")
+
+
+def _one_of(values: tuple[str, ...], *, empty: bool = False) -> Any:
+    """A string field that must be one of ``values`` (Kubernetes spells them case-sensitively)."""
+
+    def check(value: Any) -> str:
+        text = _text(value)
+        if (empty and text == "") or text in values:
+            return text
+        shown = ", ".join(f'"{v}"' for v in values)
+        hint = next((f" (did you mean {v!r}?)" for v in values if v.lower() == text.lower()), "")
+        raise ValueError(f'Unsupported value: "{text}": supported values: {shown}{hint}')
+
+    enum: list[Any] = [*values, ""] if empty else list(values)
+    return Annotated[str, BeforeValidator(check), WithJsonSchema({"enum": enum})]
+
 YStr = Annotated[str, BeforeValidator(_text), WithJsonSchema(_SCALAR_SCHEMA)]
 YBool = Annotated[bool, BeforeValidator(_bool), WithJsonSchema({"type": "boolean"})]
 YInt = Annotated[int, BeforeValidator(_int), WithJsonSchema({"type": "integer"})]
@@ -129,6 +150,9 @@ YStrMap = Annotated[
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+ModelT = TypeVar("ModelT", bound=_Model)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,7 +198,7 @@ class Capabilities(_Model):
 
 
 class SeccompProfile(_Model):
-    type: YStr = Field("", description="RuntimeDefault, Unconfined or Localhost")
+    type: _one_of(PROFILE_TYPES) = Field(description="RuntimeDefault, Unconfined or Localhost")  # type: ignore[valid-type]
     localhostProfile: YStr = Field("", description="profile file, for type Localhost")
 
 
@@ -190,7 +214,7 @@ class SecurityContext(_Model):
     runAsNonRoot: YBool | None = Field(None, description="the image must not run as root")
     readOnlyRootFilesystem: YBool | None = Field(None, description="false lets the task write outside /keptn")
     allowPrivilegeEscalation: YBool | None = Field(None, description="setuid binaries may gain privileges")
-    procMount: YStr | None = Field(None, description="Default or Unmasked")
+    procMount: _one_of(PROC_MOUNTS) | None = Field(None, description="Default or Unmasked")  # type: ignore[valid-type]
     seccompProfile: Annotated[SeccompProfile | None, BeforeValidator(_optional_block)] = Field(
         None, description="replaces the default's profile as a whole"
     )
@@ -203,7 +227,9 @@ class SecurityContext(_Model):
 class Task(_Model):
     name: YStr = Field("", description="shown in reports and the Job's labels")
     image: YStr = Field("", description="container image, checked against the allowlist as written")
-    imagePullPolicy: YStr = Field("", description="Always, IfNotPresent or Never; empty = Kubernetes default")
+    imagePullPolicy: _one_of(PULL_POLICIES, empty=True) = Field(  # type: ignore[valid-type]
+        "", description="Always, IfNotPresent or Never; empty = Kubernetes default"
+    )
     cmd: YStrList = Field(None, description="container command")
     args: YStrList = Field(None, description="container args")
     workingDir: YStr = Field("", description="container working directory; empty = the image's")
@@ -270,27 +296,76 @@ class Policy:
 
     allowed_images: tuple[str, ...] | None = None
     allow_privileged: bool = False
+    protected_secrets: tuple[str, ...] = ()
+    """Secrets holding jes's own credentials (API token, OAuth secret): no task may reference them."""
+    protected_service_accounts: tuple[str, ...] = ()
+    """jes's own service account(s): no task may run with it."""
 
 
-def load(data: str | bytes, *, file: str = "job/config.yaml", policy: Policy | None = None) -> LoadedConfig:
+def protected_references(
+    task: Task, *, secrets: tuple[str, ...], service_accounts: tuple[str, ...]
+) -> list[tuple[yamlsource.Path, str]]:
+    """Where ``task`` reaches for jes's own identity: (path below the task, message) pairs.
+
+    Names are compared whatever the Job's namespace: a task must not be able to name them at all."""
+    found: list[tuple[yamlsource.Path, str]] = []
+    for i, env in enumerate(task.env or ()):
+        if env.valueFrom == "secret" and env.name in secrets:
+            found.append((("env", i, "name"), _protected_secret(env.name)))
+    for i, name in enumerate(task.imagePullSecrets or ()):
+        if name in secrets:
+            found.append((("imagePullSecrets", i), _protected_secret(name)))
+    if task.serviceAccount and task.serviceAccount in service_accounts:
+        message = (
+            f"service account {task.serviceAccount!r} is jes's own: a task may not run with jes's Kubernetes "
+            "permissions; give the task a service account of its own"
+        )
+        found.append((("serviceAccount",), message))
+    return found
+
+
+def _protected_secret(name: str) -> str:
+    return (
+        f"secret {name!r} holds jes's own credentials (the Keptn API token or OAuth secret): no task may "
+        "use it; give the task a Secret of its own"
+    )
+
+
+def load(
+    data: str | bytes,
+    *,
+    file: str = "job/config.yaml",
+    policy: Policy | None = None,
+    max_bytes: int = DEFAULT_MAX_CONFIG_BYTES,
+) -> LoadedConfig:
     """Parse and validate a config. Raises :class:`errors.ConfigError` with every problem found.
 
-    ``policy`` adds the executor's checks (image allowlist, privileged containers); without it only
-    the file itself is checked (the matcher applies the policy again when a task is planned)."""
+    ``policy`` adds the executor's checks (image allowlist, privileged containers, jes's own
+    Secrets and service account); without it only the file itself is checked (the matcher applies
+    the policy again when a task is planned). A file over ``max_bytes`` is refused unread, and
+    parsing is bounded (:mod:`jes.yamlsource`), so a hostile file costs little time and memory."""
     raw = data.encode() if isinstance(data, str) else data
+    if len(raw) > max_bytes:
+        message = (
+            f"the file has more than {max_bytes} bytes (JES_MAX_CONFIG_BYTES); split it, or raise the limit"
+        )
+        raise errors.ConfigError([errors.Problem(file, 1, 1, "", message)])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise errors.ConfigError([errors.Problem(file, 1, 1, "", f"not UTF-8 text: {exc.reason}")]) from exc
     document = yamlsource.load(text, file=file)
+    problems = list(document.problems)
+    config: JobConfig | None = None
     try:
         config = _validate(document, file)
     except errors.ConfigError as exc:
-        raise errors.ConfigError(_sorted([*document.problems, *exc.problems])) from None
-    problems, warnings = _semantic_checks(config, document, file, policy)
-    if problems or document.problems:
-        raise errors.ConfigError(_sorted([*document.problems, *problems]))
-    return LoadedConfig(config, file, hashlib.sha3_224(raw).hexdigest(), tuple(warnings))
+        problems += exc.problems
+    checker = _semantic_checks(document, file, policy)  # also on the valid parts of an invalid file
+    problems += checker.problems
+    if problems or config is None:
+        raise errors.ConfigError(_sorted(problems), _sorted(checker.warnings))
+    return LoadedConfig(config, file, hashlib.sha3_224(raw).hexdigest(), tuple(_sorted(checker.warnings)))
 
 
 def _sorted(problems: list[errors.Problem]) -> list[errors.Problem]:
@@ -411,19 +486,34 @@ class _Checker:
         (self.warnings if warning else self.problems).append(problem)
 
 
-def _semantic_checks(
-    config: JobConfig, document: yamlsource.Document, file: str, policy: Policy | None
-) -> tuple[list[errors.Problem], list[errors.Problem]]:
+def _semantic_checks(document: yamlsource.Document, file: str, policy: Policy | None) -> _Checker:
+    """Checks beyond shapes, on every part of the file that has the right shape: each event entry
+    and task is validated on its own, so one wrong field elsewhere hides no other problem."""
     checker = _Checker(document, file)
-    for a, action in enumerate(config.actions or ()):
+    value = document.value
+    actions = value.get("actions") if isinstance(value, dict) else None
+    for a, action in enumerate(actions if isinstance(actions, list) else ()):
         here: yamlsource.Path = ("actions", a)
-        for e, trigger in enumerate(action.events or ()):
+        if not isinstance(action, dict):
+            continue
+        events, tasks = action.get("events"), action.get("tasks")
+        for e, trigger in _valid_parts(events, EventTrigger):
             _check_trigger(checker, (*here, "events", e), trigger)
-        for t, task in enumerate(action.tasks or ()):
+        for t, task in _valid_parts(tasks, Task):
             _check_task(checker, (*here, "tasks", t), task, policy)
-        if not action.events:
+        if not events:
             checker.add(here, "action has no events, so it never runs", warning=True)
-    return checker.problems, checker.warnings
+    return checker
+
+
+def _valid_parts(raw: Any, model: type[ModelT]) -> list[tuple[int, ModelT]]:
+    parts = []
+    for index, item in enumerate(raw if isinstance(raw, list) else ()):
+        try:
+            parts.append((index, model.model_validate(item)))
+        except pydantic.ValidationError:
+            continue  # its shape problems are reported by the validation of the whole file
+    return parts
 
 
 def _check_trigger(checker: _Checker, path: yamlsource.Path, trigger: EventTrigger) -> None:
@@ -446,9 +536,8 @@ def _check_task(checker: _Checker, path: yamlsource.Path, task: Task, policy: Po
     for i, env in enumerate(task.env or ()):
         _check_env(checker, (*path, "env", i), env)
     _check_resources(checker, path, task.resources)
-    if task.securityContext and task.securityContext.seccompProfile:
-        if not task.securityContext.seccompProfile.type:
-            checker.add((*path, "securityContext", "seccompProfile"), "seccompProfile needs a type")
+    _check_security_context(checker, (*path, "securityContext"), task.securityContext)
+    _check_names(checker, path, task)
     if task.ttlSecondsAfterFinished is not None and task.ttlSecondsAfterFinished < MIN_TTL_SECONDS_AFTER_FINISHED:
         checker.add(
             (*path, "ttlSecondsAfterFinished"),
@@ -463,6 +552,60 @@ def _check_task(checker: _Checker, path: yamlsource.Path, task: Task, policy: Po
         _check_policy(checker, path, task, policy)
 
 
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+_CAPABILITY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def _dns_problem(name: str, *, label: bool) -> str | None:
+    """Kubernetes' words for a name that is not a DNS-1123 label (namespaces) or subdomain."""
+    if label and (len(name) > 63 or not _DNS_LABEL.match(name)):
+        return (
+            f'Invalid value: "{name}": a lowercase RFC 1123 label must consist of lower case alphanumeric '
+            "characters or '-', start and end with an alphanumeric character, and be at most 63 characters"
+        )
+    if not label and (len(name) > 253 or not _DNS_SUBDOMAIN.match(name)):
+        return (
+            f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric '
+            "characters, '-' or '.', and must start and end with an alphanumeric character"
+        )
+    return None
+
+
+def _check_names(checker: _Checker, path: yamlsource.Path, task: Task) -> None:
+    """The names a Job would carry that Kubernetes would refuse (422), refused here first."""
+    named: list[tuple[yamlsource.Path, str, bool]] = []
+    if task.namespace:
+        named.append(((*path, "namespace"), task.namespace, True))
+    if task.serviceAccount:
+        named.append(((*path, "serviceAccount"), task.serviceAccount, False))
+    named += [((*path, "imagePullSecrets", i), n, False) for i, n in enumerate(task.imagePullSecrets or ())]
+    secrets = [(i, e.name) for i, e in enumerate(task.env or ()) if e.valueFrom == "secret"]
+    named += [((*path, "env", i, "name"), name, False) for i, name in secrets]
+    for where, name, label in named:
+        if (problem := _dns_problem(name, label=label)) is not None:
+            checker.add(where, problem)
+
+
+def _check_security_context(checker: _Checker, path: yamlsource.Path, context: SecurityContext | None) -> None:
+    if context is None:
+        return
+    profile = context.seccompProfile
+    if profile is not None:
+        where = (*path, "seccompProfile", "localhostProfile")
+        if profile.type == "Localhost" and not profile.localhostProfile:
+            checker.add(where, "Required value: must be set when seccomp type is Localhost")
+        if profile.type != "Localhost" and profile.localhostProfile:
+            checker.add(where, "Invalid value: can only be set when seccomp type is Localhost")
+    capabilities = context.capabilities
+    for kind in ("add", "drop"):
+        for i, name in enumerate(getattr(capabilities, kind) or () if capabilities else ()):
+            if not _CAPABILITY.match(name):
+                message = f"invalid capability {name!r}: names such as NET_ADMIN, CAP_NET_ADMIN or ALL"
+                checker.add((*path, "capabilities", kind, i), message)
+
+
 def _check_env(checker: _Checker, path: yamlsource.Path, env: Env) -> None:
     if env.valueFrom not in VALUE_FROM:
         shown = repr(env.valueFrom) if env.valueFrom else "nothing"
@@ -471,6 +614,12 @@ def _check_env(checker: _Checker, path: yamlsource.Path, env: Env) -> None:
         _check_jsonpath(checker, (*path, "value"), env.value)
     if not env.name:
         checker.add((*path, "name"), "env entry has no name")
+    elif env.valueFrom in ("event", "string") and not _ENV_NAME.match(env.name):
+        message = (
+            f'Invalid value: "{env.name}": a valid environment variable name must consist of alphabetic '
+            "characters, digits, '_', '-', or '.', and must not start with a digit"
+        )
+        checker.add((*path, "name"), message)
     if env.as_ and env.as_.lower() not in ("json", "yaml"):
         checker.add((*path, "as"), f"unknown format {env.as_!r}: only json and yaml exist", warning=True)
 
@@ -493,6 +642,10 @@ def _check_resources(checker: _Checker, path: yamlsource.Path, resources: Resour
 
 
 def _check_policy(checker: _Checker, path: yamlsource.Path, task: Task, policy: Policy) -> None:
+    for where, message in protected_references(
+        task, secrets=policy.protected_secrets, service_accounts=policy.protected_service_accounts
+    ):
+        checker.add((*path, *where), message)
     if policy.allowed_images is not None and not imagepolicy.allowed(task.image, policy.allowed_images):
         checker.add((*path, "image"), f"image {task.image!r} does not match the allowed image list")
     context = task.securityContext

@@ -75,8 +75,10 @@ class Problem:
 class ConfigError(JesError, Permanent):
     """A job/config.yaml cannot be used; ``problems`` says where and why."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], warnings: list[Problem] | None = None) -> None:
         self.problems = list(problems)
+        self.warnings = list(warnings or ())
+        """Found in the same pass; they do not make the file invalid."""
         super().__init__("\n".join(str(p) for p in self.problems))
 
 

@@ -176,7 +176,7 @@ def _main_container(name: str, task: RenderedTask) -> dict[str, Any]:
         container["args"] = list(task.args)
     if task.working_dir:
         container["workingDir"] = task.working_dir
-    env = [{"name": e.name, "value": e.value} for e in task.env if isinstance(e, EnvValue)]
+    env = [{"name": e.name, "value": e.manifest_value} for e in task.env if isinstance(e, EnvValue)]
     if env:
         container["env"] = env
     env_from = [{"secretRef": {"name": e.secret}} for e in task.env if isinstance(e, EnvSecret)]

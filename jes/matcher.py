@@ -39,6 +39,8 @@ class Executor:
     job_security_context: Mapping[str, Any] | None = None
     allowed_images: tuple[str, ...] = ()
     allow_privileged: bool = False
+    protected_secrets: tuple[str, ...] = ()
+    protected_service_accounts: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,18 +226,24 @@ def _plan_action(
 ) -> PlannedAction:
     tasks = action.tasks or []
     try:
-        _check_images(tasks, executor)
+        _check_policy(tasks, executor)
         rendered = tuple(render_task(index, i, action, t, event, info, executor) for i, t in enumerate(tasks))
     except errors.RenderError as exc:
         return PlannedAction(index, action.name, action.silent, (), error=str(exc))
     return PlannedAction(index, action.name, action.silent, rendered)
 
 
-def _check_images(tasks: Sequence[cfg.Task], executor: Executor) -> None:
-    """All images are checked before any task runs, as upstream did."""
+def _check_policy(tasks: Sequence[cfg.Task], executor: Executor) -> None:
+    """All tasks are checked before any runs, as upstream did for images: the image allowlist, and
+    no reference to jes's own Secrets or service account."""
     for task in tasks:
         if not imagepolicy.allowed(task.image, executor.allowed_images):
             raise errors.PolicyError(imagepolicy.forbidden_message(task.image))
+        refused = cfg.protected_references(
+            task, secrets=executor.protected_secrets, service_accounts=executor.protected_service_accounts
+        )
+        if refused:
+            raise errors.PolicyError(f"Forbidden: task {task.name!r}: {refused[0][1]}")
 
 
 def render_task(
@@ -281,11 +289,11 @@ def render_env(task: cfg.Task, event: Mapping[str, Any], info: EventInfo) -> tup
     document = event_map(event)
     entries: list[EnvEntry] = [_env_entry(task, env, document) for env in task.env or ()]
     entries += [
-        EnvValue("KEPTN_PROJECT", info.project),
-        EnvValue("KEPTN_STAGE", info.stage),
-        EnvValue("KEPTN_SERVICE", info.service),
+        EnvValue("KEPTN_PROJECT", info.project, from_event=True),
+        EnvValue("KEPTN_STAGE", info.stage, from_event=True),
+        EnvValue("KEPTN_SERVICE", info.service, from_event=True),
     ]
-    entries += [EnvValue(label_variable(key), value) for key, value in info.labels.items()]
+    entries += [EnvValue(label_variable(key), value, from_event=True) for key, value in info.labels.items()]
     return tuple(entries)
 
 
@@ -305,7 +313,7 @@ def _env_entry(task: cfg.Task, env: cfg.Env, document: Any) -> EnvEntry:
             raise errors.RenderError(
                 f"task {task.name!r}: env {env.name!r} from event path {env.value}: {exc}"
             ) from exc
-        return EnvValue(env.name, format_value(value, env.as_))
+        return EnvValue(env.name, format_value(value, env.as_), from_event=True)
     raise errors.RenderError(f"task {task.name!r}: env {env.name!r}: unknown valueFrom {env.valueFrom!r}")
 
 
@@ -350,4 +358,6 @@ def executor_from_settings(settings: Settings) -> Executor:
         job_security_context=dict(settings.job_security_context),
         allowed_images=tuple(settings.allowed_image_list),
         allow_privileged=settings.allow_privileged_jobs,
+        protected_secrets=settings.protected_secrets,
+        protected_service_accounts=settings.protected_service_accounts,
     )

@@ -16,10 +16,28 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class EnvValue:
-    """A literal environment variable (from the event, a string, or KEPTN_*/LABELS_*)."""
+    """An environment variable with a value (from the event, a string, or KEPTN_*/LABELS_*)."""
 
     name: str
     value: str
+    from_event: bool = False
+    """The value comes from the event (untrusted): it reaches the task exactly as it is. Kubernetes
+    expands ``$(VAR)`` in env values, so a Job manifest escapes every ``$`` of it
+    (:func:`k8s_literal`); the config author's own values keep ``$(VAR)`` working."""
+
+    @property
+    def manifest_value(self) -> str:
+        """The value as written into a container's ``env``."""
+        return k8s_literal(self.value) if self.from_event else self.value
+
+
+def k8s_literal(text: str) -> str:
+    """``text`` escaped so that Kubernetes' ``$(VAR)`` expansion leaves it as it is.
+
+    The kubelet turns ``$$`` into ``$`` and ``$(NAME)`` into a variable's value; doubling every
+    ``$`` makes both impossible (``$$(X)`` from an attacker becomes ``$$$$(X)``, which expands
+    to the literal ``$$(X)``)."""
+    return text.replace("$", "$$")
 
 
 @dataclass(frozen=True)

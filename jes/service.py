@@ -101,7 +101,7 @@ class Service:
         self.triggered = providers.ControlPlaneTriggered(self.client)
         self._slots = asyncio.Semaphore(settings.max_concurrent_events)
         self.handler = handler.EventHandler(
-            configs=providers.ControlPlaneConfigs(source),
+            configs=providers.ControlPlaneConfigs(source, max_config_bytes=settings.max_config_bytes),
             files=providers.ControlPlaneFiles(source),
             runner=self.runner,
             reporter=self.reporter,

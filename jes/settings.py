@@ -102,6 +102,9 @@ class Settings:
     pod_security_context: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_POD_SECURITY_CONTEXT))
     job_labels: Mapping[str, str] = field(default_factory=dict)
     files_size_limit: str = "20Mi"
+    max_config_bytes: int = 1024 * 1024
+    protected_secrets: tuple[str, ...] = ()
+    protected_service_accounts: tuple[str, ...] = ()
     init_image: str = "ghcr.io/jes-project/jes:0.1.0"
     # runner and service
     runner: str = "kubernetes"
@@ -159,14 +162,14 @@ def _bool(raw: str) -> bool:
     raise ValueError(f"expected true or false, got {raw!r}")
 
 
-def _comma_list(raw: str) -> tuple[str, ...]:
+def comma_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
 def image_list(raw: str) -> tuple[str, ...]:
     # Upstream splits on "," and drops empty items without trimming; we trim surrounding spaces
     # because a space can never be part of an image reference.
-    return _comma_list(raw)
+    return comma_list(raw)
 
 
 def _scopes(raw: str) -> tuple[str, ...]:
@@ -224,6 +227,17 @@ def quantity(raw: str) -> str:
     if not _QUANTITY.match(value):
         raise ValueError(f"{raw!r} is not a Kubernetes quantity (examples: 1, 500m, 512Mi, 2Gi)")
     return value
+
+
+_BINARY = {"": 1, "k": 1000, "M": 1000**2, "G": 1000**3, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
+
+
+def byte_size(raw: str) -> int:
+    """A size in bytes: a whole number, or a quantity such as ``64Ki``, ``1Mi``, ``2M``."""
+    match = re.fullmatch(r"\s*(\d+)\s*(|k|M|G|Ki|Mi|Gi)\s*", raw)
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"expected a size in bytes such as 1048576 or 1Mi, got {raw!r}")
+    return int(match.group(1)) * _BINARY[match.group(2)]
 
 
 def _optional_quantity(raw: str) -> str:
@@ -305,7 +319,7 @@ def _endpoint(raw: str) -> str:
 
 
 def _topics(raw: str) -> tuple[str, ...]:
-    topics = _comma_list(raw)
+    topics = comma_list(raw)
     for topic in topics:
         if "*" in topic or ">" in topic:
             raise ValueError(
@@ -338,9 +352,9 @@ _VARS: tuple[_Var, ...] = (
     _Var("JES_RESOURCE_SERVICE_PATH", "resource_service_path", _text, "resource API path under the endpoint [resource-service]; configuration-service for Keptn 0.16/0.17"),
     _Var("PUBSUB_TOPIC", "pubsub_topics", _topics, "comma list of exact event types to subscribe to"),
     _Var("HTTP_POLLING_INTERVAL", "http_polling_interval_s", _positive_float, "seconds between polls, may be fractional [1]"),
-    _Var("PROJECT_FILTER", "project_filter", _comma_list, "only events of these projects (comma list)"),
-    _Var("STAGE_FILTER", "stage_filter", _comma_list, "only events of these stages (comma list)"),
-    _Var("SERVICE_FILTER", "service_filter", _comma_list, "only events of these services (comma list)"),
+    _Var("PROJECT_FILTER", "project_filter", comma_list, "only events of these projects (comma list)"),
+    _Var("STAGE_FILTER", "stage_filter", comma_list, "only events of these stages (comma list)"),
+    _Var("SERVICE_FILTER", "service_filter", comma_list, "only events of these services (comma list)"),
     _Var("LOCATION", "location", _optional_text, "this executor's location for actions[].locations (case-sensitive)"),
     _Var("JES_INTEGRATION_NAME", "integration_name", _text, "name registered with the control plane [job-executor-service]"),
     _Var("JES_EVENT_SOURCE", "event_source", _text, "source of the events jes sends [job-executor-service]"),
@@ -368,6 +382,9 @@ _VARS: tuple[_Var, ...] = (
     _Var("JES_POD_SECURITY_CONTEXT", "pod_security_context", _security_context, "JSON: job pod securityContext"),
     _Var("JES_JOB_LABELS", "job_labels", _labels, "JSON map of extra Job labels"),
     _Var("JES_FILES_SIZE_LIMIT", "files_size_limit", quantity, "size of the /keptn volume [20Mi]"),
+    _Var("JES_MAX_CONFIG_BYTES", "max_config_bytes", byte_size, "largest job/config.yaml; aliases and nesting are bounded too [1Mi]"),
+    _Var("JES_PROTECTED_SECRETS", "protected_secrets", comma_list, "Secrets with jes's own credentials: no task may use them (the chart sets it)"),
+    _Var("JES_PROTECTED_SERVICE_ACCOUNTS", "protected_service_accounts", comma_list, "jes's own service account(s): no task may run as them (the chart sets it)"),
     _Var("JES_INIT_IMAGE", "init_image", _text, "image of the init container that copies files to /keptn (the jes image)"),
     _Var("JES_RUNNER", "runner", _choice("kubernetes", "local"), "kubernetes or local [kubernetes]"),
     _Var("JES_MAX_EVENT_BYTES", "max_event_bytes", _positive_int, "budget of one outgoing event in bytes [65536]"),
@@ -424,6 +441,12 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
         )
     job_context = values.get("job_security_context", DEFAULT_JOB_SECURITY_CONTEXT)
     allow = values.get("allow_privileged_jobs", False)
+    account = values.get("default_job_service_account", "")
+    if account and account in values.get("protected_service_accounts", ()):
+        problems.append(
+            f"DEFAULT_JOB_SERVICE_ACCOUNT: {account!r} is jes's own service account; tasks must not run with "
+            "jes's permissions. Name a service account made for tasks, or leave it empty"
+        )
     if job_context.get("privileged") is True and not allow:
         problems.append(
             "JES_JOB_SECURITY_CONTEXT: the default job security context is privileged but "

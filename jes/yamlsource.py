@@ -60,21 +60,52 @@ class Document:
         return self.positions.get((), Position(1, 1))
 
 
+#: Nodes that aliases may add to a document (each use of ``*anchor`` copies the anchored subtree):
+#: plenty for ``<<: *defaults`` merges, far below what an alias bomb would make of 300 bytes.
+MAX_ALIAS_NODES = 10_000
+#: How deeply values may nest (a recursive alias nests without end).
+MAX_DEPTH = 64
+
+
+class _TooBig(Exception):
+    def __init__(self, node: yaml.Node, message: str) -> None:
+        super().__init__(message)
+        self.node = node
+
+
 def load(text: str | bytes, *, file: str) -> Document:
     """Parse one YAML document; raise :class:`errors.ConfigError` on a syntax error.
 
     Duplicate keys do not raise here: they are listed in :attr:`Document.problems`, so a caller can
-    report them together with everything else that is wrong."""
+    report them together with everything else that is wrong. Parsing is bounded: aliases may add at
+    most :data:`MAX_ALIAS_NODES` nodes and values nest at most :data:`MAX_DEPTH` deep, so neither an
+    alias bomb nor a recursive alias costs more than a fraction of a second and a few MiB."""
+    too_deep = _flow_too_deep(text if isinstance(text, str) else text.decode("utf-8", "replace"))
+    if too_deep is not None:
+        line, column = too_deep
+        raise errors.ConfigError([errors.Problem(file, line, column, "", _TOO_DEEP)])
+    loader: _BoundedLoader | None = None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = _BoundedLoader(text)  # the reader checks the characters at once
+        node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         raise _syntax_error(exc, file) from exc
     except yaml.YAMLError as exc:
         raise errors.ConfigError([errors.Problem(file, 1, 1, "", f"YAML error: {exc}")]) from exc
+    except _TooBig as exc:
+        mark = exc.node.start_mark
+        raise errors.ConfigError([errors.Problem(file, mark.line + 1, mark.column + 1, "", str(exc))]) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     if node is None:
         return Document(None, {(): Position(1, 1)})
     builder = _Builder(file)
-    value = builder.build(node, ())
+    try:
+        value = builder.build(node, ())
+    except _TooBig as exc:
+        mark = exc.node.start_mark
+        raise errors.ConfigError([errors.Problem(file, mark.line + 1, mark.column + 1, "", str(exc))]) from None
     return Document(value, builder.positions, tuple(builder.problems))
 
 
@@ -98,14 +129,73 @@ def format_path(path: Path) -> str:
     return out
 
 
+def _flow_too_deep(text: str) -> tuple[int, int] | None:
+    """Where ``[``/``{`` brackets first nest deeper than :data:`MAX_DEPTH` (line, column), if they do.
+
+    One linear pass, before PyYAML sees the text: its scanner looks ahead through every open
+    bracket for a possible key, so its cost grows with the square of the nesting."""
+    depth, line, column = 0, 1, 0
+    quote = ""
+    comment = False
+    previous = "\n"
+    for char in text:
+        column += 1
+        if char == "\n":
+            line, column, comment = line + 1, 0, False
+            quote = "" if quote == "'" else quote  # a plain newline never ends a double-quoted string
+        elif comment:
+            pass
+        elif quote:
+            if char == quote and not (quote == '"' and previous == "\\"):
+                quote = ""
+        elif char in "'\"" and previous in " \t\n[{,:":
+            quote = char
+        elif char == "#" and previous in " \t\n":
+            comment = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return line, column
+        elif char in "]}":
+            depth = max(0, depth - 1)
+        previous = char
+    return None
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe composer, stopped at :data:`MAX_DEPTH` levels while it descends: it pulls
+    events from the parser lazily, so a deeply nested document is never scanned to its end (the
+    scanner's cost grows with the square of the nesting)."""
+
+    def __init__(self, stream: str | bytes) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                start = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise _TooBig(yaml.ScalarNode("tag:yaml.org,2002:null", "", start, start), _TOO_DEEP)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+_TOO_DEEP = f"values nest deeper than {MAX_DEPTH} levels"
+
+
 class _Builder:
     def __init__(self, file: str) -> None:
         self.file = file
         self.positions: dict[Path, Position] = {}
         self.problems: list[errors.Problem] = []
         self._loader = yaml.SafeLoader("")
+        self._built: set[int] = set()
+        self._repeats = 0
 
     def build(self, node: yaml.Node, path: Path) -> Any:
+        self._count(node, path)
         self.positions[path] = Position(node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node)
@@ -114,6 +204,17 @@ class _Builder:
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
         raise AssertionError(f"unexpected YAML node {node!r}")  # pragma: no cover
+
+    def _count(self, node: yaml.Node, path: Path) -> None:
+        """Refuse a document that aliases blow up, or that nests too deeply (a recursive alias)."""
+        if len(path) > MAX_DEPTH:
+            raise _TooBig(node, f"{_TOO_DEEP} (a recursive alias?)")
+        if id(node) in self._built:  # the same node again: reached through an alias
+            self._repeats += 1
+            if self._repeats > MAX_ALIAS_NODES:
+                raise _TooBig(node, f"aliases expand to more than {MAX_ALIAS_NODES} nodes")
+        else:
+            self._built.add(id(node))
 
     def _scalar(self, node: yaml.ScalarNode) -> Text | None:
         if node.tag == NULL:
@@ -126,6 +227,8 @@ class _Builder:
             self._loader.flatten_mapping(node)  # resolves "<<" merge keys like yaml.v2
         except yaml.MarkedYAMLError as exc:
             self.problems.append(_syntax_error(exc, self.file).problems[0])
+        except RecursionError as exc:  # "<<" merging a mapping into itself
+            raise _TooBig(node, f"{_TOO_DEEP} (a recursive alias?)") from exc
         merged = node.value[: len(node.value) - len(explicit)]
         result: dict[str, Any] = {}
         for key_node, value_node in explicit:

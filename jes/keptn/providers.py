@@ -30,9 +30,11 @@ class ControlPlaneConfigs:
         *,
         max_entries: int = 512,
         unpinned_ttl_s: float = 2.0,
+        max_config_bytes: int = cfg.DEFAULT_MAX_CONFIG_BYTES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._source = source
+        self._max_config_bytes = max_config_bytes
         self._cache: OrderedDict[Key, tuple[float, cfg.LoadedConfig]] = OrderedDict()
         self._max_entries = max_entries
         self._unpinned_ttl_s = unpinned_ttl_s
@@ -75,7 +77,10 @@ class ControlPlaneConfigs:
             found = await self._source.fetch_config(info.project, info.stage, info.service, info.git_commit_id)
         except configsource.ConfigNotFoundError as exc:
             raise handler.ConfigNotFound(str(exc)) from exc
-        loaded = cfg.load(found.content, file=f"job/config.yaml ({found.location})")
+        # parsing a big file takes a while: off the event loop, so polling and reports go on
+        loaded = await asyncio.to_thread(
+            cfg.load, found.content, file=f"job/config.yaml ({found.location})", max_bytes=self._max_config_bytes
+        )
         pinned = bool(info.git_commit_id) and found.level is not configsource.Level.PROJECT
         self._remember(key, loaded, float("inf") if pinned else self._clock() + self._unpinned_ttl_s)
         return loaded

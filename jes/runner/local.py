@@ -437,7 +437,7 @@ class LocalRunner:
                 variables.update(self._secret(entry.secret))
         for entry in task.env:
             if isinstance(entry, EnvValue):
-                variables[entry.name] = expand(entry.value, variables)
+                variables[entry.name] = expand(entry.manifest_value, variables)
         return variables
 
     def _secret(self, name: str) -> dict[str, str]:

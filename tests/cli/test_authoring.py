@@ -42,6 +42,7 @@ def test_validate_reports_every_problem_as_file_line_col(tmp_path: Path) -> None
     assert code == 1
     assert out.splitlines() == [
         f"{HELLO}: valid",
+        f"{bad}:3:5: warning: actions[0]: action has no events, so it never runs",  # in the same pass
         f"{bad}:5:14: actions[0].tasks[0].cmd: expected a list of strings, got a string",
         f"{bad}:6:9: actions[0].tasks[0].nmae: unknown field 'nmae' (did you mean 'name'?)",
         f"{tmp_path / 'missing.yaml'}:1:1: cannot read the file: No such file or directory",

@@ -162,7 +162,7 @@ def test_job_shape_for_a_plain_task() -> None:
 
 def test_optional_fields_deadline_service_account_pull_secrets_and_empty_resources() -> None:
     job = job_for(
-        "      - name: t\n        image: alpine\n        imagePullPolicy: always\n        serviceAccount: runner\n"
+        "      - name: t\n        image: alpine\n        imagePullPolicy: Always\n        serviceAccount: runner\n"
         "        namespace: carts\n        resources: {}\n        imagePullSecrets: [regcred, other]\n"
         "        ttlSecondsAfterFinished: 5\n",
         manifests.JobSettings(task_deadline_seconds=30),
@@ -175,7 +175,7 @@ def test_optional_fields_deadline_service_account_pull_secrets_and_empty_resourc
     assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "other"}]
     container = pod["containers"][0]
     assert "resources" not in container and "command" not in container and "args" not in container
-    assert container["imagePullPolicy"] == "always"  # verbatim; the API server judges it
+    assert container["imagePullPolicy"] == "Always"
 
 
 def test_files_become_configmaps_a_projected_volume_and_an_init_container() -> None:

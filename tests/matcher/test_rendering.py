@@ -85,15 +85,15 @@ def test_env_order_is_task_env_then_keptn_scope_then_labels() -> None:
         "          - {name: MODE, value: fast, valueFrom: string}\n"
     )
     assert entries == [
-        EnvValue("HOST", "https://keptn.sh"),
+        EnvValue("HOST", "https://keptn.sh", from_event=True),
         EnvSecret("my-secret"),
         EnvValue("MODE", "fast"),
-        EnvValue("KEPTN_PROJECT", "sockshop"),
-        EnvValue("KEPTN_STAGE", "dev"),
-        EnvValue("KEPTN_SERVICE", "carts"),
-        EnvValue("LABELS_APP_VERSION", "0.1.2"),
-        EnvValue("LABELS_BUILD_DATETIME", "202202212056"),
-        EnvValue("LABELS_E2E_LABEL", "x"),
+        EnvValue("KEPTN_PROJECT", "sockshop", from_event=True),
+        EnvValue("KEPTN_STAGE", "dev", from_event=True),
+        EnvValue("KEPTN_SERVICE", "carts", from_event=True),
+        EnvValue("LABELS_APP_VERSION", "0.1.2", from_event=True),
+        EnvValue("LABELS_BUILD_DATETIME", "202202212056", from_event=True),
+        EnvValue("LABELS_E2E_LABEL", "x", from_event=True),
     ]
 
 
