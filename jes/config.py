@@ -601,9 +601,32 @@ def _check_security_context(checker: _Checker, path: yamlsource.Path, context: S
     capabilities = context.capabilities
     for kind in ("add", "drop"):
         for i, name in enumerate(getattr(capabilities, kind) or () if capabilities else ()):
+            where = (*path, "capabilities", kind, i)
             if not _CAPABILITY.match(name):
-                message = f"invalid capability {name!r}: names such as NET_ADMIN, CAP_NET_ADMIN or ALL"
-                checker.add((*path, "capabilities", kind, i), message)
+                checker.add(where, f"invalid capability {name!r}: write names such as NET_ADMIN or ALL")
+            elif name.upper().startswith("CAP_"):
+                message = (
+                    f"{name!r}: the container runtime adds CAP_ itself, so this becomes CAP_{name.upper()} and is "
+                    f"silently ignored; write {name[4:].upper()}"
+                )
+                checker.add(where, message, warning=True)
+
+
+def _check_env_name(checker: _Checker, path: yamlsource.Path, name: str) -> None:
+    """Kubernetes 1.32+ accept any printable ASCII but '=' (RelaxedEnvironmentVariableValidation,
+    on by default since 1.32); older API servers only ``[-._a-zA-Z][-._a-zA-Z0-9]*``."""
+    if any(not " " <= c <= "~" for c in name) or "=" in name:
+        message = (
+            f'Invalid value: "{name}": a valid environment variable name must consist only of printable ASCII '
+            "characters other than '='"
+        )
+        checker.add(path, message)
+    elif not _ENV_NAME.match(name):
+        message = (
+            f"{name!r} is refused by Kubernetes before 1.32, which wants letters, digits, '_', '-' and '.', "
+            "not starting with a digit"
+        )
+        checker.add(path, message, warning=True)
 
 
 def _check_env(checker: _Checker, path: yamlsource.Path, env: Env) -> None:
@@ -614,12 +637,8 @@ def _check_env(checker: _Checker, path: yamlsource.Path, env: Env) -> None:
         _check_jsonpath(checker, (*path, "value"), env.value)
     if not env.name:
         checker.add((*path, "name"), "env entry has no name")
-    elif env.valueFrom in ("event", "string") and not _ENV_NAME.match(env.name):
-        message = (
-            f'Invalid value: "{env.name}": a valid environment variable name must consist of alphabetic '
-            "characters, digits, '_', '-', or '.', and must not start with a digit"
-        )
-        checker.add((*path, "name"), message)
+    elif env.valueFrom in ("event", "string"):
+        _check_env_name(checker, (*path, "name"), env.name)
     if env.as_ and env.as_.lower() not in ("json", "yaml"):
         checker.add((*path, "as"), f"unknown format {env.as_!r}: only json and yaml exist", warning=True)
 

@@ -57,12 +57,14 @@ class Settings:
     # control plane
     keptn_api_endpoint: str = ""
     keptn_api_token: str = field(default="", repr=False)
+    keptn_api_token_file: str = ""
     http_ssl_verify: bool = True
     http_ssl_ca_bundle: str = ""
     http_timeout_s: float = 30.0
     http_max_connections: int = 8
     oauth_client_id: str = ""
     oauth_client_secret: str = field(default="", repr=False)
+    oauth_client_secret_file: str = ""
     oauth_scopes: tuple[str, ...] = ()
     oauth_discovery: str = ""
     oauth_token_url: str = ""
@@ -340,12 +342,14 @@ class _Var:
 _VARS: tuple[_Var, ...] = (
     _Var("KEPTN_API_ENDPOINT", "keptn_api_endpoint", _endpoint, "Keptn API base URL, e.g. http://1.2.3.4/api (required for serve)"),
     _Var("KEPTN_API_TOKEN", "keptn_api_token", _text, "Keptn API token, sent as x-token (never logged)"),
+    _Var("KEPTN_API_TOKEN_FILE", "keptn_api_token_file", _text, "read the token from this file (re-read when it changes); wins over KEPTN_API_TOKEN"),
     _Var("HTTP_SSL_VERIFY", "http_ssl_verify", _bool, "verify the control plane's TLS certificate [true]"),
     _Var("HTTP_SSL_CA_BUNDLE", "http_ssl_ca_bundle", _text, "CA bundle file for TLS verification"),
     _Var("JES_HTTP_TIMEOUT_S", "http_timeout_s", _positive_float, "timeout of one control-plane request [30]"),
     _Var("JES_HTTP_MAX_CONNECTIONS", "http_max_connections", _positive_int, "control-plane requests at once; more for a distant control plane and many events, fewer cost less CPU [8]"),
     _Var("OAUTH_CLIENT_ID", "oauth_client_id", _text, "OAuth client id"),
     _Var("OAUTH_CLIENT_SECRET", "oauth_client_secret", _text, "OAuth client secret (never logged)"),
+    _Var("OAUTH_CLIENT_SECRET_FILE", "oauth_client_secret_file", _text, "read the OAuth client secret from this file; wins over OAUTH_CLIENT_SECRET"),
     _Var("OAUTH_SCOPES", "oauth_scopes", _scopes, "OAuth scopes, comma or space separated"),
     _Var("OAUTH_DISCOVERY", "oauth_discovery", _text, "OIDC discovery URL (.well-known/openid-configuration)"),
     _Var("OAUTH_TOKEN_URL", "oauth_token_url", _text, "OAuth token URL (wins over discovery)"),
@@ -424,10 +428,26 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings
             problems.append(f"{var.env}: {exc}")
     values.update({k: v for k, v in overrides.items() if v is not None})
     problems.extend(_cross_checks(values))
+    if values.get("keptn_api_token_file") and not problems:
+        values["keptn_api_token"] = token_from_file(values["keptn_api_token_file"], problems)
+    if values.get("oauth_client_secret_file") and not problems:
+        values["oauth_client_secret"] = token_from_file(values["oauth_client_secret_file"], problems, "OAUTH_CLIENT_SECRET_FILE")
     if problems:
         raise errors.SettingsError(problems)
     known = {f.name for f in fields(Settings)}
     return Settings(**{k: v for k, v in values.items() if k in known})
+
+
+def token_from_file(path: str, problems: list[str], variable: str = "KEPTN_API_TOKEN_FILE") -> str:
+    """A credential in a file (the chart mounts the Secret), without surrounding whitespace; read
+    at start so that a missing file stops jes at once and the value is known to log redaction."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read(64 * 1024).strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        problems.append(f"{variable}: cannot read {path}: {reason}")
+        return ""
 
 
 def _cross_checks(values: Mapping[str, Any]) -> list[str]:

@@ -191,15 +191,9 @@ app.kubernetes.io/part-of starts with "keptn", in autoDetect.namespace or in any
 {{- $secret := include "jes.secretName" . -}}
 - name: KEPTN_API_ENDPOINT
   value: {{ include "jes.apiEndpoint" . | quote }}
-{{- if or (not (include "jes.oauth" .)) $api.token $api.existingSecret }}
-- name: KEPTN_API_TOKEN
-  valueFrom:
-    secretKeyRef:
-      name: {{ $secret }}
-      key: keptn-api-token
-      {{- if and (include "jes.oauth" .) $api.existingSecret (not $api.token) }}
-      optional: true
-      {{- end }}
+{{- if include "jes.usesToken" . }}
+- name: KEPTN_API_TOKEN_FILE
+  value: /etc/jes/keptn-api/keptn-api-token
 {{- end }}
 - name: HTTP_SSL_VERIFY
   value: {{ if or (kindIs "invalid" $api.apiValidateTls) (include "jes.isTrue" $api.apiValidateTls) }}"true"{{ else }}"false"{{ end }}
@@ -216,11 +210,8 @@ app.kubernetes.io/part-of starts with "keptn", in autoDetect.namespace or in any
 {{- if include "jes.oauth" . }}
 - name: OAUTH_CLIENT_ID
   value: {{ $api.oauth.clientId | quote }}
-- name: OAUTH_CLIENT_SECRET
-  valueFrom:
-    secretKeyRef:
-      name: {{ $secret }}
-      key: oauth-client-secret
+- name: OAUTH_CLIENT_SECRET_FILE
+  value: /etc/jes/keptn-api/oauth-client-secret
 - name: OAUTH_DISCOVERY
   value: {{ $api.oauth.clientDiscovery | default "" | quote }}
 - name: OAUTH_SCOPES
@@ -233,10 +224,38 @@ app.kubernetes.io/part-of starts with "keptn", in autoDetect.namespace or in any
 {{- end }}
 
 {{/* Volumes and mounts: a writable /tmp and the optional CA bundle. */}}
+{{/* Whether jes sends an API token (not only OAuth). */}}
+{{- define "jes.usesToken" -}}
+{{- $api := .Values.remoteControlPlane.api }}
+{{- if or (not (include "jes.oauth" .)) $api.token $api.existingSecret }}true{{ end }}
+{{- end }}
+
+{{/*
+jes's credentials reach it as files of the Secret mounted read-only (never as environment
+variables, which every process of the container and a crash dump could show); Kubernetes
+updates the files when the Secret changes, and jes reads the token again.
+*/}}
 {{- define "jes.volumes" -}}
 - name: tmp
   emptyDir:
     sizeLimit: 64Mi
+- name: keptn-api
+  secret:
+    secretName: {{ include "jes.secretName" . }}
+    defaultMode: 0400
+    items:
+      {{- if include "jes.usesToken" . }}
+      - key: keptn-api-token
+        path: keptn-api-token
+      {{- end }}
+      {{- if include "jes.oauth" . }}
+      - key: oauth-client-secret
+        path: oauth-client-secret
+      {{- end }}
+    {{- $api := .Values.remoteControlPlane.api }}
+    {{- if and (include "jes.oauth" .) $api.existingSecret (not $api.token) }}
+    optional: true
+    {{- end }}
 {{- with .Values.remoteControlPlane.api.caBundle.configMap }}
 - name: ca-bundle
   configMap:
@@ -247,6 +266,9 @@ app.kubernetes.io/part-of starts with "keptn", in autoDetect.namespace or in any
 {{- define "jes.volumeMounts" -}}
 - name: tmp
   mountPath: /tmp
+- name: keptn-api
+  mountPath: /etc/jes/keptn-api
+  readOnly: true
 {{- if .Values.remoteControlPlane.api.caBundle.configMap }}
 - name: ca-bundle
   mountPath: /etc/jes/ca
@@ -254,9 +276,14 @@ app.kubernetes.io/part-of starts with "keptn", in autoDetect.namespace or in any
 {{- end }}
 {{- end }}
 
-{{/* Namespaces Jobs may run in: the release namespace first, then jobConfig.extraNamespaces. */}}
+{{/* The namespace Jobs run in unless a task names another: jobNamespace, else the release's. */}}
+{{- define "jes.jobNamespace" -}}
+{{- .Values.jobNamespace | default .Release.Namespace }}
+{{- end }}
+
+{{/* Namespaces Jobs may run in: jes.jobNamespace first, then jobConfig.extraNamespaces. */}}
 {{- define "jes.jobNamespaces" -}}
-{{- $all := list .Release.Namespace }}
+{{- $all := list (include "jes.jobNamespace" .) }}
 {{- range .Values.jobConfig.extraNamespaces }}{{ if not (has . $all) }}{{ $all = append $all . }}{{ end }}{{ end }}
 {{- join "," $all }}
 {{- end }}
@@ -372,7 +399,6 @@ each; `make scan` fails on any other finding). Called with (dict "kind" ... "dig
 {{- $skips = append $skips "CKV_K8S_43=The image is pinned by tag (appVersion); set image.digest to pin it by digest" }}
 {{- end }}
 {{- $skips = append $skips "CKV_K8S_15=IfNotPresent with a pinned tag or digest; Always only adds a registry round trip per start" }}
-{{- $skips = append $skips "CKV_K8S_35=jes reads the Keptn API token and OAuth secret from the environment (secretKeyRef)" }}
 {{- if eq .kind "Deployment" }}
 {{- $skips = append $skips "CKV_K8S_38=jes needs its service account token to create and watch Jobs through the Kubernetes API" }}
 {{- else }}

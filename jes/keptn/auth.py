@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import os
 import ssl
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
@@ -29,7 +31,7 @@ import httpx
 
 import jes
 from jes import errors
-from jes.settings import Settings
+from jes.settings import Settings, token_from_file
 
 logger = logging.getLogger(__name__)
 
@@ -280,6 +282,45 @@ def _json_object(method: str, url: str, response: httpx.Response, *, what: str) 
     return body
 
 
+class TokenFile:
+    """The API token in a file (``KEPTN_API_TOKEN_FILE``; the chart mounts the Secret there).
+
+    Kubernetes updates a mounted Secret in place when it changes, so the file is read again when
+    its modification time changes (looked at no more than once a second): a rotated token heals
+    jes without a restart. Every value it ever had is remembered, so none is ever logged.
+    """
+
+    def __init__(self, path: str, *, clock: Clock = time.monotonic, recheck_s: float = 1.0) -> None:
+        self.path = path
+        self._clock = clock
+        self._recheck_s = recheck_s
+        self._checked_at = -math.inf
+        self._mtime: float | None = None
+        self._value = ""
+        self.seen: list[str] = []
+        self.current()
+
+    def current(self) -> str:
+        now = self._clock()
+        if now - self._checked_at < self._recheck_s:
+            return self._value
+        self._checked_at = now
+        try:
+            mtime = os.stat(self.path).st_mtime
+            if mtime != self._mtime:
+                problems: list[str] = []
+                value = token_from_file(self.path, problems)
+                if problems:
+                    raise OSError(problems[0])
+                self._value, self._mtime = value, mtime
+                if value and value not in self.seen:
+                    self.seen.append(value)
+        except OSError as exc:
+            logger.warning("KEPTN_API_TOKEN_FILE %s: %s; keeping the token read before",
+                           self.path, exc.strerror or exc)  # fmt: skip
+        return self._value
+
+
 class KeptnAuth(httpx.Auth):
     """Adds ``x-token`` (when set) and an OAuth bearer token (when configured) to each request.
 
@@ -287,20 +328,23 @@ class KeptnAuth(httpx.Auth):
     request once with a new one (the gateway may revoke tokens before their announced expiry).
     """
 
-    def __init__(self, api_token: str = "", oauth: OAuthTokenSource | None = None) -> None:
+    def __init__(self, api_token: str | TokenFile = "", oauth: OAuthTokenSource | None = None) -> None:
         self._api_token = api_token
         self._oauth = oauth
 
     def __repr__(self) -> str:
-        return f"KeptnAuth(token={'set' if self._api_token else 'unset'}, oauth={self._oauth is not None})"
+        return f"KeptnAuth(token={'set' if self._token() else 'unset'}, oauth={self._oauth is not None})"
+
+    def _token(self) -> str:
+        return self._api_token.current() if isinstance(self._api_token, TokenFile) else self._api_token
 
     @property
     def oauth(self) -> OAuthTokenSource | None:
         return self._oauth
 
     def secrets(self) -> tuple[str, ...]:
-        """Values that must never be shown: the API token, the client secret, the access token."""
-        values = [self._api_token]
+        """Values that must never be shown: the API token(s), the client secret, the access token."""
+        values = list(self._api_token.seen) if isinstance(self._api_token, TokenFile) else [self._api_token]
         if self._oauth is not None:
             values += self._oauth.secrets()
         return tuple(v for v in values if v)
@@ -309,8 +353,8 @@ class KeptnAuth(httpx.Auth):
         raise RuntimeError("KeptnAuth works with httpx.AsyncClient only")
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        if self._api_token:
-            request.headers["x-token"] = self._api_token
+        if token := self._token():
+            request.headers["x-token"] = token
         if self._oauth is None:
             yield request
             return
@@ -356,14 +400,19 @@ def make_http_client(
     )
     oauth_config = OAuthConfig.from_settings(settings)
     oauth = OAuthTokenSource(oauth_config, client, clock=clock) if oauth_config is not None else None
-    client.auth = KeptnAuth(settings.keptn_api_token, oauth)
+    token: str | TokenFile = settings.keptn_api_token
+    if settings.keptn_api_token_file:
+        token = TokenFile(settings.keptn_api_token_file, clock=clock)
+    client.auth = KeptnAuth(token, oauth)
     return client
 
 
 def describe(settings: Settings) -> str:
     """One line for logs: which auth mechanisms are in use (no secrets)."""
     modes = []
-    if settings.keptn_api_token:
+    if settings.keptn_api_token_file:
+        modes.append(f"x-token from {settings.keptn_api_token_file}")
+    elif settings.keptn_api_token:
         modes.append("x-token")
     if settings.uses_oauth:
         source = settings.oauth_token_url or settings.oauth_discovery

@@ -97,6 +97,18 @@ class Rendered:
         assert "value" in entry, f"{name} is not a plain value: {entry}"
         return str(entry["value"])
 
+    def mounted_secret(self, variable: str, pod: dict[str, Any] | None = None) -> tuple[str, str]:
+        """(Secret name, key) of the file a ``*_FILE`` variable names, through the pod's mounts."""
+        spec = pod["spec"] if pod is not None else self.deployment["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        path = next(e["value"] for e in container["env"] if e["name"] == variable)
+        directory, file = path.rsplit("/", 1)
+        mount = next(m for m in container["volumeMounts"] if m["mountPath"] == directory)
+        assert mount.get("readOnly") is True and "subPath" not in mount  # subPath mounts are never updated
+        volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])["secret"]
+        key = next(item["key"] for item in volume["items"] if item["path"] == file)
+        return volume["secretName"], key
+
 
 @dataclass(frozen=True)
 class Helm:

@@ -69,9 +69,9 @@ def test_auto_detect_finds_the_gateway_and_token(helm: Helm, kube_api: FakeKubeA
     add_keptn(kube_api, "other-app", part_of="something-else")  # not Keptn's
     rendered = server_template(helm, kube_api)
     assert rendered.value("KEPTN_API_ENDPOINT") == "http://api-gateway-nginx.keptn/api"
-    ref = rendered.env["KEPTN_API_TOKEN"]["valueFrom"]["secretKeyRef"]
-    secret = rendered.one("Secret", ref["name"])
-    assert base64.b64decode(secret["data"][ref["key"]]).decode() == KEPTN_TOKEN
+    name, key = rendered.mounted_secret("KEPTN_API_TOKEN_FILE")
+    secret = rendered.one("Secret", name)
+    assert base64.b64decode(secret["data"][key]).decode() == KEPTN_TOKEN
 
 
 def test_auto_detect_in_a_given_namespace(helm: Helm, kube_api: FakeKubeApi) -> None:
@@ -156,5 +156,5 @@ def test_auto_detect_with_oauth_needs_no_token(helm: Helm, kube_api: FakeKubeApi
         "remoteControlPlane.api.oauth.scopes=keptn:api",
     )
     assert rendered.value("KEPTN_API_ENDPOINT") == "http://api-gateway-nginx.keptn/api"
-    assert "KEPTN_API_TOKEN" not in rendered.env
+    assert "KEPTN_API_TOKEN_FILE" not in rendered.env
     assert set(rendered.one("Secret")["data"]) == {"oauth-client-secret"}

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.chart.support import RELEASE, USER_NAMESPACE, USER_SETS, Helm, Rendered
 
 UPSTREAM_VALUES = Path(__file__).with_name("upstream-values.yaml")
@@ -48,10 +50,14 @@ def test_user_command_wires_endpoint_token_and_topic(helm: Helm) -> None:
     env = rendered.env
     assert rendered.value("KEPTN_API_ENDPOINT") == "http://1.2.3.4/api"
     assert rendered.value("PUBSUB_TOPIC") == "sh.keptn.event.sayhello.triggered"
-    ref = env["KEPTN_API_TOKEN"]["valueFrom"]["secretKeyRef"]
-    assert ref["name"] == SECRET
-    assert secret_value(rendered, ref["name"], ref["key"]) == "my-keptn-api-token"
-    assert "value" not in env["KEPTN_API_TOKEN"]
+    name, key = rendered.mounted_secret("KEPTN_API_TOKEN_FILE")
+    assert name == SECRET
+    assert secret_value(rendered, name, key) == "my-keptn-api-token"
+    assert "KEPTN_API_TOKEN" not in env  # a file, never an environment variable
+    assert env["JES_PROTECTED_SECRETS"]["value"] == SECRET  # and no task may use that Secret
+    assert env["JES_PROTECTED_SERVICE_ACCOUNTS"]["value"] == rendered.deployment["spec"]["template"]["spec"][
+        "serviceAccountName"
+    ]
     # the token appears nowhere in clear text
     assert "my-keptn-api-token" not in json.dumps(rendered.docs)
 
@@ -150,6 +156,21 @@ def test_role_rules_are_exactly_what_jes_needs(helm: Helm) -> None:
     assert "secrets" not in json.dumps([r["rules"] for r in rendered.all("Role")])
 
 
+def test_jobs_can_run_in_a_namespace_without_jes_secrets(helm: Helm) -> None:
+    """jobNamespace: jes may run Jobs there; in its own namespace it only keeps its Leases, and the
+    Secret with its credentials stays where the Jobs are not."""
+    rendered = helm.template([*USER_SETS, "jobNamespace=keptn-jobs"])
+    assert rendered.value("JOB_NAMESPACE") == "keptn-jobs"
+    name = f"{RELEASE}-{USER_NAMESPACE}"
+    assert rendered.one("Role", name, "keptn-jobs")["rules"] == JOB_NAMESPACE_RULES
+    assert rendered.one("Role", RELEASE, USER_NAMESPACE)["rules"] == RELEASE_RULES[-1:]  # Leases only
+    assert rendered.one("RoleBinding", RELEASE, USER_NAMESPACE)["roleRef"]["name"] == RELEASE
+    assert rendered.one("ServiceAccount", "job-executor-service-default-job-account", "keptn-jobs")
+    assert rendered.one("Secret", SECRET)["metadata"]["namespace"] == USER_NAMESPACE
+    with pytest.raises(AssertionError):
+        rendered.one("ServiceAccount", "job-executor-service-default-job-account", USER_NAMESPACE)
+
+
 def test_topic_subscription_wins_over_pubsub_topic(helm: Helm) -> None:
     both = helm.template([*USER_SETS, "subscription.pubsubTopic=sh.keptn.event.test.triggered"])
     assert both.value("PUBSUB_TOPIC") == "sh.keptn.event.sayhello.triggered"
@@ -182,20 +203,19 @@ def test_oauth(helm: Helm) -> None:
     assert rendered.value("OAUTH_DISCOVERY") == "https://sso.example.com/.well-known/openid-configuration"
     assert rendered.value("OAUTH_SCOPES") == "keptn:api"
     assert rendered.value("HTTP_SSL_VERIFY") == "false"
-    ref = rendered.env["OAUTH_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]
-    assert secret_value(rendered, ref["name"], ref["key"]) == "oauth-secret"
-    assert "KEPTN_API_TOKEN" not in rendered.env
+    name, key = rendered.mounted_secret("OAUTH_CLIENT_SECRET_FILE")
+    assert secret_value(rendered, name, key) == "oauth-secret"
+    assert "KEPTN_API_TOKEN_FILE" not in rendered.env and "OAUTH_CLIENT_SECRET" not in rendered.env
     assert "oauth-secret" not in json.dumps(rendered.deployment)
     test_env = {e["name"] for e in helm_test_container(rendered)["env"]}
-    assert {"OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_DISCOVERY", "OAUTH_SCOPES"} <= test_env
+    assert {"OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET_FILE", "OAUTH_DISCOVERY", "OAUTH_SCOPES"} <= test_env
 
 
 def test_existing_secret(helm: Helm) -> None:
     sets = [s for s in USER_SETS if "api.token" not in s] + ["remoteControlPlane.api.existingSecret=keptn-creds"]
     rendered = helm.template(sets)
     assert not rendered.all("Secret")
-    ref = rendered.env["KEPTN_API_TOKEN"]["valueFrom"]["secretKeyRef"]
-    assert ref == {"name": "keptn-creds", "key": "keptn-api-token"}
+    assert rendered.mounted_secret("KEPTN_API_TOKEN_FILE") == ("keptn-creds", "keptn-api-token")
 
 
 def test_job_service_account_create_false_uses_the_name_given(helm: Helm) -> None:
@@ -359,7 +379,7 @@ def test_helm_test_pod_runs_jes_check(helm: Helm) -> None:
     assert container["image"] == JES_IMAGE and container["args"] == ["check"]
     env = {e["name"]: e for e in container["env"]}
     assert env["KEPTN_API_ENDPOINT"]["value"] == "http://1.2.3.4/api"
-    assert env["KEPTN_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": SECRET, "key": "keptn-api-token"}
+    assert rendered.mounted_secret("KEPTN_API_TOKEN_FILE", pod) == (SECRET, "keptn-api-token")
 
 
 def test_fullname_follows_the_release_name(helm: Helm) -> None:

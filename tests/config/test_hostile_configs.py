@@ -157,14 +157,15 @@ actions:
         serviceAccount: Deployer
         imagePullSecrets: [ok-secret, Bad_Secret]
         env:
-          - {name: 1BAD, value: x, valueFrom: string}
+          - {name: "A=B", value: x, valueFrom: string}
           - {name: Not.A.Secret, valueFrom: secret}
         securityContext:
-          capabilities: {add: ["NET ADMIN"]}
+          capabilities: {add: ["NET ADMIN", CAP_SYS_TIME]}
           seccompProfile: {type: Localhost}
 """
     with pytest.raises(errors.ConfigError) as caught:
         config.load(text)
+    assert [w.path for w in caught.value.warnings] == ["actions[0].tasks[0].securityContext.capabilities.add[1]"]
     paths = [p.path for p in caught.value.problems]
     assert paths == [
         "actions[0].tasks[0].namespace",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import ssl
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from jes import errors
+from jes import errors, settings
 from jes.keptn import auth, client
 from tests.keptn.support import CLIENT_SECRET, TOKEN, FakeClock, Script, make_settings, reply
 
@@ -251,3 +253,33 @@ async def test_the_http_client_has_timeouts_and_a_small_pool() -> None:
 async def test_the_auth_works_only_with_the_async_client() -> None:
     with pytest.raises(RuntimeError, match="AsyncClient"):
         next(auth.KeptnAuth(TOKEN).sync_auth_flow(httpx.Request("GET", "http://x/")))
+
+
+async def test_the_token_file_is_read_again_when_the_secret_is_rotated(tmp_path: Path) -> None:
+    """The chart mounts the token Secret as a file; Kubernetes updates it in place on rotation."""
+    token_file = tmp_path / "token"
+    token_file.write_text("first-token\n")
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("x-token", ""))
+        return httpx.Response(200, json={})
+
+    now = [0.0]
+    current = settings.load({"KEPTN_API_ENDPOINT": "http://cp.test/api", "KEPTN_API_TOKEN": "ignored",
+                             "KEPTN_API_TOKEN_FILE": str(token_file)})  # fmt: skip
+    assert current.keptn_api_token == "first-token"
+    async with auth.make_http_client(current, transport=httpx.MockTransport(answer), clock=lambda: now[0]) as http:
+        await http.get("http://cp.test/api/v1/metadata")
+        token_file.write_text("second-token\n")
+        os.utime(token_file, (time.time() + 5, time.time() + 5))
+        now[0] += 2
+        await http.get("http://cp.test/api/v1/metadata")
+        assert isinstance(http.auth, auth.KeptnAuth)
+        assert set(http.auth.secrets()) >= {"first-token", "second-token"}
+    assert seen == ["first-token", "second-token"]
+
+
+def test_an_unreadable_token_file_stops_jes_with_the_reason(tmp_path: Path) -> None:
+    with pytest.raises(errors.SettingsError, match=r"KEPTN_API_TOKEN_FILE: cannot read .*/nope: No such file"):
+        settings.load({"KEPTN_API_TOKEN_FILE": str(tmp_path / "nope")})
