@@ -29,10 +29,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from jes import config as cfg
@@ -65,8 +67,9 @@ class ConfigProvider(Protocol):
 
 
 class FileProvider(Protocol):
-    async def fetch(self, info: EventInfo, task: RenderedTask) -> dict[str, bytes]:
-        """The task's ``files``, keyed by path relative to /keptn."""
+    async def fetch(self, info: EventInfo, task: RenderedTask, into: Path) -> dict[str, int]:
+        """Write the task's ``files`` under ``into`` (path relative to /keptn), one at a time;
+        their sizes by path."""
         ...
 
 
@@ -135,6 +138,8 @@ class EventHandler:
     monotonic: Callable[[], float] = time.monotonic
     handing_over: bool = False
     """Set at shutdown: a claim left unfinished is released for any replica to take at once."""
+    file_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+    """How many tasks may hold spooled files at once (until their Job or process exists)."""
 
     # -- entry points ------------------------------------------------------------------------------
 
@@ -395,17 +400,60 @@ class EventHandler:
         if record is not None and record.state is TaskState.DONE:
             return await self._readopt(plan, task, job_name, record)
         if record is not None:  # launched before a restart: adopt it, never create it again
-            adopted = await self.runner.run(self._spec(plan, task, job_name, {}), on_log=self.on_log, adopt_only=True)
+            adopted = await self.runner.run(self._spec(plan, task, job_name), on_log=self.on_log, adopt_only=True)
             if adopted.status is not runner_base.Status.LOST:
                 return self._record_outcome(claim, task, adopted)
             if not self.runner.absent_means_never_started:  # the Job may have existed and be gone
                 return self._record_outcome(claim, task, _with_reason(adopted, f"{_VANISHED} ({adopted.reason})"))
         started_at = self.clock()
+        async with self._spooling(task) as files:
+            try:
+                await self._fetch_files(info, task, files)
+            except errors.Permanent as exc:
+                outcome = _failed_before_start(job_name, f"could not fetch files: {exc}", started_at, self.clock())
+                return self._record_outcome(claim, task, outcome)
+            running = await self._launch(claim, plan, task, job_name, files, count, record, progress)
+            if files:
+                await _released_or_done(files, running)  # the file slot is free again after this
         try:
-            files = await self.files.fetch(info, task) if task.files else {}
-        except errors.Permanent as exc:
-            outcome = _failed_before_start(job_name, f"could not fetch files: {exc}", started_at, self.clock())
-            return self._record_outcome(claim, task, outcome)
+            return self._record_outcome(claim, task, await running)
+        except asyncio.CancelledError:
+            running.cancel()
+            raise
+
+    @contextlib.asynccontextmanager
+    async def _spooling(self, task: RenderedTask) -> AsyncIterator[runner_base.TaskFiles]:
+        """A spool for the task's files, under one of the file slots: a bounded number of tasks hold
+        files (on disk) at a time; the slot is free once the runner discarded the spool."""
+        if not task.files:
+            yield runner_base.TaskFiles()
+            return
+        async with self.file_slots:
+            files = runner_base.TaskFiles(Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="jes-files-")))
+            try:
+                yield files
+            except BaseException:
+                files.discard()
+                raise
+
+    async def _fetch_files(self, info: EventInfo, task: RenderedTask, files: runner_base.TaskFiles) -> None:
+        if task.files and files.root is not None:
+            files.sizes = await self.files.fetch(info, task, files.root)
+
+    async def _launch(
+        self,
+        claim: Claim,
+        plan: Plan,
+        task: RenderedTask,
+        job_name: str,
+        files: runner_base.TaskFiles,
+        count: int,
+        record: TaskRecord | None,
+        progress: list[asyncio.Task[None]] | None,
+    ) -> asyncio.Task[runner_base.Outcome]:
+        """Record the task ``launching`` and start it; the running task (its files are freed as soon
+        as the runner created it)."""
+        info = plan.event
         spec = self._spec(plan, task, job_name, files)
         if record is None:
             claim.set_task(task.action_index, task.task_index, TaskRecord(TaskState.LAUNCHING, job_name))
@@ -417,7 +465,7 @@ class EventHandler:
                 )  # fmt: skip
                 # best effort and concurrent: a slow or refusing control plane must not delay the task
                 progress.append(asyncio.create_task(self.reporter.best_effort(changed), name=f"jes-status:{job_name}"))
-        return self._record_outcome(claim, task, await self._run_with_metrics(spec, fence=lambda: self._fence(claim)))
+        return asyncio.create_task(self._run_with_metrics(spec, fence=lambda: self._fence(claim)))
 
     def _record_outcome(self, claim: Claim, task: RenderedTask, outcome: runner_base.Outcome) -> runner_base.Outcome:
         record = TaskRecord(
@@ -432,22 +480,18 @@ class EventHandler:
         claim.set_task(task.action_index, task.task_index, record)
         return outcome
 
-    def _spec(self, plan: Plan, task: RenderedTask, job_name: str, files: dict[str, bytes]) -> runner_base.TaskSpec:
+    def _spec(
+        self, plan: Plan, task: RenderedTask, job_name: str, files: runner_base.TaskFiles | None = None
+    ) -> runner_base.TaskSpec:
+        files = files if files is not None else runner_base.TaskFiles()
         job = manifests.build_job(
-            task, plan.event, config_hash=plan.config_hash, settings=self.job_settings, files=files
+            task, plan.event, config_hash=plan.config_hash, settings=self.job_settings, files=files.sizes
         )
-        return runner_base.TaskSpec(
-            task=task,
-            event=plan.event,
-            job_name=job_name,
-            job=job,
-            config_maps=tuple(manifests.build_config_maps(job, files)),
-            files=files,
-        )
+        return runner_base.TaskSpec(task=task, event=plan.event, job_name=job_name, job=job, files=files)
 
     async def _readopt(self, plan: Plan, task: RenderedTask, job_name: str, record: TaskRecord) -> runner_base.Outcome:
         """A task that finished before a restart: read its outcome again, never start it again."""
-        outcome = await self.runner.run(self._spec(plan, task, job_name, {}), on_log=self.on_log, adopt_only=True)
+        outcome = await self.runner.run(self._spec(plan, task, job_name), on_log=self.on_log, adopt_only=True)
         if outcome.status.value != record.status:  # the Job is gone: the record is what is known
             return _outcome_from_record(job_name, record)
         return outcome
@@ -563,6 +607,19 @@ class EventHandler:
     def _count_skip(self, reason: str) -> None:
         if self.metrics:
             self.metrics.events_skipped.labels(reason).inc()
+
+
+async def _released_or_done(files: runner_base.TaskFiles, running: asyncio.Task[runner_base.Outcome]) -> None:
+    """Wait until the runner freed the files (it created the task), or the task ended."""
+    released = asyncio.ensure_future(files.released.wait())
+    try:
+        await asyncio.wait([released, running], return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        running.cancel()
+        raise
+    finally:
+        released.cancel()
+        files.discard()
 
 
 def _with_reason(outcome: runner_base.Outcome, reason: str) -> runner_base.Outcome:

@@ -8,6 +8,7 @@ files are all copied (``helm`` takes ``helm/values.yaml`` but not ``helm-abc``).
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 from jes import config as cfg
@@ -37,24 +38,34 @@ class DirectoryFiles:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
-    async def fetch(self, info: EventInfo, task: RenderedTask) -> dict[str, bytes]:
-        return await asyncio.to_thread(self._read, task)
+    async def fetch(self, info: EventInfo, task: RenderedTask, into: Path) -> dict[str, int]:
+        return await asyncio.to_thread(self._copy, task, into)
 
-    def _read(self, task: RenderedTask) -> dict[str, bytes]:
-        found: dict[str, bytes] = {}
+    def _copy(self, task: RenderedTask, into: Path) -> dict[str, int]:
+        """Copy the task's files into ``into``, one at a time; their sizes by path."""
+        sizes: dict[str, int] = {}
+        for relative, source in self._sources(task):
+            target = into / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            sizes[relative] = target.stat().st_size
+        return dict(sorted(sizes.items()))
+
+    def _sources(self, task: RenderedTask) -> list[tuple[str, Path]]:
+        root = self.root.resolve()
+        found: list[tuple[str, Path]] = []
         for entry in task.files:
             relative = entry.strip("/")
-            target = (self.root / relative).resolve()
-            if not relative or not target.is_relative_to(self.root.resolve()):
+            target = (root / relative).resolve()
+            if not relative or not target.is_relative_to(root):
                 raise errors.RunnerError(f"file {entry!r} of task {task.name!r} is outside the resources folder")
             if target.is_file():
-                found[relative] = target.read_bytes()
+                found.append((relative, target))
                 continue
             members = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else []
             if not members:
                 raise errors.RunnerError(
                     f"could not find file or directory {entry} for task {task.name} (looked in {self.root})"
                 )
-            for member in members:
-                found[member.relative_to(self.root).as_posix()] = member.read_bytes()
+            found += [(member.relative_to(root).as_posix(), member) for member in members]
         return found

@@ -11,7 +11,9 @@ The Job follows upstream's shape (reference §3.2) with these differences:
 * **Files**: jes fetches the task's ``files`` itself and puts them into ConfigMaps (``<job>-files-N``)
   projected into the pod; an init container (the jes image, ``jes copy-files``) copies them into
   the writable ``/keptn`` emptyDir. Task pods never see the Keptn API token, and there is no
-  init container when a task has no files.
+  init container when a task has no files. A ConfigMap may hold 1 MiB (the API server refuses
+  more), so files are packed into ConfigMaps of at most :data:`CONFIGMAP_CHUNK_BYTES`, and a bigger
+  file is cut into pieces (``.jes-parts/<path>/00000``, ``00001``...) that the init container joins.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,9 +122,9 @@ def build_job(
     *,
     config_hash: str,
     settings: JobSettings,
-    files: Mapping[str, bytes] | None = None,
+    files: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """The batch/v1 Job for one task of one event."""
+    """The batch/v1 Job for one task of one event; ``files`` maps each file to its size."""
     name = job_name(event.id, task.action_index, task.task_index, executor=settings.executor)
     annotations = dict(task.annotations)
     annotations.update({ANNOTATION_EVENT_ID: event.id, ANNOTATION_TASK: task.name})
@@ -149,7 +151,7 @@ def build_job(
     }
 
 
-def _pod_spec(name: str, task: RenderedTask, settings: JobSettings, files: Mapping[str, bytes]) -> dict[str, Any]:
+def _pod_spec(name: str, task: RenderedTask, settings: JobSettings, files: Mapping[str, int]) -> dict[str, Any]:
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "securityContext": dict(settings.pod_security_context or {}),
@@ -212,17 +214,42 @@ def _init_container(name: str, task: RenderedTask, settings: JobSettings) -> dic
 # Files
 
 
-def files_chunks(files: Mapping[str, bytes]) -> list[list[tuple[int, str, bytes]]]:
-    """Files (numbered in path order) grouped so each group fits one ConfigMap."""
-    chunks: list[list[tuple[int, str, bytes]]] = [[]]
-    size = 0
-    for number, path in enumerate(sorted(files)):
-        content = files[path]
-        if chunks[-1] and size + len(content) > CONFIGMAP_CHUNK_BYTES:
-            chunks.append([])
-            size = 0
-        chunks[-1].append((number, path, content))
-        size += len(content)
+@dataclass(frozen=True)
+class Piece:
+    """Bytes ``offset``..``offset + length`` of file ``source``, at ``path`` in the volume."""
+
+    key: str
+    path: str
+    source: str
+    offset: int
+    length: int
+
+
+PARTS_DIR = ".jes-parts"
+"""Where the pieces of a big file land in the files volume; ``jes copy-files`` joins them."""
+
+
+def file_pieces(sizes: Mapping[str, int]) -> list[list[Piece]]:
+    """The task's files (path → size) packed into ConfigMaps of at most CONFIGMAP_CHUNK_BYTES each;
+    a file bigger than that is cut into pieces that fill ConfigMaps of their own."""
+    chunks: list[list[Piece]] = [[]]
+    used = 0
+    for number, path in enumerate(sorted(sizes)):
+        size, relative = sizes[path], path.lstrip("/")
+        if size <= CONFIGMAP_CHUNK_BYTES:
+            if chunks[-1] and used + size > CONFIGMAP_CHUNK_BYTES:
+                chunks.append([])
+                used = 0
+            chunks[-1].append(Piece(f"f{number}", relative, path, 0, size))
+            used += size
+            continue
+        for index, offset in enumerate(range(0, size, CONFIGMAP_CHUNK_BYTES)):
+            length = min(CONFIGMAP_CHUNK_BYTES, size - offset)
+            piece = Piece(f"f{number}p{index}", f"{PARTS_DIR}/{relative}/{index:05d}", path, offset, length)
+            if chunks[-1]:
+                chunks.append([])
+            chunks[-1].append(piece)
+            used = length
     return chunks if chunks[0] else []
 
 
@@ -230,25 +257,28 @@ def configmap_name(job: str, chunk: int) -> str:
     return f"{job}-files-{chunk}"
 
 
-def _files_volume(name: str, files: Mapping[str, bytes]) -> dict[str, Any]:
+def configmap_names(job: str, sizes: Mapping[str, int]) -> list[str]:
+    return [configmap_name(job, i) for i in range(len(file_pieces(sizes)))]
+
+
+def _files_volume(name: str, sizes: Mapping[str, int]) -> dict[str, Any]:
     sources = [
-        {
-            "configMap": {
-                "name": configmap_name(name, i),
-                "items": [{"key": f"f{number}", "path": path.lstrip("/")} for number, path, _ in chunk],
-            }
-        }
-        for i, chunk in enumerate(files_chunks(files))
+        {"configMap": {"name": configmap_name(name, i), "items": [{"key": p.key, "path": p.path} for p in chunk]}}
+        for i, chunk in enumerate(file_pieces(sizes))
     ]
     return {"name": FILES_VOLUME, "projected": {"sources": sources}}
 
 
-def build_config_maps(job: Mapping[str, Any], files: Mapping[str, bytes]) -> list[dict[str, Any]]:
-    """The ConfigMaps carrying ``files`` for ``job`` (binaryData, base64 as the API wants it)."""
+def build_config_maps(
+    job: Mapping[str, Any], read: Callable[[Piece], bytes], sizes: Mapping[str, int]
+) -> Iterator[dict[str, Any]]:
+    """The ConfigMaps carrying a task's files for ``job`` (binaryData, base64 as the API wants it),
+    one at a time: ``read(piece)`` gives the bytes of a piece, so at most one ConfigMap's worth of
+    file content is in memory."""
     metadata = job["metadata"]
     labels = {k: v for k, v in metadata["labels"].items() if k in (MANAGED_BY, LABEL_EVENT_ID)}
-    return [
-        {
+    for i, chunk in enumerate(file_pieces(sizes)):
+        yield {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {
@@ -256,7 +286,5 @@ def build_config_maps(job: Mapping[str, Any], files: Mapping[str, bytes]) -> lis
                 "namespace": metadata["namespace"],
                 "labels": labels,
             },
-            "binaryData": {f"f{number}": base64.b64encode(content).decode() for number, _, content in chunk},
+            "binaryData": {piece.key: base64.b64encode(read(piece)).decode() for piece in chunk},
         }
-        for i, chunk in enumerate(files_chunks(files))
-    ]

@@ -242,6 +242,14 @@ def byte_size(raw: str) -> int:
     return int(match.group(1)) * _BINARY[match.group(2)]
 
 
+def size_in_bytes(quantity_text: str) -> int | None:
+    """A storage quantity (``20Mi``, ``1G``, ``1048576``) in bytes; None for forms it cannot read."""
+    try:
+        return byte_size(quantity_text)
+    except ValueError:
+        return None
+
+
 def _optional_quantity(raw: str) -> str:
     return quantity(raw) if raw.strip() else ""
 

@@ -12,9 +12,11 @@ path is first tried as one file, else as a directory (every listed resource unde
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from jes import errors
 from jes.keptn import client as keptn_client
@@ -118,19 +120,29 @@ class ConfigSource:
         )
 
     async def fetch_files(
-        self, project: str, stage: str, service: str, paths: list[str] | tuple[str, ...], *, task: str = ""
-    ) -> dict[str, bytes]:
-        """The files of a task's ``files`` list, keyed by their path relative to ``/keptn``.
+        self,
+        project: str,
+        stage: str,
+        service: str,
+        paths: list[str] | tuple[str, ...],
+        into: Path,
+        *,
+        task: str = "",
+        max_total_bytes: int | None = None,
+    ) -> dict[str, int]:
+        """Write the files of a task's ``files`` list under ``into`` (by their path relative to
+        ``/keptn``), one at a time; their sizes by path.
 
         Each entry is one service-level file, or else a directory: every service-level resource
-        whose URI starts with ``/<path>/``. An entry with neither raises :class:`FilesNotFoundError`.
+        whose URI starts with ``/<path>/``. An entry with neither raises :class:`FilesNotFoundError`;
+        more than ``max_total_bytes`` in all (the ``/keptn`` volume) raises :class:`FilesTooBigError`.
         """
-        found: dict[str, bytes] = {}
+        sizes: dict[str, int] = {}
         listing: list[str] | None = None
         for path in paths:
             single = await self._single_file(project, stage, service, path)
             if single is not None:
-                found[path.strip("/")] = single
+                await _spool(into, path.strip("/"), single, sizes, max_total_bytes, task)
                 continue
             if listing is None:
                 listing = await self._client.list_resources(project, stage, service)
@@ -140,8 +152,8 @@ class ConfigSource:
                 raise FilesNotFoundError(path=path, task=task)
             for uri in members:
                 resource = await self._client.get_resource(project, uri, stage=stage, service=service)
-                found[uri.lstrip("/")] = resource.content
-        return found
+                await _spool(into, uri.lstrip("/"), resource.content, sizes, max_total_bytes, task)
+        return dict(sorted(sizes.items()))
 
     async def _single_file(self, project: str, stage: str, service: str, path: str) -> bytes | None:
         if not path.strip("/"):
@@ -151,3 +163,27 @@ class ConfigSource:
         except errors.KeptnNotFoundError:
             return None
         return resource.content
+
+
+class FilesTooBigError(errors.JesError, errors.Permanent):
+    """A task's files add up to more than its /keptn volume holds."""
+
+
+async def _spool(
+    into: Path, relative: str, content: bytes, sizes: dict[str, int], limit: int | None, task: str
+) -> None:
+    if limit is not None and sum(sizes.values()) + len(content) > limit:
+        raise FilesTooBigError(
+            f"the files of task {task!r} add up to more than {limit} bytes, the size of /keptn "
+            "(JES_FILES_SIZE_LIMIT); raise it, or give the task fewer files"
+        )
+    target = into / relative
+    if not target.resolve().is_relative_to(into.resolve()):
+        raise FilesNotFoundError(path=relative, task=task)
+    await asyncio.to_thread(_write, target, content)
+    sizes[relative] = len(content)
+
+
+def _write(target: Path, content: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(content)

@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from jes import config as cfg
@@ -93,11 +94,15 @@ class ControlPlaneConfigs:
 
 
 class ControlPlaneFiles:
-    def __init__(self, source: configsource.ConfigSource) -> None:
+    def __init__(self, source: configsource.ConfigSource, *, max_total_bytes: int | None = None) -> None:
         self._source = source
+        self._max_total_bytes = max_total_bytes
 
-    async def fetch(self, info: EventInfo, task: RenderedTask) -> dict[str, bytes]:
-        return await self._source.fetch_files(info.project, info.stage, info.service, task.files, task=task.name)
+    async def fetch(self, info: EventInfo, task: RenderedTask, into: Path) -> dict[str, int]:
+        return await self._source.fetch_files(
+            info.project, info.stage, info.service, task.files, into,
+            task=task.name, max_total_bytes=self._max_total_bytes,
+        )  # fmt: skip
 
 
 class ControlPlaneTriggered:

@@ -10,12 +10,16 @@ is how jes finishes the work of events it had taken before a restart.
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import shutil
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
+from jes import errors
 from jes.plan import EventInfo, RenderedTask
 from jes.runner.logs import LogText
 
@@ -75,6 +79,54 @@ class Outcome:
         return (self.finished_at - self.started_at).total_seconds()
 
 
+class TaskFiles:
+    """A task's ``files``, spooled to a folder while they were fetched — one file in memory at a
+    time, never all of them — as ``root/<path relative to /keptn>``.
+
+    The runner reads them while it creates the task (ConfigMaps, or the local files folder) and
+    then calls :meth:`discard`: the folder goes at once, not when the task ends, and
+    :attr:`released` tells whoever limits how many spools exist at a time.
+    """
+
+    def __init__(self, root: Path | None = None, sizes: Mapping[str, int] | None = None) -> None:
+        self.root = root
+        self.sizes: dict[str, int] = dict(sizes or {})
+        """Relative path → size in bytes, in path order."""
+        self.released = asyncio.Event()
+
+    def __bool__(self) -> bool:
+        return bool(self.sizes)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.sizes.values())
+
+    def path(self, relative: str) -> Path:
+        if self.root is None:
+            raise errors.RunnerError("the task's files were discarded already")
+        return self.root / relative
+
+    def read(self, relative: str, offset: int = 0, length: int = -1) -> bytes:
+        with self.path(relative).open("rb") as file:
+            file.seek(offset)
+            return file.read(length)
+
+    def discard(self) -> None:
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+        self.released.set()
+
+    @classmethod
+    def of(cls, root: Path, contents: Mapping[str, bytes]) -> TaskFiles:
+        """Spool ``contents`` (tests, small files) into ``root``."""
+        for relative, content in contents.items():
+            target = root / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        return cls(root, {k: len(v) for k, v in sorted(contents.items())})
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """Everything a runner needs for one task of one event."""
@@ -84,10 +136,8 @@ class TaskSpec:
     job_name: str
     job: Mapping[str, Any]
     """The batch/v1 Job manifest (from :mod:`jes.manifests`); used by the kubernetes runner."""
-    config_maps: tuple[Mapping[str, Any], ...] = ()
-    """ConfigMaps carrying the task's ``files``; created before the Job (kubernetes runner)."""
-    files: Mapping[str, bytes] = field(default_factory=dict)
-    """Path relative to /keptn → content; materialised by the local runner."""
+    files: TaskFiles = field(default_factory=TaskFiles)
+    """The task's files; the runner discards the spool once the task exists."""
 
 
 Fence = Callable[[], Awaitable[None]]

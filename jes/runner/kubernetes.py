@@ -77,7 +77,7 @@ from typing import Any
 import kubernetes.client
 import kubernetes.config
 
-from jes import errors, retry
+from jes import errors, manifests, retry
 from jes.runner import kube_client, kube_status, kube_watch
 from jes.runner.base import ContainerLog, Fence, LogSink, Outcome, Status, TaskSpec, no_fence
 from jes.runner.logs import BoundedBuffer, LogText
@@ -296,6 +296,7 @@ class KubernetesRunner:
             return await self._run(spec, trackers, tracker, started_at, on_log, on_running, adopt_only, fence)
         finally:
             trackers.untrack(tracker)
+            spec.files.discard()  # (already, once the ConfigMaps exist)
 
     async def _run(
         self,
@@ -364,16 +365,11 @@ class KubernetesRunner:
         self, spec: TaskSpec, namespace: str, tracker: kube_watch.Tracker, fence: Fence
     ) -> tuple[Obj | None, bool]:
         """The Job and whether it existed already (None: it existed but is gone now)."""
-        api = self._require_api()
-        created_maps: list[str] = []
         await fence()
-        for config_map in spec.config_maps:
-            name = str((config_map.get("metadata") or {}).get("name", ""))
-            try:
-                await api.create_config_map(namespace, _in_namespace(config_map, namespace))
-                created_maps.append(name)
-            except errors.KubeConflictError:
-                pass
+        try:
+            created_maps = await self._create_config_maps(spec, namespace)
+        finally:
+            spec.files.discard()  # in ConfigMaps now: the spool goes, not when the task ends
         try:
             job = await self._create_job(namespace, _in_namespace(spec.job, namespace), fence)
         except errors.KubeConflictError:
@@ -388,6 +384,27 @@ class KubernetesRunner:
         tracker.offer_job(job)
         await self._own_config_maps(spec, namespace, job)
         return job, False
+
+    async def _create_config_maps(self, spec: TaskSpec, namespace: str) -> list[str]:
+        """The ConfigMaps with the task's files, built and sent one at a time (read from the spool:
+        one ConfigMap's worth of content in memory); the names of those created now."""
+        if not spec.files:
+            return []
+        files = spec.files
+        building = manifests.build_config_maps(
+            spec.job, lambda piece: files.read(piece.source, piece.offset, piece.length), files.sizes
+        )
+        created: list[str] = []
+        while (config_map := await asyncio.to_thread(next, building, None)) is not None:
+            try:
+                await self._require_api().create_config_map(namespace, _in_namespace(config_map, namespace))
+                created.append(config_map["metadata"]["name"])
+            except errors.KubeConflictError:
+                pass  # an earlier attempt (or replica) made it
+            except errors.KubeError:
+                await self._delete_config_maps(namespace, created)
+                raise
+        return created
 
     async def _create_job(self, namespace: str, body: Obj, fence: Fence) -> Obj:
         """Create the Job; temporary errors are retried for as long as they last (an outage of the
@@ -418,12 +435,20 @@ class KubernetesRunner:
     async def _own_config_maps(self, spec: TaskSpec, namespace: str, job: Obj) -> None:
         meta = job.get("metadata") or {}
         owner = {"apiVersion": "batch/v1", "kind": "Job", "name": meta.get("name"), "uid": meta.get("uid")}
-        for config_map in spec.config_maps:
-            name = str((config_map.get("metadata") or {}).get("name", ""))
+        for name in self._config_map_names(spec):
             try:
                 await self._require_api().patch_config_map(namespace, name, {"metadata": {"ownerReferences": [owner]}})
             except errors.KubeError as exc:
                 logger.warning("ConfigMap %s/%s keeps no owner (it outlives its Job): %s", namespace, name, exc)
+
+    @staticmethod
+    def _config_map_names(spec: TaskSpec) -> list[str]:
+        """The files ConfigMaps the Job mounts (from its manifest: the spool may be gone)."""
+        volumes = (((spec.job.get("spec") or {}).get("template") or {}).get("spec") or {}).get("volumes") or []
+        sources: list[Obj] = next(
+            (v["projected"]["sources"] for v in volumes if v.get("name") == manifests.FILES_VOLUME), []
+        )
+        return [str(source["configMap"]["name"]) for source in sources if "configMap" in source]
 
     async def _delete_config_maps(self, namespace: str, names: list[str]) -> None:
         api = self._require_api()

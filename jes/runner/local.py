@@ -189,7 +189,8 @@ class _Launch:
     argv: tuple[str, ...]
     env: dict[str, str]
     cwd: Path
-    files: dict[PurePosixPath, bytes]
+    files: dict[PurePosixPath, Path]
+    """Where each file goes under the files folder → where it is spooled now."""
     limits: tuple[tuple[str, int], ...]
     note: str
 
@@ -313,6 +314,8 @@ class LocalRunner:
             await self._start_or_adopt(spec, job, adopt_only=adopt_only, fence=fence)
         except _Refused as exc:
             return _refused_outcome(spec.job_name, exc, started_at)
+        finally:
+            spec.files.discard()  # copied into the task's own folder (or not needed): the spool goes
         buffer = logs.BoundedBuffer(head_bytes=self.log_head_bytes, tail_bytes=self.log_tail_bytes)
         sink = _Sink(buffer, spec.job_name, on_log, on_running)
         status = await self._follow(job, sink)
@@ -602,15 +605,15 @@ def _working_dir(working_dir: str, files_dir: Path) -> Path:
     )
 
 
-def _file_paths(files: Mapping[str, bytes]) -> dict[PurePosixPath, bytes]:
-    paths: dict[PurePosixPath, bytes] = {}
-    for name, content in files.items():
+def _file_paths(files: base.TaskFiles) -> dict[PurePosixPath, Path]:
+    paths: dict[PurePosixPath, Path] = {}
+    for name in files.sizes:
         path = PurePosixPath(name.lstrip("/"))
         if name.startswith(KEPTN_DIR + "/"):
             path = PurePosixPath(name[len(KEPTN_DIR) + 1 :])
         if not path.parts or any(part in ("..", ".") for part in path.parts):
             raise _Refused(base.Status.ERROR, f"file {name!r} does not name a file under {KEPTN_DIR}")
-        paths[path] = content
+        paths[path] = files.path(name)
     return paths
 
 
@@ -642,10 +645,10 @@ def _check_no_nul(argv: Iterable[str], env: Mapping[str, str]) -> None:
 
 def _materialise(job: _JobDir, launch: _Launch) -> None:
     job.files.mkdir(mode=0o700)
-    for relative, content in launch.files.items():
+    for relative, spooled in launch.files.items():
         target = job.files.joinpath(*relative.parts)
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        target.write_bytes(content)
+        shutil.copyfile(spooled, target)
     if launch.cwd.is_relative_to(job.files):
         launch.cwd.mkdir(mode=0o700, parents=True, exist_ok=True)
     job.file(shim.OUTPUT).write_bytes(launch.note.encode())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -137,14 +138,14 @@ def files_server(script: Script) -> None:
     script.on("GET", SERVICE + "/.+", one)
 
 
-async def test_files_are_single_files_or_directories(script: Script, make_client: ClientFactory) -> None:
+async def test_files_are_single_files_or_directories(
+    script: Script, make_client: ClientFactory, tmp_path: Path
+) -> None:
     files_server(script)
-    files = await source(make_client).fetch_files("p", "dev", "hello", ["/locust.conf", "helm"], task="load")
-    assert files == {
-        "locust.conf": b"users: 1",
-        "helm/values.yaml": b"replicas: 1",
-        "helm/templates/job.yaml": b"kind: Job",
-    }
+    sizes = await source(make_client).fetch_files("p", "dev", "hello", ["/locust.conf", "helm"], tmp_path, task="load")
+    expected = {"locust.conf": b"users: 1", "helm/values.yaml": b"replicas: 1", "helm/templates/job.yaml": b"kind: Job"}
+    assert sizes == {path: len(content) for path, content in sorted(expected.items())}
+    assert {path: (tmp_path / path).read_bytes() for path in sizes} == expected  # spooled, one at a time
     assert all("gitCommitID" not in r.url.params for r in script.requests)  # always the latest version
     assert script.count("GET", SERVICE) == 1  # one listing for all directories
 
@@ -152,7 +153,7 @@ async def test_files_are_single_files_or_directories(script: Script, make_client
 async def test_a_missing_file_names_the_path_and_the_task(script: Script, make_client: ClientFactory) -> None:
     files_server(script)
     with pytest.raises(configsource.FilesNotFoundError) as caught:
-        await source(make_client).fetch_files("p", "dev", "hello", ["hel"], task="deploy")
+        await source(make_client).fetch_files("p", "dev", "hello", ["hel"], Path("/nonexistent"), task="deploy")
     assert str(caught.value) == "could not find file or directory hel for task deploy"
     assert (caught.value.path, caught.value.task) == ("hel", "deploy")
 
@@ -160,4 +161,12 @@ async def test_a_missing_file_names_the_path_and_the_task(script: Script, make_c
 async def test_a_file_error_other_than_404_is_raised(script: Script, make_client: ClientFactory) -> None:
     script.on("GET", SERVICE + "/.+", reply(403, {"message": "forbidden"}))
     with pytest.raises(errors.KeptnAuthError):
-        await source(make_client).fetch_files("p", "dev", "hello", ["locust.conf"], task="load")
+        await source(make_client).fetch_files("p", "dev", "hello", ["locust.conf"], Path("/nonexistent"), task="load")
+
+
+async def test_files_beyond_the_keptn_volume_are_refused(
+    script: Script, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    files_server(script)
+    with pytest.raises(configsource.FilesTooBigError, match="more than 10 bytes, the size of /keptn"):
+        await source(make_client).fetch_files("p", "dev", "hello", ["helm"], tmp_path, task="t", max_total_bytes=10)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -199,16 +200,17 @@ async def test_config_falls_back_to_stage_and_project(
 
 
 async def test_task_files_through_the_gateway(
-    cp: LocalControlPlane, connect: Callable[..., client.KeptnClient]
+    cp: LocalControlPlane, connect: Callable[..., client.KeptnClient], tmp_path: Path
 ) -> None:
     files = {"helm/values.yaml": b"a", "helm/templates/job.yaml": b"b", "helm-x/no.yaml": b"c", "odd name+1.txt": b"d"}
     for uri, content in files.items():
         cp.put_resource(project="p", stage="dev", service="hello", uri=uri, content=content)
     source = configsource.ConfigSource(connect(cp))
-    found = await source.fetch_files("p", "dev", "hello", ["helm", "/odd name+1.txt"], task="deploy")
-    assert found == {"helm/values.yaml": b"a", "helm/templates/job.yaml": b"b", "odd name+1.txt": b"d"}
+    found = await source.fetch_files("p", "dev", "hello", ["helm", "/odd name+1.txt"], tmp_path, task="deploy")
+    expected = {"helm/values.yaml": b"a", "helm/templates/job.yaml": b"b", "odd name+1.txt": b"d"}
+    assert {path: (tmp_path / path).read_bytes() for path in found} == expected
     with pytest.raises(configsource.FilesNotFoundError, match="could not find file or directory chart for task deploy"):
-        await source.fetch_files("p", "dev", "hello", ["chart"], task="deploy")
+        await source.fetch_files("p", "dev", "hello", ["chart"], tmp_path, task="deploy")
 
 
 # -- events and the datastore -------------------------------------------------------------------

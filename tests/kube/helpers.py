@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from jes.plan import EventInfo, RenderedTask
-from jes.runner.base import TaskSpec
+from jes.runner.base import TaskFiles, TaskSpec
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 OWNER = "job-executor-service"
@@ -133,14 +135,15 @@ def spec(
     files: dict[str, str] | None = None,
     **job: Any,
 ) -> TaskSpec:
-    maps = (config_map(f"{name}-files-0", namespace=namespace, data=files),) if files else ()
-    manifest = job_manifest(name, namespace=namespace, config_maps=[m["metadata"]["name"] for m in maps], **job)
+    maps = [f"{name}-files-0"] if files else []
+    manifest = job_manifest(name, namespace=namespace, config_maps=maps, **job)
+    spooled = {path: text.encode() for path, text in (files or {}).items()}
     return TaskSpec(
         task=task(namespace=namespace, max_poll_duration_s=max_poll_duration_s),
         event=EVENT,
         job_name=name,
         job=manifest,
-        config_maps=maps,
+        files=TaskFiles.of(Path(tempfile.mkdtemp(prefix="jes-test-files-")), spooled) if files else TaskFiles(),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 import time
 import tracemalloc
@@ -11,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from jes import errors, manifests
-from jes.runner.base import Outcome, Status, TaskSpec
+from jes import errors, filecopy, manifests
+from jes.runner.base import Outcome, Status, TaskFiles, TaskSpec
 from jes.runner.kubernetes import KubernetesRunner
 from jes.testing.fake_kube import FakeKube
 from tests.kube import helpers
@@ -447,26 +448,39 @@ async def test_no_cluster_configuration_is_a_runner_error(tmp_path: Path) -> Non
     await own.close()
 
 
-async def test_jobs_built_by_jes_manifests_run_with_their_files(kube: FakeKube, runner: KubernetesRunner) -> None:
-    files = {"locust/basic.py": b"print('hi')\n", "locust/locust.conf": b"users = 1\n"}
+async def test_jobs_built_by_jes_manifests_run_with_their_files(
+    kube: FakeKube, runner: KubernetesRunner, tmp_path: Path
+) -> None:
+    big = bytes(range(256)) * (5 * 1024 * 1024 // 256)  # 5 MiB: five times what one ConfigMap may hold
+    spool = tmp_path / "spool"
+    files = TaskFiles.of(spool, {"locust/basic.py": b"print('hi')\n", "locust/locust.conf": b"users = 1\n", "big.bin": big})
     task = helpers.task()
-    job = manifests.build_job(task, helpers.EVENT, config_hash="abc", settings=manifests.JobSettings(), files=files)
+    job = manifests.build_job(
+        task, helpers.EVENT, config_hash="abc", settings=manifests.JobSettings(), files=files.sizes
+    )
     name = job["metadata"]["name"]
     kube.behave(job=name, logs="locust done\n")
-    spec = TaskSpec(
-        task=task,
-        event=helpers.EVENT,
-        job_name=name,
-        job=job,
-        config_maps=tuple(manifests.build_config_maps(job, files)),
-        files=files,
-    )
+    spec = TaskSpec(task=task, event=helpers.EVENT, job_name=name, job=job, files=files)
 
     outcome = await runner.run(spec)
 
     assert outcome.status is Status.SUCCEEDED and _log(outcome) == "locust done\n"
-    stored = kube.objects("configmaps", "default")
-    assert [m["metadata"]["ownerReferences"][0]["name"] for m in stored] == [name]
+    stored = {m["metadata"]["name"]: m for m in kube.objects("configmaps", "default")}
+    assert len(stored) == 6  # the big file in pieces, the small ones with the last: each accepted under 1 MiB
+    assert {m["metadata"]["ownerReferences"][0]["name"] for m in stored.values()} == {name}
+    assert not spool.exists() and files.released.is_set()  # the spool went once the ConfigMaps existed
+    # what the pod gets: the projected volume as the kubelet lays it out, then the init container
+    projected = tmp_path / "jes-files"
+    volume = next(v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == manifests.FILES_VOLUME)
+    for source in volume["projected"]["sources"]:
+        config_map = stored[source["configMap"]["name"]]
+        for item in source["configMap"]["items"]:
+            target = projected / item["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(base64.b64decode(config_map["binaryData"][item["key"]]))
+    keptn = tmp_path / "keptn"
+    filecopy.copy_tree(projected, keptn)
+    assert (keptn / "big.bin").read_bytes() == big and (keptn / "locust/basic.py").read_bytes() == b"print('hi')\n"
 
 
 async def test_cancelling_while_an_event_arrives_still_stops_waiting(kube: FakeKube, runner: KubernetesRunner) -> None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jes import config, manifests, matcher
+from jes import config, filecopy, manifests, matcher
 from jes import settings as jes_settings
 from jes.plan import Plan
 from tests.conftest import k8s_valid
@@ -182,8 +184,9 @@ def test_files_become_configmaps_a_projected_volume_and_an_init_container() -> N
     result = plan_for("      - name: t\n        image: alpine\n        files: [locust/basic.py, /helm]\n")
     task = result.actions[0].tasks[0]
     files = {"locust/basic.py": b"print(1)\n", "helm/values.yaml": b"a: 1\n", "helm/sub/chart.tgz": bytes(range(256))}
+    sizes = {path: len(content) for path, content in files.items()}
     job_settings = manifests.JobSettings(init_image="ghcr.io/jes-project/jes:9.9.9")
-    job = manifests.build_job(task, result.event, config_hash=result.config_hash, settings=job_settings, files=files)
+    job = manifests.build_job(task, result.event, config_hash=result.config_hash, settings=job_settings, files=sizes)
     k8s_valid(job)
     pod = job["spec"]["template"]["spec"]
     (init,) = pod["initContainers"]
@@ -194,7 +197,7 @@ def test_files_become_configmaps_a_projected_volume_and_an_init_container() -> N
     projected = next(v for v in pod["volumes"] if v["name"] == "job-files")["projected"]["sources"]
     items = {i["path"]: (s["configMap"]["name"], i["key"]) for s in projected for i in s["configMap"]["items"]}
     assert set(items) == set(files)
-    config_maps = manifests.build_config_maps(job, files)
+    config_maps = manifests.build_config_maps(job, lambda piece: files[piece.source], sizes)
     by_name = {cm["metadata"]["name"]: cm for cm in config_maps}
     for path, (cm_name, key) in items.items():
         k8s_valid(by_name[cm_name])
@@ -205,11 +208,35 @@ def test_files_become_configmaps_a_projected_volume_and_an_init_container() -> N
 
 
 def test_large_files_are_spread_over_several_configmaps() -> None:
-    files = {f"f{i}.bin": b"x" * (400 * 1024) for i in range(5)}
-    chunks = manifests.files_chunks(files)
+    sizes = {f"f{i}.bin": 400 * 1024 for i in range(5)}
+    chunks = manifests.file_pieces(sizes)
     assert [len(c) for c in chunks] == [2, 2, 1]
-    assert all(sum(len(content) for _, _, content in chunk) <= manifests.CONFIGMAP_CHUNK_BYTES for chunk in chunks)
-    assert manifests.files_chunks({}) == []
+    assert all(sum(p.length for p in chunk) <= manifests.CONFIGMAP_CHUNK_BYTES for chunk in chunks)
+    assert manifests.file_pieces({}) == []
+
+
+def test_a_file_bigger_than_a_configmap_is_cut_into_pieces_the_init_container_joins(tmp_path: Path) -> None:
+    """A ConfigMap holds 1 MiB at most: a 5 MiB file goes as six pieces, each in its own ConfigMap,
+    and ``jes copy-files`` puts it together again, byte for byte."""
+    content = bytes(range(256)) * (5 * 1024 * 1024 // 256)
+    files = {"small.txt": b"hi\n", "data/big.bin": content}
+    sizes = {path: len(data) for path, data in files.items()}
+    pieces = manifests.file_pieces(sizes)
+    assert len(pieces) == 6 and all(sum(p.length for p in chunk) <= manifests.CONFIGMAP_CHUNK_BYTES for chunk in pieces)
+    job = {"metadata": {"name": "j", "namespace": "ns", "labels": {}}}
+    volume = tmp_path / "projected"
+    for config_map in manifests.build_config_maps(job, lambda p: files[p.source][p.offset : p.offset + p.length], sizes):
+        k8s_valid(config_map)
+        assert len(json.dumps(config_map)) < 1536 * 1024
+        index = int(config_map["metadata"]["name"].rsplit("-", 1)[1])
+        for piece in pieces[index]:  # as the kubelet projects the items
+            target = volume / piece.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(base64.b64decode(config_map["binaryData"][piece.key]))
+    keptn = tmp_path / "keptn"
+    assert filecopy.copy_tree(volume, keptn) == 2
+    assert (keptn / "data/big.bin").read_bytes() == content and (keptn / "small.txt").read_bytes() == b"hi\n"
+    assert not (keptn / ".jes-parts").exists()
 
 
 def test_settings_shape_jobs(monkeypatch: pytest.MonkeyPatch) -> None:

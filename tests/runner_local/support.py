@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from jes.plan import EnvEntry, EventInfo, RenderedTask
-from jes.runner.base import TaskSpec
+from jes.runner.base import TaskFiles, TaskSpec
 
 EVENT = EventInfo(
     id="0f1e2d3c-event",
@@ -56,7 +57,11 @@ def make_spec(
         annotations={},
         image_pull_secrets=(),
     )
-    return TaskSpec(task=task, event=EVENT, job_name=job_name, job=job or {}, files=dict(files or {}))
+    spool = Path(tempfile.mkdtemp(prefix="jes-test-files-"))
+    safe = {name: content for name, content in (files or {}).items() if ".." not in name}
+    spooled = TaskFiles.of(spool, safe)
+    spooled.sizes = {name: len(content) for name, content in (files or {}).items()}  # also the unsafe names
+    return TaskSpec(task=task, event=EVENT, job_name=job_name, job=job or {}, files=spooled)
 
 
 async def wait_until(condition: Callable[[], bool], *, timeout_s: float = 10.0, what: str = "condition") -> None:
