@@ -23,6 +23,7 @@ from cloudevents.core.v1.event import CloudEvent
 
 from jes.plan import EventInfo, EventRef
 from jes.runner.base import ContainerLog, Outcome
+from jes.textutil import clean
 
 SPEC_VERSION = "1.0"
 KEPTN_SPEC_VERSION = "0.2.4"
@@ -84,6 +85,7 @@ def _envelope(
     }
     if info.git_commit_id:
         event["gitcommitid"] = info.git_commit_id
+    event = clean(event)  # event data may carry escapes of lone surrogates: no report may fail on them
     _check_envelope(event, now)
     return event
 

@@ -26,6 +26,7 @@ from jes import config as cfg
 from jes import errors, imagepolicy, jsonpath
 from jes.plan import EnvEntry, EnvSecret, EnvValue, EventInfo, Plan, PlannedAction, RenderedTask, Resources
 from jes.settings import Settings
+from jes.textutil import whole_characters
 
 
 @dataclass(frozen=True)
@@ -294,7 +295,14 @@ def render_env(task: cfg.Task, event: Mapping[str, Any], info: EventInfo) -> tup
         EnvValue("KEPTN_SERVICE", info.service, from_event=True),
     ]
     entries += [EnvValue(label_variable(key), value, from_event=True) for key, value in info.labels.items()]
-    return tuple(entries)
+    # event text may hold halves of surrogate pairs, which no environment (or UTF-8) can carry
+    return tuple(_whole(e) for e in entries)
+
+
+def _whole(entry: EnvEntry) -> EnvEntry:
+    if isinstance(entry, EnvValue) and entry.from_event:
+        return EnvValue(whole_characters(entry.name), whole_characters(entry.value), from_event=True)
+    return entry
 
 
 def label_variable(key: str) -> str:

@@ -113,6 +113,7 @@ class Settings:
     max_event_bytes: int = 65536
     max_concurrent_events: int = 64
     pending_grace_s: float = 120.0
+    transient_grace_s: float = 120.0
     shutdown_grace_s: float = 30.0
     lease_duration_s: float = 15.0
     lease_renew_s: float = 5.0
@@ -402,6 +403,7 @@ _VARS: tuple[_Var, ...] = (
     _Var("JES_MAX_EVENT_BYTES", "max_event_bytes", _positive_int, "budget of one outgoing event in bytes [65536]"),
     _Var("JES_MAX_CONCURRENT_EVENTS", "max_concurrent_events", _positive_int, "events handled at once; more wait [64]"),
     _Var("JES_PENDING_GRACE_S", "pending_grace_s", _non_negative_float, "how long a pod may stay unschedulable [120]"),
+    _Var("JES_TRANSIENT_GRACE_S", "transient_grace_s", _non_negative_float, "how long a pod may show a reason that can heal (secret cache sync, registry 429/5xx) [120]"),
     _Var("JES_SHUTDOWN_GRACE_S", "shutdown_grace_s", _non_negative_float, "on SIGTERM, time for in-flight tasks [30]"),
     _Var("JES_LEASE_DURATION_S", "lease_duration_s", _positive_float, "a replica seen making no progress this long (on the reader's monotonic clock) is taken over [15]"),
     _Var("JES_LEASE_RENEW_S", "lease_renew_s", _positive_float, "how often a replica renews its heartbeat Lease [5]"),

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from jes import errors
+from jes.textutil import whole_characters
 
 Path = tuple[str | int, ...]
 
@@ -219,7 +220,7 @@ class _Builder:
     def _scalar(self, node: yaml.ScalarNode) -> Text | None:
         if node.tag == NULL:
             return None
-        return Text(node.value, node.tag)
+        return Text(whole_characters(node.value), node.tag)
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
         explicit = [pair for pair in node.value if pair[0].tag != "tag:yaml.org,2002:merge"]
@@ -249,7 +250,7 @@ class _Builder:
         if not isinstance(key_node, yaml.ScalarNode):
             self._problem(key_node, path, "mapping keys must be plain scalars")
             return
-        key = key_node.value
+        key = whole_characters(key_node.value)
         if key in result:
             if not duplicates_allowed:
                 first = self.positions[(*path, key, "<key>")]
@@ -262,3 +263,4 @@ class _Builder:
     def _problem(self, node: yaml.Node, path: Path, message: str) -> None:
         mark = node.start_mark
         self.problems.append(errors.Problem(self.file, mark.line + 1, mark.column + 1, format_path(path), message))
+

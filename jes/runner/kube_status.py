@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -87,17 +88,52 @@ def _by_age(pods: dict[str, Obj] | list[Obj]) -> list[Obj]:
     )
 
 
-def cannot_start(pods: dict[str, Obj]) -> Verdict | None:
-    """A container stuck for a reason that will not go away by waiting (image, config)."""
+#: Waiting messages that heal by themselves, so they get ``JES_TRANSIENT_GRACE_S`` before the task
+#: fails: the kubelet's secret/configmap cache not synced within its one second (kubelet
+#: ``watch_based_manager.go``: "failed to sync secret cache: timed out waiting for the condition",
+#: retried on the next sync — common when many pods start with the same Secret, jes's ``envFrom``
+#: pattern under load), and a registry answering 429 (rate limit) or 5xx (containerd: "429 Too Many
+#: Requests", "toomanyrequests", "503 Service Unavailable"). A missing image ("not found", "manifest
+#: unknown"), no access, or a missing Secret or key cannot heal by waiting: they fail at once.
+_TRANSIENT = re.compile(
+    r"failed to sync (secret|configmap) cache|toomanyrequests|\b429 Too Many Requests|"
+    r"\b(500|502|503|504) (Internal Server Error|Bad Gateway|Service Unavailable|Gateway Timeout)",
+    re.IGNORECASE,
+)
+
+
+def stuck(pods: dict[str, Obj], pull_errors: dict[str, str]) -> tuple[Verdict | None, str | None]:
+    """(a reason that will not go away by waiting → fail now, a reason that may heal → wait).
+
+    ``pull_errors`` remembers the last ``ErrImagePull`` message per container (updated here):
+    ``ImagePullBackOff`` repeats it only on newer kubelets ("Back-off pulling image "x":
+    ErrImagePull: ..."), so a bare back-off message is judged by the error seen before it."""
+    passing: str | None = None
     for pod in _by_age(pods):
         for _, status in _statuses(pod):
             waiting = (status.get("state") or {}).get("waiting") or {}
             reason = waiting.get("reason")
-            if reason in CANNOT_START_REASONS:
-                message = str(waiting.get("message") or "").strip()
-                detail = f"{reason}: {message}" if message else str(reason)
-                return Verdict(Status.CANNOT_START, f"{detail} (container {status.get('name')})")
-    return None
+            if reason not in CANNOT_START_REASONS:
+                continue
+            name = str(status.get("name"))
+            message = str(waiting.get("message") or "").strip()
+            if reason == "ErrImagePull":
+                pull_errors[name] = message
+            judged = message
+            if reason == "ImagePullBackOff" and ": " not in message.split('"')[-1]:
+                judged = pull_errors.get(name, message)
+            shown = message if judged == message else f"{message}; the pull failed with: {judged}"
+            where = f"{reason}: {shown} (container {name})" if shown else f"{reason} (container {name})"
+            if _TRANSIENT.search(judged):
+                passing = passing or where
+                continue
+            return Verdict(Status.CANNOT_START, where), None
+    return None, passing
+
+
+def cannot_start(pods: dict[str, Obj]) -> Verdict | None:
+    """A container stuck for a reason that will not go away by waiting (image, config)."""
+    return stuck(pods, {})[0]
 
 
 def unschedulable(pods: dict[str, Obj]) -> str | None:
@@ -214,3 +250,13 @@ def verdict_from_events(events: list[Obj]) -> Verdict | None:
         what = f"{event.get('reason')}: {event.get('message') or ''}".rstrip(": ")
         return Verdict(status, f"{what} (the Job was deleted before jes saw it end; its logs are gone)")
     return None
+
+
+def started_containers(pod: Obj) -> list[str]:
+    """The pod's containers (init ones too) that are running or have ended: their logs exist."""
+    names = []
+    for _, status in _statuses(pod):
+        state = status.get("state") or {}
+        if "running" in state or "terminated" in state:
+            names.append(str(status.get("name")))
+    return names

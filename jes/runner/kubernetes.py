@@ -78,7 +78,7 @@ import kubernetes.client
 import kubernetes.config
 
 from jes import errors, manifests, retry
-from jes.runner import kube_client, kube_status, kube_watch
+from jes.runner import kube_client, kube_logs, kube_status, kube_timers, kube_watch
 from jes.runner.base import ContainerLog, Fence, LogSink, Outcome, Status, TaskSpec, no_fence
 from jes.runner.logs import BoundedBuffer, LogText
 from jes.settings import Settings
@@ -90,6 +90,8 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 #: Retries of one API call: about 16 s in all, then the error is reported.
 DEFAULT_BACKOFF = retry.Backoff((0.2, 0.5, 1.0, 2.0, 4.0, 8.0))
 _LOST = "the Job disappeared before its result was known"
+#: How long a followed log may take to end after its container ended before it is read instead.
+FOLLOW_END_WAIT_S = 5.0
 
 
 def _now() -> datetime:
@@ -131,6 +133,7 @@ class KubernetesRunner:
         kubeconfig: str | None = None,
         context: str | None = None,
         pending_grace_s: float = 120.0,
+        transient_grace_s: float = 120.0,
         backoff: retry.Backoff = DEFAULT_BACKOFF,
         request_timeout_s: float = 30.0,
         watch_timeout_s: float = 60.0,
@@ -139,9 +142,11 @@ class KubernetesRunner:
         max_workers: int = 16,
         missing_pod_check_s: float = 3.0,
         delete_unstartable: bool = True,
+        max_followed_logs: int = 512,
         sleep: retry.Sleep = asyncio.sleep,
     ) -> None:
         self.pending_grace_s = pending_grace_s
+        self.transient_grace_s = transient_grace_s
         self.backoff = backoff
         self.request_timeout_s = request_timeout_s
         self.watch_timeout_s = watch_timeout_s
@@ -159,11 +164,16 @@ class KubernetesRunner:
         self._watches: dict[kube_watch.WatchKey, kube_watch.Trackers] = {}
         self._start_lock = asyncio.Lock()
         self._log_streams = asyncio.Semaphore(max(1, max_workers // 2))
-        """Open log streams hold a connection between chunks: at most this many at once."""
+        """Final (non-follow) log reads hold a thread between chunks: at most this many at once."""
+        self.max_followed_logs = max_followed_logs
+        self._follower: kube_logs.LogFollower | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> KubernetesRunner:
-        options: dict[str, Any] = {"pending_grace_s": settings.pending_grace_s}
+        options: dict[str, Any] = {
+            "pending_grace_s": settings.pending_grace_s,
+            "transient_grace_s": settings.transient_grace_s,
+        }
         options.update(overrides)
         return cls(**options)
 
@@ -183,6 +193,12 @@ class KubernetesRunner:
                 backoff=self.backoff,
                 request_timeout_s=self.request_timeout_s,
                 sleep=self._sleep,
+            )
+            self._follower = kube_logs.LogFollower(
+                client.configuration,
+                head_bytes=self.log_head_bytes,
+                tail_bytes=self.log_tail_bytes,
+                max_streams=self.max_followed_logs,
             )
 
     def _load_client(self) -> kubernetes.client.ApiClient:
@@ -217,6 +233,9 @@ class KubernetesRunner:
         for thread in threads:
             await asyncio.to_thread(thread.join, 5.0)
         api, self._api = self._api, None
+        if self._follower is not None:
+            await self._follower.close()
+            self._follower = None
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
@@ -329,13 +348,22 @@ class KubernetesRunner:
             started_at = min(created, started_at)
         age_s = (_now() - started_at).total_seconds()
         deadline = asyncio.get_running_loop().time() + limit_s - min(max(age_s, 0.0), limit_s)
+        followed: dict[tuple[str, str], kube_logs.Followed | None] = {}
         try:
-            verdict = await self._wait(spec, namespace, tracker, deadline, on_running)
-        except errors.KubeError as exc:
-            return _outcome(spec, Status.ERROR, str(exc), started_at)
-        if verdict.status is Status.LOST:
-            return await self._vanished(spec, namespace, started_at, verdict.reason)
-        return await self._finish(spec, namespace, tracker, verdict, started_at, on_log, adopted=adopted)
+            try:
+                verdict = await self._wait(spec, namespace, tracker, deadline, on_running, followed, on_log)
+            except errors.KubeError as exc:
+                return _outcome(spec, Status.ERROR, str(exc), started_at)
+            if verdict.status is Status.LOST:
+                return await self._vanished(spec, namespace, started_at, verdict.reason)
+            return await self._finish(
+                spec, namespace, tracker, verdict, started_at, on_log, adopted=adopted, followed=followed
+            )
+        finally:
+            streams = [f.task for f in followed.values() if f is not None and f.task is not None]
+            for stream in streams:
+                stream.cancel()
+            await asyncio.gather(*streams, return_exceptions=True)
 
     async def _vanished(self, spec: TaskSpec, namespace: str, started_at: datetime, reason: str = _LOST) -> Outcome:
         """A Job that is gone (its TTL, a watch gap, jes down meanwhile): how it ended, as long as
@@ -467,53 +495,52 @@ class KubernetesRunner:
         tracker: kube_watch.Tracker,
         deadline: float,
         on_running: Callable[[], None] | None,
+        followed: dict[tuple[str, str], kube_logs.Followed | None],
+        on_log: LogSink | None,
     ) -> kube_status.Verdict:
+        """Until the Job ends, or a timer says to stop waiting (see :mod:`jes.runner.kube_timers`)."""
         loop = asyncio.get_running_loop()
         main = _main_container(spec)
         running_reported = on_running is None
-        unschedulable_since: float | None = None
-        check_events_at = loop.time() + self.missing_pod_check_s
-        events_interval_s = max(self.missing_pod_check_s, 0.1)
+        unschedulable = kube_timers.Grace(self.pending_grace_s, "Unschedulable for more than {grace}: {problem}")
+        passing = kube_timers.Grace(self.transient_grace_s, "still failing after {grace}: {problem}")
+        missing_pod = kube_timers.Backoff(loop.time() + self.missing_pod_check_s, self.missing_pod_check_s, 30.0)
+        pull_errors: dict[str, str] = {}
         while True:
             tracker.changed.clear()
-            verdict = await self._verdict(namespace, tracker)
+            self._follow_started(namespace, tracker, followed, on_log)
+            verdict = await self._verdict(namespace, tracker, pull_errors, passing, loop.time())
             if verdict is not None:
                 return verdict
             if not running_reported and kube_status.main_started(tracker.pods, main):
                 running_reported = True
                 _call_safely(on_running)
             now = loop.time()
-            message = kube_status.unschedulable(tracker.pods)
-            if message is None:
-                unschedulable_since = None
-            elif unschedulable_since is None:
-                unschedulable_since = now
-            if message is not None and unschedulable_since is not None:
-                if now - unschedulable_since >= self.pending_grace_s:
-                    reason = f"Unschedulable for more than {self.pending_grace_s:g}s: {message}"
-                    return kube_status.Verdict(Status.CANNOT_START, reason)
-            if not tracker.pods and now >= check_events_at:
-                failed_create = await self._failed_create(namespace, spec.job_name)
-                if failed_create is not None:
+            if (expired := unschedulable.observe(kube_status.unschedulable(tracker.pods), now)) is not None:
+                return kube_status.Verdict(Status.CANNOT_START, expired)
+            if not tracker.pods and missing_pod.due(now):
+                if (failed_create := await self._failed_create(namespace, spec.job_name)) is not None:
                     return failed_create
-                events_interval_s = min(events_interval_s * 2, 30.0)
-                check_events_at = now + events_interval_s
             if now >= deadline:
-                limit = spec.task.max_poll_duration_s
-                reason = f"maxPollDuration of {limit}s exceeded; the Job was deleted"
+                reason = f"maxPollDuration of {spec.task.max_poll_duration_s}s exceeded; the Job was deleted"
                 return kube_status.Verdict(Status.TIMED_OUT, reason)
-            wake_at = deadline
-            if unschedulable_since is not None:
-                wake_at = min(wake_at, unschedulable_since + self.pending_grace_s)
+            wake_at = min(deadline, unschedulable.wake_at, passing.wake_at)
             if not tracker.pods:
-                wake_at = min(wake_at, check_events_at)
+                wake_at = min(wake_at, missing_pod.next_at)
             # asyncio.timeout, not wait_for: on 3.11 wait_for may swallow a cancellation that
             # arrives together with the event, and run() would then not stop when cancelled.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, wake_at - loop.time())):
                     await tracker.changed.wait()
 
-    async def _verdict(self, namespace: str, tracker: kube_watch.Tracker) -> kube_status.Verdict | None:
+    async def _verdict(
+        self,
+        namespace: str,
+        tracker: kube_watch.Tracker,
+        pull_errors: dict[str, str],
+        passing: kube_timers.Grace,
+        now: float,
+    ) -> kube_status.Verdict | None:
         """The end of the wait, if the Job or its pods say so."""
         if tracker.error is not None:
             raise tracker.error
@@ -528,7 +555,12 @@ class KubernetesRunner:
             return verdict
         if tracker.deleted:
             return kube_status.Verdict(Status.LOST, "the Job was deleted before it finished")
-        return kube_status.cannot_start(tracker.pods)
+        final, healing = kube_status.stuck(tracker.pods, pull_errors)
+        if final is not None:
+            return final
+        if (expired := passing.observe(healing, now)) is not None:
+            return kube_status.Verdict(Status.CANNOT_START, expired)
+        return None
 
     async def _failed_create(self, namespace: str, job_name: str) -> kube_status.Verdict | None:
         for event in await self._events(namespace, "Job", job_name):
@@ -558,6 +590,7 @@ class KubernetesRunner:
         on_log: LogSink | None,
         *,
         adopted: bool,
+        followed: dict[tuple[str, str], kube_logs.Followed | None],
     ) -> Outcome:
         main = _main_container(spec)
         pods = await self._final_pods(namespace, tracker)
@@ -570,8 +603,9 @@ class KubernetesRunner:
         targets = kube_status.log_targets(pods, include_running=stopping)
         logs: list[ContainerLog] = []
         for target in targets:
-            async with self._log_streams:
-                logs.append(await self._read_log(namespace, target, on_log))
+            stream = followed.get((target.pod, target.container))
+            logs.append(await self._container_log(namespace, target, stream, on_log))
+        logs += _logs_of_vanished_pods(followed, {p["metadata"]["name"] for p in pods})
         events: tuple[str, ...] = ()
         if verdict.status is not Status.SUCCEEDED:
             events = await self._failure_events(namespace, spec.job_name, pods)
@@ -619,6 +653,52 @@ class KubernetesRunner:
                     found.append(line)
         return tuple(found)
 
+    def _follow_started(
+        self,
+        namespace: str,
+        tracker: kube_watch.Tracker,
+        followed: dict[tuple[str, str], kube_logs.Followed | None],
+        on_log: LogSink | None,
+    ) -> None:
+        """Start following every container seen running (or already ended) for the first time."""
+        if self._follower is None:
+            return
+        for pod_name, pod in tracker.pods.items():
+            for container in kube_status.started_containers(pod):
+                if (pod_name, container) in followed:
+                    continue
+                sink = None if on_log is None else (lambda chunk, c=container: _call_safely(on_log, c, chunk))
+                followed[(pod_name, container)] = self._follower.follow(namespace, pod_name, container, sink)
+
+    async def _container_log(
+        self,
+        namespace: str,
+        target: kube_status.LogTarget,
+        followed: kube_logs.Followed | None,
+        on_log: LogSink | None,
+    ) -> ContainerLog:
+        """A container's log: as followed while it ran; read once now when it was not followed, or
+        when the stream broke off (then joined to what was followed, with a line saying so)."""
+        if followed is not None and followed.task is not None and target.terminated is None:
+            followed.task.cancel()  # still running (a task being stopped): what was seen so far
+            await asyncio.gather(followed.task, return_exceptions=True)
+            return _container_log(target, followed.buffer.result())
+        if followed is not None and followed.task is not None:
+            with contextlib.suppress(TimeoutError):  # the stream ends moments after the container
+                await asyncio.wait_for(asyncio.shield(followed.task), timeout=FOLLOW_END_WAIT_S)
+        if followed is not None and followed.complete:
+            return _container_log(target, followed.buffer.result())
+        async with self._log_streams:
+            read = await self._read_log(namespace, target, on_log if followed is None else None)
+        if followed is None or not followed.buffer.total_bytes:
+            return read
+        joined = followed.buffer
+        note = f"\n[jes: following this log broke off ({followed.error or 'the stream ended early'}); what follows is "
+        joined.write((note + "the container's current log file, which may repeat or miss some output]\n").encode())
+        joined.write(read.text.head)
+        joined.write(read.text.tail)
+        return _container_log(target, joined.result())
+
     async def _read_log(self, namespace: str, target: kube_status.LogTarget, on_log: LogSink | None) -> ContainerLog:
         api = self._require_api()
         buffer = BoundedBuffer(head_bytes=self.log_head_bytes, tail_bytes=self.log_tail_bytes)
@@ -637,17 +717,35 @@ class KubernetesRunner:
                 response.release_conn()
         except errors.KubeError as exc:
             buffer.write(f"{chr(10) if buffer.total_bytes else ''}Unable to query logs of container: {exc}".encode())
-        terminated = target.terminated or {}
-        code = terminated.get("exitCode")
-        return ContainerLog(
-            container=target.container,
-            pod=target.pod,
-            text=buffer.result(),
-            exit_code=int(code) if code is not None else None,
-            reason=str(terminated.get("reason") or ""),
-            message=str(terminated.get("message") or ""),
-            init=target.init,
-        )
+        return _container_log(target, buffer.result())
+
+
+def _logs_of_vanished_pods(
+    followed: dict[tuple[str, str], kube_logs.Followed | None], pods: set[str]
+) -> list[ContainerLog]:
+    """What was seen of containers whose pod is gone (evicted, deleted), with a line saying so."""
+    found = []
+    for (pod, container), stream in followed.items():
+        if pod in pods or stream is None or not stream.buffer.total_bytes:
+            continue
+        note = f"\n[jes: pod {pod} is gone (evicted or deleted); its output after this is missing]\n"
+        stream.buffer.write(note.encode())
+        found.append(ContainerLog(container=container, pod=pod, text=stream.buffer.result(), reason="PodGone"))
+    return found
+
+
+def _container_log(target: kube_status.LogTarget, text: LogText) -> ContainerLog:
+    terminated = target.terminated or {}
+    code = terminated.get("exitCode")
+    return ContainerLog(
+        container=target.container,
+        pod=target.pod,
+        text=text,
+        exit_code=int(code) if code is not None else None,
+        reason=str(terminated.get("reason") or ""),
+        message=str(terminated.get("message") or ""),
+        init=target.init,
+    )
 
 
 def _in_namespace(manifest: Mapping[str, Any], namespace: str) -> Obj:

@@ -10,6 +10,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import kubernetes.client
 import pytest
 
 from jes import errors, filecopy, manifests
@@ -500,3 +501,77 @@ async def test_cancelling_while_an_event_arrives_still_stops_waiting(kube: FakeK
         tasks[offset].cancel()
     done, pending = await asyncio.wait(tasks, timeout=10)
     assert not pending and all(t.cancelled() for t in done)
+
+
+# --- logs that outgrow the kubelet's rotation ------------------------------------------------------
+
+
+async def test_a_log_bigger_than_the_kubelets_rotation_keeps_its_true_head(kube: FakeKube, runner: KubernetesRunner) -> None:
+    """30 MiB of output on a kubelet that rotates at 10 MiB: a read after the end returns only the
+    current file; jes followed the log while the container ran, so the report has the real first
+    and last lines."""
+    kube.behave(job="chatty", logs="FIRST LINE\n", log_bytes=30 * 1024 * 1024, log_tail="LAST LINE\n", duration_s=0.5)
+    outcome = await runner.run(helpers.spec("chatty"))
+    assert outcome.status is Status.SUCCEEDED
+    text = outcome.logs[-1].text
+    assert text.head.startswith(b"FIRST LINE\n") and text.tail.endswith(b"LAST LINE\n")
+    assert text.total_bytes == len("FIRST LINE\n") + 30 * 1024 * 1024 + len("LAST LINE\n")
+    pod = kube.objects("pods", "default", labels="job-name=chatty")[0]["metadata"]["name"]
+    after = _core_log(kube, pod)  # what a read after the end gets: the head is gone
+    assert not after.startswith("FIRST LINE") and after.endswith("LAST LINE\n") and len(after) <= 10 * 1024 * 1024
+
+
+async def test_a_log_stream_that_breaks_off_is_completed_by_a_read(kube: FakeKube, runner: KubernetesRunner) -> None:
+    kube.behave(job="broken", logs="FIRST LINE\n", log_bytes=200_000, log_tail="LAST LINE\n", duration_s=0.5)
+    kube.faults.drop(verb="get", resource="pods/log", times=1)  # the follow stream breaks after its headers
+    outcome = await runner.run(helpers.spec("broken"))
+    assert outcome.status is Status.SUCCEEDED
+    log = _log(outcome)
+    assert "following this log broke off" in log and log.endswith("LAST LINE\n")
+
+
+def _core_log(kube: FakeKube, pod: str) -> str:
+    with kube.api_client() as client:
+        return str(kubernetes.client.CoreV1Api(client).read_namespaced_pod_log(pod, "default"))
+
+
+# --- kubelet reasons that heal by themselves --------------------------------------------------------
+
+
+async def test_a_secret_cache_that_syncs_late_is_waited_for(kube: FakeKube, runner: KubernetesRunner) -> None:
+    """CreateContainerConfigError "failed to sync secret cache" heals; after 20 s the task runs."""
+    kube.behave(job="cache", transient="secret-cache", transient_s=20, logs="ran\n")
+    task = asyncio.create_task(runner.run(helpers.spec("cache")), name="run-cache")
+    await eventually(lambda: _waiting_reason(kube, "cache") == "CreateContainerConfigError")
+    kube.clock.advance(20)
+    outcome = await asyncio.wait_for(task, 10)
+    assert outcome.status is Status.SUCCEEDED and _log(outcome) == "ran\n"
+
+
+async def test_a_registry_rate_limit_is_waited_for(kube: FakeKube, runner: KubernetesRunner) -> None:
+    kube.behave(job="limited", transient="registry-429", transient_s=30, logs="pulled at last\n")
+    task = asyncio.create_task(runner.run(helpers.spec("limited")), name="run-limited")
+    await eventually(lambda: _waiting_reason(kube, "limited") in ("ErrImagePull", "ImagePullBackOff"))
+    await asyncio.sleep(0.3)  # several back-offs seen, none fatal
+    assert not task.done()
+    kube.clock.advance(30)
+    outcome = await asyncio.wait_for(task, 10)
+    assert outcome.status is Status.SUCCEEDED
+
+
+async def test_a_passing_reason_that_does_not_heal_fails_after_the_grace(kube: FakeKube) -> None:
+    kube.behave(job="outage", transient="registry-503", transient_s=3600)
+    with kube.api_client() as client:
+        own = KubernetesRunner(api_client=client, backoff=FAST, transient_grace_s=0.5)
+        try:
+            outcome = await own.run(helpers.spec("outage"))
+        finally:
+            await own.close()
+    assert outcome.status is Status.CANNOT_START
+    assert outcome.reason.startswith("still failing after 0.5s: ") and "503 Service Unavailable" in outcome.reason
+
+
+def _waiting_reason(kube: FakeKube, job: str) -> str:
+    pods = kube.objects("pods", "default", labels=f"job-name={job}")
+    states = [s.get("state", {}) for p in pods for s in p["status"].get("containerStatuses") or []]
+    return next((str(s["waiting"].get("reason")) for s in states if "waiting" in s), "")

@@ -133,3 +133,21 @@ def test_the_local_runner_follows_the_same_rule(tmp_path: Path) -> None:
                "--event", event_file(tmp_path, target="$(DB_PASSWORD)"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "building for $(DB_PASSWORD) / hello s3cr3t-pw" in done.stderr
+
+
+def test_escapes_of_lone_surrogates_in_events_and_configs_cannot_block_reports(tmp_path: Path) -> None:
+    """``"\\ud800"`` in event JSON or config YAML is half a character that UTF-8 cannot encode: jes
+    reports anyway (the half becomes U+FFFD; a complete pair is joined)."""
+    event = tmp_path / "event.json"
+    event.write_text(
+        '{"specversion": "1.0", "id": "e-1", "type": "sh.keptn.event.sayhello.triggered", "shkeptncontext": "c",'
+        ' "data": {"project": "p", "stage": "dev", "service": "s", "labels": {"half": "a\\ud800b"}}}'
+    )
+    config = config_file(tmp_path, 'apiVersion: v2\nactions:\n  - name: "\\ud83d\\ude00"\n    events: [{name: x}]\n'
+                         "    tasks: [{name: t, image: alpine, cmd: [printf], args: [ok]}]\n"
+                         "  - name: all\n    events: [{name: sayhello}]\n"
+                         "    tasks: [{name: t, image: alpine, cmd: [printf, '%s', \"$(LABELS_HALF)\"]}]\n")  # fmt: skip
+    done = jes("run", "--runner", "local", "--config", config, "--event", str(event))
+    assert done.returncode == 0, done.stderr
+    finished = json.loads(done.stdout.splitlines()[-1])
+    assert finished["data"]["labels"]["half"] == "a\ufffdb"

@@ -132,8 +132,10 @@ class FakeKube:
         bookmark_interval_s: float = 1.0,
         image_backoff_s: float = 0.2,
         start_timeout_s: float = 10.0,
+        container_log_max_bytes: int = 10 * 1024 * 1024,
     ) -> None:
         self.default = default or Behaviour()
+        self.container_log_max_bytes = container_log_max_bytes
         self._initial_default = self.default
         self.check_service_accounts = check_service_accounts
         self.history_size = history_size
@@ -244,6 +246,7 @@ class FakeKube:
             cluster,
             self.faults,
             bookmark_interval_s=self.bookmark_interval_s,
+            container_log_max_bytes=self.container_log_max_bytes,
             on_job_create=self.created_jobs.append,
         )
         self._store, self._cluster, self._api = store, cluster, api

@@ -43,6 +43,11 @@ class Behaviour:
     """PodScheduled=False, reason Unschedulable, a FailedScheduling event; forever."""
     never_start: bool = False
     """Stays Pending in ContainerCreating forever."""
+    transient: str = ""
+    """A kubelet reason that heals by itself after ``transient_s``: ``"secret-cache"``
+    (CreateContainerConfigError "failed to sync secret cache: timed out waiting for the
+    condition"), ``"registry-429"`` or ``"registry-503"`` (ErrImagePull, then ImagePullBackOff)."""
+    transient_s: float = 0.0
     sigterm_exit_s: float | None = None
     """When the pod is deleted: the container exits (143) this long after SIGTERM. None: it ignores
     SIGTERM, as a shell running as PID 1 does, and is killed (137) at the end of the grace period."""
@@ -69,6 +74,10 @@ class Behaviour:
             message=self.init_message,
             duration_s=self.init_duration_s,
         )
+
+    @property
+    def total_log_bytes(self) -> int:
+        return len(_raw(self.logs)) + self.log_bytes + len(_raw(self.log_tail))
 
     def log_chunks(self, chunk_bytes: int = _CHUNK_BYTES) -> Iterator[bytes]:
         """The container's whole output, generated lazily in chunks."""

@@ -270,7 +270,9 @@ class Api:
         *,
         bookmark_interval_s: float,
         on_job_create: Callable[[Obj], None],
+        container_log_max_bytes: int = 10 * 1024 * 1024,
     ) -> None:
+        self.container_log_max_bytes = container_log_max_bytes
         self.store = store
         self.cluster = cluster
         self.faults = faults
@@ -461,6 +463,8 @@ class Api:
         script = self.cluster.script(namespace, name, container)
         query = request.query_params
         chunks = script[0].log_chunks() if script is not None else iter(())
+        if script is not None and not _query_flag(request, "follow"):
+            chunks = _current_file(chunks, script[0].total_log_bytes, self.container_log_max_bytes)
         body = self._log_stream(
             chunks,
             namespace=namespace,
@@ -639,6 +643,19 @@ class Api:
             return _json(final)  # still there: terminating, or waiting for its dependents
         details = _details(kind, name) | {"uid": meta["uid"]}
         return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
+
+
+def _current_file(chunks: Iterator[bytes], total: int, max_file_bytes: int) -> Iterator[bytes]:
+    """What a non-follow read returns once the kubelet rotated the log at ``containerLogMaxSize``:
+    only the current file, the output after the last rotation (kubelet ``ReadLogs`` opens the one
+    current path; rotated files are never read)."""
+    skip = ((total - 1) // max_file_bytes) * max_file_bytes if total > max_file_bytes else 0
+    for chunk in chunks:
+        if skip >= len(chunk):
+            skip -= len(chunk)
+            continue
+        yield chunk[skip:]
+        skip = 0
 
 
 def _container_state(pod: Obj, container: str) -> Obj:

@@ -173,8 +173,36 @@ class Kubelet:
                     return f"{what} references non-existent config key: {item.get('key')}"
         return ""
 
+    async def _passing_problem(self, container: Obj, init: bool) -> None:
+        """A reason that heals by itself, shown for the script's ``transient_s`` (fake clock)."""
+        name, image = container["name"], container.get("image", "")
+        script = self.scripts[name][0]
+        if not script.transient:
+            return
+        if script.transient == "secret-cache":  # kubelet watch_based_manager.go, then retried on sync
+            message = "failed to sync secret cache: timed out waiting for the condition"
+            self._set_state(name, init, waiting("CreateContainerConfigError", message))
+            self._event("Warning", "Failed", f"Error: {message}")
+            await self.cluster.timers.sleep(script.transient_s)
+            return
+        status = "429 Too Many Requests - Server message: toomanyrequests: You have reached your pull rate limit"
+        if script.transient == "registry-503":
+            status = "503 Service Unavailable"
+        message = (  # containerd's wording for a registry answering with an error status
+            f'rpc error: code = Unknown desc = failed to pull and unpack image "{image}": failed to copy: '
+            f"httpReadSeeker: failed open: unexpected status code https://registry.example/v2/manifests: {status}"
+        )
+        clock, healed_at = self.cluster.clock, self.cluster.clock.monotonic() + script.transient_s
+        while clock.monotonic() < healed_at:
+            self._set_state(name, init, waiting("ErrImagePull", message))
+            self._event("Warning", "Failed", f'Failed to pull image "{image}": {message}')
+            await self.cluster.timers.sleep(min(self.cluster.image_backoff_s, healed_at - clock.monotonic()))
+            self._set_state(name, init, waiting("ImagePullBackOff", f'Back-off pulling image "{image}"'))
+            await self.cluster.timers.sleep(min(self.cluster.image_backoff_s, max(0.0, healed_at - clock.monotonic())))
+
     async def _cannot_start(self, container: Obj, init: bool) -> bool:
         """Apply image and configuration problems; True when the container is stuck."""
+        await self._passing_problem(container, init)
         name, image = container["name"], container.get("image", "")
         script = self.scripts[name][0]
         if script.image_pull == "InvalidImageName" or not valid_image(image):

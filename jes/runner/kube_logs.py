@@ -1,0 +1,131 @@
+"""Following container logs while the containers run, so that log rotation cannot lose the head.
+
+The kubelet rotates a container's log file at ``containerLogMaxSize`` (10 MiB by default); a
+non-follow read of ``pods/log`` returns only the current file, so a task that printed 30 MiB would
+be reported without its first 20 MiB. jes therefore follows each container's log from the moment
+the container is seen running (``follow=true`` streams across rotation on kubelets 1.29+), into a
+:class:`~jes.runner.logs.BoundedBuffer` (head and tail kept, memory bounded), forwarding chunks to
+``on_log`` as they arrive.
+
+The streams are plain async HTTP (httpx) with the Kubernetes client's server, credentials and TLS,
+so a thousand running containers cost a thousand idle connections, not a thousand threads. At most
+``max_streams`` are followed at once; a container beyond that is read once when it ended, as
+before. A stream that breaks off before its container ended is completed by that final read: the
+report then says that bytes in between may be missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+import kubernetes.client
+
+from jes.runner.logs import BoundedBuffer
+
+logger = logging.getLogger(__name__)
+
+#: A follow stream is an idle connection most of the time: no read timeout.
+CONNECT_TIMEOUT_S = 10.0
+
+
+@dataclass
+class Followed:
+    """One container's log as followed so far."""
+
+    buffer: BoundedBuffer
+    task: asyncio.Task[None] | None = None
+    complete: bool = False
+    """The stream ended because the container ended (not because the connection broke)."""
+    error: str = ""
+
+
+def http_client(configuration: kubernetes.client.Configuration) -> httpx.AsyncClient:
+    """An async client with the Kubernetes client's server, TLS settings and proxy."""
+    verify: bool | ssl.SSLContext = False
+    if configuration.verify_ssl:
+        context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
+        if configuration.cert_file:
+            context.load_cert_chain(configuration.cert_file, configuration.key_file or None)
+        verify = context
+    timeout = httpx.Timeout(None, connect=CONNECT_TIMEOUT_S)
+    return httpx.AsyncClient(
+        base_url=configuration.host, verify=verify, timeout=timeout, proxy=configuration.proxy or None
+    )
+
+
+class LogFollower:
+    """Follows container logs for the kubernetes runner; see the module docstring."""
+
+    def __init__(
+        self,
+        configuration: kubernetes.client.Configuration,
+        *,
+        head_bytes: int,
+        tail_bytes: int,
+        max_streams: int = 512,
+    ) -> None:
+        self._configuration = configuration
+        self._head_bytes = head_bytes
+        self._tail_bytes = tail_bytes
+        self._streams = asyncio.Semaphore(max_streams)
+        self._http: httpx.AsyncClient | None = None
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = http_client(self._configuration)
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    def follow(
+        self, namespace: str, pod: str, container: str, on_chunk: Callable[[bytes], None] | None
+    ) -> Followed | None:
+        """Start following a container (None: too many streams already; read it at the end)."""
+        if self._streams.locked():
+            return None
+        followed = Followed(BoundedBuffer(head_bytes=self._head_bytes, tail_bytes=self._tail_bytes))
+        followed.task = asyncio.create_task(
+            self._stream(followed, namespace, pod, container, on_chunk), name=f"jes-log:{pod}/{container}"
+        )
+        return followed
+
+    async def _stream(
+        self,
+        followed: Followed,
+        namespace: str,
+        pod: str,
+        container: str,
+        on_chunk: Callable[[bytes], None] | None,
+    ) -> None:
+        path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
+        headers = {"Accept": "*/*"}
+        token = self._configuration.get_api_key_with_prefix("authorization")  # refreshes in-cluster tokens
+        if token:
+            headers["Authorization"] = token
+        async with self._streams:
+            try:
+                request = self._client().stream(
+                    "GET", path, params={"container": container, "follow": "true"}, headers=headers
+                )
+                async with request as response:
+                    if response.status_code != 200:
+                        followed.error = f"{response.status_code}: {(await response.aread())[:200]!r}"
+                        return
+                    async for chunk in response.aiter_raw():
+                        followed.buffer.write(chunk)
+                        if on_chunk is not None:
+                            with contextlib.suppress(Exception):
+                                on_chunk(chunk)
+                followed.complete = True
+            except httpx.HTTPError as exc:
+                followed.error = f"{type(exc).__name__}: {exc}"
+                logger.info("following the log of %s/%s (%s) broke off: %s", namespace, pod, container, exc)
