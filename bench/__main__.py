@@ -19,7 +19,7 @@ from typing import Any
 from bench import report, scenarios
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = ("latency", "baseline", "throughput", "inflight", "output", "idle")
+SCENARIOS = ("latency", "baseline", "throughput", "inflight", "output", "files", "idle")
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -96,6 +96,9 @@ def _headline(details: dict[str, Any]) -> dict[str, Any]:
         flat["inflight_jobs"] = details["inflight"]["jobs_in_flight"]
     if "rss_growth_mib" in details.get("output", {}):
         flat["rss_growth_mib_200mb_output"] = details["output"]["rss_growth_mib"]
+    if "rss_growth_mib" in details.get("files", {}):
+        flat["rss_growth_mib_16mib_file"] = details["files"]["rss_growth_mib"]
+        flat["files_configmaps"] = details["files"]["configmaps"]
     if "cpu_percent" in details.get("idle", {}):
         flat["idle_cpu_percent"] = details["idle"]["cpu_percent"]
     return flat
@@ -123,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         "throughput": lambda: scenarios.throughput_repeated(opts),
         "inflight": lambda: scenarios.memory_in_flight(opts),
         "output": lambda: scenarios.memory_output(opts),
+        "files": lambda: scenarios.memory_files(opts),
         "idle": lambda: scenarios.idle_cpu(opts),
     }
     details: dict[str, Any] = {}

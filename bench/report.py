@@ -118,6 +118,13 @@ TARGETS = (
         lambda r: r["rss_growth_mib_200mb_output"] <= 32,
     ),
     Target(
+        "RSS growth while a 16 MiB task file is fetched",
+        "rss_growth_mib_16mib_file",
+        "MiB",
+        "<= 96 MiB (one file at a time)",
+        lambda r: r["rss_growth_mib_16mib_file"] <= 96,
+    ),
+    Target(
         "Idle CPU, 6 topics polled every 1 s",
         "idle_cpu_percent",
         "% of a core",

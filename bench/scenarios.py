@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import statistics
 import threading
@@ -77,6 +78,7 @@ class Options:
     throughput_runs: int = 3
     inflight_jobs: int = 1000
     output_bytes: int = 200_000_000
+    file_bytes: int = 16 * 1024 * 1024
     idle_topics: int = 6
     idle_warmup_s: float = 5.0
     idle_window_s: float = 30.0
@@ -506,6 +508,52 @@ def memory_output(opts: Options) -> dict[str, Any]:
             "result": finished["data"].get("result"),
             "message_bytes": len(message.encode()),
             "head_and_tail_kept": "head of the output" in message and "tail of the output" in message,
+        }
+
+
+FILES_CONFIG = b"""\
+apiVersion: v2
+actions:
+  - name: "Benchmark action with a big file"
+    events:
+      - name: "sh.keptn.event.bench.triggered"
+    tasks:
+      - name: "Use the file"
+        image: "alpine:3.20"
+        files: ["data/big.bin"]
+        cmd: ["sh", "-c"]
+        args: ["wc -c /keptn/data/big.bin"]
+"""
+
+
+def memory_files(opts: Options) -> dict[str, Any]:
+    """jes's RSS while it fetches a task file of ``opts.file_bytes`` from the resource service and
+    puts it into ConfigMaps (spooled to disk one file at a time, ConfigMaps built one at a time)."""
+    names = services(1)
+    with fakes(opts, "files", names) as stack, jes_serving(opts, stack, "files") as jes:
+        warmup = [inject(stack, names[0])[0] for _ in range(2)]
+        wait_finished(stack, warmup, timeout_s=60, what="the warm-up events")
+        stack.plane.call("put_resource", project=PROJECT, stage=STAGE, service=names[0], uri="job/config.yaml",
+                         content=FILES_CONFIG)  # fmt: skip
+        stack.plane.call("put_resource", project=PROJECT, stage=STAGE, service=names[0], uri="data/big.bin",
+                         content=random.Random(opts.seed).randbytes(opts.file_bytes))  # fmt: skip
+        time.sleep(3.0)  # the config cache of the warm-up expires
+        before = statistics.median(_sample_rss(jes, 10, 0.1))
+        peak_reset = jes.reset_peak()
+        (event_id,) = inject(stack, names[0])
+        wait_finished(stack, [event_id], timeout_s=120, what="the task with a big file")
+        peak = jes.peak_rss_mib() if peak_reset else max(_sample_rss(jes, 5, 0.05))
+        finished = reports_by_trigger(stack)[event_id]["finished"][0]
+        maps = stack.kube.call("objects", "configmaps", NAMESPACE)
+        return {
+            "file_bytes": opts.file_bytes,
+            "rss_before_mib": round(before, 1),
+            "rss_peak_mib": round(peak, 1),
+            "rss_growth_mib": round(peak - before, 1),
+            "rss_growth_per_file_mib": round((peak - before) / (opts.file_bytes / 2**20), 2),
+            "configmaps": len(maps),
+            "largest_configmap_bytes": max((len(json.dumps(m)) for m in maps), default=0),
+            "result": finished["data"].get("result"),
         }
 
 

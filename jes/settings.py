@@ -268,7 +268,35 @@ def _json_object(raw: str) -> dict[str, Any]:
 
 
 def _security_context(raw: str) -> dict[str, Any]:
-    return _normalise_keys(_json_object(raw))
+    context = _normalise_keys(_json_object(raw))
+    _check_enumerations(context)
+    return context
+
+
+#: What the API server accepts (core/v1 types; validation.go refuses the rest with these values).
+_PROFILE_TYPES = ("Localhost", "RuntimeDefault", "Unconfined")
+_ENUMERATIONS = {"procMount": ("Default", "Unmasked"), "fsGroupChangePolicy": ("Always", "OnRootMismatch")}
+
+
+def _check_enumerations(context: Mapping[str, Any]) -> None:
+    """Refuse values Kubernetes would refuse in every Job: better at start than per task."""
+    for field_name, allowed in _ENUMERATIONS.items():
+        if field_name in context and context[field_name] not in allowed:
+            raise ValueError(_unsupported(field_name, context[field_name], allowed))
+    for field_name in ("seccompProfile", "appArmorProfile"):
+        profile = context.get(field_name)
+        if profile is None:
+            continue
+        if not isinstance(profile, dict) or profile.get("type") not in _PROFILE_TYPES:
+            shown = profile.get("type") if isinstance(profile, dict) else profile
+            raise ValueError(_unsupported(f"{field_name}.type", shown, _PROFILE_TYPES))
+        if (profile["type"] == "Localhost") != bool(profile.get("localhostProfile")):
+            raise ValueError(f"{field_name}.localhostProfile: set it exactly when the type is Localhost")
+
+
+def _unsupported(field_name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    shown = ", ".join(f'"{v}"' for v in allowed)
+    return f'{field_name}: Unsupported value: "{value}": supported values: {shown}'
 
 
 def _normalise_keys(context: dict[str, Any]) -> dict[str, Any]:

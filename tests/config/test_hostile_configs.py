@@ -198,3 +198,24 @@ actions:
         config.load(text)
     assert [p.line for p in caught.value.problems] == [4, 13]
     assert [w.line for w in caught.value.warnings] == [8]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("JES_JOB_SECURITY_CONTEXT", '{"appArmorProfile": {"type": "runtimedefault"}}',
+         'appArmorProfile.type: Unsupported value: "runtimedefault": supported values: "Localhost", "RuntimeDefault", "Unconfined"'),
+        ("JES_JOB_SECURITY_CONTEXT", '{"procMount": "Weird"}',
+         'procMount: Unsupported value: "Weird": supported values: "Default", "Unmasked"'),
+        ("JES_POD_SECURITY_CONTEXT", '{"seccompProfile": {"type": "Localhost"}}',
+         "seccompProfile.localhostProfile: set it exactly when the type is Localhost"),
+    ],
+)  # fmt: skip
+def test_executor_security_contexts_kubernetes_would_refuse_stop_jes_at_start(
+    variable: str, value: str, message: str
+) -> None:
+    from jes import settings
+
+    with pytest.raises(errors.SettingsError) as caught:
+        settings.load({variable: value})
+    assert caught.value.problems == [f"{variable}: {message}"]
