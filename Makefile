@@ -27,7 +27,7 @@ $(TOOLS)/helm3/helm $(TOOLS)/helm4/helm: scripts/get-helm.sh
 tools: $(TOOLS)/helm3/helm $(TOOLS)/helm4/helm
 
 lint: install
-	$(BIN)/ruff check --output-format concise jes tests bench
+	$(BIN)/ruff check --output-format concise jes fakes tests bench
 
 typecheck: install
 	$(BIN)/mypy

@@ -28,9 +28,11 @@ from typing import Any
 import httpx
 import kubernetes.client
 
-from jes import config as cfg
-from jes import manifests, matcher, settings
-from jes.keptn import client as keptn_client
+from jes import settings
+from jes.clients.keptn import client as keptn_client
+from jes.matcher import config as cfg
+from jes.matcher import matching as matcher
+from jes.runner.kubernetes import manifests
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from jes.keptn.controlplane.server import LocalControlPlane
-from jes.testing.fake_kube import FakeKube
+from fakes.fake_kube import FakeKube
+from jes.devtools.controlplane.server import LocalControlPlane
 
 CALL_TIMEOUT_S = 120.0
 

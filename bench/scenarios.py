@@ -29,9 +29,9 @@ import kubernetes.config
 
 from bench import baseline, jesproc, remote
 from bench.stats import first_at_or_after, keptn_epoch, summary_ms
-from jes import config as cfg
-from jes import manifests
-from jes.testing.fake_kube import Behaviour
+from fakes.fake_kube import Behaviour
+from jes.matcher import config as cfg
+from jes.runner.kubernetes import manifests
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "examples" / "control-plane"

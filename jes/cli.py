@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 if sys.argv[1:2] == ["serve"]:  # before the slow imports: a SIGTERM now must not kill jes uncleanly
-    from jes import signals
+    from jes.commands import signals
 
     signals.install_early()
 
@@ -20,8 +20,11 @@ from typing import Any, NoReturn
 
 import click
 
-from jes import __version__, authoring, errors, manifests, matcher, settings
-from jes import config as cfg
+from jes import __version__, errors, settings
+from jes.commands import authoring
+from jes.matcher import config as cfg
+from jes.matcher import matching as matcher
+from jes.runner.kubernetes import manifests
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -196,7 +199,8 @@ def run(
     """
     import asyncio
 
-    from jes import localsources, oneshot
+    from jes.commands import localsources
+    from jes.commands import run as oneshot
 
     current = load_settings(location=location, runner=runner_name)
     loaded, event = _inputs(config_path, event_path)
@@ -223,7 +227,7 @@ def serve(
     runner_name: str | None, location: str | None, health_port: int | None, log_format: str | None, once: bool
 ) -> None:
     """Run the executor service: poll the control plane, run tasks, report back."""
-    from jes import serving
+    from jes.commands import serve as serving
 
     current = load_settings(
         runner=runner_name, location=location, health_endpoint_port=health_port, log_format=log_format
@@ -256,7 +260,7 @@ def control_plane(
     host: str, port: int, token: str, seed_dir: str | None, datastore_lag_s: float, no_pagination_bug: bool
 ) -> None:
     """A local Keptn control plane (API, shipyard controller, resources, datastore) for development."""
-    from jes.keptn.controlplane import server
+    from jes.devtools.controlplane import server
 
     server.run_control_plane(
         host=host,
@@ -271,7 +275,7 @@ def control_plane(
 @main.command()
 def check() -> None:
     """Check KEPTN_API_ENDPOINT and KEPTN_API_TOKEN: can jes reach and use the control plane?"""
-    from jes import serving
+    from jes.commands import serve as serving
 
     current = load_settings()
     if not current.keptn_api_endpoint:
@@ -284,7 +288,7 @@ def check() -> None:
 @click.argument("target", type=click.Path(file_okay=False))
 def copy_files(source: str, target: str) -> None:
     """(init container) Copy the task's files from the projected ConfigMaps into /keptn."""
-    from jes import filecopy
+    from jes.commands import copy_files as filecopy
 
     try:
         count = filecopy.copy_tree(source, target)
@@ -299,7 +303,7 @@ def copy_files(source: str, target: str) -> None:
 @click.option("--port", type=int, default=None, help="control plane port (default: 8090 with --keep-running, else any)")
 def demo(regions: bool, keep_running: bool, port: int | None) -> None:
     """The hello-world end to end: local control plane + jes + local runner, APAC and EU events."""
-    from jes import demo as demo_mode
+    from jes.devtools import demo as demo_mode
 
     try:
         code = demo_mode.run(

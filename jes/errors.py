@@ -2,7 +2,7 @@
 
 Foreign exceptions (httpx, the kubernetes client, yaml, pydantic, OS errors) are translated into
 these where they enter jes, raised ``from`` the original. Every error is either *temporary*
-(worth retrying with the backoff of :mod:`jes.retry`) or *permanent* (report it and move on)::
+(worth retrying with the backoff of :mod:`jes.util.retry`) or *permanent* (report it and move on)::
 
     JesError
     ├── SettingsError            bad environment variable or flag (permanent, at start)

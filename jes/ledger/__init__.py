@@ -21,7 +21,7 @@ from typing import Protocol
 from jes.ledger.claim import Claim, Delivery, Report, TaskRecord, TaskState
 from jes.ledger.files import FileLedger
 from jes.ledger.memory import MemoryLedger
-from jes.plan import EventRef
+from jes.models import EventRef
 
 
 class Ledger(Protocol):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jes import errors
-from jes.plan import EventRef
+from jes.models import EventRef
 
 #: The longest task reason kept in a claim (the full one is in the .finished message).
 MAX_REASON_CHARS = 200

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 from typing import IO
 
-from jes import errors, fsutil
+from jes import errors
 from jes.ledger.claim import Claim
+from jes.util import fsutil
 
 
 def claim_key(event_id: str) -> str:

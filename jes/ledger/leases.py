@@ -27,18 +27,19 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from jes import errors, retry
+from jes import errors
+from jes.clients import kube as kube_client
 from jes.ledger.claim import Claim
 from jes.ledger.liveness import Liveness
-from jes.runner import kube_client
 from jes.settings import Settings
+from jes.util import retry
 
 logger = logging.getLogger(__name__)
 
-RECORD_ANNOTATION = "jes.keptn.sh/claim"
-CLAIM_LABEL = "jes.keptn.sh/claim"
-STATE_LABEL = "jes.keptn.sh/state"
-EXECUTOR_LABEL = "jes.keptn.sh/executor"
+RECORD_ANNOTATION = "jes.clients.keptn.sh/claim"
+CLAIM_LABEL = "jes.clients.keptn.sh/claim"
+STATE_LABEL = "jes.clients.keptn.sh/state"
+EXECUTOR_LABEL = "jes.clients.keptn.sh/executor"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 #: Kubernetes refuses an object whose annotations add up to more than 256 KiB; stay well below.
 MAX_RECORD_BYTES = 200 * 1024

@@ -1,7 +1,7 @@
 """The runner contract: a rendered task in, a finished :class:`Outcome` out.
 
-Two implementations: :mod:`jes.runner.kubernetes` (production: one batch/v1 Job per task, watched
-to completion) and :mod:`jes.runner.local` (development and demos: a local process).
+Two implementations: :mod:`jes.runner.kubernetes.runner` (production: one batch/v1 Job per task, watched
+to completion) and :mod:`jes.runner.local.runner` (development and demos: a local process).
 
 ``run`` is idempotent per ``job_name``: calling it again for a task that already has a Job (or a
 local process) adopts it instead of starting a second one; a finished one yields its outcome. That
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from jes import errors
-from jes.plan import EventInfo, RenderedTask
+from jes.models import EventInfo, RenderedTask
 from jes.runner.logs import LogText
 
 
@@ -135,7 +135,7 @@ class TaskSpec:
     event: EventInfo
     job_name: str
     job: Mapping[str, Any]
-    """The batch/v1 Job manifest (from :mod:`jes.manifests`); used by the kubernetes runner."""
+    """The batch/v1 Job manifest (from :mod:`jes.runner.kubernetes.manifests`); used by the kubernetes runner."""
     files: TaskFiles = field(default_factory=TaskFiles)
     """The task's files; the runner discards the spool once the task exists."""
 

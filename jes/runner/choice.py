@@ -10,9 +10,9 @@ from jes.settings import Settings
 
 def build_runner(settings: Settings) -> base.Runner:
     if settings.runner == "local":
-        local = importlib.import_module("jes.runner.local")
+        local = importlib.import_module("jes.runner.local.runner")
         runner: base.Runner = local.LocalRunner.from_settings(settings)
     else:
-        kubernetes = importlib.import_module("jes.runner.kubernetes")
+        kubernetes = importlib.import_module("jes.runner.kubernetes.runner")
         runner = kubernetes.KubernetesRunner.from_settings(settings)
     return runner

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from jes.keptn.controlplane.server import LocalControlPlane
-from jes.testing.fake_kube import FakeKube
+from fakes.fake_kube import FakeKube
+from jes.devtools.controlplane.server import LocalControlPlane
 from tests.kube import helpers
 
 

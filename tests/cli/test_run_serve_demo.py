@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from jes.keptn.controlplane.server import LocalControlPlane
+from jes.devtools.controlplane.server import LocalControlPlane
 
 REPO = Path(__file__).resolve().parents[2]
 JES = str(Path(sys.executable).parent / "jes")
@@ -155,7 +155,7 @@ def test_demo_runs_the_hello_world(regions: bool) -> None:
 
 
 def test_run_kubernetes_creates_the_job_through_the_kubeconfig(tmp_path: Path) -> None:
-    from jes.testing.fake_kube import FakeKube
+    from fakes.fake_kube import FakeKube
 
     with FakeKube() as kube:
         kube.behave(image="alpine", logs="Hello, world from APAC!\n", duration_s=0.2)

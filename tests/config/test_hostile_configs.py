@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jes import config, errors, yamlsource
+from jes import errors
+from jes.matcher import config, yamlsource
 
 LOL = """apiVersion: v2
 a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from jes import imagepolicy, settings
+from jes import settings
+from jes.matcher import imagepolicy
 
 
 @pytest.mark.parametrize(

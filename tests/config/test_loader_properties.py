@@ -7,7 +7,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jes import config, errors
+from jes import errors
+from jes.matcher import config
 
 KEYS = st.sampled_from(
     ["apiVersion", "actions", "name", "silent", "events", "tasks", "jsonpath", "property", "match", "image",

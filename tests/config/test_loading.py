@@ -7,7 +7,8 @@ import textwrap
 import jsonschema
 import pytest
 
-from jes import config, errors
+from jes import errors
+from jes.matcher import config
 
 SIMPLE = """\
 apiVersion: v2

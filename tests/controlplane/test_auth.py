@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from jes.keptn.controlplane import server
+from jes.devtools.controlplane import server
 from tests.controlplane import helpers
 
 ROUTES = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from jes.keptn.controlplane import server
+from jes.devtools.controlplane import server
 from tests.controlplane import helpers
 
 EVENTS = "/mongodb-datastore/event"

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from jes.keptn.controlplane import server
+from jes.devtools.controlplane import server
 from tests.controlplane import helpers
 
 POLL = f"/controlPlane/v1/event/triggered/{helpers.SAYHELLO_TRIGGERED}"

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from jes.keptn.controlplane import models, server
+from jes.devtools.controlplane import models, server
 from tests.controlplane import helpers
 
 SPECS = helpers.REPO.parent / "shared" / "reference" / "keptn-specs"

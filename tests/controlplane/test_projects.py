@@ -7,7 +7,7 @@ import base64
 import httpx
 import pytest
 
-from jes.keptn.controlplane import server
+from jes.devtools.controlplane import server
 from tests.controlplane import helpers
 
 PROJECTS = "/controlPlane/v1/project"

@@ -7,7 +7,7 @@ import base64
 import httpx
 import pytest
 
-from jes.keptn.controlplane import server
+from jes.devtools.controlplane import server
 from tests.controlplane import helpers
 
 BASE = "/resource-service/v1/project/my-first-project"

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from jes import errors
-from jes.keptn.controlplane import server
+from jes.devtools.controlplane import server
 from tests.controlplane import helpers
 
 DELIVERY = "sh.keptn.event.dev.delivery.triggered"

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from jes import errors
-from jes.keptn.controlplane import server
+from jes.devtools.controlplane import server
 from tests.controlplane import helpers
 
 
@@ -141,7 +141,7 @@ def test_a_missing_seed_dir(tmp_path: Path) -> None:
 def test_run_control_plane_serves_until_interrupted(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
-        from jes.keptn.controlplane import server
+        from jes.devtools.controlplane import server
         server.run_control_plane(host="127.0.0.1", port=0, token="secret-token-x", seed_dir={str(helpers.SEED)!r})
         """
     )

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from jes.keptn.controlplane import server
+from jes.devtools.controlplane import server
 from tests.controlplane import helpers
 
 PATH = "/controlPlane/v1/event/triggered/sh.keptn.event.test.triggered"

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from jes.keptn.controlplane import server
+from jes.devtools.controlplane import server
 
 REGISTRATION = "/controlPlane/v1/uniform/registration"
 BODY: dict[str, Any] = {

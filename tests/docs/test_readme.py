@@ -5,14 +5,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from jes import cli, docgen, settings
+from jes import cli, settings
+from jes.devtools import docgen
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()
 
 
 def test_generated_reference_tables_are_current() -> None:
-    assert docgen.render(README) == README, "run: python -m jes.docgen"
+    assert docgen.render(README) == README, "run: python -m jes.devtools.docgen"
 
 
 def test_every_setting_is_documented() -> None:

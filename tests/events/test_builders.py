@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jes import events
-from jes.plan import EventInfo
+from jes.models import EventInfo
+from jes.reporter import events
 from jes.runner.base import ContainerLog, Outcome, Status
 from jes.runner.logs import BoundedBuffer, LogText
 

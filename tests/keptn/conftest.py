@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from jes.keptn import auth, client
+from jes.clients.keptn import auth, client
 from tests.keptn.support import FakeClock, RecordingSleep, Script, make_settings
 
 

@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from jes import errors, retry
-from jes.keptn import client, configsource
+from jes import errors
+from jes.clients.keptn import client, configsource
+from jes.util import retry
 from tests.keptn.support import Script, reply
 
 ClientFactory = Callable[..., client.KeptnClient]

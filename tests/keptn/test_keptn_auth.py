@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from jes import errors, settings
-from jes.keptn import auth, client
+from jes.clients.keptn import auth, client
 from tests.keptn.support import CLIENT_SECRET, TOKEN, FakeClock, Script, make_settings, reply
 
 ClientFactory = Callable[..., client.KeptnClient]

@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from jes import errors, retry
-from jes.keptn import client
+from jes import errors
+from jes.clients.keptn import client
+from jes.util import retry
 from tests.keptn.support import TOKEN, RecordingSleep, Script, reply
 
 ClientFactory = Callable[..., client.KeptnClient]

@@ -12,9 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from jes import errors, poller
-from jes.keptn import auth, client, configsource
-from jes.keptn.controlplane.server import FakeClock, LocalControlPlane, OAuthConfig
+from jes import errors
+from jes.clients.keptn import auth, client, configsource
+from jes.devtools.controlplane.server import FakeClock, LocalControlPlane, OAuthConfig
+from jes.sources import poller
 from tests.keptn import support
 from tests.keptn.support import CLIENT_SECRET, TOKEN, RecordingSleep, make_settings
 

@@ -8,8 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from jes import errors, poller
-from jes.keptn import auth, client, configsource
+from jes import errors
+from jes.clients.keptn import auth, client, configsource
+from jes.sources import poller
 from tests.keptn.support import CLIENT_SECRET, TOKEN, FakeClock, RecordingSleep, Script, make_settings, reply
 
 SECRETS = (TOKEN, CLIENT_SECRET)

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 import jes
-from jes import poller
-from jes.keptn import auth, client
+from jes.clients.keptn import auth, client
+from jes.sources import poller
 from tests.keptn.support import FakeClock, FakeControlPlane, RecordingSleep, make_settings, reply
 
 TEST = "sh.keptn.event.test.triggered"

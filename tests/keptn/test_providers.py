@@ -8,11 +8,12 @@ from collections.abc import Iterator
 import pytest
 
 from jes import settings
-from jes.handler import ConfigNotFound
-from jes.keptn import auth, configsource, providers
-from jes.keptn import client as keptn_client
-from jes.keptn.controlplane.server import LocalControlPlane
-from jes.plan import EventInfo
+from jes.clients.keptn import auth, configsource
+from jes.clients.keptn import client as keptn_client
+from jes.devtools.controlplane.server import LocalControlPlane
+from jes.models import EventInfo
+from jes.service import providers
+from jes.service.handler import ConfigNotFound
 
 CONFIG = b"apiVersion: v2\nactions: []\n"
 

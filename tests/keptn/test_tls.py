@@ -9,9 +9,9 @@ import pytest
 import trustme
 
 from jes import errors, settings
-from jes.keptn import auth
-from jes.keptn import client as keptn_client
-from jes.keptn.controlplane.server import LocalControlPlane
+from jes.clients.keptn import auth
+from jes.clients.keptn import client as keptn_client
+from jes.devtools.controlplane.server import LocalControlPlane
 
 
 @pytest.fixture

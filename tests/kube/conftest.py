@@ -12,9 +12,9 @@ import kubernetes.client
 import kubernetes_validate
 import pytest
 
-from jes import retry
-from jes.runner.kubernetes import KubernetesRunner
-from jes.testing.fake_kube import FakeKube
+from fakes.fake_kube import FakeKube
+from jes.runner.kubernetes.runner import KubernetesRunner
+from jes.util import retry
 from tests.kube import helpers
 
 K8S_VERSION = "1.33.0"

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jes.plan import EventInfo, RenderedTask
+from jes.models import EventInfo, RenderedTask
 from jes.runner.base import TaskFiles, TaskSpec
 
 MANAGED_BY = "app.kubernetes.io/managed-by"

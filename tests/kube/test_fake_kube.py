@@ -13,7 +13,7 @@ import pytest
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from jes.testing.fake_kube import FakeKube
+from fakes.fake_kube import FakeKube
 from tests.kube import helpers
 
 

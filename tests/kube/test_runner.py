@@ -13,10 +13,12 @@ from typing import Any
 import kubernetes.client
 import pytest
 
-from jes import errors, filecopy, manifests
+from fakes.fake_kube import FakeKube
+from jes import errors
+from jes.commands import copy_files as filecopy
 from jes.runner.base import Outcome, Status, TaskFiles, TaskSpec
-from jes.runner.kubernetes import KubernetesRunner
-from jes.testing.fake_kube import FakeKube
+from jes.runner.kubernetes import manifests
+from jes.runner.kubernetes.runner import KubernetesRunner
 from tests.kube import helpers
 from tests.kube.conftest import FAST, validate_jobs
 

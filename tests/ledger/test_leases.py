@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from fakes.fake_kube import FakeKube
 from jes import errors
+from jes.clients import kube as kube_client
 from jes.ledger import Claim, Delivery, EventRef, Report
 from jes.ledger.leases import LeaseLedger
-from jes.runner import kube_client
-from jes.testing.fake_kube import FakeKube
 from tests.service.support import FAST
 
 

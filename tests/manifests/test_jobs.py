@@ -12,9 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jes import config, filecopy, manifests, matcher
 from jes import settings as jes_settings
-from jes.plan import Plan
+from jes.commands import copy_files as filecopy
+from jes.matcher import config
+from jes.matcher import matching as matcher
+from jes.models import Plan
+from jes.runner.kubernetes import manifests
 from tests.conftest import k8s_valid
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from jes import config, matcher
+from jes.matcher import config
+from jes.matcher import matching as matcher
 
 
 def event(event_type: str = "sh.keptn.event.test.triggered", **data: Any) -> dict[str, Any]:

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from jes import config, matcher
-from jes.plan import EnvSecret, EnvValue, PlannedAction, Resources
+from jes.matcher import config
+from jes.matcher import matching as matcher
+from jes.models import EnvSecret, EnvValue, PlannedAction, Resources
 
 EVENT: dict[str, Any] = {
     "id": "f2b878d3-03c0-4e8f-bc3f-454bc1b3d79b",

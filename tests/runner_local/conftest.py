@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jes.runner.local import LocalRunner
+from jes.runner.local.runner import LocalRunner
 
 
 @pytest.fixture

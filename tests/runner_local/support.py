@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jes.plan import EnvEntry, EventInfo, RenderedTask
+from jes.models import EnvEntry, EventInfo, RenderedTask
 from jes.runner.base import TaskFiles, TaskSpec
 
 EVENT = EventInfo(

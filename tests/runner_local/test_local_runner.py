@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from jes import settings
-from jes.plan import EnvSecret, EnvValue
+from jes.models import EnvSecret, EnvValue
 from jes.runner.base import Status
-from jes.runner.local import LocalRunner, expand
+from jes.runner.local.runner import LocalRunner, expand
 from tests.runner_local.support import make_spec, process_gone, wait_until
 
 PY = sys.executable

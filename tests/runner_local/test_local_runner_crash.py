@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from jes import fsutil
-from jes.plan import EnvValue
-from jes.runner import shim
+from jes.models import EnvValue
 from jes.runner.base import Status, TaskSpec
-from jes.runner.local import RUNS_DIR, LocalRunner
+from jes.runner.local import shim
+from jes.runner.local.runner import RUNS_DIR, LocalRunner
+from jes.util import fsutil
 from tests.runner_local.support import make_spec, process_gone, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,8 +30,8 @@ GATED = 'echo run >> "$RUNS"; echo started; while [ ! -e "$GATE" ]; do sleep 0.0
 
 JES_PROCESS = """
 import asyncio, sys
-from jes.runner.local import LocalRunner
-from jes.plan import EnvValue
+from jes.runner.local.runner import LocalRunner
+from jes.models import EnvValue
 from tests.runner_local.support import make_spec
 
 async def main() -> None:

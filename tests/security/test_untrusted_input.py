@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from jes.keptn.controlplane.server import LocalControlPlane
-from jes.testing.fake_kube import FakeKube
+from fakes.fake_kube import FakeKube
+from jes.devtools.controlplane.server import LocalControlPlane
 from tests.service.support import (
     ledger_check,
     make_kube_service,

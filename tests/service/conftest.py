@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from jes.keptn.controlplane.server import LocalControlPlane
-from jes.testing.fake_kube import FakeKube
+from fakes.fake_kube import FakeKube
+from jes.devtools.controlplane.server import LocalControlPlane
 from tests.conftest import k8s_valid
 from tests.service.support import DATASTORE_LAG_S, SEED, TOKEN
 

@@ -14,13 +14,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from jes import retry, settings
-from jes.keptn.controlplane.server import LocalControlPlane
+from fakes.fake_kube import FakeKube
+from jes import settings
+from jes.clients import kube as kube_client
+from jes.devtools.controlplane.server import LocalControlPlane
 from jes.ledger import leases
-from jes.runner import kube_client
-from jes.runner.kubernetes import KubernetesRunner
-from jes.service import Service
-from jes.testing.fake_kube import FakeKube
+from jes.runner.kubernetes.runner import KubernetesRunner
+from jes.service.core import Service
+from jes.util import retry
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = REPO / "examples" / "control-plane"

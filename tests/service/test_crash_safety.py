@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from jes.keptn.controlplane.server import LocalControlPlane
+from jes.devtools.controlplane.server import LocalControlPlane
 from tests.service.support import (
     TOKEN,
     jes_environment,

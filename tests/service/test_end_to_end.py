@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from jes.keptn.controlplane.server import LocalControlPlane
+from jes.devtools.controlplane.server import LocalControlPlane
 from tests.service.support import (
     TOKEN,
     jes_settings,

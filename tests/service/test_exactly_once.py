@@ -18,14 +18,19 @@ from typing import Any
 
 import pytest
 
-from jes import events, handler, ledger, manifests, matcher, reporter
-from jes.keptn import auth
-from jes.keptn import client as keptn_client
-from jes.keptn.controlplane.server import LocalControlPlane
-from jes.keptn.providers import ControlPlaneTriggered
+from fakes.fake_kube import FakeKube
+from jes import ledger
+from jes.clients.keptn import auth
+from jes.clients.keptn import client as keptn_client
+from jes.devtools.controlplane.server import LocalControlPlane
 from jes.ledger import leases
+from jes.matcher import matching as matcher
+from jes.reporter import delivery as reporter
+from jes.reporter import events
 from jes.runner.base import Outcome, Status, TaskSpec
-from jes.testing.fake_kube import FakeKube
+from jes.runner.kubernetes import manifests
+from jes.service import handler
+from jes.service.providers import ControlPlaneTriggered
 from tests.service.support import (
     SEED,
     TOKEN,
@@ -248,7 +253,7 @@ class FileConfig:
         self.text = text
 
     async def load(self, info: Any) -> Any:
-        from jes import config
+        from jes.matcher import config
 
         return config.load(self.text, file="job/config.yaml")
 
@@ -285,7 +290,7 @@ async def resumed_handler(plane: LocalControlPlane, settle_s: float) -> Any:
         client = keptn_client.KeptnClient.from_settings(http, settings_)
         store = ledger.MemoryLedger()
         runner = DoneRunner()
-        metrics = __import__("jes.metrics", fromlist=["Metrics"]).Metrics()
+        metrics = __import__("jes.service.metrics", fromlist=["Metrics"]).Metrics()
         subject = handler.EventHandler(
             configs=FileConfig(SIMPLE), files=NoFiles(), runner=runner, store=store,
             reporter=reporter.KeptnReporter(client, settle_s=settle_s, backoff=_quick()),
@@ -297,7 +302,7 @@ async def resumed_handler(plane: LocalControlPlane, settle_s: float) -> Any:
 
 
 def _quick() -> Any:
-    from jes import retry
+    from jes.util import retry
 
     return retry.Backoff((0.05, 0.1, 0.2), forever=True)
 
@@ -478,7 +483,7 @@ async def test_a_failed_attempt_is_retried_even_when_the_sweep_looked_at_the_cla
 ) -> None:
     """A write fails once; while the event waits for its retry, the sweep lists the open claim. The
     retry must still take it (nothing may mark it "in progress" and then forget it)."""
-    from jes import retry
+    from jes.util import retry
 
     options = {"intake_backoff": retry.Backoff((1.0,), forever=True), "sweep_interval_s": 0.1}
     async with started(make_kube_service(plane, kube, tmp_path, "jes-0", service_options=options)) as service:

@@ -13,15 +13,20 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jes import config, events, handler, ledger, manifests, matcher
-from jes import reporter as reporter_mod
-from jes.keptn import auth
-from jes.keptn import client as keptn_client
-from jes.keptn.controlplane import models
-from jes.keptn.controlplane.server import LocalControlPlane
-from jes.plan import EventInfo
-from jes.reporter import Arrival
+from jes import ledger
+from jes.clients.keptn import auth
+from jes.clients.keptn import client as keptn_client
+from jes.devtools.controlplane import models
+from jes.devtools.controlplane.server import LocalControlPlane
+from jes.matcher import config
+from jes.matcher import matching as matcher
+from jes.models import EventInfo
+from jes.reporter import delivery as reporter_mod
+from jes.reporter import events
+from jes.reporter.delivery import Arrival
 from jes.runner.base import Outcome, Status, TaskSpec
+from jes.runner.kubernetes import manifests
+from jes.service import handler
 from tests.config.test_loader_properties import TREES
 from tests.service.support import (
     SEED,

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from jes.keptn.controlplane.server import LocalControlPlane
+from fakes.fake_kube import FakeKube
+from jes.devtools.controlplane.server import LocalControlPlane
 from jes.ledger import leases
-from jes.testing.fake_kube import FakeKube
 from tests.service.support import (
     jes_environment,
     jes_process,

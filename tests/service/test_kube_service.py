@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from jes.keptn.controlplane.server import LocalControlPlane
+from fakes.fake_kube import FakeKube
+from jes.devtools.controlplane.server import LocalControlPlane
 from jes.ledger import leases
-from jes.testing.fake_kube import FakeKube
 from tests.conftest import k8s_valid
 from tests.service.support import (
     job_uids,

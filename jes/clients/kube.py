@@ -1,0 +1,324 @@
+"""The Kubernetes API calls the kubernetes runner makes, as plain JSON, off the event loop.
+
+Requests go through the official ``kubernetes`` client's ``ApiClient`` (its configuration: server,
+credentials, TLS, connection pool) but not through its generated API methods: those validate every
+body with pydantic and project it into model objects, which costs more CPU than the request
+itself. The client is synchronous, so every call runs in a small thread pool, with a timeout; the
+raw response is parsed as JSON (or streamed, for logs and watches), and the client's exceptions
+are translated into :mod:`jes.errors` where they enter. Temporary errors (connection problems,
+5xx, 429 with its ``Retry-After``) are retried with the runner's :class:`jes.util.retry.Backoff`; 403
+becomes :class:`errors.KubePermissionError` naming the verb, resource and namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar, cast
+
+import kubernetes.client
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from jes import errors
+from jes.util import retry
+
+T = TypeVar("T")
+Obj = dict[str, Any]
+
+logger = logging.getLogger(__name__)
+
+CHUNK_BYTES = 64 * 1024
+
+
+def _server_message(exc: ApiException) -> tuple[str, str]:
+    """(message, reason) from a ``Status`` body, or the HTTP reason."""
+    body = exc.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", errors="replace")
+    if body:
+        try:
+            status = json.loads(body)
+        except ValueError:
+            return body[:256], str(exc.reason or "")
+        if isinstance(status, dict):
+            return str(status.get("message") or exc.reason or ""), str(status.get("reason") or "")
+    return str(exc.reason or ""), ""
+
+
+def _retry_after_s(exc: ApiException) -> float | None:
+    headers = exc.headers or {}
+    raw = headers.get("Retry-After") if hasattr(headers, "get") else None
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def translate(exc: BaseException, *, verb: str, resource: str, namespace: str) -> errors.KubeError:
+    """The :mod:`jes.errors` type for an exception of the client or of urllib3."""
+    where = f"{verb} {resource} in namespace {namespace!r}"
+    if isinstance(exc, ApiException):
+        status = int(exc.status or 0)
+        message, reason = _server_message(exc)
+        text = f"cannot {where}: {status} {reason or exc.reason}: {message}"
+        if status == 403:
+            return errors.KubePermissionError(verb=verb, resource=resource, namespace=namespace, server_message=message)
+        if status == 409:
+            return errors.KubeConflictError(text, status=status, reason=reason)
+        if status == 404:
+            return errors.KubeNotFoundError(text, status=status, reason=reason)
+        if status == 429 or status >= 500:
+            error = errors.KubeTemporaryError(text, status=status, reason=reason)
+            error.retry_after_s = _retry_after_s(exc)
+            return error
+        return errors.KubePermanentError(text, status=status, reason=reason)
+    if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
+        return errors.KubeTemporaryError(f"cannot {where}: connection error: {exc}")
+    return errors.KubePermanentError(f"cannot {where}: {type(exc).__name__}: {exc}")
+
+
+_JOBS = "/apis/batch/v1/namespaces/{namespace}/jobs"
+
+
+def _collection(kind: str, namespace: str) -> tuple[str, str]:
+    """Path and RBAC resource name of the Jobs or pods of a namespace."""
+    if kind == "jobs":
+        return _JOBS.format(namespace=namespace), "batch/jobs"
+    return f"/api/v1/namespaces/{namespace}/pods", "pods"
+
+
+class KubeApi:
+    """The calls the runner needs; each returns plain JSON (dicts) and raises :mod:`jes.errors`."""
+
+    def __init__(
+        self,
+        api_client: kubernetes.client.ApiClient,
+        *,
+        executor: ThreadPoolExecutor,
+        backoff: retry.Backoff,
+        request_timeout_s: float,
+        sleep: retry.Sleep = asyncio.sleep,
+    ) -> None:
+        self.api_client = api_client
+        self.executor = executor
+        self.backoff = backoff
+        self.request_timeout_s = request_timeout_s
+        self.sleep = sleep
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    async def in_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    def _raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None,
+        body: Any,
+        content_type: str,
+        timeout: Any,
+    ) -> Any:
+        """Blocking: one request with the client's configuration (server, auth, TLS, pool); the
+        response unread. It skips the generated API methods, whose pydantic validation and model
+        projection of a body cost more CPU than the request itself. Non-2xx → ApiException."""
+        headers = {"Accept": "application/json, */*"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        method, url, headers, body, post = self.api_client.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=list((query or {}).items()),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self.api_client.call_api(
+            method, url, header_params=headers, body=body, post_params=post, _request_timeout=timeout
+        )
+        if not 200 <= response.status <= 299:
+            data = response.read()  # type: ignore[no-untyped-call]
+            raise ApiException.from_response(http_resp=response, body=data.decode(errors="replace"), data=None)
+        return response
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        verb: str,
+        resource: str,
+        namespace: str,
+    ) -> Obj:
+        """Blocking: :meth:`_raw`, the body parsed as JSON; errors translated."""
+        try:
+            response = self._raw(
+                method, path, query=query, body=body, content_type=content_type, timeout=self.request_timeout_s
+            )
+            data = response.read()
+        except Exception as exc:
+            raise translate(exc, verb=verb, resource=resource, namespace=namespace) from exc
+        result: Obj = json.loads(data) if data else {}
+        return result
+
+    async def send(self, method: str, path: str, *, backoff: retry.Backoff | None = None, **options: Any) -> Obj:
+        """:meth:`request` in the pool, retried on temporary errors (same options; ``backoff``
+        defaults to the client's)."""
+
+        async def attempt() -> Obj:
+            return await self.in_thread(functools.partial(self.request, method, path, **options))
+
+        what = f"{options.get('verb', method)} {options.get('resource', path)}"
+        chosen = backoff if backoff is not None else self.backoff
+        return await retry.retry_temporary(attempt, backoff=chosen, what=what, sleep=self.sleep)
+
+    # --- the calls -----------------------------------------------------------------------------
+
+    async def create_job(self, namespace: str, body: Mapping[str, Any], *, backoff: retry.Backoff | None = None) -> Obj:
+        return await self.send(
+            "POST",
+            _JOBS.format(namespace=namespace),
+            body=dict(body),
+            verb="create",
+            resource="batch/jobs",
+            namespace=namespace,
+            backoff=backoff,
+        )
+
+    async def get_job(self, namespace: str, name: str) -> Obj:
+        return await self.send(
+            "GET", f"{_JOBS.format(namespace=namespace)}/{name}", verb="get", resource="batch/jobs", namespace=namespace
+        )
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        """Delete with foreground propagation (its pods go first); a missing Job is fine."""
+        try:
+            await self.send(
+                "DELETE",
+                f"{_JOBS.format(namespace=namespace)}/{name}",
+                body={"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Foreground"},
+                verb="delete",
+                resource="batch/jobs",
+                namespace=namespace,
+            )
+        except errors.KubeNotFoundError:
+            pass
+
+    async def list_pods(self, namespace: str, label_selector: str) -> list[Obj]:
+        result = await self.send(
+            "GET",
+            f"/api/v1/namespaces/{namespace}/pods",
+            query={"labelSelector": label_selector},
+            verb="list",
+            resource="pods",
+            namespace=namespace,
+        )
+        return list(result.get("items") or [])
+
+    async def list_events(self, namespace: str, field_selector: str) -> list[Obj]:
+        result = await self.send(
+            "GET",
+            f"/api/v1/namespaces/{namespace}/events",
+            query={"fieldSelector": field_selector},
+            verb="list",
+            resource="events",
+            namespace=namespace,
+        )
+        return list(result.get("items") or [])
+
+    async def create_config_map(self, namespace: str, body: Mapping[str, Any]) -> Obj:
+        return await self.send(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/configmaps",
+            body=dict(body),
+            verb="create",
+            resource="configmaps",
+            namespace=namespace,
+        )
+
+    async def patch_config_map(self, namespace: str, name: str, patch: Mapping[str, Any]) -> Obj:
+        return await self.send(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/configmaps/{name}",
+            body=dict(patch),
+            content_type="application/merge-patch+json",
+            verb="patch",
+            resource="configmaps",
+            namespace=namespace,
+        )
+
+    async def delete_config_map(self, namespace: str, name: str) -> None:
+        await self.send(
+            "DELETE",
+            f"/api/v1/namespaces/{namespace}/configmaps/{name}",
+            verb="delete",
+            resource="configmaps",
+            namespace=namespace,
+        )
+
+    # --- streams (blocking; the caller owns the response) ---------------------------------------
+
+    def open_log(self, namespace: str, pod: str, container: str) -> urllib3.BaseHTTPResponse:
+        """Blocking: the log of a container as an unread response."""
+        try:
+            response = self._raw(
+                "GET",
+                f"/api/v1/namespaces/{namespace}/pods/{pod}/log",
+                query={"container": container},
+                body=None,
+                content_type="",
+                timeout=(self.request_timeout_s, self.request_timeout_s),
+            )
+        except Exception as exc:
+            raise translate(exc, verb="get", resource="pods/log", namespace=namespace) from exc
+        return cast(urllib3.BaseHTTPResponse, response.response)
+
+    async def open_log_retrying(self, namespace: str, pod: str, container: str) -> urllib3.BaseHTTPResponse:
+        async def attempt() -> urllib3.BaseHTTPResponse:
+            return await self.in_thread(self.open_log, namespace, pod, container)
+
+        return await retry.retry_temporary(attempt, backoff=self.backoff, what="get pods/log", sleep=self.sleep)
+
+    async def read_chunk(self, response: urllib3.BaseHTTPResponse, namespace: str) -> bytes:
+        try:
+            chunk: bytes = await self.in_thread(response.read, CHUNK_BYTES)
+        except Exception as exc:
+            raise translate(exc, verb="get", resource="pods/log", namespace=namespace) from exc
+        return chunk
+
+    def open_watch(
+        self, kind: str, namespace: str, label_selector: str, resource_version: str, timeout_s: float
+    ) -> urllib3.BaseHTTPResponse:
+        """Blocking: a watch stream of jobs or pods from ``resource_version``."""
+        path, resource = _collection(kind, namespace)
+        query = {
+            "labelSelector": label_selector,
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(max(1, int(timeout_s))),
+        }
+        try:
+            response = self._raw(
+                "GET", path, query=query, body=None, content_type="", timeout=(self.request_timeout_s, timeout_s + 30)
+            )
+        except Exception as exc:
+            raise translate(exc, verb="watch", resource=resource, namespace=namespace) from exc
+        return cast(urllib3.BaseHTTPResponse, response.response)
+
+    def list_raw(self, kind: str, namespace: str, label_selector: str) -> Obj:
+        """Blocking: a list of jobs or pods (for a watch to start from)."""
+        path, resource = _collection(kind, namespace)
+        return self.request(
+            "GET", path, query={"labelSelector": label_selector}, verb="list", resource=resource, namespace=namespace
+        )

@@ -1,0 +1,184 @@
+"""What the authoring commands (validate, match, explain, render) compute, apart from the CLI.
+
+Each function takes parsed inputs and returns text or plain data, so the CLI stays a thin shell
+and tests can call these directly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from jes import errors, settings
+from jes.matcher import config as cfg
+from jes.matcher import matching as matcher
+from jes.models import EnvSecret, EnvValue, Plan, RenderedTask
+from jes.runner.kubernetes import manifests
+
+
+def read_event(path: str) -> dict[str, Any]:
+    """An event file: a Keptn CloudEvent as JSON. Raises :class:`errors.EventError`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise errors.EventError(f"{path}: cannot read the event file: {exc.strerror}") from exc
+    try:
+        event = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise errors.EventError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from exc
+    if not isinstance(event, dict):
+        raise errors.EventError(f"{path}: an event must be a JSON object, got {type(event).__name__}")
+    try:
+        matcher.event_info(event)
+    except errors.EventError as exc:
+        raise errors.EventError(f"{path}: {exc}") from exc
+    return event
+
+
+def read_config(
+    path: str, *, policy: cfg.Policy | None = None, max_bytes: int = cfg.DEFAULT_MAX_CONFIG_BYTES
+) -> cfg.LoadedConfig:
+    """A config file. Raises :class:`errors.ConfigError` (also when the file cannot be read)."""
+    try:
+        with Path(path).open("rb") as file:
+            data = file.read(max_bytes + 1)
+    except OSError as exc:
+        raise errors.ConfigError([errors.Problem(path, 1, 1, "", f"cannot read the file: {exc.strerror}")]) from exc
+    return cfg.load(data, file=path, policy=policy, max_bytes=max_bytes)
+
+
+def policy_of(settings_: settings.Settings, *, check_images: bool) -> cfg.Policy:
+    return cfg.Policy(
+        allowed_images=settings_.allowed_image_list if check_images else None,
+        allow_privileged=settings_.allow_privileged_jobs,
+        protected_secrets=settings_.protected_secrets,
+        protected_service_accounts=settings_.protected_service_accounts,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# match --json
+
+
+def match_document(result: Plan) -> dict[str, Any]:
+    """The JSON of ``jes match --json`` (a contract: see DESIGN.md)."""
+    return {
+        "matched": result.matched,
+        "actions": [
+            {
+                "index": action.index,
+                "name": action.name,
+                "silent": action.silent,
+                "tasks": [_task_document(task) for task in action.tasks],
+                **({"error": action.error} if action.error else {}),
+            }
+            for action in result.actions
+        ],
+    }
+
+
+def _task_document(task: RenderedTask) -> dict[str, Any]:
+    env: list[dict[str, str]] = []
+    for entry in task.env:
+        if isinstance(entry, EnvValue):
+            env.append({"name": entry.name, "value": entry.value})
+        elif isinstance(entry, EnvSecret):
+            env.append({"name": entry.secret, "secretRef": entry.secret})
+    return {
+        "index": task.task_index,
+        "name": task.name,
+        "image": task.image,
+        "cmd": list(task.cmd or ()),
+        "args": list(task.args or ()),
+        "workingDir": task.working_dir,
+        "env": env,
+    }
+
+
+def match_text(result: Plan) -> str:
+    if not result.matched:
+        return "no action matches this event: nothing runs and no events are sent\n"
+    lines = []
+    for action in result.actions:
+        mode = "silent" if action.silent else "reports"
+        lines.append(f"action {action.index} {action.name!r} ({mode})")
+        if action.error:
+            lines.append(f"  error: {action.error.strip()}")
+        for task in action.tasks:
+            argv = " ".join(json.dumps(part) for part in (*(task.cmd or ()), *(task.args or ())))
+            lines.append(f"  task {task.task_index} {task.name!r}: {task.image} {argv}".rstrip())
+            for entry in task.env:
+                if isinstance(entry, EnvValue):
+                    shown = json.dumps(entry.value) if "\n" in entry.value else entry.value
+                    lines.append(f"    {entry.name}={shown}")
+                else:
+                    lines.append(f"    (every key of Secret {entry.secret!r})")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# explain
+
+
+def explain_text(loaded: cfg.LoadedConfig, event: Mapping[str, Any], *, location: str | None) -> str:
+    verdicts = matcher.judge(loaded.config, event, location=location)
+    where = f"location {location!r}" if location else "no LOCATION"
+    lines = [f"event type {event.get('type')!r}, executor with {where}", ""]
+    if not verdicts:
+        lines.append("the config has no actions")
+    for verdict in verdicts:
+        lines.extend(_explain_action(verdict))
+    runs = [v for v in verdicts if v.runs]
+    lines.append("")
+    if not runs:
+        lines.append("result: nothing runs; no events are sent for this event")
+    else:
+        names = ", ".join(f"{v.index} {v.name!r}" for v in runs)
+        lines.append(f"result: runs action(s) {names}")
+    return "\n".join(lines) + "\n"
+
+
+def _explain_action(verdict: matcher.ActionVerdict) -> list[str]:
+    mark = "RUNS" if verdict.runs else "skip"
+    silent = " (silent)" if verdict.silent else ""
+    lines = [f"[{mark}] action {verdict.index} {verdict.name!r}{silent}: {verdict.note}"]
+    for trigger in verdict.triggers:
+        verdict_word = "match" if trigger.matched else "no match"
+        lines.append(f"    events[{trigger.index}] {verdict_word}: {trigger.explain()}")
+    if not verdict.triggers:
+        lines.append("    (no events listed)")
+    lines.append(f"    location: {verdict.location_note}")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# render
+
+
+def render_documents(result: Plan, job_settings: manifests.JobSettings) -> str:
+    """Multi-document YAML of the Jobs jes would create (files are added at run time)."""
+    parts = []
+    for action in result.actions:
+        if action.error:
+            parts.append(f"# action {action.index} {action.name!r} would fail: {action.error.strip()}\n")
+            continue
+        for task in action.tasks:
+            job = manifests.build_job(task, result.event, config_hash=result.config_hash, settings=job_settings)
+            note = _files_note(task.files)
+            parts.append(note + yaml.safe_dump(job, sort_keys=False, allow_unicode=True))
+    if not parts:
+        return "# no action matches this event: no Job would be created\n"
+    return "---\n".join(parts)
+
+
+def _files_note(files: Sequence[str]) -> str:
+    if not files:
+        return ""
+    return (
+        f"# files {list(files)} are fetched when the task runs: jes then adds ConfigMaps,\n"
+        "# a projected volume and an init container that copies them into /keptn\n"
+    )

@@ -1,0 +1,77 @@
+"""``jes run``: handle one event from files, print the events jes would send.
+
+The same handler as ``jes serve`` with a config file instead of the resource service, a folder
+instead of service resources, an in-memory ledger, and events printed as JSON lines on stdout.
+Task output streams to stderr as it arrives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from typing import Any, TextIO
+
+from jes import ledger, settings
+from jes.commands import localsources
+from jes.matcher import config as cfg
+from jes.matcher import matching as matcher
+from jes.reporter import delivery as reporter
+from jes.reporter import events
+from jes.runner import base as runner_base
+from jes.runner import choice
+from jes.runner.kubernetes import manifests
+from jes.service import handler
+
+
+def stderr_sink(stream: TextIO) -> runner_base.LogSink:
+    def write(container: str, chunk: bytes) -> None:
+        stream.write(chunk.decode("utf-8", errors="replace"))
+        stream.flush()
+
+    return write
+
+
+@contextlib.asynccontextmanager
+async def open_runner(current: settings.Settings, name: str) -> AsyncIterator[runner_base.Runner]:
+    """A started runner of the given kind; a local one keeps its state in a temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="jes-run-") as state_dir:
+        runner = choice.build_runner(current.with_overrides(runner=name, state_dir=state_dir))
+        await runner.start()
+        try:
+            yield runner
+        finally:
+            await runner.close()
+
+
+async def run_once(
+    current: settings.Settings,
+    loaded: cfg.LoadedConfig,
+    event: dict[str, Any],
+    *,
+    runner_name: str,
+    resources_root: str,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
+    """Exit code: 0 when every finished event succeeded (or nothing ran), 1 otherwise."""
+    printer = reporter.PrintReporter(out)
+    async with open_runner(current, runner_name) as runner:
+        handle = handler.EventHandler(
+            configs=localsources.FileConfig(loaded),
+            files=localsources.DirectoryFiles(resources_root),
+            runner=runner,
+            reporter=printer,
+            store=ledger.MemoryLedger(),
+            executor=matcher.executor_from_settings(current),
+            job_settings=manifests.JobSettings.from_settings(current),
+            identity=events.Identity(source=current.event_source, executor=current.executor_id),
+            max_event_bytes=current.max_event_bytes,
+            on_log=stderr_sink(err),
+        )
+        result = await handle.handle(event)
+    if result.outcome == "no_match":
+        err.write("jes: no action matches this event; nothing ran and no events would be sent\n")
+    finished = [e for e in printer.events if e.get("type", "").endswith(".finished")]
+    return 0 if all(e["data"].get("status") == "succeeded" for e in finished) else 1

@@ -1,0 +1,558 @@
+"""The shipyard-controller: sequences, open ``.triggered`` events and the count rule.
+
+What it does with an event (reference/keptn-api.md §5):
+
+* ``sh.keptn.event.<stage>.<sequence>.triggered`` starts a sequence of the project's shipyard —
+  or, when the project, stage or sequence is unknown, answers at once with an errored
+  ``sh.keptn.event.<stage>.<sequence>.finished``. Only one sequence runs per project, stage and
+  service; later ones wait in line.
+* Each task is opened as ``sh.keptn.event.<task>.triggered`` (new id, same context, the sequence's
+  ``gitcommitid``, the merged data of §3.1, the time now plus ``triggeredAfter``) and stays
+  pollable until ``#finished == #started > 0`` (``.started`` and ``.finished`` are matched by
+  project, context and ``triggeredid``). Results and statuses are aggregated; a failed or errored
+  task ends the sequence, otherwise the next task opens, and after the last one the sequence's
+  ``.finished`` is sent and follow-up sequences (``triggeredOn``) are triggered.
+* A task that gets neither ``.started`` nor ``.finished`` within ``task_started_wait_s`` times
+  the sequence out; a ``.finished`` without ``.started`` prevents that and hangs the sequence,
+  exactly like Keptn. Other event kinds (``status.changed``, ``invalidated``) are only stored.
+"""
+
+from __future__ import annotations
+
+import copy
+import heapq
+import itertools
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from jes.devtools.controlplane import clock, eventtypes, models, projects, resources
+
+SOURCE = "shipyard-controller"
+#: ``shkeptnspecversion`` of the events the controller emits (the Keptn chart's default value).
+SPEC_VERSION = "latest"
+
+#: Records an event the controller sends (in the datastore) at the given time.
+Emit = Callable[[dict[str, Any], datetime], None]
+
+_RUNNING = ("triggered", "waiting", "started")
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``extra``; nested objects are merged, everything else replaced."""
+    merged = dict(base)
+    for key, value in extra.items():
+        current = merged.get(key)
+        if isinstance(current, dict) and isinstance(value, dict):
+            merged[key] = deep_merge(current, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def aggregate(finished: list[dict[str, Any]]) -> tuple[str, str]:
+    """(status, result) of a task from the data of all its ``.finished`` events."""
+    results = [f.get("result") for f in finished]
+    statuses = [f.get("status") for f in finished]
+    if any(r not in ("pass", "warning") for r in results):
+        result = "fail"
+    elif "warning" in results:
+        result = "warning"
+    else:
+        result = "pass"
+    if "errored" in statuses:
+        return "errored", result
+    if "aborted" in statuses:
+        return "aborted", result
+    if all(s == "succeeded" for s in statuses):
+        return "succeeded", result
+    return "unknown", "fail"
+
+
+@dataclass(eq=False)
+class OpenEvent:
+    event: dict[str, Any]
+    at: datetime
+    seq: int
+    project: str
+
+    @property
+    def id(self) -> str:
+        return str(self.event["id"])
+
+    @property
+    def type(self) -> str:
+        return str(self.event["type"])
+
+
+class OpenEvents:
+    """The open ``.triggered`` events (Keptn's ``<project>-triggeredEvents`` collections)."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, OpenEvent] = {}
+        self._by_project_type: dict[tuple[str, str], dict[str, OpenEvent]] = defaultdict(dict)
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def add(self, event: dict[str, Any], at: datetime, project: str) -> OpenEvent:
+        entry = OpenEvent(event=event, at=at, seq=next(self._seq), project=project)
+        self._by_id[entry.id] = entry
+        self._by_project_type[(project, entry.type)][entry.id] = entry
+        return entry
+
+    def remove(self, event_id: str) -> None:
+        entry = self._by_id.pop(event_id, None)
+        if entry is not None:
+            bucket = self._by_project_type[(entry.project, entry.type)]
+            bucket.pop(event_id, None)
+            if not bucket:
+                del self._by_project_type[(entry.project, entry.type)]
+
+    def query(
+        self,
+        event_type: str,
+        *,
+        project: str | None,
+        stage: str | None,
+        service: str | None,
+        event_id: str | None,
+        now: datetime,
+    ) -> list[dict[str, Any]]:
+        """Due events of exactly this type, newest first."""
+        if event_id is not None:
+            entry = self._by_id.get(event_id)
+            candidates = [entry] if entry is not None else []
+        elif project is not None:
+            candidates = list(self._by_project_type.get((project, event_type), {}).values())
+        else:
+            candidates = [
+                e for (_, t), bucket in self._by_project_type.items() if t == event_type for e in bucket.values()
+            ]
+        chosen = [
+            e for e in candidates
+            if e.type == event_type and e.at <= now
+            and (project is None or e.project == project)
+            and (stage is None or e.event["data"].get("stage") == stage)
+            and (service is None or e.event["data"].get("service") == service)
+        ]  # fmt: skip
+        chosen.sort(key=lambda e: (e.at, e.seq), reverse=True)
+        return [e.event for e in chosen]
+
+
+@dataclass(eq=False)
+class SequenceRun:
+    """One sequence execution in one stage."""
+
+    trigger_id: str
+    context: str
+    project: str
+    stage: str
+    service: str
+    name: str
+    definition: models.ShipyardSequence
+    gitcommitid: str
+    data: dict[str, Any]
+    created: datetime
+    state: str = "triggered"
+    next_task: int = 0
+    current: TaskRun | None = None
+    worst_result: str = "pass"
+    status: str = ""
+    result: str = ""
+    latest: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.project, self.stage, self.service)
+
+
+@dataclass(eq=False)
+class TaskRun:
+    """One open task: its ``.triggered`` event and the responses counted so far."""
+
+    open: OpenEvent
+    task: str
+    context: str
+    sequence: SequenceRun | None
+    started: int = 0
+    finished: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def responded(self) -> bool:
+        return self.started > 0 or bool(self.finished)
+
+
+class ShipyardController:
+    """Sequence and task state; not thread-safe (the state's lock guards it)."""
+
+    def __init__(
+        self,
+        *,
+        registry: projects.ProjectRegistry,
+        store: resources.ResourceStore,
+        clock_: clock.Clock,
+        task_started_wait_s: float,
+        emit: Emit,
+    ) -> None:
+        self._registry = registry
+        self._store = store
+        self._clock = clock_
+        self._wait = timedelta(seconds=task_started_wait_s)
+        self._emit = emit
+        self.open = OpenEvents()
+        self._tasks: dict[str, TaskRun] = {}
+        self._runs_by_context: dict[str, list[SequenceRun]] = defaultdict(list)
+        self._active: dict[tuple[str, str, str], SequenceRun] = {}
+        self._waiting: dict[tuple[str, str, str], deque[SequenceRun]] = defaultdict(deque)
+        self._deadlines: list[tuple[datetime, int, str]] = []
+        self._deadline_seq = itertools.count()
+
+    # -- incoming events ---------------------------------------------------------------------
+
+    def handle(self, event: dict[str, Any]) -> None:
+        """React to an event the api-service accepted (already stored)."""
+        parsed = eventtypes.parse(str(event.get("type", "")))
+        if isinstance(parsed, eventtypes.SequenceType) and parsed.kind == "triggered":
+            self._on_sequence_triggered(event, parsed)
+        elif isinstance(parsed, eventtypes.TaskType) and parsed.kind in ("started", "finished"):
+            self._on_response(event, parsed)
+
+    def _on_sequence_triggered(self, event: dict[str, Any], parsed: eventtypes.SequenceType) -> None:
+        data = event.get("data") or {}
+        scope = [data.get(k) for k in ("project", "stage", "service")]
+        if not all(isinstance(v, str) and v for v in scope):
+            return  # "invalid event scope": Keptn drops the event
+        project_name, stage_name, service = (str(v) for v in scope)
+        found = self._lookup(project_name, stage_name, parsed)
+        if isinstance(found, str):
+            self._send_unstartable(event, parsed, project_name, service, found)
+            return
+        now = self._clock.now()
+        gitcommitid = str(event.get("gitcommitid") or self._store.head(project_name, parsed.stage).id)
+        run = SequenceRun(
+            trigger_id=str(event["id"]),
+            context=str(event["shkeptncontext"]),
+            project=project_name,
+            stage=parsed.stage,
+            service=service,
+            name=parsed.sequence,
+            definition=found,
+            gitcommitid=gitcommitid,
+            data=copy.deepcopy(data),
+            created=now,
+        )
+        self.open.add({**event, "gitcommitid": gitcommitid}, now, project_name)
+        self._runs_by_context[run.context].append(run)
+        run.latest = _summary(event)
+        if run.key in self._active:
+            run.state = "waiting"
+            self._waiting[run.key].append(run)
+        else:
+            self._start(run)
+
+    def _lookup(
+        self, project_name: str, stage_name: str, parsed: eventtypes.SequenceType
+    ) -> models.ShipyardSequence | str:
+        """The sequence's definition, or why it cannot start."""
+        project = self._registry.get(project_name)
+        if project is None:
+            return f"project {project_name} not found"
+        if stage_name != parsed.stage:
+            return f"the stage {stage_name!r} in data does not match the stage {parsed.stage!r} of the event type"
+        stage = project.shipyard.stage(parsed.stage)
+        if stage is None:
+            return f"stage {parsed.stage} not found in the shipyard of project {project_name}"
+        sequence = stage.sequence(parsed.sequence)
+        if sequence is None:
+            return f"sequence {parsed.sequence} not found in stage {parsed.stage}"
+        return sequence
+
+    def _send_unstartable(
+        self, event: dict[str, Any], parsed: eventtypes.SequenceType, project: str, service: str, reason: str
+    ) -> None:
+        data = {
+            "project": project,
+            "stage": parsed.stage,
+            "service": service,
+            "status": "errored",
+            "result": "fail",
+            "message": f"Unable to start sequence {parsed.sequence}: {reason}",
+        }
+        finished = self._event(
+            eventtypes.sequence_type(parsed.stage, parsed.sequence, "finished"),
+            context=str(event["shkeptncontext"]),
+            data=data,
+            at=self._clock.now(),
+            triggeredid=str(event["id"]),
+            gitcommitid=str(event.get("gitcommitid") or ""),
+        )
+        self._emit(finished, self._clock.now())
+
+    def _on_response(self, event: dict[str, Any], parsed: eventtypes.TaskType) -> None:
+        data = event.get("data") or {}
+        if not all(isinstance(data.get(k), str) and data.get(k) for k in ("project", "stage", "service")):
+            return  # "invalid event scope"
+        task = self._tasks.get(str(event.get("triggeredid") or ""))
+        if task is None or task.task != parsed.task:
+            return
+        if task.open.project != data["project"] or task.context != event.get("shkeptncontext"):
+            return
+        if parsed.kind == "started":
+            task.started += 1
+        else:
+            task.finished.append(data)
+        if task.sequence is not None:
+            task.sequence.latest = _summary(event)
+        if task.started > 0 and task.started == len(task.finished):
+            self._complete(task)
+
+    # -- sequences and tasks -----------------------------------------------------------------
+
+    def _start(self, run: SequenceRun) -> None:
+        run.state = "started"
+        self._active[run.key] = run
+        self._advance(run)
+
+    def _advance(self, run: SequenceRun) -> None:
+        if run.next_task >= len(run.definition.tasks):
+            self._finish(run, "succeeded", run.worst_result, message=None)
+            return
+        task_def = run.definition.tasks[run.next_task]
+        run.next_task += 1
+        data = copy.deepcopy(run.data)
+        data.update(project=run.project, stage=run.stage, service=run.service)
+        if "message" in data:
+            data["message"] = ""
+        if task_def.properties:
+            current = data.get(task_def.name)
+            data[task_def.name] = deep_merge(current if isinstance(current, dict) else {}, task_def.properties)
+        at = self._clock.now() + task_def.delay
+        event = self._event(
+            eventtypes.task_type(task_def.name, "triggered"), context=run.context, data=data, at=at,
+            gitcommitid=run.gitcommitid,
+        )  # fmt: skip
+        run.current = self._open_task(event, at, task_def.name, run.project, run.context, run)
+        run.latest = _summary(event)
+
+    def _open_task(
+        self, event: dict[str, Any], at: datetime, task: str, project: str, context: str, run: SequenceRun | None
+    ) -> TaskRun:
+        self._emit(event, at)
+        entry = self.open.add(event, at, project)
+        task_run = TaskRun(open=entry, task=task, context=context, sequence=run)
+        self._tasks[entry.id] = task_run
+        heapq.heappush(self._deadlines, (at + self._wait, next(self._deadline_seq), entry.id))
+        return task_run
+
+    def _close_task(self, task: TaskRun) -> None:
+        self.open.remove(task.open.id)
+        self._tasks.pop(task.open.id, None)
+
+    def _complete(self, task: TaskRun) -> None:
+        self._close_task(task)
+        run = task.sequence
+        if run is None:
+            return
+        run.current = None
+        status, result = aggregate(task.finished)
+        merged: dict[str, Any] = {}
+        for data in task.finished:
+            merged = deep_merge(merged, data)
+        run.data = deep_merge(run.data, merged)
+        run.data.update(status=status, result=result)
+        if result == "warning":
+            run.worst_result = "warning"
+        if result == "fail" or status != "succeeded":
+            self._finish(run, status, result, message=merged.get("message"))
+        else:
+            self._advance(run)
+
+    def _finish(self, run: SequenceRun, status: str, result: str, *, message: Any, state: str = "finished") -> None:
+        was_waiting = run.state == "waiting"
+        run.state, run.status, run.result = state, status, result
+        if run.current is not None:
+            self._close_task(run.current)
+            run.current = None
+        data: dict[str, Any] = {"project": run.project, "stage": run.stage, "service": run.service}
+        if isinstance(run.data.get("labels"), dict):
+            data["labels"] = copy.deepcopy(run.data["labels"])
+        data.update(status=status, result=result)
+        if message:
+            data["message"] = message
+        now = self._clock.now()
+        finished = self._event(
+            eventtypes.sequence_type(run.stage, run.name, "finished"), context=run.context, data=data, at=now,
+            triggeredid=run.trigger_id, gitcommitid=run.gitcommitid,
+        )  # fmt: skip
+        self._emit(finished, now)
+        run.latest = _summary(finished)
+        self.open.remove(run.trigger_id)
+        if was_waiting:
+            self._waiting[run.key].remove(run)
+            if not self._waiting[run.key]:
+                del self._waiting[run.key]
+        elif self._active.get(run.key) is run:
+            del self._active[run.key]
+            self._start_next(run.key)
+        if state == "finished":
+            self._follow_ups(run)
+
+    def _start_next(self, key: tuple[str, str, str]) -> None:
+        queue = self._waiting.get(key)
+        if queue:
+            self._start(queue.popleft())
+        if queue is not None and not queue:
+            del self._waiting[key]
+
+    def _follow_ups(self, run: SequenceRun) -> None:
+        project = self._registry.get(run.project)
+        if project is None:
+            return
+        event_name = f"{run.stage}.{run.name}.finished"
+        for stage in project.shipyard.spec.stages:
+            for sequence in stage.sequences:
+                if any(_selects(on, event_name, run) for on in sequence.triggeredOn):
+                    data = copy.deepcopy(run.data)
+                    data["stage"] = stage.name
+                    now = self._clock.now()
+                    event = self._event(
+                        eventtypes.sequence_type(stage.name, sequence.name, "triggered"), context=run.context,
+                        data=data, at=now,
+                    )  # fmt: skip
+                    self._emit(event, now)
+                    self.handle(event)
+
+    # -- time --------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Time out tasks that got no ``.started``/``.finished`` in time."""
+        now = self._clock.now()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, _, event_id = heapq.heappop(self._deadlines)
+            task = self._tasks.get(event_id)
+            if task is None or task.responded:
+                continue
+            self._close_task(task)
+            if task.sequence is not None:
+                message = (
+                    f"sequence timed out while waiting for task {task.open.type} to receive a correlating "
+                    ".started or .finished event"
+                )
+                self._finish(task.sequence, "errored", "fail", message=message, state="timedOut")
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    def inject(
+        self, *, task: str, project: str, stage: str, service: str, data: dict[str, Any], count: int
+    ) -> list[str]:
+        """Open ``count`` task ``.triggered`` events outside any sequence; their ids."""
+        now = self._clock.now()
+        self._registry.ensure(project, stage, service, now)
+        commit = self._store.head(project, stage).id
+        ids = []
+        for _ in range(count):
+            payload = {**copy.deepcopy(data), "project": project, "stage": stage, "service": service}
+            context = str(uuid.uuid4())
+            event = self._event(
+                eventtypes.task_type(task, "triggered"), context=context, data=payload, at=now, gitcommitid=commit
+            )
+            ids.append(self._open_task(event, now, task, project, context, None).open.id)
+        return ids
+
+    def abort(self, project: str, context: str) -> bool:
+        """Abort the running and waiting sequences of a context; ``False`` if there are none."""
+        runs = [r for r in self._runs_by_context.get(context, []) if r.project == project and r.state in _RUNNING]
+        for run in runs:
+            self._finish(run, "aborted", "fail", message="sequence aborted", state="aborted")
+        return bool(runs)
+
+    def drop_project(self, project: str) -> None:
+        """Forget a deleted project's open events and sequences (nothing is sent)."""
+        for task in [t for t in self._tasks.values() if t.open.project == project]:
+            self._close_task(task)
+        for key in [k for k in self._active if k[0] == project]:
+            self.open.remove(self._active.pop(key).trigger_id)
+        for key in [k for k in self._waiting if k[0] == project]:
+            for run in self._waiting.pop(key):
+                self.open.remove(run.trigger_id)
+        for context, runs in list(self._runs_by_context.items()):
+            kept = [r for r in runs if r.project != project]
+            if kept:
+                self._runs_by_context[context] = kept
+            else:
+                del self._runs_by_context[context]
+
+    def has_context(self, project: str, context: str) -> bool:
+        return any(r.project == project for r in self._runs_by_context.get(context, []))
+
+    def sequence_states(self, project: str | None = None, context: str | None = None) -> list[dict[str, Any]]:
+        """One state per context (oldest first), like ``GET /sequence/{project}``."""
+        contexts = [context] if context is not None else list(self._runs_by_context)
+        states = []
+        for ctx in contexts:
+            runs = [r for r in self._runs_by_context.get(ctx, []) if project is None or r.project == project]
+            if runs:
+                states.append(_state(runs))
+        return states
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _event(
+        event_type: str,
+        *,
+        context: str,
+        data: dict[str, Any],
+        at: datetime,
+        triggeredid: str | None = None,
+        gitcommitid: str | None = None,
+    ) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "data": data,
+            "id": str(uuid.uuid4()),
+            "shkeptncontext": context,
+            "shkeptnspecversion": SPEC_VERSION,
+            "source": SOURCE,
+            "specversion": "1.0",
+            "time": clock.keptn_time(at),
+            "type": event_type,
+        }
+        if triggeredid:
+            event["triggeredid"] = triggeredid
+        if gitcommitid:
+            event["gitcommitid"] = gitcommitid
+        return event
+
+
+def _selects(on: models.TriggeredOn, event_name: str, run: SequenceRun) -> bool:
+    if on.event != event_name:
+        return False
+    if on.selector is None or not on.selector.match:
+        return run.result in ("pass", "warning")
+    finished = {"result": run.result, "status": run.status}
+    return all(str(finished.get(key, run.data.get(key))) == value for key, value in on.selector.match.items())
+
+
+def _summary(event: dict[str, Any]) -> dict[str, str]:
+    return {"id": str(event.get("id", "")), "type": str(event.get("type", "")), "time": str(event.get("time", ""))}
+
+
+def _state(runs: list[SequenceRun]) -> dict[str, Any]:
+    first, last = runs[0], runs[-1]
+    return {
+        "name": first.name,
+        "project": first.project,
+        "service": first.service,
+        "shkeptncontext": first.context,
+        "state": last.state,
+        "time": clock.keptn_time(first.created),
+        "stages": [
+            {"name": r.stage, "state": r.state, "latestEvent": r.latest, "result": r.result, "status": r.status}
+            for r in runs
+        ],
+    }

@@ -1,0 +1,387 @@
+"""The local control plane as a server: :class:`LocalControlPlane` and ``jes control-plane``.
+
+:class:`LocalControlPlane` serves the API with uvicorn in a background thread (for tests, the
+demo and benchmarks) and offers a Python API over the same state; :func:`run_control_plane`
+serves it in the foreground until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import math
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+from jes import errors
+from jes.devtools.controlplane import app, asgi, auth, datastore, faults, seed, state
+from jes.devtools.controlplane import clock as clock_mod
+
+# The names other code is written against.
+Clock = clock_mod.Clock
+FakeClock = clock_mod.FakeClock
+OAuthConfig = auth.OAuthConfig
+FaultInjector = faults.FaultInjector
+ControlPlaneState = state.ControlPlaneState
+
+DEFAULT_TOKEN = "local-token"
+_START_TIMEOUT_S = 10.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, stopped by an event instead of a 100 ms polling loop, and shut down fast.
+
+    Tests start and stop many control planes: uvicorn's own loop would add 0.2 s to each stop.
+    """
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        await super().startup(sockets=sockets)
+
+    async def main_loop(self) -> None:
+        await self.on_tick(0)
+        while not self.should_exit:
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=1.0)
+            except TimeoutError:
+                await self.on_tick(0)  # refreshes the Date header
+
+    def request_stop(self) -> None:
+        self.should_exit = True
+        if self.started:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for listener in self.servers:
+            listener.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        deadline = time.monotonic() + (self.config.timeout_graceful_shutdown or 1)
+        while (self.server_state.connections or self.server_state.tasks) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        for task in self.server_state.tasks:
+            task.cancel()
+
+
+class LocalControlPlane:
+    """An in-memory Keptn control plane on loopback; use as a context manager or start/stop.
+
+    ``url`` is the ``KEPTN_API_ENDPOINT`` (``http://127.0.0.1:<port>/api``). Beyond the Keptn
+    defaults: ``strict_validation`` turns on the api-service's event validation (and its
+    ``max_event_size_kb`` limit), ``oauth`` puts an OAuth gateway in front, ``token=""`` disables
+    the token check, ``pagination_bug`` (on by default, as in Keptn 0.16-1.4.5) answers later pages
+    of the triggered-events list with the first one again, ``datastore_lag_s`` delays what the
+    datastore's HTTP API shows (Keptn feeds it asynchronously), ``rate_limit_bad_tokens`` the
+    gateway's 429 after bad tokens, and ``ssl_certfile``/``ssl_keyfile`` serve HTTPS.
+    """
+
+    def __init__(
+        self,
+        *,
+        token: str = DEFAULT_TOKEN,
+        seed_dir: str | Path | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        task_started_wait_s: float = 600.0,
+        integration_ttl_s: float = 48 * 3600,
+        strict_validation: bool = False,
+        oauth: auth.OAuthConfig | None = None,
+        clock: clock_mod.Clock | None = None,
+        api_prefix: str = "/api",
+        max_body_bytes: int = 5 * 1024 * 1024,
+        max_event_size_kb: int = 64,
+        pagination_bug: bool = True,
+        datastore_lag_s: float = 0.0,
+        rate_limit_bad_tokens: bool = False,
+        ssl_certfile: str | Path | None = None,
+        ssl_keyfile: str | Path | None = None,
+    ) -> None:
+        if not api_prefix.startswith("/") or api_prefix.endswith("/"):
+            raise ValueError(f"api_prefix must start and not end with '/': {api_prefix!r}")
+        self._token = token
+        self._host = host
+        self._port = port
+        self._prefix = api_prefix
+        self._ssl = (str(ssl_certfile), str(ssl_keyfile)) if ssl_certfile and ssl_keyfile else None
+        self.clock: clock_mod.Clock = clock or clock_mod.Clock()
+        self.faults = faults.FaultInjector()
+        self.state = state.ControlPlaneState(
+            clock_=self.clock,
+            task_started_wait_s=task_started_wait_s,
+            integration_ttl_s=integration_ttl_s,
+            datastore_lag_s=datastore_lag_s,
+        )
+        self.seeded_projects = seed.load(self.state, seed_dir) if seed_dir is not None else []
+        self._auth = auth.Authenticator(
+            token=token, oauth=oauth, clock_=self.clock, rate_limit_bad_tokens=rate_limit_bad_tokens
+        )
+        options = app.Options(
+            prefix=api_prefix,
+            strict_validation=strict_validation,
+            max_event_size_bytes=max_event_size_kb * 1024,
+            max_body_bytes=max_body_bytes,
+            pagination_bug=pagination_bug,
+        )
+        self._app = app.build(self.state, options=options, fault_injector=self.faults, authenticator=self._auth)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Serve in a background thread; returns once the server is listening."""
+        if self._thread is not None:
+            return
+        sock = self._bind()
+        config = uvicorn.Config(
+            self._app,
+            http=asgi.DroppableH11Protocol,
+            ws="none",
+            lifespan="off",
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=1,
+            ssl_certfile=self._ssl[0] if self._ssl else None,
+            ssl_keyfile=self._ssl[1] if self._ssl else None,
+        )
+        self._server = _Server(config)
+        self.state.start()
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="jes-control-plane-http", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise errors.SettingsError([f"the local control plane could not start on {self._host}:{self._port}"])
+            time.sleep(0.005)
+
+    def _bind(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio sets TCP_NODELAY only then
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self._host, self._port))
+        except OSError as exc:
+            sock.close()
+            raise errors.SettingsError([f"cannot listen on {self._host}:{self._port}: {exc.strerror}"]) from exc
+        self._port = sock.getsockname()[1]
+        return sock
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is not None and thread is not None:
+            server.request_stop()
+            thread.join(timeout=5)
+            if thread.is_alive():
+                server.force_exit = True
+                thread.join(timeout=2)
+        self._server = self._thread = None
+        self.state.stop()
+
+    def __enter__(self) -> LocalControlPlane:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- addresses ---------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """Scheme, host and port, without the API prefix."""
+        host = self._host
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "[::1]"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"{'https' if self._ssl else 'http'}://{host}:{self._port}"
+
+    @property
+    def url(self) -> str:
+        """The ``KEPTN_API_ENDPOINT``."""
+        return self.base_url + self._prefix
+
+    @property
+    def token(self) -> str:
+        return self._token
+
+    @property
+    def oauth_token_url(self) -> str:
+        return self.base_url + auth.TOKEN_PATH
+
+    @property
+    def oauth_discovery_url(self) -> str:
+        return self.base_url + auth.DISCOVERY_PATH
+
+    # -- Python API --------------------------------------------------------------------------
+
+    def trigger_sequence(self, body: dict[str, Any]) -> str:
+        """Like ``POST /v1/event`` (then waits until processed); the keptnContext."""
+        return self.state.trigger(body)
+
+    def inject_triggered(
+        self, *, task: str, project: str, stage: str, service: str, data: dict[str, Any] | None = None, count: int = 1
+    ) -> list[str]:
+        """Open ``count`` task ``.triggered`` events outside sequences; their ids."""
+        return self.state.inject_triggered(
+            task=task, project=project, stage=stage, service=service, data=data, count=count
+        )
+
+    def events(
+        self, *, type: str | None = None, keptn_context: str | None = None, triggered_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every event received (as stored, with the server's id and time) or emitted, oldest first."""
+        query = datastore.EventQuery(type=type, keptn_context=keptn_context, triggered_id=triggered_id)
+        return copy.deepcopy(self.state.stored_events(query, newest_first=False))
+
+    def stored_events(
+        self, *, type: str | None = None, keptn_context: str | None = None, triggered_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """What the datastore's HTTP API shows now (after its lag, without what it lost), oldest first."""
+        query = datastore.EventQuery(type=type, keptn_context=keptn_context, triggered_id=triggered_id)
+        return copy.deepcopy(self.state.stored_events(query, newest_first=False, as_clients_see=True))
+
+    def datastore_down(self, seconds: float = math.inf) -> None:
+        """Take the datastore down for ``seconds``: its API answers 503, and what the control plane
+        accepts meanwhile never reaches it (core NATS drops it), as in Keptn."""
+        self.state.ingestion.take_down(seconds)
+
+    def datastore_up(self) -> None:
+        self.state.ingestion.bring_up()
+
+    def open_triggered(self, event_type: str, **filters: str) -> list[dict[str, Any]]:
+        """The open ``.triggered`` events of a type, as the polling endpoint returns them."""
+        return copy.deepcopy(self.state.triggered_events(event_type, **filters))
+
+    def triggered_poll_times(self, event_type: str) -> list[float]:
+        """Instrumentation (benchmarks): the wall-clock time (``time.time()``) at which each
+        ``GET /controlPlane/v1/event/triggered/{event_type}`` was answered, oldest first — the
+        moments an event of that type could first be seen by a polling integration."""
+        return self.state.poll_times(event_type)
+
+    def sequences(self, *, project: str | None = None, keptn_context: str | None = None) -> list[dict[str, Any]]:
+        """Sequence states (one per context, oldest first)."""
+        return self.state.sequence_states(project, keptn_context)
+
+    def logs(self, integration_id: str | None = None) -> list[dict[str, Any]]:
+        """Posted log entries, oldest first."""
+        return self.state.logs(integration_id)
+
+    def integrations(self) -> list[dict[str, Any]]:
+        return self.state.integrations()
+
+    def create_project(self, name: str, shipyard_yaml: str) -> None:
+        self.state.create_project(name, shipyard_yaml)
+
+    def create_service(self, project: str, service: str) -> None:
+        self.state.create_service(project, service)
+
+    def put_resource(self, *, project: str, stage: str | None, service: str | None, uri: str, content: bytes) -> str:
+        """Create or replace a resource (creating project/stage/service as needed); the new commit id."""
+        return self.state.put_resource(project=project, stage=stage, service=service, uri=uri, content=content)
+
+    def wait_idle(self, timeout_s: float = 5.0) -> None:
+        """Wait until every accepted event has been processed by the shipyard-controller."""
+        if not self.state.wait_idle(timeout_s):
+            raise TimeoutError(f"the local control plane did not process its events within {timeout_s}s")
+
+    def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+        """Poll ``predicate`` every 10 ms until it holds; ``TimeoutError`` after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"condition not met within {timeout_s}s")
+            time.sleep(0.01)
+
+
+def run_control_plane(
+    *,
+    host: str,
+    port: int,
+    token: str,
+    seed_dir: str | None,
+    datastore_lag_s: float = 0.0,
+    pagination_bug: bool = True,
+) -> None:
+    """Serve in the foreground (``jes control-plane``) until Ctrl-C or SIGTERM."""
+    control_plane = LocalControlPlane(
+        token=token,
+        seed_dir=seed_dir,
+        host=host,
+        port=port,
+        datastore_lag_s=datastore_lag_s,
+        pagination_bug=pagination_bug,
+    )
+    control_plane.start()
+    print(_banner(control_plane), flush=True)
+    stopping = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+    try:
+        while not stopping.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        control_plane.stop()
+        print("local control plane stopped", flush=True)
+
+
+def _banner(control_plane: LocalControlPlane) -> str:
+    url = control_plane.url
+    shown_token = control_plane.token if control_plane.token == DEFAULT_TOKEN else "<the value given with --token>"
+    lines = [f"Local Keptn control plane listening on {url}", ""]
+    for project in control_plane.state.projects_json():
+        stages = ", ".join(s["stageName"] for s in project["stages"]) or "-"
+        services = ", ".join(s["serviceName"] for s in project["stages"][0]["services"]) if project["stages"] else ""
+        lines.append(f"  project {project['projectName']}: stages {stages}; services {services or '-'}")
+    lines += [
+        "",
+        "Point jes (or any Keptn integration) at it:",
+        f"  export KEPTN_API_ENDPOINT={url}",
+        f"  export KEPTN_API_TOKEN={shown_token}" if control_plane.token else "  (no token required)",
+        "",
+        "Trigger a sequence:",
+        f"  curl -X POST {url}/v1/event -H \"x-token: $KEPTN_API_TOKEN\" -H 'Content-Type: application/json' \\",
+        f"    --data-raw '{_example_event(control_plane)}'",
+        "Watch for the tasks it opens:",
+        f'  curl -H "x-token: $KEPTN_API_TOKEN" {url}/controlPlane/v1/event/triggered/<event type>',
+        "",
+        "Press Ctrl-C to stop.",
+    ]
+    return "\n".join(lines)
+
+
+def _example_event(control_plane: LocalControlPlane) -> str:
+    for project in control_plane.state.projects.projects.values():
+        for stage in project.shipyard.spec.stages:
+            for sequence in stage.sequences:
+                service = project.services[0] if project.services else "service1"
+                data = {"project": project.name, "stage": stage.name, "service": service}
+                body = {"data": data, "source": "curl", "specversion": "1.0",
+                        "type": f"sh.keptn.event.{stage.name}.{sequence.name}.triggered"}  # fmt: skip
+                return json.dumps(body)
+    return (
+        '{"data": {"project": "P", "stage": "S", "service": "SVC"}, "source": "curl", '
+        '"specversion": "1.0", "type": "sh.keptn.event.S.SEQUENCE.triggered"}'
+    )

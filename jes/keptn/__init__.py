@@ -1,1 +1,0 @@
-"""Talking to the Keptn control plane: HTTP client, auth, config source, and a local control plane."""

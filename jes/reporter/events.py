@@ -1,0 +1,324 @@
+"""Keptn CloudEvents jes sends, and the size budget that keeps them deliverable.
+
+Shared by ``jes run`` and ``jes serve``. Envelope as upstream's SDK built it: new id, ``source``
+(``job-executor-service`` by default), specversion 1.0, shkeptnspecversion 0.2.4, the triggered
+event's context and id as ``triggeredid``. ``data`` carries project/stage/service/labels, and
+``data.jes`` — a key Keptn passes along untouched — identifies the executor and summarises tasks.
+
+A ``.finished`` event is kept within ``JES_MAX_EVENT_BYTES`` counted on the JSON body as POSTed:
+when the message is too long its head and tail are kept around one line saying how many bytes
+were omitted.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cloudevents.core.v1.event import CloudEvent
+
+from jes.models import EventInfo, EventRef
+from jes.runner.base import ContainerLog, Outcome
+from jes.util.textutil import clean
+
+SPEC_VERSION = "1.0"
+KEPTN_SPEC_VERSION = "0.2.4"
+TEST_TRIGGERED = "sh.keptn.event.test.triggered"
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def keptn_time(moment: datetime) -> str:
+    """RFC3339 UTC with milliseconds, as the Keptn API expects: ``2023-12-21T10:00:02.000Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def seconds_time(moment: datetime) -> str:
+    """RFC3339 with second precision (``test.start``/``test.end``): ``2021-08-24T16:10:25Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def task_name_of(event_type: str) -> str:
+    """``sh.keptn.event.<task>.triggered`` → ``<task>``; other types are returned whole."""
+    parts = event_type.split(".")
+    if len(parts) == 5 and parts[:3] == ["sh", "keptn", "event"]:
+        return parts[3]
+    return event_type
+
+
+def response_type(triggered_type: str, kind: str) -> str:
+    """The type answering a ``.triggered`` event: ``started``, ``finished`` or ``status.changed``."""
+    base = triggered_type.rsplit(".", 1)[0] if triggered_type.endswith(".triggered") else triggered_type
+    return f"{base}.{kind}"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who sends: the event ``source`` and the executor id recorded in ``data.jes.executor``."""
+
+    source: str = "job-executor-service"
+    executor: str = "default/-"
+
+
+def _envelope(
+    info: EventInfo, event_type: str, data: dict[str, Any], identity: Identity, now: datetime
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "specversion": SPEC_VERSION,
+        "id": str(uuid.uuid4()),
+        "source": identity.source,
+        "type": event_type,
+        "time": keptn_time(now),
+        "contenttype": "application/json",
+        "shkeptncontext": info.keptn_context,
+        "triggeredid": info.id,
+        "shkeptnspecversion": KEPTN_SPEC_VERSION,
+        "data": data,
+    }
+    if info.git_commit_id:
+        event["gitcommitid"] = info.git_commit_id
+    event = clean(event)  # event data may carry escapes of lone surrogates: no report may fail on them
+    _check_envelope(event, now)
+    return event
+
+
+def _check_envelope(event: dict[str, Any], now: datetime) -> None:
+    """Let the CloudEvents SDK vouch for the envelope (required attributes, extension names);
+    it raises on a violation, which would be a bug here, never bad input."""
+    attributes = {k: v for k, v in event.items() if k != "data"}
+    attributes["time"] = now
+    CloudEvent(attributes, event["data"])
+
+
+def _scope(info: EventInfo) -> dict[str, Any]:
+    data: dict[str, Any] = {"project": info.project, "stage": info.stage, "service": info.service}
+    if info.labels:
+        data["labels"] = dict(info.labels)
+    return data
+
+
+def probe(info: EventInfo, identity: Identity, kind: str) -> dict[str, Any]:
+    """What identifies a report of ours in the datastore (type, triggeredid, source, executor)."""
+    return {
+        "type": response_type(info.type, kind),
+        "shkeptncontext": info.keptn_context,
+        "triggeredid": info.id,
+        "source": identity.source,
+        "data": {"jes": {"executor": identity.executor}},
+    }
+
+
+def probe_ref(ref: EventRef, identity: Identity, kind: str) -> dict[str, Any]:
+    """:func:`probe` for an event known only by its reference (a claim read back)."""
+    return {
+        "type": response_type(ref.type, kind),
+        "shkeptncontext": ref.keptn_context,
+        "triggeredid": ref.id,
+        "source": identity.source,
+        "data": {"jes": {"executor": identity.executor}},
+    }
+
+
+def started(info: EventInfo, identity: Identity, *, now: datetime | None = None, action: str = "") -> dict[str, Any]:
+    data = _scope(info)
+    data["jes"] = {"executor": identity.executor, "action": action}
+    return _envelope(info, response_type(info.type, "started"), data, identity, now or utc_now())
+
+
+def status_changed(
+    info: EventInfo,
+    identity: Identity,
+    *,
+    task: str,
+    index: int,
+    count: int,
+    image: str,
+    job: str,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Best effort progress report (the control plane may reject it; nothing depends on it)."""
+    data = _scope(info)
+    data["message"] = f"Task '{task}' ({index + 1}/{count}) started: image {image}"
+    data["jes"] = {
+        "executor": identity.executor,
+        "task": {"name": task, "index": index, "count": count, "image": image, "job": job},
+    }
+    return _envelope(info, response_type(info.type, "status.changed"), data, identity, now or utc_now())
+
+
+# ---------------------------------------------------------------------------------------------
+# The finished event
+
+
+@dataclass(frozen=True)
+class TaskReport:
+    """One task's part of a finished event."""
+
+    name: str
+    outcome: Outcome
+
+
+def render_logs(logs: Sequence[ContainerLog], *, include_init: bool) -> str:
+    """Upstream's log blocks: a header per container, the text, then an empty line."""
+    blocks = []
+    for log in logs:
+        if log.init and not include_init:
+            continue
+        text = log.text.text()
+        if not text:
+            continue
+        blocks.append(f"{_container_header(log)}\n{text}\n\n")
+    return "".join(blocks)
+
+
+def _container_header(log: ContainerLog) -> str:
+    failed = log.reason not in ("", "Completed") or (log.exit_code not in (None, 0))
+    if not failed:
+        return f"Container {log.container} of pod {log.pod}:"
+    detail = f"Message: {log.message}" if log.message else f"ExitCode: {log.exit_code}"
+    reason = log.reason or "Error"
+    return f"Container {log.container} of pod {log.pod} terminated with an error (Reason: {reason}, {detail}):"
+
+
+def success_message(reports: Sequence[TaskReport]) -> str:
+    return "".join(
+        f"Task '{r.name}' finished successfully!\n\nLogs:\n{render_logs(r.outcome.logs, include_init=False)}\n\n"
+        for r in reports
+    )
+
+
+def failure_message(done: Sequence[TaskReport], failed: TaskReport) -> str:
+    """The failing task's reason first, its logs and Kubernetes events; earlier tasks' logs after."""
+    outcome = failed.outcome
+    include_init = any(log.init for log in outcome.logs) and not outcome.succeeded
+    logs = render_logs(outcome.logs, include_init=include_init)
+    text = f"Task '{failed.name}' failed: {outcome.reason}\n\nLogs:\n{logs}"
+    if outcome.events:
+        text += "Kubernetes events:\n" + "".join(f"{line}\n" for line in outcome.events)
+    if done:
+        text += "\n" + success_message(done)
+    return text
+
+
+def summary(identity: Identity, action: str, reports: Sequence[TaskReport]) -> dict[str, Any]:
+    return {
+        "executor": identity.executor,
+        "action": action,
+        "tasks": [
+            {
+                "name": r.name,
+                "job": r.outcome.job_name,
+                "status": r.outcome.status.value,
+                "exitCode": r.outcome.exit_code,
+                "durationSeconds": round(r.outcome.duration_s, 3),
+                "reason": r.outcome.reason,
+            }
+            for r in reports
+        ],
+    }
+
+
+def finished(
+    info: EventInfo,
+    identity: Identity,
+    *,
+    status: str,
+    result: str,
+    message: str,
+    max_bytes: int,
+    jes_data: Mapping[str, Any] | None = None,
+    test_window: tuple[datetime, datetime] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """A ``.finished`` event whose JSON body is at most ``max_bytes`` long."""
+    data = _scope(info)
+    data.update({"status": status, "result": result})
+    if message:
+        data["message"] = message
+    data["jes"] = dict(jes_data or {"executor": identity.executor})
+    if test_window is not None and info.type == TEST_TRIGGERED:
+        data["test"] = {"start": seconds_time(test_window[0]), "end": seconds_time(test_window[1])}
+    event = _envelope(info, response_type(info.type, "finished"), data, identity, now or utc_now())
+    return fit_to_budget(event, max_bytes)
+
+
+def body_size(event: Mapping[str, Any]) -> int:
+    """Bytes of the JSON body as the client POSTs it."""
+    return len(encode(event))
+
+
+def encode(event: Mapping[str, Any]) -> bytes:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def omission_marker(omitted_bytes: int) -> str:
+    return f"\n[... {omitted_bytes} bytes omitted to fit the event size limit ...]\n"
+
+
+def fit_to_budget(event: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    """Shorten ``data.message`` (head + marker + tail) until the event fits ``max_bytes``.
+
+    If even an empty message does not fit, the ``data.jes`` task reasons are shortened too; the
+    envelope and the Keptn fields are never touched.
+    """
+    if body_size(event) <= max_bytes:
+        return event
+    data = event["data"]
+    message: str = data.get("message", "")
+    keep = _longest_fitting(event, message, max_bytes)
+    if keep is None:
+        _shrink_summary(data)
+        keep = _longest_fitting(event, message, max_bytes) or 0
+    data["message"] = cut_middle(message, keep)
+    return event
+
+
+def _longest_fitting(event: dict[str, Any], message: str, max_bytes: int) -> int | None:
+    """The largest number of kept characters for which the event fits (binary search)."""
+    data = event["data"]
+    low, high, best = 0, len(message), None
+    while low <= high:
+        middle = (low + high) // 2
+        data["message"] = cut_middle(message, middle)
+        if body_size(event) <= max_bytes:
+            best, low = middle, middle + 1
+        else:
+            high = middle - 1
+    return best
+
+
+def cut_middle(text: str, keep_chars: int) -> str:
+    """Keep ``keep_chars`` characters (40 % head, 60 % tail) around an omission marker."""
+    if keep_chars >= len(text):
+        return text
+    head_chars = keep_chars * 2 // 5
+    tail_chars = keep_chars - head_chars
+    head, tail = text[:head_chars], text[len(text) - tail_chars :] if tail_chars else ""
+    omitted = len(text.encode()) - len(head.encode()) - len(tail.encode())
+    return head + omission_marker(omitted) + tail
+
+
+def _shrink_summary(data: dict[str, Any]) -> None:
+    for task in data.get("jes", {}).get("tasks", []):
+        task["reason"] = task.get("reason", "")[:200]
+
+
+def error_log_entry(event: Mapping[str, Any], *, integration_id: str, info: EventInfo) -> dict[str, Any]:
+    """The uniform log entry posted for an errored ``.finished`` (shows in the Bridge)."""
+    return {
+        "integrationid": integration_id,
+        "message": str(event.get("data", {}).get("message", "")),
+        "time": keptn_time(utc_now()),
+        "shkeptncontext": info.keptn_context,
+        "task": task_name_of(info.type),
+        "triggeredid": info.id,
+        "gitcommitid": info.git_commit_id,
+    }

@@ -1,0 +1,290 @@
+"""Rendered tasks → batch/v1 Job manifests (and the ConfigMaps that carry ``files``). Pure.
+
+The Job follows upstream's shape (reference §3.2) with these differences:
+
+* **Name**: ``jes-<readable part of the event id>-<hash>-<action>-<task>``. The hash covers the
+  whole event id and the executor (its namespace and location), so any event id (short, upper-case, odd
+  characters) gives a valid DNS-1123 name of at most 45 characters, one task never gets two names
+  and two tasks never share one.
+* **Secrets**: ``valueFrom: secret`` becomes ``envFrom.secretRef`` — every key of the Secret, as
+  upstream, without jes needing permission to read Secrets.
+* **Files**: jes fetches the task's ``files`` itself and puts them into ConfigMaps (``<job>-files-N``)
+  projected into the pod; an init container (the jes image, ``jes copy-files``) copies them into
+  the writable ``/keptn`` emptyDir. Task pods never see the Keptn API token, and there is no
+  init container when a task has no files. A ConfigMap may hold 1 MiB (the API server refuses
+  more), so files are packed into ConfigMaps of at most :data:`CONFIGMAP_CHUNK_BYTES`, and a bigger
+  file is cut into pieces (``.jes-parts/<path>/00000``, ``00001``...) that the init container joins.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jes.models import EnvSecret, EnvValue, EventInfo, RenderedTask, Resources
+from jes.settings import Settings
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_CONTEXT = "keptn.sh/context"
+LABEL_EVENT_ID = "keptn.sh/event-id"
+LABEL_COMMIT = "keptn.sh/commitid"
+LABEL_ACTION = "keptn.sh/jes-action"
+LABEL_TASK = "keptn.sh/jes-task"
+LABEL_CONFIG_HASH = "keptn.sh/jes-job-confighash"
+LABEL_ACTION_INDEX = "keptn.sh/jes-action-index"
+LABEL_TASK_INDEX = "keptn.sh/jes-task-index"
+ANNOTATION_EVENT_ID = "jes.clients.keptn.sh/event-id"
+ANNOTATION_TASK = "jes.clients.keptn.sh/task"
+
+FILES_MOUNT = "/keptn"
+FILES_SOURCE_MOUNT = "/jes-files"
+JOB_VOLUME = "job-volume"
+FILES_VOLUME = "job-files"
+CONFIGMAP_CHUNK_BYTES = 900 * 1024
+"""A ConfigMap holds at most 1 MiB; files are spread over as many as needed."""
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """The executor settings that shape Jobs."""
+
+    managed_by: str = "job-executor-service"
+    executor: str = ""
+    """The executor's identity (``<namespace>/<location>``): executors sharing a job namespace
+    (regions, releases) never share Job names."""
+    task_deadline_seconds: int = 0
+    pod_security_context: Mapping[str, Any] | None = None
+    job_labels: Mapping[str, str] | None = None
+    files_size_limit: str = "20Mi"
+    init_image: str = "ghcr.io/jes-project/jes:0.1.0"
+    init_resources: Resources = Resources("1", "512Mi", "50m", "128Mi")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JobSettings:
+        return cls(
+            managed_by=settings.full_deployment_name,
+            executor=settings.executor_id,
+            task_deadline_seconds=settings.task_deadline_seconds,
+            pod_security_context=dict(settings.pod_security_context),
+            job_labels=dict(settings.job_labels),
+            files_size_limit=settings.files_size_limit,
+            init_image=settings.init_image,
+            init_resources=Resources.defaults_of(settings),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Names and labels
+
+
+def job_name(event_id: str, action_index: int, task_index: int, *, executor: str = "") -> str:
+    """Deterministic, DNS-1123-valid, at most 45 characters, for any event id."""
+    readable = re.sub(r"[^a-z0-9]+", "-", event_id.lower()).strip("-")[:12].strip("-") or "x"
+    digest = hashlib.sha256(f"{event_id}\0{executor}".encode()).hexdigest()[:16]
+    return f"jes-{readable}-{digest}-{action_index:03d}-{task_index + 1:03d}"
+
+
+def sanitise_label_value(value: str) -> str:
+    """Upstream's rule: runs of characters outside ``[-A-Za-z0-9_.]`` become ``_``, cut to 63,
+    then leading/trailing ``-``, ``_`` and ``.`` are removed."""
+    return re.sub(r"[^-A-Za-z0-9_.]+", "_", value)[:63].strip("-_.")
+
+
+def job_labels(task: RenderedTask, event: EventInfo, config_hash: str, settings: JobSettings) -> dict[str, str]:
+    labels = dict(settings.job_labels or {})
+    labels.update(
+        {
+            MANAGED_BY: settings.managed_by,
+            LABEL_CONTEXT: sanitise_label_value(event.keptn_context),
+            LABEL_EVENT_ID: sanitise_label_value(event.id),
+            LABEL_COMMIT: sanitise_label_value(event.git_commit_id),
+            LABEL_ACTION: sanitise_label_value(task.action_name),
+            LABEL_TASK: sanitise_label_value(task.name),
+            LABEL_CONFIG_HASH: config_hash,
+            LABEL_ACTION_INDEX: str(task.action_index),
+            LABEL_TASK_INDEX: str(task.task_index),
+        }
+    )
+    return labels
+
+
+# ---------------------------------------------------------------------------------------------
+# The Job
+
+
+def build_job(
+    task: RenderedTask,
+    event: EventInfo,
+    *,
+    config_hash: str,
+    settings: JobSettings,
+    files: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """The batch/v1 Job for one task of one event; ``files`` maps each file to its size."""
+    name = job_name(event.id, task.action_index, task.task_index, executor=settings.executor)
+    annotations = dict(task.annotations)
+    annotations.update({ANNOTATION_EVENT_ID: event.id, ANNOTATION_TASK: task.name})
+    spec: dict[str, Any] = {
+        "backoffLimit": 0,
+        "ttlSecondsAfterFinished": task.ttl_seconds_after_finished,
+        "template": {
+            "metadata": {"labels": {MANAGED_BY: settings.managed_by}},
+            "spec": _pod_spec(name, task, settings, files or {}),
+        },
+    }
+    if settings.task_deadline_seconds > 0:
+        spec["activeDeadlineSeconds"] = settings.task_deadline_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": task.namespace,
+            "labels": job_labels(task, event, config_hash, settings),
+            "annotations": annotations,
+        },
+        "spec": spec,
+    }
+
+
+def _pod_spec(name: str, task: RenderedTask, settings: JobSettings, files: Mapping[str, int]) -> dict[str, Any]:
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "securityContext": dict(settings.pod_security_context or {}),
+        "containers": [_main_container(name, task)],
+        "volumes": [{"name": JOB_VOLUME, "emptyDir": {"sizeLimit": settings.files_size_limit}}],
+    }
+    if task.service_account:
+        pod["serviceAccountName"] = task.service_account
+    if task.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": secret} for secret in task.image_pull_secrets]
+    if files:
+        pod["initContainers"] = [_init_container(name, task, settings)]
+        pod["volumes"].append(_files_volume(name, files))
+    return pod
+
+
+def _main_container(name: str, task: RenderedTask) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": name, "image": task.image}
+    if task.image_pull_policy:
+        container["imagePullPolicy"] = task.image_pull_policy
+    if task.cmd is not None:
+        container["command"] = list(task.cmd)
+    if task.args is not None:
+        container["args"] = list(task.args)
+    if task.working_dir:
+        container["workingDir"] = task.working_dir
+    env = [{"name": e.name, "value": e.manifest_value} for e in task.env if isinstance(e, EnvValue)]
+    if env:
+        container["env"] = env
+    env_from = [{"secretRef": {"name": e.secret}} for e in task.env if isinstance(e, EnvSecret)]
+    if env_from:
+        container["envFrom"] = env_from
+    resources = task.resources.as_k8s() if task.resources is not None else {}
+    if resources:
+        container["resources"] = resources
+    container["securityContext"] = dict(task.security_context)
+    container["volumeMounts"] = [{"name": JOB_VOLUME, "mountPath": FILES_MOUNT}]
+    return container
+
+
+def _init_container(name: str, task: RenderedTask, settings: JobSettings) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": f"init-{name}"[:63],
+        "image": settings.init_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["jes", "copy-files", FILES_SOURCE_MOUNT, FILES_MOUNT],
+        "securityContext": dict(task.security_context),
+        "volumeMounts": [
+            {"name": JOB_VOLUME, "mountPath": FILES_MOUNT},
+            {"name": FILES_VOLUME, "mountPath": FILES_SOURCE_MOUNT, "readOnly": True},
+        ],
+    }
+    resources = settings.init_resources.as_k8s()
+    if resources:
+        container["resources"] = resources
+    return container
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Bytes ``offset``..``offset + length`` of file ``source``, at ``path`` in the volume."""
+
+    key: str
+    path: str
+    source: str
+    offset: int
+    length: int
+
+
+PARTS_DIR = ".jes-parts"
+"""Where the pieces of a big file land in the files volume; ``jes copy-files`` joins them."""
+
+
+def file_pieces(sizes: Mapping[str, int]) -> list[list[Piece]]:
+    """The task's files (path → size) packed into ConfigMaps of at most CONFIGMAP_CHUNK_BYTES each;
+    a file bigger than that is cut into pieces that fill ConfigMaps of their own."""
+    chunks: list[list[Piece]] = [[]]
+    used = 0
+    for number, path in enumerate(sorted(sizes)):
+        size, relative = sizes[path], path.lstrip("/")
+        if size <= CONFIGMAP_CHUNK_BYTES:
+            if chunks[-1] and used + size > CONFIGMAP_CHUNK_BYTES:
+                chunks.append([])
+                used = 0
+            chunks[-1].append(Piece(f"f{number}", relative, path, 0, size))
+            used += size
+            continue
+        for index, offset in enumerate(range(0, size, CONFIGMAP_CHUNK_BYTES)):
+            length = min(CONFIGMAP_CHUNK_BYTES, size - offset)
+            piece = Piece(f"f{number}p{index}", f"{PARTS_DIR}/{relative}/{index:05d}", path, offset, length)
+            if chunks[-1]:
+                chunks.append([])
+            chunks[-1].append(piece)
+            used = length
+    return chunks if chunks[0] else []
+
+
+def configmap_name(job: str, chunk: int) -> str:
+    return f"{job}-files-{chunk}"
+
+
+def configmap_names(job: str, sizes: Mapping[str, int]) -> list[str]:
+    return [configmap_name(job, i) for i in range(len(file_pieces(sizes)))]
+
+
+def _files_volume(name: str, sizes: Mapping[str, int]) -> dict[str, Any]:
+    sources = [
+        {"configMap": {"name": configmap_name(name, i), "items": [{"key": p.key, "path": p.path} for p in chunk]}}
+        for i, chunk in enumerate(file_pieces(sizes))
+    ]
+    return {"name": FILES_VOLUME, "projected": {"sources": sources}}
+
+
+def build_config_maps(
+    job: Mapping[str, Any], read: Callable[[Piece], bytes], sizes: Mapping[str, int]
+) -> Iterator[dict[str, Any]]:
+    """The ConfigMaps carrying a task's files for ``job`` (binaryData, base64 as the API wants it),
+    one at a time: ``read(piece)`` gives the bytes of a piece, so at most one ConfigMap's worth of
+    file content is in memory."""
+    metadata = job["metadata"]
+    labels = {k: v for k, v in metadata["labels"].items() if k in (MANAGED_BY, LABEL_EVENT_ID)}
+    for i, chunk in enumerate(file_pieces(sizes)):
+        yield {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": configmap_name(metadata["name"], i),
+                "namespace": metadata["namespace"],
+                "labels": labels,
+            },
+            "binaryData": {piece.key: base64.b64encode(read(piece)).decode() for piece in chunk},
+        }

@@ -1,0 +1,203 @@
+"""The supervisor of one local task: ``python -m jes.runner.local.shim JOB_DIR LOCK_FD``.
+
+:mod:`jes.runner.local.runner` starts this module for every task, in a new session, so that the task
+outlives jes (a restarted jes adopts it). The shim
+
+1. reads the task's spec as JSON from stdin (argv, env, cwd, limits); an incomplete spec means
+   jes died while starting it: the shim then exits without a trace and jes starts afresh;
+2. forks and lets the first process exit, so the shim is nobody's child and jes is told that
+   the start worked;
+3. records itself in ``shim.json``, starts the task in a process group of its own with stdout and
+   stderr appended to ``output.log``, and records the task in ``child.json``;
+4. stops the whole process group when a limit passes (SIGTERM, SIGKILL after the grace period)
+   or when the shim gets SIGTERM (jes forgets a running task), kills what is left of the group
+   once the task's main process ended (a container's processes end with it), and
+5. writes what happened atomically to ``status.json``.
+
+The shim holds an exclusive ``flock`` on the job directory's ``lock`` file for its whole life
+(jes takes the lock before starting it and hands the descriptor over): the lock being free means
+no shim is alive, whatever became of pids. Only the standard library is imported here; the helpers
+for the job directory's files are shared with :mod:`jes.runner.local.runner`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from jes.util.fsutil import write_json_atomic
+
+LOCK = "lock"
+SHIM = "shim.json"
+CHILD = "child.json"
+STATUS = "status.json"
+OUTPUT = "output.log"
+SHIM_LOG = "shim.log"
+FILES = "files"
+
+_WAIT_SLICE_S = 0.1
+_GROUP_POLL_S = 0.02
+
+# Status kinds written to status.json.
+EXITED = "exited"
+SIGNALED = "signaled"
+LIMIT = "limit"
+STOPPED = "stopped"
+CANNOT_START = "cannot_start"
+LOST = "lost"
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot), or None if unknown or gone.
+
+    Together with the pid this identifies a process across pid reuse (Linux ``/proc``).
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may contain spaces or parentheses.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])  # field 22 of the whole line: starttime
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def kill_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class _Supervisor:
+    """Runs the task of one job directory and reports how it ended."""
+
+    def __init__(self, job_dir: Path, spec: dict[str, Any]) -> None:
+        self.job_dir = job_dir
+        self.argv: list[str] = spec["argv"]
+        self.env: dict[str, str] = spec["env"]
+        self.cwd: str = spec["cwd"]
+        self.limits: list[dict[str, Any]] = spec["limits"]
+        self.kill_grace_s: float = spec["kill_grace_s"]
+        self.stop_requested = False
+
+    def on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        self.stop_requested = True
+
+    def run(self) -> dict[str, Any]:
+        started = time.time()
+        try:
+            child = self._spawn()
+        except (OSError, ValueError) as exc:
+            report: dict[str, Any] = {"kind": CANNOT_START, "reason": self._describe(exc)}
+        else:
+            write_json_atomic(
+                self.job_dir / CHILD,
+                {"pid": child.pid, "start_ticks": process_start_ticks(child.pid), "started_at": started},
+            )
+            report = self._wait(child)
+            kill_group(child.pid, signal.SIGKILL)  # whatever the main process left behind
+        return {**report, "started_at": started, "finished_at": time.time()}
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        log_fd = os.open(self.job_dir / OUTPUT, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            return subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=log_fd,
+                start_new_session=True,
+            )
+        finally:
+            os.close(log_fd)
+
+    def _describe(self, exc: OSError | ValueError) -> str:
+        if isinstance(exc, ValueError):
+            return f"StartError: {exc}"
+        what = os.strerror(exc.errno) if exc.errno else str(exc)
+        if exc.filename == self.cwd:
+            return f"StartError: chdir to working directory {self.cwd!r}: {what.lower()}"
+        program = self.argv[0]
+        if isinstance(exc, FileNotFoundError) and "/" not in program:
+            return f"StartError: exec: {program!r}: executable file not found in $PATH"
+        return f"StartError: exec: {program!r}: {what.lower()}"
+
+    def _wait(self, child: subprocess.Popen[bytes]) -> dict[str, Any]:
+        started = time.monotonic()
+        limits = sorted(self.limits, key=lambda limit: float(limit["seconds"]))
+        while True:
+            try:
+                return _ended(child.wait(timeout=_WAIT_SLICE_S))
+            except subprocess.TimeoutExpired:
+                pass
+            if self.stop_requested:
+                return {"kind": STOPPED, "returncode": self._stop_group(child)}
+            elapsed_s = time.monotonic() - started
+            for limit in limits:
+                if elapsed_s >= float(limit["seconds"]):
+                    returncode = self._stop_group(child)
+                    return {"kind": LIMIT, "limit": limit, "returncode": returncode}
+
+    def _stop_group(self, child: subprocess.Popen[bytes]) -> int:
+        """SIGTERM to the whole group, SIGKILL to what is left after the grace period.
+
+        Returns the main process's return code (negative: the signal that ended it).
+        """
+        kill_group(child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.kill_grace_s
+        while time.monotonic() < deadline:
+            if child.poll() is not None and not group_alive(child.pid):
+                return child.returncode
+            time.sleep(_GROUP_POLL_S)
+        kill_group(child.pid, signal.SIGKILL)
+        return child.wait()
+
+
+def _ended(returncode: int) -> dict[str, Any]:
+    if returncode < 0:
+        return {"kind": SIGNALED, "returncode": returncode}
+    return {"kind": EXITED, "returncode": returncode}
+
+
+def main(argv: list[str]) -> int:
+    job_dir = Path(argv[1])
+    lock_fd = int(argv[2])
+    try:
+        spec = json.loads(sys.stdin.buffer.read())
+    except ValueError:
+        return 3  # jes died while handing the spec over; nothing was started
+    if os.fork() > 0:
+        os._exit(0)  # the first process ends at once: jes reaps it, the shim lives on alone
+    supervisor = _Supervisor(job_dir, spec)
+    signal.signal(signal.SIGTERM, supervisor.on_sigterm)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    write_json_atomic(job_dir / SHIM, {"pid": os.getpid(), "start_ticks": process_start_ticks(os.getpid())})
+    status = supervisor.run()
+    write_json_atomic(job_dir / STATUS, status)
+    os.close(lock_fd)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

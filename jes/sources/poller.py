@@ -1,0 +1,576 @@
+"""Finding work: uniform registration, heartbeat, and one polling loop per subscribed event type.
+
+jes registers with the control plane (name, metadata, one subscription per ``PUBSUB_TOPIC``),
+pings it every ``HEARTBEAT_INTERVAL`` and takes its subscriptions from the ping answer — users
+edit them in the Bridge, so a topic added there starts being polled and a removed one stops. A
+ping that answers 404 (the integration expired) registers again. With ``DISABLE_REGISTRATION``
+the ``PUBSUB_TOPIC`` list is polled as it is.
+
+Each subscription gets a loop that asks ``GET /controlPlane/v1/event/triggered/{type}`` every
+``HTTP_POLLING_INTERVAL`` (the time spent polling is subtracted from the wait). A filter dimension
+with exactly one value goes to the server as a query parameter; the others are applied here, both
+the subscription's filters and ``PROJECT_FILTER``/``STAGE_FILTER``/``SERVICE_FILTER``.
+
+An open ``.triggered`` event is returned by every poll until its task completes, so delivered ids
+are remembered per event type and forgotten once the server has stopped returning them for
+``forget_after_s`` (a hard cap bounds the memory). A delivery whose callback raised is not
+remembered: the next poll offers the event again.
+
+Nothing here ever stops on errors: temporary errors back off up to ``slow_retry_s``, a 401/403 or
+another permanent answer waits ``slow_retry_s`` (so a rotated token heals it), and running out of
+``MAX_REGISTRATION_RETRIES``/``MAX_HEARTBEAT_RETRIES`` only slows the pace down and makes
+:attr:`Poller.ready` false. Problems are logged once per change, never with the token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jes
+from jes import errors
+from jes.clients.keptn import client as keptn_client
+from jes.settings import Settings
+from jes.util import retry
+
+logger = logging.getLogger(__name__)
+
+OnEvent = Callable[[dict[str, Any], str], Awaitable[None]]
+OnPollError = Callable[[str], None]
+Clock = Callable[[], float]
+
+DISTRIBUTOR_VERSION = "0.15.0"  # the Bridge wants one; the go-sdk reports this
+DEFAULT_LOCATION = "remote-execution-plane"
+#: The longest wait between attempts (after MAX_*_RETRIES, on 401/403 and other permanent errors).
+SLOW_RETRY_S = 60.0
+#: Remembered event ids per event type, at most.
+MAX_SEEN_IDS = 10_000
+#: Each poll asks once; the next poll is the retry.
+NO_RETRY = retry.Backoff(())
+
+
+class ErrorKind(enum.StrEnum):
+    """Why a poll failed (the ``kind`` given to ``on_poll_error``)."""
+
+    AUTH = "auth"
+    """401/403: wrong token or OAuth client, or a missing permission."""
+    NOT_FOUND = "not_found"
+    TEMPORARY = "temporary"
+    """Connection error, timeout, 5xx, 429, or an answer that is not the promised JSON."""
+    PERMANENT = "permanent"
+    """Another 4xx."""
+    CALLBACK = "callback"
+    """``on_event`` raised; the event is offered again on the next poll."""
+
+
+def error_kind(exc: errors.KeptnError) -> ErrorKind:
+    if isinstance(exc, errors.KeptnAuthError):
+        return ErrorKind.AUTH
+    if isinstance(exc, errors.KeptnNotFoundError):
+        return ErrorKind.NOT_FOUND
+    if isinstance(exc, errors.Temporary):
+        return ErrorKind.TEMPORARY
+    return ErrorKind.PERMANENT
+
+
+# ---------------------------------------------------------------------------------------------
+# Filters
+
+
+def _combine(*lists: tuple[str, ...]) -> frozenset[str] | None:
+    """The values allowed by every non-empty list; None when no list restricts."""
+    allowed: frozenset[str] | None = None
+    for values in lists:
+        if values:
+            allowed = frozenset(values) if allowed is None else allowed & frozenset(values)
+    return allowed
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Allowed projects/stages/services; ``None`` allows every value of that dimension."""
+
+    projects: frozenset[str] | None = None
+    stages: frozenset[str] | None = None
+    services: frozenset[str] | None = None
+
+    @classmethod
+    def of(cls, subscription: keptn_client.SubscriptionFilter, settings: Settings) -> EventFilter:
+        """The subscription's filter narrowed by PROJECT_FILTER/STAGE_FILTER/SERVICE_FILTER."""
+        return cls(
+            projects=_combine(subscription.projects, settings.project_filter),
+            stages=_combine(subscription.stages, settings.stage_filter),
+            services=_combine(subscription.services, settings.service_filter),
+        )
+
+    def _dimensions(self) -> tuple[tuple[str, frozenset[str] | None], ...]:
+        return (("project", self.projects), ("stage", self.stages), ("service", self.services))
+
+    @property
+    def impossible(self) -> bool:
+        """No event can match (the lists had nothing in common)."""
+        return any(allowed is not None and not allowed for _, allowed in self._dimensions())
+
+    def query(self) -> dict[str, str]:
+        """Query parameters for the dimensions that allow exactly one value."""
+        return {name: next(iter(allowed)) for name, allowed in self._dimensions() if allowed and len(allowed) == 1}
+
+    def matches(self, event: Mapping[str, Any]) -> bool:
+        data = event.get("data")
+        data = data if isinstance(data, dict) else {}
+        return all(allowed is None or data.get(name) in allowed for name, allowed in self._dimensions())
+
+
+# ---------------------------------------------------------------------------------------------
+# Topics and remembered ids
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One subscription being polled."""
+
+    key: str
+    """Stable within one registration: the subscription id (or the event type without one)."""
+    subscription_id: str
+    event: str
+    filter: keptn_client.SubscriptionFilter = field(default_factory=keptn_client.SubscriptionFilter)
+
+
+def topics_of(subscriptions: tuple[keptn_client.Subscription, ...]) -> dict[str, Topic]:
+    topics: dict[str, Topic] = {}
+    for index, sub in enumerate(subscriptions):
+        if not sub.event:
+            continue
+        key = sub.id or f"{sub.event}#{index}"
+        topics[key] = Topic(key=key, subscription_id=sub.id, event=sub.event, filter=sub.filter)
+    return topics
+
+
+class SeenIds:
+    """Delivered event ids of one event type with when the server last returned them."""
+
+    def __init__(self, *, cap: int) -> None:
+        self._last_returned: OrderedDict[str, float] = OrderedDict()
+        self._cap = cap
+        self.evicted = 0
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._last_returned
+
+    def __len__(self) -> int:
+        return len(self._last_returned)
+
+    def touch(self, event_id: str, now: float) -> None:
+        """Remember (or refresh) an id as returned by the server at ``now``."""
+        self._last_returned[event_id] = now
+        self._last_returned.move_to_end(event_id)
+        while len(self._last_returned) > self._cap:
+            self._last_returned.popitem(last=False)
+            self.evicted += 1
+
+    def forget_older_than(self, cutoff: float) -> int:
+        """Drop ids not returned since ``cutoff``; how many were dropped."""
+        dropped = 0
+        while self._last_returned:
+            event_id, last = next(iter(self._last_returned.items()))
+            if last >= cutoff:
+                break
+            del self._last_returned[event_id]
+            dropped += 1
+        return dropped
+
+
+@dataclass
+class PollerStats:
+    """Counters the service can export as metrics."""
+
+    polls_ok: int = 0
+    polls_failed: int = 0
+    poll_errors: Counter[str] = field(default_factory=Counter)
+    events_delivered: int = 0
+    events_filtered: int = 0
+    heartbeats_ok: int = 0
+    heartbeats_failed: int = 0
+    registrations: int = 0
+
+
+@dataclass(frozen=True)
+class PollResult:
+    delivered: int = 0
+    error: errors.KeptnError | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# The poller
+
+
+class Poller:
+    """Registration, heartbeat and polling for one jes process.
+
+    ``on_event(event, subscription_id)`` receives each new event once; it must be cheap (queue
+    the work). Use :meth:`run` in the service; :meth:`heartbeat_once` and :meth:`poll_once` do one
+    step each (tests).
+    """
+
+    def __init__(
+        self,
+        client: keptn_client.KeptnClient,
+        settings: Settings,
+        on_event: OnEvent,
+        *,
+        on_poll_error: OnPollError | None = None,
+        sleep: retry.Sleep = asyncio.sleep,
+        clock: Clock = time.monotonic,
+        slow_retry_s: float = SLOW_RETRY_S,
+        forget_after_s: float | None = None,
+        max_seen_ids: int = MAX_SEEN_IDS,
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._on_event = on_event
+        self._on_poll_error = on_poll_error
+        self._sleep = sleep
+        self._clock = clock
+        self.slow_retry_s = slow_retry_s
+        self.forget_after_s = forget_after_s if forget_after_s is not None else max(60.0, 10 * self._interval_s)
+        self._max_seen_ids = max_seen_ids
+        self.stats = PollerStats()
+        self.integration_id: str | None = None
+        self._registered = settings.disable_registration
+        self._heartbeat_failures = 0
+        self._topics: dict[str, Topic] = {}
+        self._topics_changed = asyncio.Event()
+        self._last_poll_ok: dict[str, bool] = {}
+        self._seen: dict[str, SeenIds] = {}
+        self._problems: dict[str, str] = {}
+        self._unknown_projects: set[str] = set()
+        if settings.disable_registration:
+            self._topics = {t: Topic(key=t, subscription_id="", event=t) for t in settings.pubsub_topics}
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def _interval_s(self) -> float:
+        return self._settings.http_polling_interval_s
+
+    @property
+    def registered(self) -> bool:
+        """Registered and heartbeats are getting through (always true without registration)."""
+        return self._registered
+
+    @property
+    def ready(self) -> bool:
+        """Registered, and the latest poll of every subscription succeeded."""
+        return self._registered and all(self._last_poll_ok.get(key, False) for key in self._topics)
+
+    @property
+    def topics(self) -> tuple[Topic, ...]:
+        return tuple(self._topics.values())
+
+    def remembered_ids(self) -> int:
+        """How many delivered event ids are remembered (bounded memory)."""
+        return sum(len(seen) for seen in self._seen.values())
+
+    def registration(self) -> keptn_client.Registration:
+        """What jes registers: upstream's metadata and one subscription per PUBSUB_TOPIC."""
+        s = self._settings
+        services = s.service_filter
+        if services and not s.stage_filter:
+            # The control plane refuses a services filter without stages (400); applied here instead.
+            services = ()
+        sub_filter = keptn_client.SubscriptionFilter(
+            projects=s.project_filter, stages=s.stage_filter, services=services
+        )
+        return keptn_client.Registration(
+            name=s.integration_name,
+            metadata=keptn_client.IntegrationMetadata(
+                hostname=s.k8s_node_name,
+                integrationversion=s.k8s_deployment_version or jes.__version__,
+                distributorversion=DISTRIBUTOR_VERSION,
+                location=s.location or DEFAULT_LOCATION,
+                kubernetesmetadata=keptn_client.KubernetesMetadata(
+                    namespace=s.k8s_namespace, podname=s.k8s_pod_name, deploymentname=s.k8s_deployment_name
+                ),
+            ),
+            subscriptions=tuple(keptn_client.Subscription(event=t, filter=sub_filter) for t in s.pubsub_topics),
+        )
+
+    # -- registration and heartbeat ---------------------------------------------------------
+
+    async def register_once(self) -> str:
+        """Register (one attempt); the integration id."""
+        integration_id = await self._client.register(self.registration(), backoff=NO_RETRY)
+        if integration_id != self.integration_id:
+            logger.info(
+                "registered with the control plane as %s (integration id %s)",
+                self._settings.integration_name,
+                integration_id,
+            )
+        self.integration_id = integration_id
+        self.stats.registrations += 1
+        return integration_id
+
+    async def heartbeat_once(self) -> None:
+        """One heartbeat: register first if needed, ping, take the subscriptions it returns.
+
+        A ping answered 404 (the integration expired) registers again. Errors propagate after
+        the bookkeeping (readiness, counters).
+        """
+        if self._settings.disable_registration:
+            return
+        try:
+            integration = await self._register_and_ping()
+        except errors.KeptnError as exc:
+            self.stats.heartbeats_failed += 1
+            self._count_error(error_kind(exc))
+            self._heartbeat_failures += 1
+            limit = self._settings.max_heartbeat_retries
+            if self.integration_id is None or self._heartbeat_failures > limit:
+                self._registered = False
+            self._note_problem("heartbeat", exc)
+            raise
+        self.stats.heartbeats_ok += 1
+        self._heartbeat_failures = 0
+        self._registered = True
+        self._note_recovery("heartbeat")
+        self._apply_subscriptions(integration.subscriptions)
+
+    async def _register_and_ping(self) -> keptn_client.Integration:
+        if self.integration_id is None:
+            await self.register_once()
+        assert self.integration_id is not None
+        try:
+            return await self._client.ping(self.integration_id, backoff=NO_RETRY)
+        except errors.KeptnNotFoundError:
+            logger.warning("integration %s is unknown to the control plane (expired?); registering again",
+                           self.integration_id)  # fmt: skip
+            self._registered = False
+            await self.register_once()
+            return await self._client.ping(self.integration_id, backoff=NO_RETRY)
+
+    def _apply_subscriptions(self, subscriptions: tuple[keptn_client.Subscription, ...]) -> None:
+        topics = topics_of(subscriptions)
+        if topics == self._topics:
+            return
+        added = [t.event for k, t in topics.items() if k not in self._topics]
+        removed = [t.event for k, t in self._topics.items() if k not in topics]
+        logger.info(
+            "subscriptions now: %s (added: %s; removed: %s)",
+            ", ".join(sorted(t.event for t in topics.values())) or "none",
+            ", ".join(added) or "-",
+            ", ".join(removed) or "-",
+        )
+        self._topics = topics
+        for key in list(self._last_poll_ok):
+            if key not in topics:
+                del self._last_poll_ok[key]
+        self._topics_changed.set()
+
+    def _heartbeat_delay_s(self, exc: errors.KeptnError | None) -> float:
+        s = self._settings
+        if exc is None:
+            return s.heartbeat_interval_s
+        if isinstance(exc, errors.Permanent) and not isinstance(exc, errors.KeptnNotFoundError):
+            return self.slow_retry_s
+        if self.integration_id is None:
+            quick = self._heartbeat_failures <= s.max_registration_retries
+            delay = s.registration_interval_s if quick else self.slow_retry_s
+        else:
+            quick = self._heartbeat_failures <= s.max_heartbeat_retries
+            delay = s.heartbeat_interval_s if quick else self.slow_retry_s
+        return max(delay, _retry_after_s(exc))
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            problem: errors.KeptnError | None = None
+            try:
+                await self.heartbeat_once()
+            except errors.KeptnError as exc:
+                problem = exc
+            except Exception:
+                logger.exception("heartbeat failed unexpectedly")
+                problem = errors.KeptnPermanentError("unexpected heartbeat failure")
+            await self._sleep(self._heartbeat_delay_s(problem))
+
+    # -- polling ----------------------------------------------------------------------------
+
+    async def poll_once(self) -> int:
+        """Poll every subscription once; how many new events were delivered."""
+        delivered = 0
+        for topic in list(self._topics.values()):
+            delivered += (await self.poll_topic(topic)).delivered
+        return delivered
+
+    async def poll_topic(self, topic: Topic) -> PollResult:
+        """One poll of one subscription; errors are counted and returned, not raised."""
+        event_filter = EventFilter.of(topic.filter, self._settings)
+        scope = f"polling {topic.event}"
+        if event_filter.impossible:
+            self._last_poll_ok[topic.key] = True
+            return PollResult()
+        query = event_filter.query()
+        try:
+            events = await self._client.get_triggered(topic.event, backoff=NO_RETRY, **query)
+        except errors.KeptnNotFoundError as exc:
+            if "project" not in query:
+                return self._poll_failed(topic, scope, exc)
+            self._note_unknown_project(query["project"], exc)
+            events = []
+        except errors.KeptnError as exc:
+            return self._poll_failed(topic, scope, exc)
+        self._unknown_projects.discard(query.get("project", ""))
+        self._last_poll_ok[topic.key] = True
+        self.stats.polls_ok += 1
+        self._note_recovery(scope)
+        return PollResult(delivered=await self._deliver(topic, event_filter, events))
+
+    def _poll_failed(self, topic: Topic, scope: str, exc: errors.KeptnError) -> PollResult:
+        self._last_poll_ok[topic.key] = False
+        self.stats.polls_failed += 1
+        self._count_error(error_kind(exc))
+        self._note_problem(scope, exc)
+        return PollResult(error=exc)
+
+    def _count_error(self, kind: ErrorKind) -> None:
+        self.stats.poll_errors[kind.value] += 1
+        if self._on_poll_error is not None:
+            try:
+                self._on_poll_error(kind.value)
+            except Exception:
+                logger.exception("on_poll_error hook failed")
+
+    async def _deliver(self, topic: Topic, event_filter: EventFilter, events: list[dict[str, Any]]) -> int:
+        now = self._clock()
+        seen = self._seen.setdefault(topic.event, SeenIds(cap=self._max_seen_ids))
+        evicted_before = seen.evicted
+        delivered = 0
+        for event in events:
+            event_id = str(event.get("id") or "")
+            if not event_id or event.get("type", topic.event) != topic.event:
+                continue
+            if event_id in seen:
+                seen.touch(event_id, now)
+                continue
+            if not event_filter.matches(event):
+                self.stats.events_filtered += 1
+                continue
+            try:
+                await self._on_event(event, topic.subscription_id)
+            except Exception:
+                logger.exception("handing over event %s (%s) failed; it is offered again", event_id, topic.event)
+                self._count_error(ErrorKind.CALLBACK)
+                continue
+            seen.touch(event_id, now)
+            delivered += 1
+        seen.forget_older_than(now - self.forget_after_s)
+        if seen.evicted > evicted_before:
+            logger.warning(
+                "more than %d open %s events; the oldest ids were forgotten", self._max_seen_ids, topic.event
+            )
+        self.stats.events_delivered += delivered
+        return delivered
+
+    def _poll_delay_s(self, result: PollResult, failures: int, elapsed_s: float) -> float:
+        exc = result.error
+        if exc is None:
+            return max(0.0, self._interval_s - elapsed_s)
+        if isinstance(exc, errors.Permanent):
+            return self.slow_retry_s
+        delay = min(self.slow_retry_s, self._interval_s * 2.0 ** min(failures, 16))
+        return max(delay, _retry_after_s(exc))
+
+    async def _topic_loop(self, key: str) -> None:
+        failures = 0
+        while (topic := self._topics.get(key)) is not None:
+            started = self._clock()
+            try:
+                result = await self.poll_topic(topic)
+            except Exception:
+                logger.exception("polling %s failed unexpectedly", topic.event)
+                result = PollResult(error=errors.KeptnPermanentError("unexpected polling failure"))
+            failures = failures + 1 if result.error is not None else 0
+            await self._sleep(self._poll_delay_s(result, failures, self._clock() - started))
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Register, heartbeat and poll until ``stop`` is set; then cancel every loop."""
+        loops: dict[str, asyncio.Task[None]] = {}
+        heartbeat: asyncio.Task[None] | None = None
+        if not self._settings.disable_registration:
+            heartbeat = asyncio.create_task(self._heartbeat_loop(), name="jes-poller-heartbeat")
+        try:
+            while not stop.is_set():
+                self._topics_changed.clear()
+                self._reconcile(loops)
+                await _first_of(stop, self._topics_changed)
+        finally:
+            tasks = [*loops.values(), *([heartbeat] if heartbeat is not None else [])]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _reconcile(self, loops: dict[str, asyncio.Task[None]]) -> None:
+        for key in list(loops):
+            if key not in self._topics:
+                loops.pop(key).cancel()
+        for key, topic in self._topics.items():
+            task = loops.get(key)
+            if task is None or task.done():
+                loops[key] = asyncio.create_task(self._topic_loop(key), name=f"jes-poll:{topic.event}:{key}")
+
+    # -- logging once per change ---------------------------------------------------------------
+
+    def _note_problem(self, scope: str, exc: errors.KeptnError) -> None:
+        message = str(exc)
+        if self._problems.get(scope) == message:
+            logger.debug("%s still failing: %s", scope, message)
+            return
+        self._problems[scope] = message
+        if isinstance(exc, errors.KeptnAuthError):
+            logger.error(
+                "%s: the control plane refused the credentials: %s; retrying every %.0fs",
+                scope,
+                message,
+                self.slow_retry_s,
+            )
+        elif isinstance(exc, errors.Permanent):
+            logger.error("%s failed: %s", scope, message)
+        else:
+            logger.warning("%s failed: %s", scope, message)
+
+    def _note_recovery(self, scope: str) -> None:
+        if self._problems.pop(scope, None) is not None:
+            logger.info("%s works again", scope)
+
+    def _note_unknown_project(self, project: str, exc: errors.KeptnError) -> None:
+        if project not in self._unknown_projects:
+            self._unknown_projects.add(project)
+            logger.warning("project %r is unknown to the control plane; no events for it (%s)", project, exc)
+
+
+def _retry_after_s(exc: errors.KeptnError) -> float:
+    """The server's Retry-After (0 when it gave none)."""
+    if isinstance(exc, errors.KeptnTemporaryError) and exc.retry_after_s is not None:
+        return exc.retry_after_s
+    return 0.0
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    """Wait until any of ``events`` is set."""
+    waiters = [asyncio.create_task(e.wait(), name=f"jes-poller-wait-{i}") for i, e in enumerate(events)]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        for waiter in waiters:
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter

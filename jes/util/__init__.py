@@ -1,0 +1,2 @@
+"""util: small helpers every layer may use (atomic files, whole characters, retries, log format).
+Rule: imports only :mod:`jes.errors` and the standard library (and what the helper wraps)."""
