@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 
 help:
 	@echo "make demo   - install and run the embedded hello-world (control plane + jes + local runner)"
-	@echo "make test   - lint (ruff), type-check (mypy) and run the test suite"
+	@echo "make test   - lint (ruff, import-linter layers), type-check (mypy) and run the test suite"
 	@echo "make bench  - benchmarks; prints a table and writes bench/results.json"
 	@echo "make scan   - slow scanners: checkov on the rendered chart, pinned image requirements"
 
@@ -28,6 +28,7 @@ tools: $(TOOLS)/helm3/helm $(TOOLS)/helm4/helm
 
 lint: install
 	$(BIN)/ruff check --output-format concise jes fakes tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: install
 	$(BIN)/mypy

@@ -19,6 +19,8 @@ these where they enter jes, raised ``from`` the original. Every error is either 
     ├── KubeError                a Kubernetes API call failed
     │   ├── KubeTemporaryError   connection error, timeout, 5xx, 429
     │   └── KubePermanentError   any other 4xx
+    │       ├── KubeConfigError      no usable cluster configuration (not in a cluster, no
+    │       │                        kubeconfig): at start
     │       ├── KubeConflictError    409 (the object exists: adopt it)
     │       ├── KubeNotFoundError    404
     │       └── KubePermissionError  403; names verb, resource and namespace
@@ -152,6 +154,10 @@ class KubeTemporaryError(KubeError, Temporary):
 
 class KubePermanentError(KubeError, Permanent):
     """A 4xx answer from the Kubernetes API."""
+
+
+class KubeConfigError(KubePermanentError):
+    """No usable cluster configuration: jes is not running in a cluster and has no kubeconfig."""
 
 
 class KubeConflictError(KubePermanentError):

@@ -1,14 +1,24 @@
 """Small typed values that flow between the pipeline stages.
 
-matcher → :class:`Plan` (which actions run, each task rendered for the event) → manifests/runner
-→ :class:`jes.runner.base.Outcome`. Nothing here does I/O.
+matcher → :class:`Plan` (which actions run, each task rendered for the event) → runner
+(:class:`TaskSpec` in, :class:`Outcome` out) → reporter. Nothing here talks to a network;
+:class:`TaskFiles` only reads and removes its own spool folder.
 """
 
 from __future__ import annotations
 
+import asyncio
+import enum
+import hashlib
+import re
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from jes import errors
 
 if TYPE_CHECKING:
     from jes.settings import Settings
@@ -170,3 +180,158 @@ class Plan:
     @property
     def matched(self) -> bool:
         return bool(self.actions)
+
+
+def job_name(event_id: str, action_index: int, task_index: int, *, executor: str = "") -> str:
+    """The name of one task's Job (or local process) for one event: deterministic, so that a
+    restarted jes finds what it started; DNS-1123-valid and at most 45 characters for any event id;
+    executors sharing a namespace (``executor`` = ``<namespace>/<location>``) never share names."""
+    readable = re.sub(r"[^a-z0-9]+", "-", event_id.lower()).strip("-")[:12].strip("-") or "x"
+    digest = hashlib.sha256(f"{event_id}\0{executor}".encode()).hexdigest()[:16]
+    return f"jes-{readable}-{digest}-{action_index:03d}-{task_index + 1:03d}"
+
+
+# ---------------------------------------------------------------------------------------------
+# What a runner gets and gives back
+
+
+@dataclass(frozen=True)
+class LogText:
+    """The retained part of one output stream."""
+
+    head: bytes
+    tail: bytes
+    omitted_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return len(self.head) + len(self.tail) + self.omitted_bytes
+
+    def text(self) -> str:
+        """Head, an omission marker when something was dropped, and tail, as text."""
+        head = self.head.decode("utf-8", errors="replace")
+        tail = self.tail.decode("utf-8", errors="replace")
+        if not self.omitted_bytes:
+            return head + tail
+        return f"{head}\n[... {self.omitted_bytes} bytes omitted ...]\n{tail}"
+
+    @classmethod
+    def of(cls, data: bytes | str) -> LogText:
+        raw = data.encode() if isinstance(data, str) else data
+        return cls(head=raw, tail=b"", omitted_bytes=0)
+
+
+class Status(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    """The task ran and failed: non-zero exit code, OOMKilled, init container failure."""
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    """activeDeadlineSeconds (TASK_DEADLINE_SECONDS) was reached."""
+    TIMED_OUT = "timed_out"
+    """maxPollDuration passed; the Job (or process) was stopped."""
+    CANNOT_START = "cannot_start"
+    """The pod can never start: image pull error, missing Secret/key or service account,
+    unschedulable past the grace period."""
+    LOST = "lost"
+    """The Job (or process) disappeared before its result was known."""
+    ERROR = "error"
+    """jes could not create the Job at all (permission, invalid spec, API error)."""
+
+
+@dataclass(frozen=True)
+class ContainerLog:
+    """The retained output of one container (or the local process)."""
+
+    container: str
+    pod: str
+    text: LogText
+    exit_code: int | None = None
+    reason: str = ""
+    """Termination reason as Kubernetes reports it (``Completed``, ``Error``, ``OOMKilled``)."""
+    message: str = ""
+    init: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one task."""
+
+    job_name: str
+    status: Status
+    reason: str
+    """One line for people: 'exit code 1', 'ErrImagePull: ...', 'maxPollDuration of 300s exceeded'."""
+    exit_code: int | None
+    logs: tuple[ContainerLog, ...]
+    started_at: datetime
+    finished_at: datetime
+    events: tuple[str, ...] = ()
+    """Messages of the Job's ``Failed*`` Kubernetes events, as ``Reason: message``."""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is Status.SUCCEEDED
+
+    @property
+    def duration_s(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class TaskFiles:
+    """A task's ``files``, spooled to a folder while they were fetched — one file in memory at a
+    time, never all of them — as ``root/<path relative to /keptn>``.
+
+    The runner reads them while it creates the task (ConfigMaps, or the local files folder) and
+    then calls :meth:`discard`: the folder goes at once, not when the task ends, and
+    :attr:`released` tells whoever limits how many spools exist at a time.
+    """
+
+    def __init__(self, root: Path | None = None, sizes: Mapping[str, int] | None = None) -> None:
+        self.root = root
+        self.sizes: dict[str, int] = dict(sizes or {})
+        """Relative path → size in bytes, in path order."""
+        self.released = asyncio.Event()
+
+    def __bool__(self) -> bool:
+        return bool(self.sizes)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.sizes.values())
+
+    def path(self, relative: str) -> Path:
+        if self.root is None:
+            raise errors.RunnerError("the task's files were discarded already")
+        return self.root / relative
+
+    def read(self, relative: str, offset: int = 0, length: int = -1) -> bytes:
+        with self.path(relative).open("rb") as file:
+            file.seek(offset)
+            return file.read(length)
+
+    def discard(self) -> None:
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+        self.released.set()
+
+    @classmethod
+    def of(cls, root: Path, contents: Mapping[str, bytes]) -> TaskFiles:
+        """Spool ``contents`` (tests, small files) into ``root``."""
+        for relative, content in contents.items():
+            target = root / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        return cls(root, {k: len(v) for k, v in sorted(contents.items())})
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything a runner needs for one task of one event."""
+
+    task: RenderedTask
+    event: EventInfo
+    job_name: str
+    config_hash: str = ""
+    """The hash of the config the task came from (a Job label: which config made this Job)."""
+    files: TaskFiles = field(default_factory=TaskFiles)
+    """The task's files; the runner discards the spool once the task exists."""

@@ -1,4 +1,5 @@
-"""The Kubernetes API calls the kubernetes runner makes, as plain JSON, off the event loop.
+"""The Kubernetes API calls jes makes (the kubernetes runner, the Lease ledger), as plain JSON, off
+the event loop; :func:`connect` builds the one ``ApiClient`` a process uses.
 
 Requests go through the official ``kubernetes`` client's ``ApiClient`` (its configuration: server,
 credentials, TLS, connection pool) but not through its generated API methods: those validate every
@@ -21,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
 import kubernetes.client
+import kubernetes.config
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
@@ -33,6 +35,36 @@ Obj = dict[str, Any]
 logger = logging.getLogger(__name__)
 
 CHUNK_BYTES = 64 * 1024
+#: Connections kept per API server: the runner's threads, the ledger's and the log streams'.
+DEFAULT_POOL_SIZE = 32
+
+
+def connect(
+    *, kubeconfig: str | None = None, context: str | None = None, pool_size: int = DEFAULT_POOL_SIZE
+) -> kubernetes.client.ApiClient:
+    """The process's one Kubernetes client: from ``kubeconfig`` when given; else the in-cluster
+    service account; else the default kubeconfig (``$KUBECONFIG``, ``~/.kube/config``).
+
+    Raises :class:`errors.KubeConfigError` when none of them is usable."""
+    config = kubernetes.client.Configuration()
+    try:
+        if kubeconfig:
+            kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+                kubeconfig, context, client_configuration=config
+            )
+        else:
+            try:
+                kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
+            except kubernetes.config.ConfigException:
+                kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+                    context=context, client_configuration=config
+                )
+    except (kubernetes.config.ConfigException, OSError, ValueError, TypeError) as exc:
+        raise errors.KubeConfigError(
+            f"no Kubernetes configuration: not running in a cluster and no usable kubeconfig ({exc})"
+        ) from exc
+    config.connection_pool_maxsize = max(config.connection_pool_maxsize or 0, pool_size)
+    return kubernetes.client.ApiClient(config)
 
 
 def _server_message(exc: ApiException) -> tuple[str, str]:

@@ -21,7 +21,6 @@ from jes.reporter import delivery as reporter
 from jes.reporter import events
 from jes.runner import base as runner_base
 from jes.runner import choice
-from jes.runner.kubernetes import manifests
 from jes.service import handler
 
 
@@ -37,12 +36,16 @@ def stderr_sink(stream: TextIO) -> runner_base.LogSink:
 async def open_runner(current: settings.Settings, name: str) -> AsyncIterator[runner_base.Runner]:
     """A started runner of the given kind; a local one keeps its state in a temporary folder."""
     with tempfile.TemporaryDirectory(prefix="jes-run-") as state_dir:
-        runner = choice.build_runner(current.with_overrides(runner=name, state_dir=state_dir))
+        chosen = current.with_overrides(runner=name, state_dir=state_dir)
+        kube = choice.kube_client_for(chosen)
+        runner = choice.build_runner(chosen, kube)
         await runner.start()
         try:
             yield runner
         finally:
             await runner.close()
+            if kube is not None:
+                kube.close()
 
 
 async def run_once(
@@ -65,7 +68,6 @@ async def run_once(
             reporter=printer,
             store=ledger.MemoryLedger(),
             executor=matcher.executor_from_settings(current),
-            job_settings=manifests.JobSettings.from_settings(current),
             identity=events.Identity(source=current.event_source, executor=current.executor_id),
             max_event_bytes=current.max_event_bytes,
             on_log=stderr_sink(err),

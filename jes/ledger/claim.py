@@ -51,7 +51,7 @@ class TaskRecord:
     state: TaskState
     job: str
     status: str = ""
-    """A :class:`jes.runner.base.Status` value once done."""
+    """A :class:`jes.models.Status` value once done."""
     reason: str = ""
     exit_code: int | None = None
     started_at: str = ""

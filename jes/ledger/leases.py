@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+import kubernetes.client
+
 from jes import errors
 from jes.clients import kube as kube_client
 from jes.ledger.claim import Claim
@@ -36,10 +38,10 @@ from jes.util import retry
 
 logger = logging.getLogger(__name__)
 
-RECORD_ANNOTATION = "jes.clients.keptn.sh/claim"
-CLAIM_LABEL = "jes.clients.keptn.sh/claim"
-STATE_LABEL = "jes.clients.keptn.sh/state"
-EXECUTOR_LABEL = "jes.clients.keptn.sh/executor"
+RECORD_ANNOTATION = "jes.keptn.sh/claim"
+CLAIM_LABEL = "jes.keptn.sh/claim"
+STATE_LABEL = "jes.keptn.sh/state"
+EXECUTOR_LABEL = "jes.keptn.sh/executor"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 #: Kubernetes refuses an object whose annotations add up to more than 256 KiB; stay well below.
 MAX_RECORD_BYTES = 200 * 1024
@@ -57,7 +59,7 @@ def _micro_time(moment: float) -> str:
 class LeaseLedger:
     def __init__(
         self,
-        api: kube_client.KubeApi | Callable[[], kube_client.KubeApi],
+        api: kube_client.KubeApi,
         *,
         namespace: str,
         executor_id: str,
@@ -69,9 +71,8 @@ class LeaseLedger:
         monotonic: Callable[[], float] = time.monotonic,
         owned_pool: ThreadPoolExecutor | None = None,
     ) -> None:
-        self._api_source = api
         self._owned_pool = owned_pool
-        self.api: kube_client.KubeApi | None = api if isinstance(api, kube_client.KubeApi) else None
+        self.api = api
         self.namespace = namespace
         self.executor_id = executor_id
         self.holder = holder
@@ -85,30 +86,28 @@ class LeaseLedger:
         self._executor_label = _digest(executor_id, length=40)
 
     @classmethod
-    def from_runner(cls, runner: Any, settings: Settings) -> LeaseLedger:
-        """A ledger sharing the kubernetes runner's client (available once the runner has started,
-        which the service does first), with threads of its own: a runner busy reading logs must not
-        delay the heartbeat until other replicas take this one's events over."""
+    def from_settings(
+        cls, api_client: kubernetes.client.ApiClient, settings: Settings, **overrides: Any
+    ) -> LeaseLedger:
+        """A ledger on the process's Kubernetes client, with threads of its own: a runner busy
+        reading logs must not delay the heartbeat until other replicas take this one's events over."""
         pool = ThreadPoolExecutor(4, thread_name_prefix="jes-ledger")
-
-        def api() -> kube_client.KubeApi:
-            return kube_client.KubeApi(
-                runner.api_client,
-                executor=pool,
-                backoff=retry.Backoff((0.2, 0.5, 1.0, 2.0, 4.0)),
-                request_timeout_s=settings.http_timeout_s,
-            )
-
-        return cls(
-            api,
-            owned_pool=pool,
-            namespace=settings.k8s_namespace,
-            executor_id=settings.executor_id,
-            holder=settings.k8s_pod_name,
-            managed_by=settings.full_deployment_name,
-            renew_interval_s=settings.lease_renew_s,
-            lease_duration_s=settings.lease_duration_s,
+        api = kube_client.KubeApi(
+            api_client,
+            executor=pool,
+            backoff=overrides.pop("backoff", retry.Backoff((0.2, 0.5, 1.0, 2.0, 4.0))),
+            request_timeout_s=settings.http_timeout_s,
         )
+        options: dict[str, Any] = {
+            "owned_pool": pool,
+            "namespace": settings.k8s_namespace,
+            "executor_id": settings.executor_id,
+            "holder": settings.k8s_pod_name,
+            "managed_by": settings.full_deployment_name,
+            "renew_interval_s": settings.lease_renew_s,
+            "lease_duration_s": settings.lease_duration_s,
+        }
+        return cls(api, **(options | overrides))
 
     @property
     def fence_s(self) -> float:
@@ -137,8 +136,6 @@ class LeaseLedger:
         return f"{base}/{name}" if name else base
 
     async def _send(self, method: str, path: str, verb: str, **kwargs: Any) -> Obj:
-        if self.api is None:
-            raise errors.StateError("the lease ledger is used before start()")
         return await self.api.send(
             method, path, verb=verb, resource="coordination.k8s.io/leases", namespace=self.namespace, **kwargs
         )
@@ -155,8 +152,6 @@ class LeaseLedger:
     # -- lifecycle and heartbeat ------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self.api is None and callable(self._api_source):
-            self.api = self._api_source()
         try:
             await self._beat()
         except errors.KubeError as exc:  # maintain() keeps trying; claims need no heartbeat to be made

@@ -21,8 +21,7 @@ from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
 
-from jes.models import EventInfo, EventRef
-from jes.runner.base import ContainerLog, Outcome
+from jes.models import ContainerLog, EventInfo, EventRef, Outcome
 from jes.util.textutil import clean
 
 SPEC_VERSION = "1.0"

@@ -7,36 +7,8 @@ container, which is all a report can carry anyway (the event budget cuts it furt
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class LogText:
-    """The retained part of one output stream."""
-
-    head: bytes
-    tail: bytes
-    omitted_bytes: int
-
-    @property
-    def total_bytes(self) -> int:
-        return len(self.head) + len(self.tail) + self.omitted_bytes
-
-    def text(self) -> str:
-        """Head, an omission marker when something was dropped, and tail, as text."""
-        head = self.head.decode("utf-8", errors="replace")
-        tail = self.tail.decode("utf-8", errors="replace")
-        if not self.omitted_bytes:
-            return head + tail
-        return f"{head}\n[... {self.omitted_bytes} bytes omitted ...]\n{tail}"
-
-    @classmethod
-    def of(cls, data: bytes | str) -> LogText:
-        raw = data.encode() if isinstance(data, str) else data
-        return cls(head=raw, tail=b"", omitted_bytes=0)
-
-
-EMPTY = LogText(b"", b"", 0)
+from jes.models import LogText
 
 
 class BoundedBuffer:

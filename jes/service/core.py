@@ -43,7 +43,6 @@ from jes.reporter import delivery as reporter
 from jes.reporter import events
 from jes.runner import base as runner_base
 from jes.runner import choice
-from jes.runner.kubernetes import manifests
 from jes.service import handler, providers
 from jes.service.health import HealthServer
 from jes.service.health import app as health_app
@@ -62,11 +61,13 @@ RETENTION_CHECK_S = 300.0
 STALE_HEARTBEAT_S = 3600.0
 
 
-def build_ledger(settings: jes_settings.Settings, runner: runner_base.Runner) -> ledger.Ledger:
+def build_ledger(settings: jes_settings.Settings, kube: Any) -> ledger.Ledger:
+    """The ledger the settings ask for: files beside the local runner, else Leases (on ``kube``,
+    the process's Kubernetes client)."""
     if settings.runner == "local":
         return ledger.FileLedger(settings.state_dir, holder=settings.k8s_pod_name)
     leases = importlib.import_module("jes.ledger.leases")
-    store: ledger.Ledger = leases.LeaseLedger.from_runner(runner, settings)
+    store: ledger.Ledger = leases.LeaseLedger.from_settings(kube, settings)
     return store
 
 
@@ -79,6 +80,7 @@ class Service:
         *,
         runner: runner_base.Runner | None = None,
         store: ledger.Ledger | None = None,
+        kube: Any = None,
         transport: httpx.AsyncBaseTransport | None = None,
         health_host: str = "0.0.0.0",  # probes come from the kubelet
         sweep_interval_s: float | None = None,
@@ -92,8 +94,11 @@ class Service:
         self.http = auth.make_http_client(settings, transport=transport)
         self.client = keptn_client.KeptnClient.from_settings(self.http, settings)
         source = configsource.ConfigSource(self.client)
-        self.runner = runner or choice.build_runner(settings)
-        self.store = store or build_ledger(settings, self.runner)
+        self.kube = kube if kube is not None or (runner and store) else choice.kube_client_for(settings)
+        """The process's one Kubernetes client (None with the local runner), shared by the runner
+        and the ledger; closed last."""
+        self.runner = runner or choice.build_runner(settings, self.kube)
+        self.store = store or build_ledger(settings, self.kube)
         self.poller = Poller(self.client, settings, self._on_event, on_poll_error=self._poll_error)
         self.reporter = reporter.KeptnReporter(
             self.client,
@@ -115,7 +120,6 @@ class Service:
             reporter=self.reporter,
             store=self.store,
             executor=matcher.executor_from_settings(settings),
-            job_settings=manifests.JobSettings.from_settings(settings),
             identity=events.Identity(source=settings.event_source, executor=settings.executor_id),
             max_event_bytes=settings.max_event_bytes,
             metrics=self.metrics,
@@ -334,7 +338,7 @@ class Service:
             await self.store.close()  # before the runner: the lease ledger uses its client
         if "runner" in self._started_parts:
             await self.runner.close()
-        await self.http.aclose()
+        await self._close_clients()
         logger.info("stopped")
 
     async def abandon(self) -> None:
@@ -346,7 +350,12 @@ class Service:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.health.stop()
         await self.runner.close()
+        await self._close_clients()
+
+    async def _close_clients(self) -> None:
         await self.http.aclose()
+        if self.kube is not None:
+            await asyncio.to_thread(self.kube.close)
 
     async def _drain(self, grace_s: float) -> None:
         tasks = list(self._in_flight.values())

@@ -37,16 +37,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from jes import errors, ledger
+from jes import errors, ledger, models
 from jes.ledger import Claim, Delivery, EventRef, Report, TaskRecord, TaskState
 from jes.matcher import config as cfg
 from jes.matcher import matching as matcher
-from jes.models import EventInfo, Plan, PlannedAction, RenderedTask
+from jes.models import (
+    ContainerLog,
+    EventInfo,
+    LogText,
+    Outcome,
+    Plan,
+    PlannedAction,
+    RenderedTask,
+    Status,
+    TaskFiles,
+    TaskSpec,
+)
 from jes.reporter import events
 from jes.reporter.delivery import Arrival, Reporter
 from jes.runner import base as runner_base
-from jes.runner.kubernetes import manifests
-from jes.runner.logs import LogText
 from jes.service.metrics import Metrics
 from jes.util import logfmt
 
@@ -129,7 +138,6 @@ class EventHandler:
     reporter: Reporter
     store: ledger.Ledger
     executor: matcher.Executor
-    job_settings: manifests.JobSettings
     identity: events.Identity
     max_event_bytes: int = 65536
     metrics: Metrics | None = None
@@ -397,15 +405,15 @@ class EventHandler:
         count: int,
         *,
         progress: list[asyncio.Task[None]] | None,
-    ) -> runner_base.Outcome:
+    ) -> Outcome:
         info = plan.event
-        job_name = manifests.job_name(info.id, task.action_index, task.task_index, executor=self.job_settings.executor)
+        job_name = models.job_name(info.id, task.action_index, task.task_index, executor=self.identity.executor)
         record = claim.task(task.action_index, task.task_index)
         if record is not None and record.state is TaskState.DONE:
             return await self._readopt(plan, task, job_name, record)
         if record is not None:  # launched before a restart: adopt it, never create it again
             adopted = await self.runner.run(self._spec(plan, task, job_name), on_log=self.on_log, adopt_only=True)
-            if adopted.status is not runner_base.Status.LOST:
+            if adopted.status is not Status.LOST:
                 return self._record_outcome(claim, task, adopted)
             if not self.runner.absent_means_never_started:  # the Job may have existed and be gone
                 return self._record_outcome(claim, task, _with_reason(adopted, f"{_VANISHED} ({adopted.reason})"))
@@ -426,21 +434,21 @@ class EventHandler:
             raise
 
     @contextlib.asynccontextmanager
-    async def _spooling(self, task: RenderedTask) -> AsyncIterator[runner_base.TaskFiles]:
+    async def _spooling(self, task: RenderedTask) -> AsyncIterator[TaskFiles]:
         """A spool for the task's files, under one of the file slots: a bounded number of tasks hold
         files (on disk) at a time; the slot is free once the runner discarded the spool."""
         if not task.files:
-            yield runner_base.TaskFiles()
+            yield TaskFiles()
             return
         async with self.file_slots:
-            files = runner_base.TaskFiles(Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="jes-files-")))
+            files = TaskFiles(Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="jes-files-")))
             try:
                 yield files
             except BaseException:
                 files.discard()
                 raise
 
-    async def _fetch_files(self, info: EventInfo, task: RenderedTask, files: runner_base.TaskFiles) -> None:
+    async def _fetch_files(self, info: EventInfo, task: RenderedTask, files: TaskFiles) -> None:
         if task.files and files.root is not None:
             files.sizes = await self.files.fetch(info, task, files.root)
 
@@ -450,11 +458,11 @@ class EventHandler:
         plan: Plan,
         task: RenderedTask,
         job_name: str,
-        files: runner_base.TaskFiles,
+        files: TaskFiles,
         count: int,
         record: TaskRecord | None,
         progress: list[asyncio.Task[None]] | None,
-    ) -> asyncio.Task[runner_base.Outcome]:
+    ) -> asyncio.Task[Outcome]:
         """Record the task ``launching`` and start it; the running task (its files are freed as soon
         as the runner created it)."""
         info = plan.event
@@ -471,7 +479,7 @@ class EventHandler:
                 progress.append(asyncio.create_task(self.reporter.best_effort(changed), name=f"jes-status:{job_name}"))
         return asyncio.create_task(self._run_with_metrics(spec, fence=lambda: self._fence(claim)))
 
-    def _record_outcome(self, claim: Claim, task: RenderedTask, outcome: runner_base.Outcome) -> runner_base.Outcome:
+    def _record_outcome(self, claim: Claim, task: RenderedTask, outcome: Outcome) -> Outcome:
         record = TaskRecord(
             state=TaskState.DONE,
             job=outcome.job_name,
@@ -485,22 +493,19 @@ class EventHandler:
         return outcome
 
     def _spec(
-        self, plan: Plan, task: RenderedTask, job_name: str, files: runner_base.TaskFiles | None = None
-    ) -> runner_base.TaskSpec:
-        files = files if files is not None else runner_base.TaskFiles()
-        job = manifests.build_job(
-            task, plan.event, config_hash=plan.config_hash, settings=self.job_settings, files=files.sizes
-        )
-        return runner_base.TaskSpec(task=task, event=plan.event, job_name=job_name, job=job, files=files)
+        self, plan: Plan, task: RenderedTask, job_name: str, files: TaskFiles | None = None
+    ) -> TaskSpec:
+        files = files if files is not None else TaskFiles()
+        return TaskSpec(task=task, event=plan.event, job_name=job_name, config_hash=plan.config_hash, files=files)
 
-    async def _readopt(self, plan: Plan, task: RenderedTask, job_name: str, record: TaskRecord) -> runner_base.Outcome:
+    async def _readopt(self, plan: Plan, task: RenderedTask, job_name: str, record: TaskRecord) -> Outcome:
         """A task that finished before a restart: read its outcome again, never start it again."""
         outcome = await self.runner.run(self._spec(plan, task, job_name), on_log=self.on_log, adopt_only=True)
         if outcome.status.value != record.status:  # the Job is gone: the record is what is known
             return _outcome_from_record(job_name, record)
         return outcome
 
-    async def _run_with_metrics(self, spec: runner_base.TaskSpec, *, fence: runner_base.Fence) -> runner_base.Outcome:
+    async def _run_with_metrics(self, spec: TaskSpec, *, fence: runner_base.Fence) -> Outcome:
         jobs = self.metrics.jobs_in_flight if self.metrics else None
         if jobs:
             jobs.inc()
@@ -613,7 +618,7 @@ class EventHandler:
             self.metrics.events_skipped.labels(reason).inc()
 
 
-async def _released_or_done(files: runner_base.TaskFiles, running: asyncio.Task[runner_base.Outcome]) -> None:
+async def _released_or_done(files: TaskFiles, running: asyncio.Task[Outcome]) -> None:
     """Wait until the runner freed the files (it created the task), or the task ended."""
     released = asyncio.ensure_future(files.released.wait())
     try:
@@ -626,8 +631,8 @@ async def _released_or_done(files: runner_base.TaskFiles, running: asyncio.Task[
         files.discard()
 
 
-def _with_reason(outcome: runner_base.Outcome, reason: str) -> runner_base.Outcome:
-    return runner_base.Outcome(
+def _with_reason(outcome: Outcome, reason: str) -> Outcome:
+    return Outcome(
         job_name=outcome.job_name,
         status=outcome.status,
         reason=reason,
@@ -639,10 +644,10 @@ def _with_reason(outcome: runner_base.Outcome, reason: str) -> runner_base.Outco
     )
 
 
-def _failed_before_start(job_name: str, reason: str, started: datetime, finished: datetime) -> runner_base.Outcome:
-    return runner_base.Outcome(
+def _failed_before_start(job_name: str, reason: str, started: datetime, finished: datetime) -> Outcome:
+    return Outcome(
         job_name=job_name,
-        status=runner_base.Status.ERROR,
+        status=Status.ERROR,
         reason=reason,
         exit_code=None,
         logs=(),
@@ -651,12 +656,12 @@ def _failed_before_start(job_name: str, reason: str, started: datetime, finished
     )
 
 
-def _outcome_from_record(job_name: str, record: TaskRecord) -> runner_base.Outcome:
+def _outcome_from_record(job_name: str, record: TaskRecord) -> Outcome:
     """A task finished before a restart whose logs are gone: rebuild its outcome from the claim."""
-    note = runner_base.ContainerLog(container=job_name, pod="-", text=LogText.of("(logs no longer available)\n"))
-    return runner_base.Outcome(
+    note = ContainerLog(container=job_name, pod="-", text=LogText.of("(logs no longer available)\n"))
+    return Outcome(
         job_name=job_name,
-        status=runner_base.Status(record.status),
+        status=Status(record.status),
         reason=record.reason,
         exit_code=record.exit_code,
         logs=(note,),

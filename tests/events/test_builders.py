@@ -9,10 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jes.models import EventInfo
+from jes.models import ContainerLog, EventInfo, LogText, Outcome, Status
 from jes.reporter import events
-from jes.runner.base import ContainerLog, Outcome, Status
-from jes.runner.logs import BoundedBuffer, LogText
+from jes.runner.logs import BoundedBuffer
 
 INFO = EventInfo(
     id="trig-1",

@@ -59,6 +59,7 @@ def api(kube: FakeKube) -> Iterator[kubernetes.client.ApiClient]:
 async def runner(api: kubernetes.client.ApiClient) -> AsyncIterator[KubernetesRunner]:
     kube_runner = KubernetesRunner(
         api_client=api,
+        build_job=helpers.hand_made_job,
         backoff=FAST,
         pending_grace_s=0.3,
         missing_pod_check_s=0.1,

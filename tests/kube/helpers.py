@@ -1,15 +1,19 @@
-"""Small Job manifests and task specs for the kubernetes runner tests (shaped like upstream §3.2)."""
+"""Small hand-made Job manifests and task specs for the kubernetes runner tests (shaped like the
+Jobs jes builds). The runner under test gets them through its ``build_job`` seam
+(:func:`hand_made_job`), so a test can give a Job any shape."""
 
 from __future__ import annotations
 
 import json
 import tempfile
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jes.models import EventInfo, RenderedTask
-from jes.runner.base import TaskFiles, TaskSpec
+from jes.models import EventInfo, RenderedTask, TaskFiles, TaskSpec
+from jes.runner.kubernetes import manifests
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 OWNER = "job-executor-service"
@@ -127,6 +131,18 @@ def config_map(name: str, *, namespace: str = "default", data: dict[str, str] | 
     }
 
 
+@dataclass(frozen=True)
+class HandMadeSpec(TaskSpec):
+    """A task spec with its own Job manifest."""
+
+    job: Mapping[str, Any] = field(default_factory=dict)
+
+
+def hand_made_job(spec: TaskSpec, settings: manifests.JobSettings) -> Mapping[str, Any]:
+    """The runner's ``build_job`` in these tests: the hand-made manifest, else the one jes builds."""
+    return spec.job if isinstance(spec, HandMadeSpec) else manifests.job_for(spec, settings)
+
+
 def spec(
     name: str,
     *,
@@ -138,7 +154,7 @@ def spec(
     maps = [f"{name}-files-0"] if files else []
     manifest = job_manifest(name, namespace=namespace, config_maps=maps, **job)
     spooled = {path: text.encode() for path, text in (files or {}).items()}
-    return TaskSpec(
+    return HandMadeSpec(
         task=task(namespace=namespace, max_poll_duration_s=max_poll_duration_s),
         event=EVENT,
         job_name=name,

@@ -15,8 +15,9 @@ import pytest
 
 from fakes.fake_kube import FakeKube
 from jes import errors
+from jes.clients import kube as kube_client
 from jes.commands import copy_files as filecopy
-from jes.runner.base import Outcome, Status, TaskFiles, TaskSpec
+from jes.models import Outcome, Status, TaskFiles, TaskSpec, job_name
 from jes.runner.kubernetes import manifests
 from jes.runner.kubernetes.runner import KubernetesRunner
 from tests.kube import helpers
@@ -247,7 +248,7 @@ async def test_a_missing_secret_fails_fast(kube: FakeKube, runner: KubernetesRun
 
 async def test_a_missing_service_account_fails_fast() -> None:
     with FakeKube(check_service_accounts=True) as kube, kube.api_client() as client:
-        own = KubernetesRunner(api_client=client, backoff=FAST, missing_pod_check_s=0.05)
+        own = KubernetesRunner(api_client=client, build_job=helpers.hand_made_job, backoff=FAST, missing_pod_check_s=0.05)
         try:
             outcome = await own.run(helpers.spec("sa", service_account="deployer"))
         finally:
@@ -436,19 +437,23 @@ async def test_hundreds_of_jobs_share_one_watch_per_namespace(kube: FakeKube, ru
 
 async def test_a_kubeconfig_file_is_enough(kube: FakeKube, tmp_path: Path) -> None:
     kube.behave(job="via-config", logs="hi\n")
-    own = KubernetesRunner(kubeconfig=str(kube.kubeconfig(tmp_path / "config")), backoff=FAST)
+    client = kube_client.connect(kubeconfig=str(kube.kubeconfig(tmp_path / "config")))
+    own = KubernetesRunner(api_client=client, build_job=helpers.hand_made_job, backoff=FAST)
     try:
         outcome = await own.run(helpers.spec("via-config"))
     finally:
         await own.close()
+        client.close()
     assert outcome.status is Status.SUCCEEDED and _log(outcome) == "hi\n"
 
 
-async def test_no_cluster_configuration_is_a_runner_error(tmp_path: Path) -> None:
-    own = KubernetesRunner(kubeconfig=str(tmp_path / "missing"))
-    with pytest.raises(errors.RunnerError, match="no Kubernetes configuration"):
-        await own.start()
-    await own.close()
+async def test_no_cluster_configuration_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(errors.KubeConfigError, match="no Kubernetes configuration"):
+        kube_client.connect(kubeconfig=str(tmp_path / "missing"))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(errors.KubeConfigError, match="not running in a cluster"):
+        kube_client.connect()
 
 
 async def test_jobs_built_by_jes_manifests_run_with_their_files(
@@ -458,12 +463,9 @@ async def test_jobs_built_by_jes_manifests_run_with_their_files(
     spool = tmp_path / "spool"
     files = TaskFiles.of(spool, {"locust/basic.py": b"print('hi')\n", "locust/locust.conf": b"users = 1\n", "big.bin": big})
     task = helpers.task()
-    job = manifests.build_job(
-        task, helpers.EVENT, config_hash="abc", settings=manifests.JobSettings(), files=files.sizes
-    )
-    name = job["metadata"]["name"]
+    name = job_name(helpers.EVENT.id, task.action_index, task.task_index)
     kube.behave(job=name, logs="locust done\n")
-    spec = TaskSpec(task=task, event=helpers.EVENT, job_name=name, job=job, files=files)
+    spec = TaskSpec(task=task, event=helpers.EVENT, job_name=name, config_hash="abc", files=files)
 
     outcome = await runner.run(spec)
 
@@ -474,6 +476,7 @@ async def test_jobs_built_by_jes_manifests_run_with_their_files(
     assert not spool.exists() and files.released.is_set()  # the spool went once the ConfigMaps existed
     # what the pod gets: the projected volume as the kubelet lays it out, then the init container
     projected = tmp_path / "jes-files"
+    job = next(j for j in kube.objects("jobs", "default") if j["metadata"]["name"] == name)
     volume = next(v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == manifests.FILES_VOLUME)
     for source in volume["projected"]["sources"]:
         config_map = stored[source["configMap"]["name"]]
@@ -564,7 +567,7 @@ async def test_a_registry_rate_limit_is_waited_for(kube: FakeKube, runner: Kuber
 async def test_a_passing_reason_that_does_not_heal_fails_after_the_grace(kube: FakeKube) -> None:
     kube.behave(job="outage", transient="registry-503", transient_s=3600)
     with kube.api_client() as client:
-        own = KubernetesRunner(api_client=client, backoff=FAST, transient_grace_s=0.5)
+        own = KubernetesRunner(api_client=client, build_job=helpers.hand_made_job, backoff=FAST, transient_grace_s=0.5)
         try:
             outcome = await own.run(helpers.spec("outage"))
         finally:

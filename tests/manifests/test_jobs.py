@@ -16,7 +16,7 @@ from jes import settings as jes_settings
 from jes.commands import copy_files as filecopy
 from jes.matcher import config
 from jes.matcher import matching as matcher
-from jes.models import Plan
+from jes.models import Plan, job_name
 from jes.runner.kubernetes import manifests
 from tests.conftest import k8s_valid
 
@@ -53,39 +53,39 @@ def job_for(tasks_yaml: str, job_settings: manifests.JobSettings | None = None, 
 
 
 def test_job_name_is_deterministic_short_and_distinguishes_tasks() -> None:
-    name = manifests.job_name("f2b878d3-03c0-4e8f-bc3f-454bc1b3d79b", 0, 0)
-    assert name == manifests.job_name("f2b878d3-03c0-4e8f-bc3f-454bc1b3d79b", 0, 0)
+    name = job_name("f2b878d3-03c0-4e8f-bc3f-454bc1b3d79b", 0, 0)
+    assert name == job_name("f2b878d3-03c0-4e8f-bc3f-454bc1b3d79b", 0, 0)
     assert name.startswith("jes-f2b878d3-03c-") and name.endswith("-000-001")
-    names = {manifests.job_name("f2b878d3-03c0-4e8f-bc3f-454bc1b3d79b", a, t) for a in range(3) for t in range(3)}
+    names = {job_name("f2b878d3-03c0-4e8f-bc3f-454bc1b3d79b", a, t) for a in range(3) for t in range(3)}
     assert len(names) == 9
     # upstream cut ids to 24 characters: two ids with one prefix collided
-    assert manifests.job_name("f2b878d3-03c0-4e8f-bc3f-454bc1b3d79b", 0, 0) != manifests.job_name(
+    assert job_name("f2b878d3-03c0-4e8f-bc3f-454bc1b3d79b", 0, 0) != job_name(
         "f2b878d3-03c0-4e8f-bc3f-000000000000", 0, 0
     )
     # ids differing only in case are different events
-    assert manifests.job_name("ABC", 0, 0) != manifests.job_name("abc", 0, 0)
+    assert job_name("ABC", 0, 0) != job_name("abc", 0, 0)
     # each executor (namespace/location) has its own Jobs for the same event
-    assert manifests.job_name("abc", 0, 0, executor="jes-eu/EU") != manifests.job_name("abc", 0, 0, executor="jes-apac/APAC")
-    assert manifests.job_name("abc", 0, 0, executor="team-a/-") != manifests.job_name("abc", 0, 0, executor="team-b/-")
+    assert job_name("abc", 0, 0, executor="jes-eu/EU") != job_name("abc", 0, 0, executor="jes-apac/APAC")
+    assert job_name("abc", 0, 0, executor="team-a/-") != job_name("abc", 0, 0, executor="team-b/-")
 
 
 @pytest.mark.parametrize("event_id", ["", "1", "ABC", "a b/c?d", "---", "é漢字", "x" * 300, "f2b878d3-03c0-4e8f-bc3f-454bc1b3d79b"])
 def test_job_name_is_a_valid_dns_label_for_odd_ids(event_id: str) -> None:
-    name = manifests.job_name(event_id, 12, 345)
+    name = job_name(event_id, 12, 345)
     assert DNS_LABEL.match(name) and len(name) <= 45, name
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=80), st.integers(0, 999), st.integers(0, 998))
 def test_job_name_property(event_id: str, action: int, task: int) -> None:
-    name = manifests.job_name(event_id, action, task)
+    name = job_name(event_id, action, task)
     assert DNS_LABEL.match(name) and len(name) <= 45
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.sets(st.text(max_size=40), min_size=2, max_size=30))
 def test_distinct_ids_give_distinct_names(ids: set[str]) -> None:
-    assert len({manifests.job_name(i, 0, 0) for i in ids}) == len(ids)
+    assert len({job_name(i, 0, 0) for i in ids}) == len(ids)
 
 
 @pytest.mark.parametrize(
@@ -124,7 +124,7 @@ def test_job_shape_for_a_plain_task() -> None:
         job_settings,
     )
     metadata, spec = job["metadata"], job["spec"]
-    assert metadata["name"] == manifests.job_name(EVENT["id"], 0, 0)
+    assert metadata["name"] == job_name(EVENT["id"], 0, 0)
     assert metadata["namespace"] == "default"
     assert metadata["labels"] == {
         "team": "qa",
@@ -280,3 +280,18 @@ def _yaml_string(text: str) -> str:
     import json
 
     return json.dumps(text)
+
+
+def test_label_and_annotation_keys_are_an_interface() -> None:
+    """Other replicas, older versions and users' selectors read these keys: they never change
+    (a module move once rewrote ``jes.keptn.sh`` keys by accident)."""
+    from jes.ledger import leases
+
+    job = job_for("      - name: 'Run locust'\n        image: locustio/locust\n")
+    assert set(job["metadata"]["annotations"]) >= {"jes.keptn.sh/event-id", "jes.keptn.sh/task"}
+    assert set(job["metadata"]["labels"]) >= {
+        "app.kubernetes.io/managed-by", "keptn.sh/context", "keptn.sh/event-id", "keptn.sh/commitid",
+        "keptn.sh/jes-action", "keptn.sh/jes-task", "keptn.sh/jes-job-confighash",
+    }  # fmt: skip
+    keys = (leases.RECORD_ANNOTATION, leases.CLAIM_LABEL, leases.STATE_LABEL, leases.EXECUTOR_LABEL)
+    assert keys == ("jes.keptn.sh/claim", "jes.keptn.sh/claim", "jes.keptn.sh/state", "jes.keptn.sh/executor")

@@ -7,10 +7,8 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-from jes.models import EnvEntry, EventInfo, RenderedTask
-from jes.runner.base import TaskFiles, TaskSpec
+from jes.models import EnvEntry, EventInfo, RenderedTask, TaskFiles, TaskSpec
 
 EVENT = EventInfo(
     id="0f1e2d3c-event",
@@ -34,7 +32,6 @@ def make_spec(
     files: Mapping[str, bytes] | None = None,
     max_poll_duration_s: int = 60,
     image: str = "alpine",
-    job: Mapping[str, Any] | None = None,
 ) -> TaskSpec:
     task = RenderedTask(
         action_index=0,
@@ -61,7 +58,7 @@ def make_spec(
     safe = {name: content for name, content in (files or {}).items() if ".." not in name}
     spooled = TaskFiles.of(spool, safe)
     spooled.sizes = {name: len(content) for name, content in (files or {}).items()}  # also the unsafe names
-    return TaskSpec(task=task, event=EVENT, job_name=job_name, job=job or {}, files=spooled)
+    return TaskSpec(task=task, event=EVENT, job_name=job_name, files=spooled)
 
 
 async def wait_until(condition: Callable[[], bool], *, timeout_s: float = 10.0, what: str = "condition") -> None:

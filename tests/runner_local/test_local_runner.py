@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from jes import settings
-from jes.models import EnvSecret, EnvValue
-from jes.runner.base import Status
+from jes.models import EnvSecret, EnvValue, Status
 from jes.runner.local.runner import LocalRunner, expand
 from tests.runner_local.support import make_spec, process_gone, wait_until
 
@@ -299,9 +298,10 @@ async def test_timeout_stops_the_whole_process_group(runner: LocalRunner, tmp_pa
         await wait_until(lambda pid=pid: process_gone(pid), timeout_s=5, what=f"{name} process to end")  # type: ignore[misc]
 
 
-async def test_job_deadline_is_enforced(runner: LocalRunner) -> None:
-    job = {"spec": {"activeDeadlineSeconds": 1}}
-    outcome = await runner.run(make_spec("deadline-job", ["sleep", "30"], job=job, max_poll_duration_s=60))
+async def test_job_deadline_is_enforced(state_dir: Path) -> None:
+    local = LocalRunner(state_dir=state_dir, task_deadline_s=1)
+    await local.start()
+    outcome = await local.run(make_spec("deadline-job", ["sleep", "30"], max_poll_duration_s=60))
 
     assert outcome.status is Status.DEADLINE_EXCEEDED
     assert "activeDeadlineSeconds of 1s" in outcome.reason

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from jes.models import EnvValue
-from jes.runner.base import Status, TaskSpec
+from jes.models import EnvValue, Status, TaskSpec
 from jes.runner.local import shim
 from jes.runner.local.runner import RUNS_DIR, LocalRunner
 from jes.util import fsutil

@@ -16,7 +16,6 @@ from typing import Any
 
 from fakes.fake_kube import FakeKube
 from jes import settings
-from jes.clients import kube as kube_client
 from jes.devtools.controlplane.server import LocalControlPlane
 from jes.ledger import leases
 from jes.runner.kubernetes.runner import KubernetesRunner
@@ -99,18 +98,11 @@ def make_kube_service(
     current = jes_settings(
         plane, tmp_path / holder, runner="kubernetes", k8s_pod_name=holder, job_namespace="keptn-jes", **overrides
     )
-    runner = KubernetesRunner(api_client=kube.api_client(), backoff=FAST, pending_grace_s=0.5, watch_timeout_s=5)
-    store = leases.LeaseLedger(
-        lambda: kube_client.KubeApi(runner.api_client, executor=runner.executor, backoff=FAST, request_timeout_s=5),
-        namespace="keptn-jes",
-        executor_id=current.executor_id,
-        holder=holder,
-        renew_interval_s=current.lease_renew_s,
-        lease_duration_s=current.lease_duration_s,
-        wall_clock=wall_clock,
-    )
+    client = kube.api_client()
+    runner = KubernetesRunner.from_settings(current, client, backoff=FAST, pending_grace_s=0.5, watch_timeout_s=5)
+    store = leases.LeaseLedger.from_settings(client, current, backoff=FAST, wall_clock=wall_clock)
     options: dict[str, Any] = {"intake_backoff": QUICK_INTAKE} | (service_options or {})
-    return Service(current, runner=runner, store=store, health_host="127.0.0.1", **options)
+    return Service(current, runner=runner, store=store, kube=client, health_host="127.0.0.1", **options)
 
 
 @contextlib.asynccontextmanager

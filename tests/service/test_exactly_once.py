@@ -25,10 +25,9 @@ from jes.clients.keptn import client as keptn_client
 from jes.devtools.controlplane.server import LocalControlPlane
 from jes.ledger import leases
 from jes.matcher import matching as matcher
+from jes.models import Outcome, Status, TaskSpec, job_name
 from jes.reporter import delivery as reporter
 from jes.reporter import events
-from jes.runner.base import Outcome, Status, TaskSpec
-from jes.runner.kubernetes import manifests
 from jes.service import handler
 from jes.service.providers import ControlPlaneTriggered
 from tests.service.support import (
@@ -294,7 +293,7 @@ async def resumed_handler(plane: LocalControlPlane, settle_s: float) -> Any:
         subject = handler.EventHandler(
             configs=FileConfig(SIMPLE), files=NoFiles(), runner=runner, store=store,
             reporter=reporter.KeptnReporter(client, settle_s=settle_s, backoff=_quick()),
-            executor=matcher.Executor(), job_settings=manifests.JobSettings(),
+            executor=matcher.Executor(),
             identity=events.Identity(executor="keptn-jes/-"), triggered=ControlPlaneTriggered(client, backoff=_quick()),
             metrics=metrics,
         )  # fmt: skip
@@ -316,7 +315,7 @@ async def _crash_state(
     if finished is not None:
         claim.reports[ledger.Report.FINISHED] = finished
     now = events.utc_now().isoformat()
-    job = manifests.job_name(event["id"], 0, 0, executor="")
+    job = job_name(event["id"], 0, 0, executor="")
     claim.set_task(0, 0, ledger.TaskRecord(ledger.TaskState.DONE, job, "succeeded", "exit code 0", 0, now, now))
     await store.save(claim)
     (resumed,) = await store.resumable()
@@ -464,7 +463,7 @@ async def test_a_job_that_vanished_before_its_outcome_was_recorded_is_reported_s
         await _post(client, event, "started")
         claim = ledger.Claim(ref=ledger.EventRef.of(event), holder=store.holder)
         claim.reports[ledger.Report.STARTED] = ledger.Delivery.SENT
-        claim.set_task(0, 0, ledger.TaskRecord(ledger.TaskState.LAUNCHING, manifests.job_name(event["id"], 0, 0)))
+        claim.set_task(0, 0, ledger.TaskRecord(ledger.TaskState.LAUNCHING, job_name(event["id"], 0, 0)))
         await store.save(claim)
         (claim,) = await store.resumable()
         result = await subject.resume(claim)

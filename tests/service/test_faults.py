@@ -20,12 +20,10 @@ from jes.devtools.controlplane import models
 from jes.devtools.controlplane.server import LocalControlPlane
 from jes.matcher import config
 from jes.matcher import matching as matcher
-from jes.models import EventInfo
+from jes.models import EventInfo, Outcome, Status, TaskSpec
 from jes.reporter import delivery as reporter_mod
 from jes.reporter import events
 from jes.reporter.delivery import Arrival
-from jes.runner.base import Outcome, Status, TaskSpec
-from jes.runner.kubernetes import manifests
 from jes.service import handler
 from tests.config.test_loader_properties import TREES
 from tests.service.support import (
@@ -223,7 +221,7 @@ def test_arbitrary_configs_and_events_never_crash_and_always_explain(text: str, 
         reporter=reporter,
         store=ledger.MemoryLedger(),
         executor=matcher.Executor(location="EU"),
-        job_settings=manifests.JobSettings(),
+       
         identity=events.Identity(),
         max_event_bytes=8192,
     )
@@ -268,7 +266,7 @@ async def test_a_finished_accepted_just_before_a_crash_is_not_sent_again(plane: 
         subject = handler.EventHandler(
             configs=MissingConfig(), files=NoFiles(), runner=InstantRunner(), store=store,
             reporter=reporter_mod.KeptnReporter(client, settle_s=0.5),
-            executor=matcher.Executor(), job_settings=manifests.JobSettings(), identity=identity,
+            executor=matcher.Executor(), identity=identity,
         )  # fmt: skip
         (resumed,) = await store.resumable()
         assert resumed.resumed

@@ -19,13 +19,12 @@ The Job follows upstream's shape (reference §3.2) with these differences:
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jes.models import EnvSecret, EnvValue, EventInfo, RenderedTask, Resources
+from jes.models import EnvSecret, EnvValue, EventInfo, RenderedTask, Resources, TaskSpec, job_name
 from jes.settings import Settings
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -37,8 +36,8 @@ LABEL_TASK = "keptn.sh/jes-task"
 LABEL_CONFIG_HASH = "keptn.sh/jes-job-confighash"
 LABEL_ACTION_INDEX = "keptn.sh/jes-action-index"
 LABEL_TASK_INDEX = "keptn.sh/jes-task-index"
-ANNOTATION_EVENT_ID = "jes.clients.keptn.sh/event-id"
-ANNOTATION_TASK = "jes.clients.keptn.sh/task"
+ANNOTATION_EVENT_ID = "jes.keptn.sh/event-id"
+ANNOTATION_TASK = "jes.keptn.sh/task"
 
 FILES_MOUNT = "/keptn"
 FILES_SOURCE_MOUNT = "/jes-files"
@@ -81,13 +80,6 @@ class JobSettings:
 # Names and labels
 
 
-def job_name(event_id: str, action_index: int, task_index: int, *, executor: str = "") -> str:
-    """Deterministic, DNS-1123-valid, at most 45 characters, for any event id."""
-    readable = re.sub(r"[^a-z0-9]+", "-", event_id.lower()).strip("-")[:12].strip("-") or "x"
-    digest = hashlib.sha256(f"{event_id}\0{executor}".encode()).hexdigest()[:16]
-    return f"jes-{readable}-{digest}-{action_index:03d}-{task_index + 1:03d}"
-
-
 def sanitise_label_value(value: str) -> str:
     """Upstream's rule: runs of characters outside ``[-A-Za-z0-9_.]`` become ``_``, cut to 63,
     then leading/trailing ``-``, ``_`` and ``.`` are removed."""
@@ -116,6 +108,14 @@ def job_labels(task: RenderedTask, event: EventInfo, config_hash: str, settings:
 # The Job
 
 
+def job_for(spec: TaskSpec, settings: JobSettings) -> dict[str, Any]:
+    """The batch/v1 Job that runs ``spec``."""
+    return build_job(
+        spec.task, spec.event, config_hash=spec.config_hash, settings=settings, files=spec.files.sizes,
+        name=spec.job_name,
+    )  # fmt: skip
+
+
 def build_job(
     task: RenderedTask,
     event: EventInfo,
@@ -123,9 +123,11 @@ def build_job(
     config_hash: str,
     settings: JobSettings,
     files: Mapping[str, int] | None = None,
+    name: str = "",
 ) -> dict[str, Any]:
-    """The batch/v1 Job for one task of one event; ``files`` maps each file to its size."""
-    name = job_name(event.id, task.action_index, task.task_index, executor=settings.executor)
+    """The batch/v1 Job for one task of one event; ``files`` maps each file to its size. Its name is
+    ``name``, else :func:`jes.models.job_name` for the event, task and executor."""
+    name = name or job_name(event.id, task.action_index, task.task_index, executor=settings.executor)
     annotations = dict(task.annotations)
     annotations.update({ANNOTATION_EVENT_ID: event.id, ANNOTATION_TASK: task.name})
     spec: dict[str, Any] = {

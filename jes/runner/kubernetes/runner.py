@@ -1,7 +1,8 @@
 """The production runner: one batch/v1 Job per task, watched (not polled) to completion.
 
-A task's :class:`~jes.runner.base.TaskSpec` carries a ready Job manifest (and ConfigMaps for its
-``files``). :meth:`KubernetesRunner.run`:
+The runner builds each task's Job manifest (and the ConfigMaps for its ``files``) from the
+runner-neutral :class:`~jes.models.TaskSpec` with :mod:`jes.runner.kubernetes.manifests` and its
+:class:`~jes.runner.kubernetes.manifests.JobSettings`. :meth:`KubernetesRunner.run`:
 
 1. creates the ConfigMaps, then the Job; ``409 AlreadyExists`` means the Job (or ConfigMap) is
    already there — from an earlier attempt, another replica or before a restart — and it is adopted,
@@ -19,7 +20,7 @@ A task's :class:`~jes.runner.base.TaskSpec` carries a ready Job manifest (and Co
    unschedulable for longer than ``pending_grace_s``. Such a Job is deleted
    (``delete_unstartable``), since it would otherwise wait forever and never be cleaned up;
 3. past the task's ``maxPollDuration`` (counted from the Job's creation) the Job is deleted with
-   foreground propagation and the outcome is :attr:`~jes.runner.base.Status.TIMED_OUT`;
+   foreground propagation and the outcome is :attr:`~jes.models.Status.TIMED_OUT`;
 4. when the Job is over, reads its pods once, the logs (every terminated container; init containers
    only when a container did not end ``Completed``; running ones too for a stopped task) and, for a
    failure, the ``Failed*`` Kubernetes events of the Job and its pods.
@@ -32,12 +33,11 @@ than one printing 200 KB. Cancelling ``run()`` stops waiting and leaves the Job 
 Kubernetes API errors: ``409`` → adopt; ``429``, ``5xx`` and connection errors → retried with the
 runner's :class:`~jes.util.retry.Backoff` (``Retry-After`` honoured); ``403`` →
 :class:`~jes.errors.KubePermissionError`, reported as an outcome with status
-:attr:`~jes.runner.base.Status.ERROR` whose reason names the missing permission; any other error
+:attr:`~jes.models.Status.ERROR` whose reason names the missing permission; any other error
 creating the Job → ERROR with the API server's message.
 
-Cluster configuration: an injected ``kubernetes.client.ApiClient``; else the given kubeconfig file;
-else the in-cluster service account; else the default kubeconfig (``~/.kube/config``,
-``$KUBECONFIG``).
+The cluster: the process's one ``kubernetes.client.ApiClient`` (:func:`jes.clients.kube.connect`),
+built by the service and passed in; the runner has threads of its own but never closes the client.
 
 RBAC — what jes's service account needs **in every namespace Jobs run in** (a Role and a
 RoleBinding per namespace)::
@@ -71,21 +71,22 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
 import kubernetes.client
-import kubernetes.config
 
 from jes import errors
 from jes.clients import kube as kube_client
-from jes.runner.base import ContainerLog, Fence, LogSink, Outcome, Status, TaskSpec, no_fence
+from jes.models import ContainerLog, LogText, Outcome, Status, TaskSpec
+from jes.runner.base import Fence, LogSink, no_fence
 from jes.runner.kubernetes import logs as kube_logs
 from jes.runner.kubernetes import manifests
 from jes.runner.kubernetes import status as kube_status
 from jes.runner.kubernetes import timers as kube_timers
 from jes.runner.kubernetes import watch as kube_watch
-from jes.runner.logs import BoundedBuffer, LogText
+from jes.runner.logs import BoundedBuffer
 from jes.settings import Settings
 from jes.util import retry
 
@@ -104,17 +105,32 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _namespace(spec: TaskSpec) -> str:
+JobBuilder = Callable[[TaskSpec, manifests.JobSettings], Mapping[str, Any]]
+"""Makes a task's Job manifest (tests give hand-made manifests through it)."""
+
+
+@dataclass(frozen=True)
+class _Task(TaskSpec):
+    """A task with the Job manifest the runner built for it."""
+
+    job: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, spec: TaskSpec, job: Mapping[str, Any]) -> _Task:
+        return cls(**{f.name: getattr(spec, f.name) for f in fields(TaskSpec)}, job=job)
+
+
+def _namespace(spec: _Task) -> str:
     meta = spec.job.get("metadata") or {}
     return str(meta.get("namespace") or spec.task.namespace or "default")
 
 
-def _main_container(spec: TaskSpec) -> str:
+def _main_container(spec: _Task) -> str:
     containers = (((spec.job.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
     return str(containers[0].get("name", "")) if containers else ""
 
 
-def watch_key(spec: TaskSpec) -> kube_watch.WatchKey:
+def watch_key(spec: _Task) -> kube_watch.WatchKey:
     """Which shared watches see this task's Job and pods (from the manifest's labels)."""
     labels = (spec.job.get("metadata") or {}).get("labels") or {}
     value = labels.get(MANAGED_BY)
@@ -135,9 +151,9 @@ class KubernetesRunner:
     def __init__(
         self,
         *,
-        api_client: kubernetes.client.ApiClient | None = None,
-        kubeconfig: str | None = None,
-        context: str | None = None,
+        api_client: kubernetes.client.ApiClient,
+        job_settings: manifests.JobSettings | None = None,
+        build_job: JobBuilder = manifests.job_for,
         pending_grace_s: float = 120.0,
         transient_grace_s: float = 120.0,
         backoff: retry.Backoff = DEFAULT_BACKOFF,
@@ -162,9 +178,9 @@ class KubernetesRunner:
         self.missing_pod_check_s = missing_pod_check_s
         self.delete_unstartable = delete_unstartable
         self._sleep = sleep
-        self._injected_client = api_client
-        self._kubeconfig = kubeconfig
-        self._context = context
+        self._client = api_client
+        self.job_settings = job_settings or manifests.JobSettings()
+        self._build_job = build_job
         self._api: kube_client.KubeApi | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._watches: dict[kube_watch.WatchKey, kube_watch.Trackers] = {}
@@ -175,8 +191,12 @@ class KubernetesRunner:
         self._follower: kube_logs.LogFollower | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> KubernetesRunner:
+    def from_settings(
+        cls, settings: Settings, api_client: kubernetes.client.ApiClient, **overrides: Any
+    ) -> KubernetesRunner:
         options: dict[str, Any] = {
+            "api_client": api_client,
+            "job_settings": manifests.JobSettings.from_settings(settings),
             "pending_grace_s": settings.pending_grace_s,
             "transient_grace_s": settings.transient_grace_s,
         }
@@ -189,9 +209,7 @@ class KubernetesRunner:
         async with self._start_lock:
             if self._api is not None:
                 return
-            client = self._injected_client
-            if client is None:
-                client = await asyncio.to_thread(self._load_client)
+            client = self._client
             self._executor = ThreadPoolExecutor(self.max_workers, thread_name_prefix="jes-kube")
             self._api = kube_client.KubeApi(
                 client,
@@ -207,29 +225,6 @@ class KubernetesRunner:
                 max_streams=self.max_followed_logs,
             )
 
-    def _load_client(self) -> kubernetes.client.ApiClient:
-        config = kubernetes.client.Configuration()
-        try:
-            if self._kubeconfig:
-                kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-                    self._kubeconfig, self._context, client_configuration=config
-                )
-            else:
-                try:
-                    kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
-                        client_configuration=config
-                    )
-                except kubernetes.config.ConfigException:
-                    kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
-                        context=self._context, client_configuration=config
-                    )
-        except (kubernetes.config.ConfigException, OSError, ValueError, TypeError) as exc:
-            raise errors.RunnerError(
-                f"no Kubernetes configuration: not running in a cluster and no usable kubeconfig ({exc})"
-            ) from exc
-        config.connection_pool_maxsize = max(config.connection_pool_maxsize or 0, self.max_workers + 8)
-        return kubernetes.client.ApiClient(config)
-
     async def close(self) -> None:
         """Stop the watches; Jobs are left alone (anyone still waiting gets a RunnerError)."""
         threads = []
@@ -238,15 +233,13 @@ class KubernetesRunner:
         self._watches.clear()
         for thread in threads:
             await asyncio.to_thread(thread.join, 5.0)
-        api, self._api = self._api, None
+        self._api = None
         if self._follower is not None:
             await self._follower.close()
             self._follower = None
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
-        if api is not None and self._injected_client is None:
-            api.api_client.close()  # type: ignore[no-untyped-call]
 
     def _require_api(self) -> kube_client.KubeApi:
         if self._api is None:
@@ -272,18 +265,6 @@ class KubernetesRunner:
         """The runner's API access (after :meth:`start`): any generated client method via
         :meth:`~jes.clients.kube.KubeApi.call`, off the loop, retried, errors translated."""
         return self._require_api()
-
-    @property
-    def api_client(self) -> kubernetes.client.ApiClient:
-        """The client in use (after :meth:`start`), e.g. for the lease ledger."""
-        return self._require_api().api_client
-
-    @property
-    def executor(self) -> ThreadPoolExecutor:
-        """The thread pool the client's blocking calls run in (after :meth:`start`)."""
-        if self._executor is None:
-            raise errors.RunnerError("the kubernetes runner is not started")
-        return self._executor
 
     def watch_count(self) -> int:
         """Shared watch streams in use (two per namespace)."""
@@ -311,6 +292,7 @@ class KubernetesRunner:
         """
         await self.start()
         started_at = _now()
+        spec = _Task.of(spec, self._build_job(spec, self.job_settings))
         try:
             key = watch_key(spec)
         except errors.RunnerError as exc:
@@ -325,7 +307,7 @@ class KubernetesRunner:
 
     async def _run(
         self,
-        spec: TaskSpec,
+        spec: _Task,
         trackers: kube_watch.Trackers,
         tracker: kube_watch.Tracker,
         started_at: datetime,
@@ -371,7 +353,7 @@ class KubernetesRunner:
                 stream.cancel()
             await asyncio.gather(*streams, return_exceptions=True)
 
-    async def _vanished(self, spec: TaskSpec, namespace: str, started_at: datetime, reason: str = _LOST) -> Outcome:
+    async def _vanished(self, spec: _Task, namespace: str, started_at: datetime, reason: str = _LOST) -> Outcome:
         """A Job that is gone (its TTL, a watch gap, jes down meanwhile): how it ended, as long as
         the Job controller's Events about it still exist; else LOST. Errors reading the Events are
         raised (a temporary one must not turn into "lost")."""
@@ -396,7 +378,7 @@ class KubernetesRunner:
         )
 
     async def _create_or_adopt(
-        self, spec: TaskSpec, namespace: str, tracker: kube_watch.Tracker, fence: Fence
+        self, spec: _Task, namespace: str, tracker: kube_watch.Tracker, fence: Fence
     ) -> tuple[Obj | None, bool]:
         """The Job and whether it existed already (None: it existed but is gone now)."""
         await fence()
@@ -419,7 +401,7 @@ class KubernetesRunner:
         await self._own_config_maps(spec, namespace, job)
         return job, False
 
-    async def _create_config_maps(self, spec: TaskSpec, namespace: str) -> list[str]:
+    async def _create_config_maps(self, spec: _Task, namespace: str) -> list[str]:
         """The ConfigMaps with the task's files, built and sent one at a time (read from the spool:
         one ConfigMap's worth of content in memory); the names of those created now."""
         if not spec.files:
@@ -455,7 +437,7 @@ class KubernetesRunner:
                                exc, delay)  # fmt: skip
                 await self._sleep(delay)
 
-    async def _adopt(self, spec: TaskSpec, namespace: str, tracker: kube_watch.Tracker) -> Obj | None:
+    async def _adopt(self, spec: _Task, namespace: str, tracker: kube_watch.Tracker) -> Obj | None:
         """An existing Job, read once with its pods (the watches only report changes)."""
         api = self._require_api()
         try:
@@ -466,7 +448,7 @@ class KubernetesRunner:
         tracker.offer_pods(await api.list_pods(namespace, f"job-name={spec.job_name}"))
         return job
 
-    async def _own_config_maps(self, spec: TaskSpec, namespace: str, job: Obj) -> None:
+    async def _own_config_maps(self, spec: _Task, namespace: str, job: Obj) -> None:
         meta = job.get("metadata") or {}
         owner = {"apiVersion": "batch/v1", "kind": "Job", "name": meta.get("name"), "uid": meta.get("uid")}
         for name in self._config_map_names(spec):
@@ -476,7 +458,7 @@ class KubernetesRunner:
                 logger.warning("ConfigMap %s/%s keeps no owner (it outlives its Job): %s", namespace, name, exc)
 
     @staticmethod
-    def _config_map_names(spec: TaskSpec) -> list[str]:
+    def _config_map_names(spec: _Task) -> list[str]:
         """The files ConfigMaps the Job mounts (from its manifest: the spool may be gone)."""
         volumes = (((spec.job.get("spec") or {}).get("template") or {}).get("spec") or {}).get("volumes") or []
         sources: list[Obj] = next(
@@ -496,7 +478,7 @@ class KubernetesRunner:
 
     async def _wait(
         self,
-        spec: TaskSpec,
+        spec: _Task,
         namespace: str,
         tracker: kube_watch.Tracker,
         deadline: float,
@@ -588,7 +570,7 @@ class KubernetesRunner:
 
     async def _finish(
         self,
-        spec: TaskSpec,
+        spec: _Task,
         namespace: str,
         tracker: kube_watch.Tracker,
         verdict: kube_status.Verdict,

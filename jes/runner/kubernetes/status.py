@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from jes.runner.base import Status
+from jes.models import Status
 
 Obj = dict[str, Any]
 

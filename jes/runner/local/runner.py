@@ -64,7 +64,7 @@ from typing import IO, Any
 
 import jes
 from jes import errors, settings
-from jes.models import EnvSecret, EnvValue, RenderedTask
+from jes.models import ContainerLog, EnvSecret, EnvValue, LogText, Outcome, RenderedTask, Status, TaskFiles, TaskSpec
 from jes.runner import base, logs
 from jes.runner.local import shim
 from jes.util import fsutil
@@ -117,13 +117,13 @@ def expand(text: str, variables: Mapping[str, str]) -> str:
 class _Refused(errors.RunnerError):
     """The task cannot be started; ``status`` says how the outcome reports it."""
 
-    def __init__(self, status: base.Status, message: str) -> None:
+    def __init__(self, status: Status, message: str) -> None:
         self.status = status
         super().__init__(message)
 
 
 def _cannot_start(message: str) -> _Refused:
-    return _Refused(base.Status.CANNOT_START, message)
+    return _Refused(Status.CANNOT_START, message)
 
 
 class _Phase(enum.Enum):
@@ -266,8 +266,11 @@ class LocalRunner:
         log_head_bytes: int = 64 * 1024,
         log_tail_bytes: int = 64 * 1024,
         kill_grace_s: float = 2.0,
+        task_deadline_s: int = 0,
     ) -> None:
         self.state_dir = Path(state_dir)
+        self.task_deadline_s = task_deadline_s
+        """As the Jobs' ``activeDeadlineSeconds`` (TASK_DEADLINE_SECONDS; 0: none)."""
         self.secrets_dir = Path(secrets_dir) if secrets_dir is not None else None
         self.log_head_bytes = log_head_bytes
         self.log_tail_bytes = log_tail_bytes
@@ -278,8 +281,13 @@ class LocalRunner:
 
     @classmethod
     def from_settings(cls, settings: settings.Settings) -> LocalRunner:
-        """The runner ``jes serve`` and ``jes run`` use: JES_STATE_DIR and JES_LOCAL_SECRETS_DIR."""
-        return cls(state_dir=settings.state_dir, secrets_dir=settings.local_secrets_dir)
+        """The runner ``jes serve`` and ``jes run`` use: JES_STATE_DIR, JES_LOCAL_SECRETS_DIR and
+        TASK_DEADLINE_SECONDS."""
+        return cls(
+            state_dir=settings.state_dir,
+            secrets_dir=settings.local_secrets_dir,
+            task_deadline_s=settings.task_deadline_seconds,
+        )
 
     async def start(self) -> None:
         """Create the state directory and clear what an interrupted :meth:`forget` left."""
@@ -296,13 +304,13 @@ class LocalRunner:
 
     async def run(
         self,
-        spec: base.TaskSpec,
+        spec: TaskSpec,
         *,
         on_log: base.LogSink | None = None,
         on_running: Callable[[], None] | None = None,
         adopt_only: bool = False,
         fence: base.Fence = base.no_fence,
-    ) -> base.Outcome:
+    ) -> Outcome:
         """Start the task (or adopt it, or return its recorded outcome) and wait until it ends.
 
         ``on_running`` is called once when the process has started (also when adopting one).
@@ -352,11 +360,11 @@ class LocalRunner:
 
     def _job(self, job_name: str) -> _JobDir:
         if not _JOB_NAME.match(job_name):
-            raise _Refused(base.Status.ERROR, f"job name {job_name!r} cannot name a local state directory")
+            raise _Refused(Status.ERROR, f"job name {job_name!r} cannot name a local state directory")
         return _JobDir(self._runs / job_name)
 
     async def _start_or_adopt(
-        self, spec: base.TaskSpec, job: _JobDir, *, adopt_only: bool, fence: base.Fence = base.no_fence
+        self, spec: TaskSpec, job: _JobDir, *, adopt_only: bool, fence: base.Fence = base.no_fence
     ) -> None:
         # Shielded: once jes decided to start a task it finishes starting it, even when the
         # caller is cancelled, so that a later run() finds a started task and not half a one.
@@ -372,12 +380,12 @@ class LocalRunner:
             log.debug("starting %s failed: %s", task.get_name(), task.exception())
 
     async def _start_or_adopt_locked(
-        self, spec: base.TaskSpec, job: _JobDir, *, adopt_only: bool, fence: base.Fence
+        self, spec: TaskSpec, job: _JobDir, *, adopt_only: bool, fence: base.Fence
     ) -> None:
         async with self._locks.hold(job.name):
             phase = job.phase()
             if adopt_only and phase in (_Phase.ABSENT, _Phase.UNSTARTED):
-                raise _Refused(base.Status.LOST, f"the local runner has no process or outcome for {job.name}")
+                raise _Refused(Status.LOST, f"the local runner has no process or outcome for {job.name}")
             if phase is _Phase.ACTIVE:
                 log.info("local runner: adopting %s, which is still running", job.name)
                 return
@@ -395,7 +403,7 @@ class LocalRunner:
             await fence()
             await asyncio.to_thread(self._launch, spec, job)
 
-    def _launch(self, spec: base.TaskSpec, job: _JobDir) -> None:
+    def _launch(self, spec: TaskSpec, job: _JobDir) -> None:
         launch = self._prepare(spec, job)
         try:
             self._runs.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -403,7 +411,7 @@ class LocalRunner:
             _materialise(job, launch)
         except OSError as exc:
             shutil.rmtree(job.path, ignore_errors=True)
-            raise _Refused(base.Status.ERROR, f"cannot prepare the local task in {job.path}: {exc}") from exc
+            raise _Refused(Status.ERROR, f"cannot prepare the local task in {job.path}: {exc}") from exc
         try:
             self._spawn_shim(job, launch)
         except _Refused:
@@ -411,12 +419,12 @@ class LocalRunner:
                 shutil.rmtree(job.path, ignore_errors=True)
             raise
 
-    def _prepare(self, spec: base.TaskSpec, job: _JobDir) -> _Launch:
+    def _prepare(self, spec: TaskSpec, job: _JobDir) -> _Launch:
         task = spec.task
         command = [*(task.cmd or ()), *(task.args or ())]
         if not command:
             raise _Refused(
-                base.Status.ERROR,
+                Status.ERROR,
                 f"task {task.name!r} has neither cmd nor args: the local runner needs a cmd, "
                 f"since there is no image entrypoint to run (image {task.image!r} is not pulled)",
             )
@@ -430,7 +438,7 @@ class LocalRunner:
             env=env,
             cwd=_working_dir(task.working_dir, job.files),
             files=files,
-            limits=_limits(spec),
+            limits=_limits(spec, self.task_deadline_s),
             note=_note(task, command),
         )
 
@@ -476,7 +484,7 @@ class LocalRunner:
         try:
             lock_fd = os.open(job.file(shim.LOCK), os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
-            raise _Refused(base.Status.ERROR, f"cannot create the local task's lock: {exc}") from exc
+            raise _Refused(Status.ERROR, f"cannot create the local task's lock: {exc}") from exc
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             with open(job.file(shim.SHIM_LOG), "ab") as shim_log:
@@ -491,7 +499,7 @@ class LocalRunner:
                     start_new_session=True,
                 )
         except OSError as exc:
-            raise _Refused(base.Status.ERROR, f"cannot start the local runner's shim: {exc}") from exc
+            raise _Refused(Status.ERROR, f"cannot start the local runner's shim: {exc}") from exc
         finally:
             os.close(lock_fd)
         _hand_over(process, payload)
@@ -503,7 +511,7 @@ class LocalRunner:
             code = -signal.SIGKILL
         if code != 0:
             raise _Refused(
-                base.Status.ERROR,
+                Status.ERROR,
                 f"the local runner's shim did not start (exit code {code}); see {job.file(shim.SHIM_LOG)}",
             )
 
@@ -607,24 +615,22 @@ def _working_dir(working_dir: str, files_dir: Path) -> Path:
     )
 
 
-def _file_paths(files: base.TaskFiles) -> dict[PurePosixPath, Path]:
+def _file_paths(files: TaskFiles) -> dict[PurePosixPath, Path]:
     paths: dict[PurePosixPath, Path] = {}
     for name in files.sizes:
         path = PurePosixPath(name.lstrip("/"))
         if name.startswith(KEPTN_DIR + "/"):
             path = PurePosixPath(name[len(KEPTN_DIR) + 1 :])
         if not path.parts or any(part in ("..", ".") for part in path.parts):
-            raise _Refused(base.Status.ERROR, f"file {name!r} does not name a file under {KEPTN_DIR}")
+            raise _Refused(Status.ERROR, f"file {name!r} does not name a file under {KEPTN_DIR}")
         paths[path] = files.path(name)
     return paths
 
 
-def _limits(spec: base.TaskSpec) -> tuple[tuple[str, int], ...]:
+def _limits(spec: TaskSpec, deadline_s: int) -> tuple[tuple[str, int], ...]:
     limits = [("maxPollDuration", spec.task.max_poll_duration_s)]
-    job_spec = spec.job.get("spec")
-    deadline = job_spec.get("activeDeadlineSeconds") if isinstance(job_spec, Mapping) else None
-    if isinstance(deadline, int) and deadline > 0:
-        limits.append(("activeDeadlineSeconds", deadline))
+    if deadline_s > 0:
+        limits.append(("activeDeadlineSeconds", deadline_s))
     return tuple(limits)
 
 
@@ -739,8 +745,8 @@ def _time(value: Any) -> datetime:
     return datetime.fromtimestamp(float(value), UTC) if value is not None else _now()
 
 
-def _refused_outcome(job_name: str, exc: _Refused, started_at: datetime) -> base.Outcome:
-    return base.Outcome(
+def _refused_outcome(job_name: str, exc: _Refused, started_at: datetime) -> Outcome:
+    return Outcome(
         job_name=job_name,
         status=exc.status,
         reason=str(exc),
@@ -751,18 +757,18 @@ def _refused_outcome(job_name: str, exc: _Refused, started_at: datetime) -> base
     )
 
 
-def _outcome(job_name: str, status: Mapping[str, Any], text: logs.LogText) -> base.Outcome:
+def _outcome(job_name: str, status: Mapping[str, Any], text: LogText) -> Outcome:
     state, reason, exit_code, container_code = _interpret(status)
-    container_reason = {base.Status.SUCCEEDED: "Completed", base.Status.CANNOT_START: "StartError"}
-    container = base.ContainerLog(
+    container_reason = {Status.SUCCEEDED: "Completed", Status.CANNOT_START: "StartError"}
+    container = ContainerLog(
         container=job_name,
         pod=POD,
         text=text,
         exit_code=container_code,
         reason=container_reason.get(state, "Error"),
-        message="" if state in (base.Status.SUCCEEDED, base.Status.FAILED) else reason,
+        message="" if state in (Status.SUCCEEDED, Status.FAILED) else reason,
     )
-    return base.Outcome(
+    return Outcome(
         job_name=job_name,
         status=state,
         reason=reason,
@@ -773,28 +779,28 @@ def _outcome(job_name: str, status: Mapping[str, Any], text: logs.LogText) -> ba
     )
 
 
-def _interpret(status: Mapping[str, Any]) -> tuple[base.Status, str, int | None, int | None]:
+def _interpret(status: Mapping[str, Any]) -> tuple[Status, str, int | None, int | None]:
     """(status, reason, outcome exit code, container exit code) of a recorded status."""
     kind = status.get("kind")
     code = _container_code(status.get("returncode"))
     if kind == shim.EXITED and code is not None:
-        return (base.Status.SUCCEEDED if code == 0 else base.Status.FAILED), f"exit code {code}", code, code
+        return (Status.SUCCEEDED if code == 0 else Status.FAILED), f"exit code {code}", code, code
     if kind == shim.SIGNALED and code is not None:
-        return base.Status.FAILED, f"killed by {_signal_name(code - 128)} (exit code {code})", code, code
+        return Status.FAILED, f"killed by {_signal_name(code - 128)} (exit code {code})", code, code
     if kind == shim.LIMIT:
         limit = status["limit"]
         if limit["name"] == "activeDeadlineSeconds":
             reason = f"activeDeadlineSeconds of {limit['seconds']}s exceeded (TASK_DEADLINE_SECONDS)"
-            return base.Status.DEADLINE_EXCEEDED, reason + "; the task was stopped", None, code
+            return Status.DEADLINE_EXCEEDED, reason + "; the task was stopped", None, code
         reason = f"maxPollDuration of {limit['seconds']}s exceeded; the task's processes were stopped"
-        return base.Status.TIMED_OUT, reason, None, code
+        return Status.TIMED_OUT, reason, None, code
     if kind == shim.CANNOT_START:
-        return base.Status.CANNOT_START, str(status.get("reason", "the task could not start")), None, None
+        return Status.CANNOT_START, str(status.get("reason", "the task could not start")), None, None
     if kind == shim.STOPPED:
-        return base.Status.LOST, "the task was stopped because jes forgot it", None, code
+        return Status.LOST, "the task was stopped because jes forgot it", None, code
     if kind == shim.LOST:
-        return base.Status.LOST, str(status.get("reason", "the task was lost")), None, None
-    return base.Status.ERROR, f"unknown state of the local task: {status!r}", None, None
+        return Status.LOST, str(status.get("reason", "the task was lost")), None, None
+    return Status.ERROR, f"unknown state of the local task: {status!r}", None, None
 
 
 def _container_code(returncode: Any) -> int | None:
