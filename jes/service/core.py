@@ -43,7 +43,7 @@ from jes.reporter import delivery as reporter
 from jes.reporter import events
 from jes.runner import base as runner_base
 from jes.runner import choice
-from jes.service import handler, providers
+from jes.service import handler, ports, providers
 from jes.service.health import HealthServer
 from jes.service.health import app as health_app
 from jes.service.metrics import Metrics
@@ -386,7 +386,7 @@ class Service:
         if info.id not in self._in_flight:
             self._spawn(info.id, lambda: self.handler.handle(event), what="handling")
 
-    def _spawn(self, event_id: str, work: Callable[[], Awaitable[handler.Result]], *, what: str) -> None:
+    def _spawn(self, event_id: str, work: Callable[[], Awaitable[ports.Result]], *, what: str) -> None:
         task = asyncio.create_task(self._until_handled(event_id, work, what), name=f"jes-event:{event_id}")
         self._in_flight[event_id] = task
         self.metrics.events_in_flight.set(len(self._in_flight))
@@ -397,7 +397,7 @@ class Service:
 
         task.add_done_callback(done)
 
-    async def _until_handled(self, event_id: str, work: Callable[[], Awaitable[handler.Result]], what: str) -> None:
+    async def _until_handled(self, event_id: str, work: Callable[[], Awaitable[ports.Result]], what: str) -> None:
         """Handle an event; when that fails, try again with backoff for as long as jes runs."""
         delays = iter(self._intake_backoff)
         attempt = 0

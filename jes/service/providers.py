@@ -19,7 +19,7 @@ from jes.clients.keptn import client as keptn_client
 from jes.clients.keptn import configsource
 from jes.matcher import config as cfg
 from jes.models import EventInfo, EventRef, RenderedTask
-from jes.service import handler
+from jes.service import ports
 from jes.util import retry
 
 Key = tuple[str, str, str, str]
@@ -78,7 +78,7 @@ class ControlPlaneConfigs:
         try:
             found = await self._source.fetch_config(info.project, info.stage, info.service, info.git_commit_id)
         except configsource.ConfigNotFoundError as exc:
-            raise handler.ConfigNotFound(str(exc)) from exc
+            raise ports.ConfigNotFound(str(exc)) from exc
         # parsing a big file takes a while: off the event loop, so polling and reports go on
         loaded = await asyncio.to_thread(
             cfg.load, found.content, file=f"job/config.yaml ({found.location})", max_bytes=self._max_config_bytes

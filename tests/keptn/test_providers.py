@@ -13,7 +13,7 @@ from jes.clients.keptn import client as keptn_client
 from jes.devtools.controlplane.server import LocalControlPlane
 from jes.models import EventInfo
 from jes.service import providers
-from jes.service.handler import ConfigNotFound
+from jes.service.ports import ConfigNotFound
 
 CONFIG = b"apiVersion: v2\nactions: []\n"
 

@@ -28,7 +28,7 @@ from jes.matcher import matching as matcher
 from jes.models import Outcome, Status, TaskSpec, job_name
 from jes.reporter import delivery as reporter
 from jes.reporter import events
-from jes.service import handler
+from jes.service import handler, ports
 from jes.service.providers import ControlPlaneTriggered
 from tests.service.support import (
     SEED,
@@ -283,12 +283,12 @@ SIMPLE = TTL_CONFIG
 
 
 @contextlib.asynccontextmanager
-async def resumed_handler(plane: LocalControlPlane, settle_s: float) -> Any:
+async def resumed_handler(plane: LocalControlPlane, settle_s: float, runner: Any = None) -> Any:
     settings_ = jes_settings(plane, Path("/nonexistent"))
     async with auth.make_http_client(settings_) as http:
         client = keptn_client.KeptnClient.from_settings(http, settings_)
         store = ledger.MemoryLedger()
-        runner = DoneRunner()
+        runner = runner or DoneRunner()
         metrics = __import__("jes.service.metrics", fromlist=["Metrics"]).Metrics()
         subject = handler.EventHandler(
             configs=FileConfig(SIMPLE), files=NoFiles(), runner=runner, store=store,
@@ -458,8 +458,7 @@ async def test_a_job_that_vanished_before_its_outcome_was_recorded_is_reported_s
                            now, now)  # fmt: skip
 
     event = _open_event(plane)
-    async with resumed_handler(plane, settle_s=0.3) as (subject, client, store, _, _metrics):
-        subject.runner = Vanished()
+    async with resumed_handler(plane, settle_s=0.3, runner=Vanished()) as (subject, client, store, _, _metrics):
         await _post(client, event, "started")
         claim = ledger.Claim(ref=ledger.EventRef.of(event), holder=store.holder)
         claim.reports[ledger.Report.STARTED] = ledger.Delivery.SENT
@@ -538,7 +537,7 @@ async def test_a_config_gone_or_changed_after_started_still_gets_a_finished(plan
 async def test_no_config_for_an_open_claim_without_reports_completes_it(plane: LocalControlPlane) -> None:
     class Missing:
         async def load(self, info: Any) -> Any:
-            raise handler.ConfigNotFound("job/config.yaml not found")
+            raise ports.ConfigNotFound("job/config.yaml not found")
 
     event = _open_event(plane)
     async with resumed_handler(plane, settle_s=0.3) as (subject, _client, store, _, _metrics):

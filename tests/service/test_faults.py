@@ -24,7 +24,7 @@ from jes.models import EventInfo, Outcome, Status, TaskSpec
 from jes.reporter import delivery as reporter_mod
 from jes.reporter import events
 from jes.reporter.delivery import Arrival
-from jes.service import handler
+from jes.service import handler, ports
 from tests.config.test_loader_properties import TREES
 from tests.service.support import (
     SEED,
@@ -243,7 +243,7 @@ def test_arbitrary_configs_and_events_never_crash_and_always_explain(text: str, 
 
 class MissingConfig:
     async def load(self, info: EventInfo) -> config.LoadedConfig:
-        raise handler.ConfigNotFound("unable to find job configuration")
+        raise ports.ConfigNotFound("unable to find job configuration")
 
 
 async def test_a_finished_accepted_just_before_a_crash_is_not_sent_again(plane: LocalControlPlane) -> None:

@@ -1,0 +1,234 @@
+"""Running one task of a claimed event: exactly once, with its files (docs/exactly-once.md).
+
+A task is recorded ``launching`` in the claim before its Job (or process) is created and ``done``
+with its outcome as soon as that is known: a task recorded before a restart is adopted, never
+created again, and a finished one is read again (or rebuilt from the record when its Job is gone).
+Files are spooled to disk under one of a few file slots and freed as soon as the runner created the
+task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from jes import errors, ledger, models
+from jes.ledger import Claim, TaskRecord, TaskState
+from jes.models import ContainerLog, EventInfo, LogText, Outcome, Plan, RenderedTask, Status, TaskFiles, TaskSpec
+from jes.reporter import events
+from jes.reporter.delivery import Reporter
+from jes.runner import base as runner_base
+from jes.service.metrics import Metrics
+from jes.service.ports import FileProvider
+
+logger = logging.getLogger(__name__)
+
+_VANISHED = "the Job vanished before jes recorded its outcome"
+
+
+@dataclass
+class TaskRunner:
+    """Runs the tasks of claimed events on a runner, recording each in the claim."""
+
+    runner: runner_base.Runner
+    files: FileProvider
+    store: ledger.Ledger
+    reporter: Reporter
+    identity: events.Identity
+    fence: Callable[[Claim], Awaitable[None]]
+    """Proves the claim is still this process's right before something is created."""
+    metrics: Metrics | None = None
+    on_log: runner_base.LogSink | None = None
+    clock: Callable[[], datetime] = events.utc_now
+    file_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+    """How many tasks may hold spooled files at once (until their Job or process exists)."""
+
+    async def run(
+        self,
+        claim: Claim,
+        plan: Plan,
+        task: RenderedTask,
+        count: int,
+        *,
+        progress: list[asyncio.Task[None]] | None,
+    ) -> Outcome:
+        info = plan.event
+        job_name = models.job_name(info.id, task.action_index, task.task_index, executor=self.identity.executor)
+        record = claim.task(task.action_index, task.task_index)
+        if record is not None and record.state is TaskState.DONE:
+            return await self._readopt(plan, task, job_name, record)
+        if record is not None:  # launched before a restart: adopt it, never create it again
+            adopted = await self.runner.run(self._spec(plan, task, job_name), on_log=self.on_log, adopt_only=True)
+            if adopted.status is not Status.LOST:
+                return self._record_outcome(claim, task, adopted)
+            if not self.runner.absent_means_never_started:  # the Job may have existed and be gone
+                return self._record_outcome(claim, task, _with_reason(adopted, f"{_VANISHED} ({adopted.reason})"))
+        started_at = self.clock()
+        async with self._spooling(task) as files:
+            try:
+                await self._fetch_files(info, task, files)
+            except errors.Permanent as exc:
+                outcome = _failed_before_start(job_name, f"could not fetch files: {exc}", started_at, self.clock())
+                return self._record_outcome(claim, task, outcome)
+            running = await self._launch(claim, plan, task, job_name, files, count, record, progress)
+            if files:
+                await _released_or_done(files, running)  # the file slot is free again after this
+        try:
+            return self._record_outcome(claim, task, await running)
+        except asyncio.CancelledError:
+            running.cancel()
+            raise
+
+    @contextlib.asynccontextmanager
+    async def _spooling(self, task: RenderedTask) -> AsyncIterator[TaskFiles]:
+        """A spool for the task's files, under one of the file slots: a bounded number of tasks hold
+        files (on disk) at a time; the slot is free once the runner discarded the spool."""
+        if not task.files:
+            yield TaskFiles()
+            return
+        async with self.file_slots:
+            files = TaskFiles(Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="jes-files-")))
+            try:
+                yield files
+            except BaseException:
+                files.discard()
+                raise
+
+    async def _fetch_files(self, info: EventInfo, task: RenderedTask, files: TaskFiles) -> None:
+        if task.files and files.root is not None:
+            files.sizes = await self.files.fetch(info, task, files.root)
+
+    async def _launch(
+        self,
+        claim: Claim,
+        plan: Plan,
+        task: RenderedTask,
+        job_name: str,
+        files: TaskFiles,
+        count: int,
+        record: TaskRecord | None,
+        progress: list[asyncio.Task[None]] | None,
+    ) -> asyncio.Task[Outcome]:
+        """Record the task ``launching`` and start it; the running task (its files are freed as soon
+        as the runner created it)."""
+        info = plan.event
+        spec = self._spec(plan, task, job_name, files)
+        if record is None:
+            claim.set_task(task.action_index, task.task_index, TaskRecord(TaskState.LAUNCHING, job_name))
+            await self.store.save(claim)  # also records an accepted .started as sent
+            if progress is not None:
+                changed = events.status_changed(
+                    info, self.identity, task=task.name, index=task.task_index, count=count, image=task.image,
+                    job=job_name,
+                )  # fmt: skip
+                # best effort and concurrent: a slow or refusing control plane must not delay the task
+                progress.append(asyncio.create_task(self.reporter.best_effort(changed), name=f"jes-status:{job_name}"))
+        return asyncio.create_task(self._run_with_metrics(spec, fence=lambda: self.fence(claim)))
+
+    def _record_outcome(self, claim: Claim, task: RenderedTask, outcome: Outcome) -> Outcome:
+        record = TaskRecord(
+            state=TaskState.DONE,
+            job=outcome.job_name,
+            status=outcome.status.value,
+            reason=outcome.reason,
+            exit_code=outcome.exit_code,
+            started_at=outcome.started_at.isoformat(),
+            finished_at=outcome.finished_at.isoformat(),
+        )
+        claim.set_task(task.action_index, task.task_index, record)
+        return outcome
+
+    def _spec(
+        self, plan: Plan, task: RenderedTask, job_name: str, files: TaskFiles | None = None
+    ) -> TaskSpec:
+        files = files if files is not None else TaskFiles()
+        return TaskSpec(task=task, event=plan.event, job_name=job_name, config_hash=plan.config_hash, files=files)
+
+    async def _readopt(self, plan: Plan, task: RenderedTask, job_name: str, record: TaskRecord) -> Outcome:
+        """A task that finished before a restart: read its outcome again, never start it again."""
+        outcome = await self.runner.run(self._spec(plan, task, job_name), on_log=self.on_log, adopt_only=True)
+        if outcome.status.value != record.status:  # the Job is gone: the record is what is known
+            return _outcome_from_record(job_name, record)
+        return outcome
+
+    async def _run_with_metrics(self, spec: TaskSpec, *, fence: runner_base.Fence) -> Outcome:
+        jobs = self.metrics.jobs_in_flight if self.metrics else None
+        if jobs:
+            jobs.inc()
+        try:
+            outcome = await self.runner.run(spec, on_log=self.on_log, fence=fence)
+        finally:
+            if jobs:
+                jobs.dec()
+        if self.metrics:
+            self.metrics.task_duration.labels(outcome.status.value).observe(outcome.duration_s)
+        logger.info("task %r: %s (%s)", spec.task.name, outcome.status.value, outcome.reason)
+        return outcome
+
+    async def forget_jobs(self, reports: list[events.TaskReport]) -> None:
+        forget = getattr(self.runner, "forget", None)
+        if forget is None:
+            return
+        for report in reports:
+            with contextlib.suppress(Exception):
+                result = forget(report.outcome.job_name)
+                if asyncio.iscoroutine(result):
+                    await result
+
+
+async def _released_or_done(files: TaskFiles, running: asyncio.Task[Outcome]) -> None:
+    """Wait until the runner freed the files (it created the task), or the task ended."""
+    released = asyncio.ensure_future(files.released.wait())
+    try:
+        await asyncio.wait([released, running], return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        running.cancel()
+        raise
+    finally:
+        released.cancel()
+        files.discard()
+
+
+def _with_reason(outcome: Outcome, reason: str) -> Outcome:
+    return Outcome(
+        job_name=outcome.job_name,
+        status=outcome.status,
+        reason=reason,
+        exit_code=outcome.exit_code,
+        logs=outcome.logs,
+        started_at=outcome.started_at,
+        finished_at=outcome.finished_at,
+        events=outcome.events,
+    )
+
+
+def _failed_before_start(job_name: str, reason: str, started: datetime, finished: datetime) -> Outcome:
+    return Outcome(
+        job_name=job_name,
+        status=Status.ERROR,
+        reason=reason,
+        exit_code=None,
+        logs=(),
+        started_at=started,
+        finished_at=finished,
+    )
+
+
+def _outcome_from_record(job_name: str, record: TaskRecord) -> Outcome:
+    """A task finished before a restart whose logs are gone: rebuild its outcome from the claim."""
+    note = ContainerLog(container=job_name, pod="-", text=LogText.of("(logs no longer available)\n"))
+    return Outcome(
+        job_name=job_name,
+        status=Status(record.status),
+        reason=record.reason,
+        exit_code=record.exit_code,
+        logs=(note,),
+        started_at=datetime.fromisoformat(record.started_at),
+        finished_at=datetime.fromisoformat(record.finished_at),
+    )
