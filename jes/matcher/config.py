@@ -18,9 +18,10 @@ from typing import Annotated, Any, Literal, TypeVar
 import pydantic
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from jes import errors, settings
+from jes import errors
 from jes.matcher import imagepolicy, jsonpath, yamlsource
 from jes.matcher.yamlsource import BOOL, FLOAT, INT, Text
+from jes.util import parsing
 
 DEFAULT_MAX_POLL_DURATION_S = 300
 DEFAULT_TTL_SECONDS_AFTER_FINISHED = 21600
@@ -656,7 +657,7 @@ def _check_resources(checker: _Checker, path: yamlsource.Path, resources: Resour
             if not value:
                 continue
             try:
-                settings.quantity(value)
+                parsing.quantity(value)
             except ValueError as exc:
                 checker.add((*path, "resources", group_name, quantity_name), str(exc))
 
