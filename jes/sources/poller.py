@@ -38,6 +38,7 @@ from typing import Any
 import jes
 from jes import errors
 from jes.clients.keptn import client as keptn_client
+from jes.clients.keptn import wire
 from jes.settings import Settings
 from jes.sources.problems import ErrorKind, ProblemLog, error_kind, retry_after_s
 from jes.sources.topics import EventFilter, SeenIds, Topic, topics_of
@@ -149,28 +150,28 @@ class Poller:
         """How many delivered event ids are remembered (bounded memory)."""
         return sum(len(seen) for seen in self._seen.values())
 
-    def registration(self) -> keptn_client.Registration:
+    def registration(self) -> wire.Registration:
         """What jes registers: upstream's metadata and one subscription per PUBSUB_TOPIC."""
         s = self._settings
         services = s.service_filter
         if services and not s.stage_filter:
             # The control plane refuses a services filter without stages (400); applied here instead.
             services = ()
-        sub_filter = keptn_client.SubscriptionFilter(
+        sub_filter = wire.SubscriptionFilter(
             projects=s.project_filter, stages=s.stage_filter, services=services
         )
-        return keptn_client.Registration(
+        return wire.Registration(
             name=s.integration_name,
-            metadata=keptn_client.IntegrationMetadata(
+            metadata=wire.IntegrationMetadata(
                 hostname=s.k8s_node_name,
                 integrationversion=s.k8s_deployment_version or jes.__version__,
                 distributorversion=DISTRIBUTOR_VERSION,
                 location=s.location or DEFAULT_LOCATION,
-                kubernetesmetadata=keptn_client.KubernetesMetadata(
+                kubernetesmetadata=wire.KubernetesMetadata(
                     namespace=s.k8s_namespace, podname=s.k8s_pod_name, deploymentname=s.k8s_deployment_name
                 ),
             ),
-            subscriptions=tuple(keptn_client.Subscription(event=t, filter=sub_filter) for t in s.pubsub_topics),
+            subscriptions=tuple(wire.Subscription(event=t, filter=sub_filter) for t in s.pubsub_topics),
         )
 
     # -- registration and heartbeat ---------------------------------------------------------
@@ -213,7 +214,7 @@ class Poller:
         self._log.recovery("heartbeat")
         self._apply_subscriptions(integration.subscriptions)
 
-    async def _register_and_ping(self) -> keptn_client.Integration:
+    async def _register_and_ping(self) -> wire.Integration:
         if self.integration_id is None:
             await self.register_once()
         assert self.integration_id is not None
@@ -226,7 +227,7 @@ class Poller:
             await self.register_once()
             return await self._client.ping(self.integration_id, backoff=NO_RETRY)
 
-    def _apply_subscriptions(self, subscriptions: tuple[keptn_client.Subscription, ...]) -> None:
+    def _apply_subscriptions(self, subscriptions: tuple[wire.Subscription, ...]) -> None:
         topics = topics_of(subscriptions)
         if topics == self._topics:
             return

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jes.clients.keptn import client as keptn_client
+from jes.clients.keptn import wire
 from jes.settings import Settings
 
 # ---------------------------------------------------------------------------------------------
@@ -38,7 +38,7 @@ class EventFilter:
     services: frozenset[str] | None = None
 
     @classmethod
-    def of(cls, subscription: keptn_client.SubscriptionFilter, settings: Settings) -> EventFilter:
+    def of(cls, subscription: wire.SubscriptionFilter, settings: Settings) -> EventFilter:
         """The subscription's filter narrowed by PROJECT_FILTER/STAGE_FILTER/SERVICE_FILTER."""
         return cls(
             projects=_combine(subscription.projects, settings.project_filter),
@@ -76,10 +76,10 @@ class Topic:
     """Stable within one registration: the subscription id (or the event type without one)."""
     subscription_id: str
     event: str
-    filter: keptn_client.SubscriptionFilter = field(default_factory=keptn_client.SubscriptionFilter)
+    filter: wire.SubscriptionFilter = field(default_factory=wire.SubscriptionFilter)
 
 
-def topics_of(subscriptions: tuple[keptn_client.Subscription, ...]) -> dict[str, Topic]:
+def topics_of(subscriptions: tuple[wire.Subscription, ...]) -> dict[str, Topic]:
     topics: dict[str, Topic] = {}
     for index, sub in enumerate(subscriptions):
         if not sub.event:
