@@ -66,7 +66,7 @@ def policy_of(settings_: settings.Settings, *, check_images: bool) -> checks.Pol
 
 
 def match_document(result: Plan) -> dict[str, Any]:
-    """The JSON of ``jes match --json`` (a contract: see DESIGN.md)."""
+    """The JSON of ``jes match --json`` (a contract: README.md, "match --json")."""
     return {
         "matched": result.matched,
         "actions": [

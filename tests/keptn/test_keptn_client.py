@@ -51,7 +51,7 @@ async def test_triggered_events_follow_pages_and_send_only_given_filters(
 async def test_the_server_pagination_bug_yields_each_event_once_and_ends(
     script: Script, make_client: ClientFactory
 ) -> None:
-    # keptn-api.md §3.2: every later page repeats the first one.
+    # Keptn's page-2 bug (0.16-1.4.5): every later page repeats the first one.
     def buggy(request: httpx.Request) -> httpx.Response:
         offset = int(request.url.params.get("nextPageKey", "0"))
         more = offset + 2 < 6
