@@ -25,6 +25,7 @@ from jes.commands import authoring
 from jes.matcher import config as cfg
 from jes.matcher import matching as matcher
 from jes.runner.kubernetes import manifests
+from jes.util import parsing
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -78,9 +79,9 @@ def validate(
     if allowed_images is not None:
         overrides["allowed_image_list"] = settings.image_list(allowed_images)
     if protected_secrets is not None:
-        overrides["protected_secrets"] = settings.comma_list(protected_secrets)
+        overrides["protected_secrets"] = parsing.comma_list(protected_secrets)
     if protected_service_accounts is not None:
-        overrides["protected_service_accounts"] = settings.comma_list(protected_service_accounts)
+        overrides["protected_service_accounts"] = parsing.comma_list(protected_service_accounts)
     current = load_settings(**overrides)
     check_images = allowed_images is not None or "ALLOWED_IMAGE_LIST" in os.environ
     policy = authoring.policy_of(current, check_images=check_images)

@@ -1,15 +1,14 @@
 """Every setting of jes, read from the environment once and validated together.
 
-Names are upstream's where upstream had one (reference: DESIGN.md, "Settings"). Each field lists
-its environment variable, default and meaning in :data:`SETTINGS_DOC`, which also feeds
-``jes serve --help``. :func:`load` reports *every* bad value at once, one line per variable.
+Names are upstream's where upstream had one. Each field lists its environment variable, default
+and meaning in :data:`SETTINGS_DOC`, which also feeds ``jes serve --help``. :func:`load` reports
+*every* bad value at once, one line per variable. The generic parsers (numbers, durations, lists,
+sizes, labels) are in :mod:`jes.util.parsing`; what is particular to jes's settings is here.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from jes import errors
+from jes.util import parsing
+from jes.util.parsing import size_in_bytes as size_in_bytes  # kept here for jes.service.core
 
 #: Upstream chart default for the task container's security context (jobConfig.jobSecurityContext).
 DEFAULT_JOB_SECURITY_CONTEXT: dict[str, Any] = {
@@ -38,11 +39,6 @@ DEFAULT_POD_SECURITY_CONTEXT: dict[str, Any] = {
     "fsGroup": 2000,
     "seccompProfile": {"type": "RuntimeDefault"},
 }
-
-_QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|[eE][+-]?\d+)?$")
-_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
-_LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 def default_state_dir() -> str:
@@ -145,130 +141,28 @@ class Settings:
 
 
 # ---------------------------------------------------------------------------------------------
-# Parsing: one small function per kind of value, each raising ValueError with a user message.
-
-
-def _text(raw: str) -> str:
-    return raw.strip()
-
-
-def _optional_text(raw: str) -> str | None:
-    return raw.strip() or None
-
-
-def _bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("true", "1", "yes", "on"):
-        return True
-    if value in ("false", "0", "no", "off", ""):
-        return False
-    raise ValueError(f"expected true or false, got {raw!r}")
-
-
-def comma_list(raw: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in raw.split(",") if item.strip())
+# Parsing what is particular to jes's settings; the generic parsers are in jes.util.parsing.
 
 
 def image_list(raw: str) -> tuple[str, ...]:
     # Upstream splits on "," and drops empty items without trimming; we trim surrounding spaces
     # because a space can never be part of an image reference.
-    return comma_list(raw)
+    return parsing.comma_list(raw)
 
 
-def _scopes(raw: str) -> tuple[str, ...]:
-    return tuple(s for s in re.split(r"[,\s]+", raw.strip()) if s)
-
-
-def _seconds(raw: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"expected a number of seconds, got {raw!r}") from None
-
-
-def _positive_float(raw: str) -> float:
-    value = _seconds(raw)
-    if not value > 0:
-        raise ValueError(f"must be greater than 0, got {raw!r}")
-    return value
-
-
-def _non_negative_float(raw: str) -> float:
-    value = _seconds(raw)
-    if value < 0:
-        raise ValueError(f"must not be negative, got {raw!r}")
-    return value
-
-
-def _non_negative_int(raw: str) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ValueError(f"expected a whole number, got {raw!r}") from None
-    if value < 0:
-        raise ValueError(f"must not be negative, got {raw!r}")
-    return value
-
-
-def _positive_int(raw: str) -> int:
-    value = _non_negative_int(raw)
-    if value == 0:
-        raise ValueError("must be at least 1")
-    return value
-
-
-def _port(raw: str) -> int:
-    value = _non_negative_int(raw)
-    if not 0 <= value < 65536:
-        raise ValueError(f"expected a TCP port (1-65535, or 0 for any free port), got {raw!r}")
-    return value
-
-
-def quantity(raw: str) -> str:
-    """A Kubernetes resource quantity such as ``500m``, ``1``, ``512Mi``."""
-    value = raw.strip()
-    if not _QUANTITY.match(value):
-        raise ValueError(f"{raw!r} is not a Kubernetes quantity (examples: 1, 500m, 512Mi, 2Gi)")
-    return value
-
-
-_BINARY = {"": 1, "k": 1000, "M": 1000**2, "G": 1000**3, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
-
-
-def byte_size(raw: str) -> int:
-    """A size in bytes: a whole number, or a quantity such as ``64Ki``, ``1Mi``, ``2M``."""
-    match = re.fullmatch(r"\s*(\d+)\s*(|k|M|G|Ki|Mi|Gi)\s*", raw)
-    if not match or int(match.group(1)) == 0:
-        raise ValueError(f"expected a size in bytes such as 1048576 or 1Mi, got {raw!r}")
-    return int(match.group(1)) * _BINARY[match.group(2)]
-
-
-def size_in_bytes(quantity_text: str) -> int | None:
-    """A storage quantity (``20Mi``, ``1G``, ``1048576``) in bytes; None for forms it cannot read."""
-    try:
-        return byte_size(quantity_text)
-    except ValueError:
-        return None
-
-
-def _optional_quantity(raw: str) -> str:
-    return quantity(raw) if raw.strip() else ""
-
-
-def _json_object(raw: str) -> dict[str, Any]:
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"expected a JSON object, got {type(value).__name__}")
-    return value
+def _topics(raw: str) -> tuple[str, ...]:
+    topics = parsing.comma_list(raw)
+    for topic in topics:
+        if "*" in topic or ">" in topic:
+            raise ValueError(
+                f"{topic!r}: wildcards cannot be polled over HTTP; list exact event types, "
+                "e.g. sh.keptn.event.test.triggered"
+            )
+    return topics
 
 
 def _security_context(raw: str) -> dict[str, Any]:
-    context = _normalise_keys(_json_object(raw))
+    context = _normalise_keys(parsing.json_object(raw))
     _check_enumerations(context)
     return context
 
@@ -319,55 +213,6 @@ _SECURITY_CONTEXT_KEYS = (
 )  # fmt: skip
 
 
-def label_problems(labels: Mapping[str, str]) -> list[str]:
-    """Problems with a map of Kubernetes labels (empty when valid)."""
-    problems = []
-    for key, value in labels.items():
-        prefix, _, name = key.rpartition("/")
-        if not _LABEL_NAME.match(name) or (prefix and (len(prefix) > 253 or not _LABEL_PREFIX.match(prefix))):
-            problems.append(f"label key {key!r} is not a valid Kubernetes label name")
-        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
-            problems.append(f"label {key!r} has an invalid value {value!r}")
-    return problems
-
-
-def _labels(raw: str) -> dict[str, str]:
-    labels = _json_object(raw)
-    labels = {k: v if isinstance(v, str) else json.dumps(v) for k, v in labels.items()}
-    problems = label_problems(labels)
-    if problems:
-        raise ValueError("; ".join(problems))
-    return labels
-
-
-def _choice(*allowed: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = raw.strip().lower()
-        if value not in allowed:
-            raise ValueError(f"expected one of {', '.join(allowed)}, got {raw!r}")
-        return value
-
-    return parse
-
-
-def _endpoint(raw: str) -> str:
-    value = raw.strip().rstrip("/")
-    if value and not re.match(r"^https?://[^/\s]+", value):
-        raise ValueError(f"expected an http:// or https:// URL such as http://1.2.3.4/api, got {raw!r}")
-    return value
-
-
-def _topics(raw: str) -> tuple[str, ...]:
-    topics = comma_list(raw)
-    for topic in topics:
-        if "*" in topic or ">" in topic:
-            raise ValueError(
-                f"{topic!r}: wildcards cannot be polled over HTTP; list exact event types, "
-                "e.g. sh.keptn.event.test.triggered"
-            )
-    return topics
-
-
 @dataclass(frozen=True)
 class _Var:
     env: str
@@ -377,71 +222,71 @@ class _Var:
 
 
 _VARS: tuple[_Var, ...] = (
-    _Var("KEPTN_API_ENDPOINT", "keptn_api_endpoint", _endpoint, "Keptn API base URL, e.g. http://1.2.3.4/api (required for serve)"),
-    _Var("KEPTN_API_TOKEN", "keptn_api_token", _text, "Keptn API token, sent as x-token (never logged)"),
-    _Var("KEPTN_API_TOKEN_FILE", "keptn_api_token_file", _text, "read the token from this file (re-read when it changes); wins over KEPTN_API_TOKEN"),
-    _Var("HTTP_SSL_VERIFY", "http_ssl_verify", _bool, "verify the control plane's TLS certificate [true]"),
-    _Var("HTTP_SSL_CA_BUNDLE", "http_ssl_ca_bundle", _text, "CA bundle file for TLS verification"),
-    _Var("JES_HTTP_TIMEOUT_S", "http_timeout_s", _positive_float, "timeout of one control-plane request [30]"),
-    _Var("JES_HTTP_MAX_CONNECTIONS", "http_max_connections", _positive_int, "control-plane requests at once; more for a distant control plane and many events, fewer cost less CPU [8]"),
-    _Var("OAUTH_CLIENT_ID", "oauth_client_id", _text, "OAuth client id"),
-    _Var("OAUTH_CLIENT_SECRET", "oauth_client_secret", _text, "OAuth client secret (never logged)"),
-    _Var("OAUTH_CLIENT_SECRET_FILE", "oauth_client_secret_file", _text, "read the OAuth client secret from this file; wins over OAUTH_CLIENT_SECRET"),
-    _Var("OAUTH_SCOPES", "oauth_scopes", _scopes, "OAuth scopes, comma or space separated"),
-    _Var("OAUTH_DISCOVERY", "oauth_discovery", _text, "OIDC discovery URL (.well-known/openid-configuration)"),
-    _Var("OAUTH_TOKEN_URL", "oauth_token_url", _text, "OAuth token URL (wins over discovery)"),
-    _Var("JES_RESOURCE_SERVICE_PATH", "resource_service_path", _text, "resource API path under the endpoint [resource-service]; configuration-service for Keptn 0.16/0.17"),
+    _Var("KEPTN_API_ENDPOINT", "keptn_api_endpoint", parsing.http_url, "Keptn API base URL, e.g. http://1.2.3.4/api (required for serve)"),
+    _Var("KEPTN_API_TOKEN", "keptn_api_token", parsing.text, "Keptn API token, sent as x-token (never logged)"),
+    _Var("KEPTN_API_TOKEN_FILE", "keptn_api_token_file", parsing.text, "read the token from this file (re-read when it changes); wins over KEPTN_API_TOKEN"),
+    _Var("HTTP_SSL_VERIFY", "http_ssl_verify", parsing.boolean, "verify the control plane's TLS certificate [true]"),
+    _Var("HTTP_SSL_CA_BUNDLE", "http_ssl_ca_bundle", parsing.text, "CA bundle file for TLS verification"),
+    _Var("JES_HTTP_TIMEOUT_S", "http_timeout_s", parsing.positive_seconds, "timeout of one control-plane request [30]"),
+    _Var("JES_HTTP_MAX_CONNECTIONS", "http_max_connections", parsing.positive_int, "control-plane requests at once; more for a distant control plane and many events, fewer cost less CPU [8]"),
+    _Var("OAUTH_CLIENT_ID", "oauth_client_id", parsing.text, "OAuth client id"),
+    _Var("OAUTH_CLIENT_SECRET", "oauth_client_secret", parsing.text, "OAuth client secret (never logged)"),
+    _Var("OAUTH_CLIENT_SECRET_FILE", "oauth_client_secret_file", parsing.text, "read the OAuth client secret from this file; wins over OAUTH_CLIENT_SECRET"),
+    _Var("OAUTH_SCOPES", "oauth_scopes", parsing.comma_or_space_list, "OAuth scopes, comma or space separated"),
+    _Var("OAUTH_DISCOVERY", "oauth_discovery", parsing.text, "OIDC discovery URL (.well-known/openid-configuration)"),
+    _Var("OAUTH_TOKEN_URL", "oauth_token_url", parsing.text, "OAuth token URL (wins over discovery)"),
+    _Var("JES_RESOURCE_SERVICE_PATH", "resource_service_path", parsing.text, "resource API path under the endpoint [resource-service]; configuration-service for Keptn 0.16/0.17"),
     _Var("PUBSUB_TOPIC", "pubsub_topics", _topics, "comma list of exact event types to subscribe to"),
-    _Var("HTTP_POLLING_INTERVAL", "http_polling_interval_s", _positive_float, "seconds between polls, may be fractional [1]"),
-    _Var("PROJECT_FILTER", "project_filter", comma_list, "only events of these projects (comma list)"),
-    _Var("STAGE_FILTER", "stage_filter", comma_list, "only events of these stages (comma list)"),
-    _Var("SERVICE_FILTER", "service_filter", comma_list, "only events of these services (comma list)"),
-    _Var("LOCATION", "location", _optional_text, "this executor's location for actions[].locations (case-sensitive)"),
-    _Var("JES_INTEGRATION_NAME", "integration_name", _text, "name registered with the control plane [job-executor-service]"),
-    _Var("JES_EVENT_SOURCE", "event_source", _text, "source of the events jes sends [job-executor-service]"),
-    _Var("DISABLE_REGISTRATION", "disable_registration", _bool, "do not register with the control plane [false]"),
-    _Var("REGISTRATION_INTERVAL", "registration_interval_s", _positive_float, "seconds between registration attempts [10]"),
-    _Var("HEARTBEAT_INTERVAL", "heartbeat_interval_s", _positive_float, "seconds between heartbeats [10]"),
-    _Var("MAX_REGISTRATION_RETRIES", "max_registration_retries", _non_negative_int, "quick registration retries before the slow pace [10]"),
-    _Var("MAX_HEARTBEAT_RETRIES", "max_heartbeat_retries", _non_negative_int, "quick heartbeat retries before the slow pace [10]"),
-    _Var("K8S_DEPLOYMENT_NAME", "k8s_deployment_name", _text, "registration metadata: deployment name"),
-    _Var("K8S_DEPLOYMENT_VERSION", "k8s_deployment_version", _text, "registration metadata: version"),
-    _Var("K8S_NAMESPACE", "k8s_namespace", _text, "registration metadata: namespace of jes [default]"),
-    _Var("K8S_POD_NAME", "k8s_pod_name", _text, "registration metadata: pod name [hostname]"),
-    _Var("K8S_NODE_NAME", "k8s_node_name", _text, "registration metadata: node name [hostname]"),
-    _Var("JOB_NAMESPACE", "job_namespace", _text, "namespace of Jobs unless a task sets one [default]"),
+    _Var("HTTP_POLLING_INTERVAL", "http_polling_interval_s", parsing.positive_seconds, "seconds between polls, may be fractional [1]"),
+    _Var("PROJECT_FILTER", "project_filter", parsing.comma_list, "only events of these projects (comma list)"),
+    _Var("STAGE_FILTER", "stage_filter", parsing.comma_list, "only events of these stages (comma list)"),
+    _Var("SERVICE_FILTER", "service_filter", parsing.comma_list, "only events of these services (comma list)"),
+    _Var("LOCATION", "location", parsing.optional_text, "this executor's location for actions[].locations (case-sensitive)"),
+    _Var("JES_INTEGRATION_NAME", "integration_name", parsing.text, "name registered with the control plane [job-executor-service]"),
+    _Var("JES_EVENT_SOURCE", "event_source", parsing.text, "source of the events jes sends [job-executor-service]"),
+    _Var("DISABLE_REGISTRATION", "disable_registration", parsing.boolean, "do not register with the control plane [false]"),
+    _Var("REGISTRATION_INTERVAL", "registration_interval_s", parsing.positive_seconds, "seconds between registration attempts [10]"),
+    _Var("HEARTBEAT_INTERVAL", "heartbeat_interval_s", parsing.positive_seconds, "seconds between heartbeats [10]"),
+    _Var("MAX_REGISTRATION_RETRIES", "max_registration_retries", parsing.non_negative_int, "quick registration retries before the slow pace [10]"),
+    _Var("MAX_HEARTBEAT_RETRIES", "max_heartbeat_retries", parsing.non_negative_int, "quick heartbeat retries before the slow pace [10]"),
+    _Var("K8S_DEPLOYMENT_NAME", "k8s_deployment_name", parsing.text, "registration metadata: deployment name"),
+    _Var("K8S_DEPLOYMENT_VERSION", "k8s_deployment_version", parsing.text, "registration metadata: version"),
+    _Var("K8S_NAMESPACE", "k8s_namespace", parsing.text, "registration metadata: namespace of jes [default]"),
+    _Var("K8S_POD_NAME", "k8s_pod_name", parsing.text, "registration metadata: pod name [hostname]"),
+    _Var("K8S_NODE_NAME", "k8s_node_name", parsing.text, "registration metadata: node name [hostname]"),
+    _Var("JOB_NAMESPACE", "job_namespace", parsing.text, "namespace of Jobs unless a task sets one [default]"),
     _Var("ALLOWED_IMAGE_LIST", "allowed_image_list", image_list, "comma list of image globs; empty or * allows all"),
-    _Var("ALLOW_PRIVILEGED_JOBS", "allow_privileged_jobs", _bool, "allow privileged task containers [false]"),
-    _Var("TASK_DEADLINE_SECONDS", "task_deadline_seconds", _non_negative_int, "activeDeadlineSeconds of every Job; 0 = none [0]"),
-    _Var("DEFAULT_RESOURCE_LIMITS_CPU", "default_resource_limits_cpu", _optional_quantity, "default CPU limit [1]"),
-    _Var("DEFAULT_RESOURCE_LIMITS_MEMORY", "default_resource_limits_memory", _optional_quantity, "default memory limit [512Mi]"),
-    _Var("DEFAULT_RESOURCE_REQUESTS_CPU", "default_resource_requests_cpu", _optional_quantity, "default CPU request [50m]"),
-    _Var("DEFAULT_RESOURCE_REQUESTS_MEMORY", "default_resource_requests_memory", _optional_quantity, "default memory request [128Mi]"),
-    _Var("DEFAULT_JOB_SERVICE_ACCOUNT", "default_job_service_account", _text, "service account of job pods unless a task sets one"),
-    _Var("FULL_DEPLOYMENT_NAME", "full_deployment_name", _text, "app.kubernetes.io/managed-by of Jobs [job-executor-service]"),
+    _Var("ALLOW_PRIVILEGED_JOBS", "allow_privileged_jobs", parsing.boolean, "allow privileged task containers [false]"),
+    _Var("TASK_DEADLINE_SECONDS", "task_deadline_seconds", parsing.non_negative_int, "activeDeadlineSeconds of every Job; 0 = none [0]"),
+    _Var("DEFAULT_RESOURCE_LIMITS_CPU", "default_resource_limits_cpu", parsing.optional_quantity, "default CPU limit [1]"),
+    _Var("DEFAULT_RESOURCE_LIMITS_MEMORY", "default_resource_limits_memory", parsing.optional_quantity, "default memory limit [512Mi]"),
+    _Var("DEFAULT_RESOURCE_REQUESTS_CPU", "default_resource_requests_cpu", parsing.optional_quantity, "default CPU request [50m]"),
+    _Var("DEFAULT_RESOURCE_REQUESTS_MEMORY", "default_resource_requests_memory", parsing.optional_quantity, "default memory request [128Mi]"),
+    _Var("DEFAULT_JOB_SERVICE_ACCOUNT", "default_job_service_account", parsing.text, "service account of job pods unless a task sets one"),
+    _Var("FULL_DEPLOYMENT_NAME", "full_deployment_name", parsing.text, "app.kubernetes.io/managed-by of Jobs [job-executor-service]"),
     _Var("JES_JOB_SECURITY_CONTEXT", "job_security_context", _security_context, "JSON: task container securityContext (tasks merge over it)"),
     _Var("JES_POD_SECURITY_CONTEXT", "pod_security_context", _security_context, "JSON: job pod securityContext"),
-    _Var("JES_JOB_LABELS", "job_labels", _labels, "JSON map of extra Job labels"),
-    _Var("JES_FILES_SIZE_LIMIT", "files_size_limit", quantity, "size of the /keptn volume [20Mi]"),
-    _Var("JES_MAX_CONFIG_BYTES", "max_config_bytes", byte_size, "largest job/config.yaml; aliases and nesting are bounded too [1Mi]"),
-    _Var("JES_PROTECTED_SECRETS", "protected_secrets", comma_list, "Secrets with jes's own credentials: no task may use them (the chart sets it)"),
-    _Var("JES_PROTECTED_SERVICE_ACCOUNTS", "protected_service_accounts", comma_list, "jes's own service account(s): no task may run as them (the chart sets it)"),
-    _Var("JES_INIT_IMAGE", "init_image", _text, "image of the init container that copies files to /keptn (the jes image)"),
-    _Var("JES_RUNNER", "runner", _choice("kubernetes", "local"), "kubernetes or local [kubernetes]"),
-    _Var("JES_MAX_EVENT_BYTES", "max_event_bytes", _positive_int, "budget of one outgoing event in bytes [65536]"),
-    _Var("JES_MAX_CONCURRENT_EVENTS", "max_concurrent_events", _positive_int, "events handled at once; more wait [64]"),
-    _Var("JES_PENDING_GRACE_S", "pending_grace_s", _non_negative_float, "how long a pod may stay unschedulable [120]"),
-    _Var("JES_TRANSIENT_GRACE_S", "transient_grace_s", _non_negative_float, "how long a pod may show a reason that can heal (secret cache sync, registry 429/5xx) [120]"),
-    _Var("JES_SHUTDOWN_GRACE_S", "shutdown_grace_s", _non_negative_float, "on SIGTERM, time for in-flight tasks [30]"),
-    _Var("JES_LEASE_DURATION_S", "lease_duration_s", _positive_float, "a replica seen making no progress this long (on the reader's monotonic clock) is taken over [15]"),
-    _Var("JES_LEASE_RENEW_S", "lease_renew_s", _positive_float, "how often a replica renews its heartbeat Lease [5]"),
-    _Var("JES_DATASTORE_SETTLE_S", "datastore_settle_s", _non_negative_float, "how long the datastore may lag behind an accepted event; 'not arrived' only after it [10]"),
-    _Var("JES_DONE_RETENTION_S", "done_retention_s", _non_negative_float, "a done claim is kept this long after the control plane stops listing its event [86400]"),
-    _Var("JES_STATE_DIR", "state_dir", _text, "local runner: state that survives a restart [~/.local/state/jes]"),
-    _Var("JES_LOCAL_SECRETS_DIR", "local_secrets_dir", _optional_text, "local runner: DIR/<secret>/<key> files stand in for Secrets"),
-    _Var("HEALTH_ENDPOINT_PORT", "health_endpoint_port", _port, "port of /health, /ready, /metrics [8080]"),
-    _Var("HEALTH_ENDPOINT_ENABLED", "health_endpoint_enabled", _bool, "serve /health, /ready, /metrics [true]"),
-    _Var("JES_LOG_FORMAT", "log_format", _choice("json", "console"), "json or console [json]"),
+    _Var("JES_JOB_LABELS", "job_labels", parsing.labels, "JSON map of extra Job labels"),
+    _Var("JES_FILES_SIZE_LIMIT", "files_size_limit", parsing.quantity, "size of the /keptn volume [20Mi]"),
+    _Var("JES_MAX_CONFIG_BYTES", "max_config_bytes", parsing.byte_size, "largest job/config.yaml; aliases and nesting are bounded too [1Mi]"),
+    _Var("JES_PROTECTED_SECRETS", "protected_secrets", parsing.comma_list, "Secrets with jes's own credentials: no task may use them (the chart sets it)"),
+    _Var("JES_PROTECTED_SERVICE_ACCOUNTS", "protected_service_accounts", parsing.comma_list, "jes's own service account(s): no task may run as them (the chart sets it)"),
+    _Var("JES_INIT_IMAGE", "init_image", parsing.text, "image of the init container that copies files to /keptn (the jes image)"),
+    _Var("JES_RUNNER", "runner", parsing.choice("kubernetes", "local"), "kubernetes or local [kubernetes]"),
+    _Var("JES_MAX_EVENT_BYTES", "max_event_bytes", parsing.positive_int, "budget of one outgoing event in bytes [65536]"),
+    _Var("JES_MAX_CONCURRENT_EVENTS", "max_concurrent_events", parsing.positive_int, "events handled at once; more wait [64]"),
+    _Var("JES_PENDING_GRACE_S", "pending_grace_s", parsing.non_negative_seconds, "how long a pod may stay unschedulable [120]"),
+    _Var("JES_TRANSIENT_GRACE_S", "transient_grace_s", parsing.non_negative_seconds, "how long a pod may show a reason that can heal (secret cache sync, registry 429/5xx) [120]"),
+    _Var("JES_SHUTDOWN_GRACE_S", "shutdown_grace_s", parsing.non_negative_seconds, "on SIGTERM, time for in-flight tasks [30]"),
+    _Var("JES_LEASE_DURATION_S", "lease_duration_s", parsing.positive_seconds, "a replica seen making no progress this long (on the reader's monotonic clock) is taken over [15]"),
+    _Var("JES_LEASE_RENEW_S", "lease_renew_s", parsing.positive_seconds, "how often a replica renews its heartbeat Lease [5]"),
+    _Var("JES_DATASTORE_SETTLE_S", "datastore_settle_s", parsing.non_negative_seconds, "how long the datastore may lag behind an accepted event; 'not arrived' only after it [10]"),
+    _Var("JES_DONE_RETENTION_S", "done_retention_s", parsing.non_negative_seconds, "a done claim is kept this long after the control plane stops listing its event [86400]"),
+    _Var("JES_STATE_DIR", "state_dir", parsing.text, "local runner: state that survives a restart [~/.local/state/jes]"),
+    _Var("JES_LOCAL_SECRETS_DIR", "local_secrets_dir", parsing.optional_text, "local runner: DIR/<secret>/<key> files stand in for Secrets"),
+    _Var("HEALTH_ENDPOINT_PORT", "health_endpoint_port", parsing.port, "port of /health, /ready, /metrics [8080]"),
+    _Var("HEALTH_ENDPOINT_ENABLED", "health_endpoint_enabled", parsing.boolean, "serve /health, /ready, /metrics [true]"),
+    _Var("JES_LOG_FORMAT", "log_format", parsing.choice("json", "console"), "json or console [json]"),
 )  # fmt: skip
 
 #: (variable, meaning) pairs for help texts.

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from jes import errors, settings
+from jes.matcher import checks
 from jes.matcher import config as cfg
 from jes.matcher import matching as matcher
 from jes.models import EnvSecret, EnvValue, Plan, RenderedTask
@@ -40,7 +41,7 @@ def read_event(path: str) -> dict[str, Any]:
 
 
 def read_config(
-    path: str, *, policy: cfg.Policy | None = None, max_bytes: int = cfg.DEFAULT_MAX_CONFIG_BYTES
+    path: str, *, policy: checks.Policy | None = None, max_bytes: int = cfg.DEFAULT_MAX_CONFIG_BYTES
 ) -> cfg.LoadedConfig:
     """A config file. Raises :class:`errors.ConfigError` (also when the file cannot be read)."""
     try:
@@ -51,8 +52,8 @@ def read_config(
     return cfg.load(data, file=path, policy=policy, max_bytes=max_bytes)
 
 
-def policy_of(settings_: settings.Settings, *, check_images: bool) -> cfg.Policy:
-    return cfg.Policy(
+def policy_of(settings_: settings.Settings, *, check_images: bool) -> checks.Policy:
+    return checks.Policy(
         allowed_images=settings_.allowed_image_list if check_images else None,
         allow_privileged=settings_.allow_privileged_jobs,
         protected_secrets=settings_.protected_secrets,
@@ -65,7 +66,7 @@ def policy_of(settings_: settings.Settings, *, check_images: bool) -> cfg.Policy
 
 
 def match_document(result: Plan) -> dict[str, Any]:
-    """The JSON of ``jes match --json`` (a contract: see DESIGN.md)."""
+    """The JSON of ``jes match --json`` (a contract: README.md, "match --json")."""
     return {
         "matched": result.matched,
         "actions": [

@@ -1,6 +1,6 @@
 """Which actions run for an event, and every task rendered for it. Pure: no I/O.
 
-Rules (DESIGN.md decisions 1–6, 11; upstream reference §2):
+Rules:
 
 * An event trigger matches when its ``name`` regex occurs anywhere in the event type and, if it
   has a ``jsonpath.property``, the value there equals ``match`` — strings as they are, numbers and
@@ -23,8 +23,8 @@ from typing import Any
 import yaml
 
 from jes import errors
+from jes.matcher import checks, imagepolicy, jsonpath, schema
 from jes.matcher import config as cfg
-from jes.matcher import imagepolicy, jsonpath
 from jes.models import EnvEntry, EnvSecret, EnvValue, EventInfo, Plan, PlannedAction, RenderedTask, Resources
 from jes.settings import Settings
 from jes.util.textutil import whole_characters
@@ -152,7 +152,7 @@ def comparable_text(value: Any) -> str | None:
     return None  # null, lists and objects never match
 
 
-def judge_trigger(index: int, trigger: cfg.EventTrigger, event_type: str, document: Any) -> TriggerVerdict:
+def judge_trigger(index: int, trigger: schema.EventTrigger, event_type: str, document: Any) -> TriggerVerdict:
     name_matched = re.search(trigger.name, event_type) is not None
     spec = trigger.jsonpath
     prop = spec.property if spec else ""
@@ -169,7 +169,7 @@ def judge_trigger(index: int, trigger: cfg.EventTrigger, event_type: str, docume
     return TriggerVerdict(index, trigger.name, name_matched, prop, expected, found, found_error, matched)
 
 
-def judge(config: cfg.JobConfig, event: Mapping[str, Any], *, location: str | None) -> tuple[ActionVerdict, ...]:
+def judge(config: schema.JobConfig, event: Mapping[str, Any], *, location: str | None) -> tuple[ActionVerdict, ...]:
     """Every action's verdict, in file order, applying the 'which actions run' rule."""
     document = event_map(event)
     event_type = str(event.get("type", ""))
@@ -189,7 +189,7 @@ def judge(config: cfg.JobConfig, event: Mapping[str, Any], *, location: str | No
     return tuple(verdicts)
 
 
-def _location(action: cfg.Action, location: str | None) -> tuple[bool, str]:
+def _location(action: schema.Action, location: str | None) -> tuple[bool, str]:
     if action.locations is None:
         return True, "no locations: runs on every executor"
     listed = ", ".join(action.locations) or "none"
@@ -224,7 +224,7 @@ def plan(loaded: cfg.LoadedConfig, event: Mapping[str, Any], executor: Executor)
 
 
 def _plan_action(
-    index: int, action: cfg.Action, event: Mapping[str, Any], info: EventInfo, executor: Executor
+    index: int, action: schema.Action, event: Mapping[str, Any], info: EventInfo, executor: Executor
 ) -> PlannedAction:
     tasks = action.tasks or []
     try:
@@ -235,13 +235,13 @@ def _plan_action(
     return PlannedAction(index, action.name, action.silent, rendered)
 
 
-def _check_policy(tasks: Sequence[cfg.Task], executor: Executor) -> None:
+def _check_policy(tasks: Sequence[schema.Task], executor: Executor) -> None:
     """All tasks are checked before any runs, as upstream did for images: the image allowlist, and
     no reference to jes's own Secrets or service account."""
     for task in tasks:
         if not imagepolicy.allowed(task.image, executor.allowed_images):
             raise errors.PolicyError(imagepolicy.forbidden_message(task.image))
-        refused = cfg.protected_references(
+        refused = checks.protected_references(
             task, secrets=executor.protected_secrets, service_accounts=executor.protected_service_accounts
         )
         if refused:
@@ -251,8 +251,8 @@ def _check_policy(tasks: Sequence[cfg.Task], executor: Executor) -> None:
 def render_task(
     action_index: int,
     task_index: int,
-    action: cfg.Action,
-    task: cfg.Task,
+    action: schema.Action,
+    task: schema.Task,
     event: Mapping[str, Any],
     info: EventInfo,
     executor: Executor,
@@ -261,6 +261,7 @@ def render_task(
     if security_context.get("privileged") is True and not executor.allow_privileged:
         raise errors.PolicyError(f"task {task.name!r}: privileged containers are not allowed")
     ttl = task.ttlSecondsAfterFinished
+    max_poll = task.maxPollDuration
     return RenderedTask(
         action_index=action_index,
         task_index=task_index,
@@ -274,9 +275,9 @@ def render_task(
         env=render_env(task, event, info),
         files=tuple(task.files or ()),
         resources=_resources(task.resources, executor),
-        max_poll_duration_s=cfg.DEFAULT_MAX_POLL_DURATION_S if task.maxPollDuration is None else task.maxPollDuration,
+        max_poll_duration_s=schema.DEFAULT_MAX_POLL_DURATION_S if max_poll is None else max_poll,
         ttl_seconds_after_finished=max(
-            cfg.MIN_TTL_SECONDS_AFTER_FINISHED, cfg.DEFAULT_TTL_SECONDS_AFTER_FINISHED if ttl is None else ttl
+            schema.MIN_TTL_SECONDS_AFTER_FINISHED, schema.DEFAULT_TTL_SECONDS_AFTER_FINISHED if ttl is None else ttl
         ),
         namespace=task.namespace or executor.job_namespace,
         service_account=task.serviceAccount or executor.default_service_account,
@@ -286,7 +287,7 @@ def render_task(
     )
 
 
-def render_env(task: cfg.Task, event: Mapping[str, Any], info: EventInfo) -> tuple[EnvEntry, ...]:
+def render_env(task: schema.Task, event: Mapping[str, Any], info: EventInfo) -> tuple[EnvEntry, ...]:
     """Upstream order: the task's env, then KEPTN_PROJECT/STAGE/SERVICE, then LABELS_<KEY>."""
     document = event_map(event)
     entries: list[EnvEntry] = [_env_entry(task, env, document) for env in task.env or ()]
@@ -310,7 +311,7 @@ def label_variable(key: str) -> str:
     return "LABELS_" + key.replace("-", "_").replace(" ", "_").upper()
 
 
-def _env_entry(task: cfg.Task, env: cfg.Env, document: Any) -> EnvEntry:
+def _env_entry(task: schema.Task, env: schema.Env, document: Any) -> EnvEntry:
     if env.valueFrom == "string":
         return EnvValue(env.name, env.value)
     if env.valueFrom == "secret":
@@ -336,11 +337,11 @@ def format_value(value: Any, as_: str) -> str:
     return value
 
 
-def _resources(resources: cfg.ResourceRequirements | None, executor: Executor) -> Resources:
+def _resources(resources: schema.ResourceRequirements | None, executor: Executor) -> Resources:
     if resources is None:
         return executor.default_resources
-    limits = resources.limits or cfg.ResourceList()
-    requests = resources.requests or cfg.ResourceList()
+    limits = resources.limits or schema.ResourceList()
+    requests = resources.requests or schema.ResourceList()
     return Resources(
         limits_cpu=limits.cpu or None,
         limits_memory=limits.memory or None,
@@ -349,7 +350,7 @@ def _resources(resources: cfg.ResourceRequirements | None, executor: Executor) -
     )
 
 
-def merge_security_context(default: Mapping[str, Any], task: cfg.SecurityContext | None) -> dict[str, Any]:
+def merge_security_context(default: Mapping[str, Any], task: schema.SecurityContext | None) -> dict[str, Any]:
     """The executor default with every field the task sets written over it (blocks as a whole)."""
     merged: dict[str, Any] = json.loads(json.dumps(dict(default)))  # a deep copy of plain JSON
     if task is not None:

@@ -9,7 +9,8 @@ the ``PUBSUB_TOPIC`` list is polled as it is.
 Each subscription gets a loop that asks ``GET /controlPlane/v1/event/triggered/{type}`` every
 ``HTTP_POLLING_INTERVAL`` (the time spent polling is subtracted from the wait). A filter dimension
 with exactly one value goes to the server as a query parameter; the others are applied here, both
-the subscription's filters and ``PROJECT_FILTER``/``STAGE_FILTER``/``SERVICE_FILTER``.
+the subscription's filters and ``PROJECT_FILTER``/``STAGE_FILTER``/``SERVICE_FILTER``
+(:mod:`jes.sources.topics`).
 
 An open ``.triggered`` event is returned by every poll until its task completes, so delivered ids
 are remembered per event type and forgotten once the server has stopped returning them for
@@ -19,25 +20,28 @@ remembered: the next poll offers the event again.
 Nothing here ever stops on errors: temporary errors back off up to ``slow_retry_s``, a 401/403 or
 another permanent answer waits ``slow_retry_s`` (so a rotated token heals it), and running out of
 ``MAX_REGISTRATION_RETRIES``/``MAX_HEARTBEAT_RETRIES`` only slows the pace down and makes
-:attr:`Poller.ready` false. Problems are logged once per change, never with the token.
+:attr:`Poller.ready` false. Problems are logged once per change, never with the token
+(:mod:`jes.sources.problems`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import time
-from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import jes
 from jes import errors
 from jes.clients.keptn import client as keptn_client
+from jes.clients.keptn import wire
 from jes.settings import Settings
+from jes.sources.problems import ErrorKind, ProblemLog, error_kind, retry_after_s
+from jes.sources.topics import EventFilter, SeenIds, Topic, topics_of
 from jes.util import retry
 
 logger = logging.getLogger(__name__)
@@ -54,137 +58,6 @@ SLOW_RETRY_S = 60.0
 MAX_SEEN_IDS = 10_000
 #: Each poll asks once; the next poll is the retry.
 NO_RETRY = retry.Backoff(())
-
-
-class ErrorKind(enum.StrEnum):
-    """Why a poll failed (the ``kind`` given to ``on_poll_error``)."""
-
-    AUTH = "auth"
-    """401/403: wrong token or OAuth client, or a missing permission."""
-    NOT_FOUND = "not_found"
-    TEMPORARY = "temporary"
-    """Connection error, timeout, 5xx, 429, or an answer that is not the promised JSON."""
-    PERMANENT = "permanent"
-    """Another 4xx."""
-    CALLBACK = "callback"
-    """``on_event`` raised; the event is offered again on the next poll."""
-
-
-def error_kind(exc: errors.KeptnError) -> ErrorKind:
-    if isinstance(exc, errors.KeptnAuthError):
-        return ErrorKind.AUTH
-    if isinstance(exc, errors.KeptnNotFoundError):
-        return ErrorKind.NOT_FOUND
-    if isinstance(exc, errors.Temporary):
-        return ErrorKind.TEMPORARY
-    return ErrorKind.PERMANENT
-
-
-# ---------------------------------------------------------------------------------------------
-# Filters
-
-
-def _combine(*lists: tuple[str, ...]) -> frozenset[str] | None:
-    """The values allowed by every non-empty list; None when no list restricts."""
-    allowed: frozenset[str] | None = None
-    for values in lists:
-        if values:
-            allowed = frozenset(values) if allowed is None else allowed & frozenset(values)
-    return allowed
-
-
-@dataclass(frozen=True)
-class EventFilter:
-    """Allowed projects/stages/services; ``None`` allows every value of that dimension."""
-
-    projects: frozenset[str] | None = None
-    stages: frozenset[str] | None = None
-    services: frozenset[str] | None = None
-
-    @classmethod
-    def of(cls, subscription: keptn_client.SubscriptionFilter, settings: Settings) -> EventFilter:
-        """The subscription's filter narrowed by PROJECT_FILTER/STAGE_FILTER/SERVICE_FILTER."""
-        return cls(
-            projects=_combine(subscription.projects, settings.project_filter),
-            stages=_combine(subscription.stages, settings.stage_filter),
-            services=_combine(subscription.services, settings.service_filter),
-        )
-
-    def _dimensions(self) -> tuple[tuple[str, frozenset[str] | None], ...]:
-        return (("project", self.projects), ("stage", self.stages), ("service", self.services))
-
-    @property
-    def impossible(self) -> bool:
-        """No event can match (the lists had nothing in common)."""
-        return any(allowed is not None and not allowed for _, allowed in self._dimensions())
-
-    def query(self) -> dict[str, str]:
-        """Query parameters for the dimensions that allow exactly one value."""
-        return {name: next(iter(allowed)) for name, allowed in self._dimensions() if allowed and len(allowed) == 1}
-
-    def matches(self, event: Mapping[str, Any]) -> bool:
-        data = event.get("data")
-        data = data if isinstance(data, dict) else {}
-        return all(allowed is None or data.get(name) in allowed for name, allowed in self._dimensions())
-
-
-# ---------------------------------------------------------------------------------------------
-# Topics and remembered ids
-
-
-@dataclass(frozen=True)
-class Topic:
-    """One subscription being polled."""
-
-    key: str
-    """Stable within one registration: the subscription id (or the event type without one)."""
-    subscription_id: str
-    event: str
-    filter: keptn_client.SubscriptionFilter = field(default_factory=keptn_client.SubscriptionFilter)
-
-
-def topics_of(subscriptions: tuple[keptn_client.Subscription, ...]) -> dict[str, Topic]:
-    topics: dict[str, Topic] = {}
-    for index, sub in enumerate(subscriptions):
-        if not sub.event:
-            continue
-        key = sub.id or f"{sub.event}#{index}"
-        topics[key] = Topic(key=key, subscription_id=sub.id, event=sub.event, filter=sub.filter)
-    return topics
-
-
-class SeenIds:
-    """Delivered event ids of one event type with when the server last returned them."""
-
-    def __init__(self, *, cap: int) -> None:
-        self._last_returned: OrderedDict[str, float] = OrderedDict()
-        self._cap = cap
-        self.evicted = 0
-
-    def __contains__(self, event_id: object) -> bool:
-        return event_id in self._last_returned
-
-    def __len__(self) -> int:
-        return len(self._last_returned)
-
-    def touch(self, event_id: str, now: float) -> None:
-        """Remember (or refresh) an id as returned by the server at ``now``."""
-        self._last_returned[event_id] = now
-        self._last_returned.move_to_end(event_id)
-        while len(self._last_returned) > self._cap:
-            self._last_returned.popitem(last=False)
-            self.evicted += 1
-
-    def forget_older_than(self, cutoff: float) -> int:
-        """Drop ids not returned since ``cutoff``; how many were dropped."""
-        dropped = 0
-        while self._last_returned:
-            event_id, last = next(iter(self._last_returned.items()))
-            if last >= cutoff:
-                break
-            del self._last_returned[event_id]
-            dropped += 1
-        return dropped
 
 
 @dataclass
@@ -249,8 +122,7 @@ class Poller:
         self._topics_changed = asyncio.Event()
         self._last_poll_ok: dict[str, bool] = {}
         self._seen: dict[str, SeenIds] = {}
-        self._problems: dict[str, str] = {}
-        self._unknown_projects: set[str] = set()
+        self._log = ProblemLog(logger)
         if settings.disable_registration:
             self._topics = {t: Topic(key=t, subscription_id="", event=t) for t in settings.pubsub_topics}
 
@@ -278,28 +150,28 @@ class Poller:
         """How many delivered event ids are remembered (bounded memory)."""
         return sum(len(seen) for seen in self._seen.values())
 
-    def registration(self) -> keptn_client.Registration:
+    def registration(self) -> wire.Registration:
         """What jes registers: upstream's metadata and one subscription per PUBSUB_TOPIC."""
         s = self._settings
         services = s.service_filter
         if services and not s.stage_filter:
             # The control plane refuses a services filter without stages (400); applied here instead.
             services = ()
-        sub_filter = keptn_client.SubscriptionFilter(
+        sub_filter = wire.SubscriptionFilter(
             projects=s.project_filter, stages=s.stage_filter, services=services
         )
-        return keptn_client.Registration(
+        return wire.Registration(
             name=s.integration_name,
-            metadata=keptn_client.IntegrationMetadata(
+            metadata=wire.IntegrationMetadata(
                 hostname=s.k8s_node_name,
                 integrationversion=s.k8s_deployment_version or jes.__version__,
                 distributorversion=DISTRIBUTOR_VERSION,
                 location=s.location or DEFAULT_LOCATION,
-                kubernetesmetadata=keptn_client.KubernetesMetadata(
+                kubernetesmetadata=wire.KubernetesMetadata(
                     namespace=s.k8s_namespace, podname=s.k8s_pod_name, deploymentname=s.k8s_deployment_name
                 ),
             ),
-            subscriptions=tuple(keptn_client.Subscription(event=t, filter=sub_filter) for t in s.pubsub_topics),
+            subscriptions=tuple(wire.Subscription(event=t, filter=sub_filter) for t in s.pubsub_topics),
         )
 
     # -- registration and heartbeat ---------------------------------------------------------
@@ -334,15 +206,15 @@ class Poller:
             limit = self._settings.max_heartbeat_retries
             if self.integration_id is None or self._heartbeat_failures > limit:
                 self._registered = False
-            self._note_problem("heartbeat", exc)
+            self._log.problem("heartbeat", exc, retry_every_s=self.slow_retry_s)
             raise
         self.stats.heartbeats_ok += 1
         self._heartbeat_failures = 0
         self._registered = True
-        self._note_recovery("heartbeat")
+        self._log.recovery("heartbeat")
         self._apply_subscriptions(integration.subscriptions)
 
-    async def _register_and_ping(self) -> keptn_client.Integration:
+    async def _register_and_ping(self) -> wire.Integration:
         if self.integration_id is None:
             await self.register_once()
         assert self.integration_id is not None
@@ -355,7 +227,7 @@ class Poller:
             await self.register_once()
             return await self._client.ping(self.integration_id, backoff=NO_RETRY)
 
-    def _apply_subscriptions(self, subscriptions: tuple[keptn_client.Subscription, ...]) -> None:
+    def _apply_subscriptions(self, subscriptions: tuple[wire.Subscription, ...]) -> None:
         topics = topics_of(subscriptions)
         if topics == self._topics:
             return
@@ -385,7 +257,7 @@ class Poller:
         else:
             quick = self._heartbeat_failures <= s.max_heartbeat_retries
             delay = s.heartbeat_interval_s if quick else self.slow_retry_s
-        return max(delay, _retry_after_s(exc))
+        return max(delay, retry_after_s(exc))
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -421,21 +293,21 @@ class Poller:
         except errors.KeptnNotFoundError as exc:
             if "project" not in query:
                 return self._poll_failed(topic, scope, exc)
-            self._note_unknown_project(query["project"], exc)
+            self._log.unknown_project(query["project"], exc)
             events = []
         except errors.KeptnError as exc:
             return self._poll_failed(topic, scope, exc)
-        self._unknown_projects.discard(query.get("project", ""))
+        self._log.project_known(query.get("project", ""))
         self._last_poll_ok[topic.key] = True
         self.stats.polls_ok += 1
-        self._note_recovery(scope)
+        self._log.recovery(scope)
         return PollResult(delivered=await self._deliver(topic, event_filter, events))
 
     def _poll_failed(self, topic: Topic, scope: str, exc: errors.KeptnError) -> PollResult:
         self._last_poll_ok[topic.key] = False
         self.stats.polls_failed += 1
         self._count_error(error_kind(exc))
-        self._note_problem(scope, exc)
+        self._log.problem(scope, exc, retry_every_s=self.slow_retry_s)
         return PollResult(error=exc)
 
     def _count_error(self, kind: ErrorKind) -> None:
@@ -484,7 +356,7 @@ class Poller:
         if isinstance(exc, errors.Permanent):
             return self.slow_retry_s
         delay = min(self.slow_retry_s, self._interval_s * 2.0 ** min(failures, 16))
-        return max(delay, _retry_after_s(exc))
+        return max(delay, retry_after_s(exc))
 
     async def _topic_loop(self, key: str) -> None:
         failures = 0
@@ -525,42 +397,6 @@ class Poller:
             task = loops.get(key)
             if task is None or task.done():
                 loops[key] = asyncio.create_task(self._topic_loop(key), name=f"jes-poll:{topic.event}:{key}")
-
-    # -- logging once per change ---------------------------------------------------------------
-
-    def _note_problem(self, scope: str, exc: errors.KeptnError) -> None:
-        message = str(exc)
-        if self._problems.get(scope) == message:
-            logger.debug("%s still failing: %s", scope, message)
-            return
-        self._problems[scope] = message
-        if isinstance(exc, errors.KeptnAuthError):
-            logger.error(
-                "%s: the control plane refused the credentials: %s; retrying every %.0fs",
-                scope,
-                message,
-                self.slow_retry_s,
-            )
-        elif isinstance(exc, errors.Permanent):
-            logger.error("%s failed: %s", scope, message)
-        else:
-            logger.warning("%s failed: %s", scope, message)
-
-    def _note_recovery(self, scope: str) -> None:
-        if self._problems.pop(scope, None) is not None:
-            logger.info("%s works again", scope)
-
-    def _note_unknown_project(self, project: str, exc: errors.KeptnError) -> None:
-        if project not in self._unknown_projects:
-            self._unknown_projects.add(project)
-            logger.warning("project %r is unknown to the control plane; no events for it (%s)", project, exc)
-
-
-def _retry_after_s(exc: errors.KeptnError) -> float:
-    """The server's Retry-After (0 when it gave none)."""
-    if isinstance(exc, errors.KeptnTemporaryError) and exc.retry_after_s is not None:
-        return exc.retry_after_s
-    return 0.0
 
 
 async def _first_of(*events: asyncio.Event) -> None:

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jes import errors
-from jes.matcher import config
+from jes.matcher import config, schema
 
 KEYS = st.sampled_from(
     ["apiVersion", "actions", "name", "silent", "events", "tasks", "jsonpath", "property", "match", "image",
@@ -34,7 +34,7 @@ def _check(data: str | bytes) -> None:
         for problem in exc.problems:
             assert problem.file == "f.yaml" and problem.line >= 1 and problem.column >= 1 and problem.message
         return
-    assert isinstance(loaded.config, config.JobConfig)
+    assert isinstance(loaded.config, schema.JobConfig)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

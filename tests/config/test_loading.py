@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 from jes import errors
-from jes.matcher import config
+from jes.matcher import checks, config, schema
 
 SIMPLE = """\
 apiVersion: v2
@@ -72,7 +72,7 @@ actions:
 """
 
 
-def load(text: str) -> config.JobConfig:
+def load(text: str) -> schema.JobConfig:
     return config.load(textwrap.dedent(text), file="job/config.yaml").config
 
 
@@ -107,11 +107,11 @@ def test_complex_config_parses_like_upstream() -> None:
 
 def test_find_action_and_task_by_name() -> None:
     cfg = load(COMPLEX)
-    assert config.find_action(cfg, "nope") is None
-    action = config.find_action(cfg, "Run bash")
+    assert schema.find_action(cfg, "nope") is None
+    action = schema.find_action(cfg, "Run bash")
     assert action is not None and action is cfg.actions[1]
-    assert config.find_task(action, "nope") is None
-    assert config.find_task(action, "Run static world") is action.tasks[0]
+    assert schema.find_task(action, "nope") is None
+    assert schema.find_task(action, "Run static world") is action.tasks[0]
 
 
 @pytest.mark.parametrize("policy", ["", "Always", "Never", "IfNotPresent"])
@@ -251,11 +251,11 @@ def test_warnings_do_not_fail_the_config() -> None:
 def test_policy_checks_images_and_privileged_containers() -> None:
     text = "apiVersion: v2\nactions:\n  - tasks:\n      - image: alpine\n        securityContext: {privileged: true}\n"
     with pytest.raises(errors.ConfigError) as caught:
-        config.load(text, policy=config.Policy(allowed_images=("docker.io/*",)))
+        config.load(text, policy=checks.Policy(allowed_images=("docker.io/*",)))
     messages = [str(p) for p in caught.value.problems]
     assert "job/config.yaml:4:16: actions[0].tasks[0].image: image 'alpine' does not match the allowed image list" in messages
     assert any("securityContext.privileged: privileged containers are not allowed" in m for m in messages)
-    assert config.load(text, policy=config.Policy(allowed_images=("alpine",), allow_privileged=True))
+    assert config.load(text, policy=checks.Policy(allowed_images=("alpine",), allow_privileged=True))
 
 
 def test_config_hash_is_sha3_224_of_the_raw_bytes() -> None:
@@ -297,13 +297,13 @@ def test_merge_keys_and_anchors_work_as_in_yaml_v2() -> None:
 def test_examples_validate_against_the_generated_json_schema(repo) -> None:  # type: ignore[no-untyped-def]
     import yaml
 
-    schema = config.json_schema()
+    job_schema = config.json_schema()
     for path in sorted((repo / "examples" / "job").glob("*.yaml")):
-        jsonschema.validate(yaml.safe_load(path.read_text()), schema)
+        jsonschema.validate(yaml.safe_load(path.read_text()), job_schema)
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({"apiVersion": "v2", "actions": [{"nam": "typo"}]}, schema)
+        jsonschema.validate({"apiVersion": "v2", "actions": [{"nam": "typo"}]}, job_schema)
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({"apiVersion": "v3"}, schema)
+        jsonschema.validate({"apiVersion": "v3"}, job_schema)
 
 
 def test_committed_schema_file_is_current(repo) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from jes import errors
-from jes.clients.keptn import client
+from jes.clients.keptn import arrival, client, httperrors, wire
 from jes.util import retry
 from tests.keptn.support import TOKEN, RecordingSleep, Script, reply
 
@@ -51,7 +51,7 @@ async def test_triggered_events_follow_pages_and_send_only_given_filters(
 async def test_the_server_pagination_bug_yields_each_event_once_and_ends(
     script: Script, make_client: ClientFactory
 ) -> None:
-    # keptn-api.md §3.2: every later page repeats the first one.
+    # Keptn's page-2 bug (0.16-1.4.5): every later page repeats the first one.
     def buggy(request: httpx.Request) -> httpx.Response:
         offset = int(request.url.params.get("nextPageKey", "0"))
         more = offset + 2 < 6
@@ -107,9 +107,9 @@ async def test_retry_after_of_a_429_stretches_the_wait(
 def test_retry_after_accepts_an_http_date() -> None:
     request = httpx.Request("GET", "http://x/")
     past = httpx.Response(429, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, request=request)
-    assert client.retry_after_s(past) == 0.0
+    assert httperrors.retry_after_s(past) == 0.0
     junk = httpx.Response(429, headers={"Retry-After": "soon"}, request=request)
-    assert client.retry_after_s(junk) is None
+    assert httperrors.retry_after_s(junk) is None
 
 
 @pytest.mark.parametrize(
@@ -238,7 +238,7 @@ async def test_send_event_does_not_repeat_a_post_that_may_have_arrived(
     script: Script, make_client: ClientFactory, sleep: RecordingSleep, failure: Exception | httpx.Response
 ) -> None:
     script.on("POST", "/api/v1/event", failure, reply(200, {"keptnContext": "ctx-1"}))
-    with pytest.raises(client.EventMaybeDeliveredError) as caught:
+    with pytest.raises(httperrors.EventMaybeDeliveredError) as caught:
         await make_client().send_event(STARTED)
     assert len(script.requests) == 1 and sleep.delays == []
     assert caught.value.maybe_delivered
@@ -253,7 +253,7 @@ async def test_other_posts_retry_after_a_dropped_connection(script: Script, make
         httpx.RemoteProtocolError("dropped"),
         reply(200, {"id": "abc"}),
     )
-    registration = client.Registration(name="jes", metadata=client.IntegrationMetadata(hostname="h"))
+    registration = wire.Registration(name="jes", metadata=wire.IntegrationMetadata(hostname="h"))
     assert await make_client().register(registration) == "abc"
 
 
@@ -269,18 +269,18 @@ async def test_send_event_rejected_as_invalid_is_permanent(script: Script, make_
 
 async def test_register_sends_the_registration_and_returns_the_id(script: Script, make_client: ClientFactory) -> None:
     script.on("POST", "/api/controlPlane/v1/uniform/registration", reply(201, {"id": "int-1"}))
-    registration = client.Registration(
+    registration = wire.Registration(
         name="job-executor-service",
-        metadata=client.IntegrationMetadata(
+        metadata=wire.IntegrationMetadata(
             hostname="node-1",
             integrationversion="0.1.0",
             distributorversion="0.15.0",
             location="remote-execution-plane",
-            kubernetesmetadata=client.KubernetesMetadata(namespace="ns", podname="pod", deploymentname="dep"),
+            kubernetesmetadata=wire.KubernetesMetadata(namespace="ns", podname="pod", deploymentname="dep"),
         ),
         subscriptions=(
-            client.Subscription(
-                event="sh.keptn.event.test.triggered", filter=client.SubscriptionFilter(projects=("p",))
+            wire.Subscription(
+                event="sh.keptn.event.test.triggered", filter=wire.SubscriptionFilter(projects=("p",))
             ),
         ),
     )
@@ -328,7 +328,7 @@ async def test_ping_returns_the_integration_with_null_filters_as_empty(
     integration = await make_client().ping("int-1")
     assert integration.id == "int-1"
     assert [s.event for s in integration.subscriptions] == ["a.triggered", "b.triggered", "c.triggered"]
-    assert all(s.filter == client.SubscriptionFilter() for s in integration.subscriptions)
+    assert all(s.filter == wire.SubscriptionFilter() for s in integration.subscriptions)
     assert integration.metadata.lastseen == "2023-12-21T10:00:05.123Z"
 
 
@@ -371,7 +371,7 @@ async def test_list_registrations_by_name(script: Script, make_client: ClientFac
 
 async def test_post_logs(script: Script, make_client: ClientFactory) -> None:
     script.on("POST", "/api/controlPlane/v1/log", reply(200, {}))
-    entry = client.LogEntry(integrationid="i", message="boom", shkeptncontext="c", task="test", triggeredid="t")
+    entry = wire.LogEntry(integrationid="i", message="boom", shkeptncontext="c", task="test", triggeredid="t")
     await make_client().post_logs([entry])
     await make_client().post_logs([])
     (body,) = script.bodies("POST", "/api/controlPlane/v1/log")
@@ -489,7 +489,7 @@ async def test_delivered_matches_type_triggered_id_source_and_marker(
 
     async def check(**kwargs: Any) -> bool:
         query = {"keptn_context": "ctx", "event_type": started, "triggered_id": "t-1", "source": "jes"} | kwargs
-        return await client.delivered(keptn, **query)
+        return await arrival.delivered(keptn, **query)
 
     assert await check()
     assert await check(marker={"executor": "ns/EU"})

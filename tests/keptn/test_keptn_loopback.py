@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from jes import errors
-from jes.clients.keptn import auth, client, configsource
+from jes.clients.keptn import arrival, auth, client, configsource, httperrors, wire
 from jes.devtools.controlplane.server import FakeClock, LocalControlPlane, OAuthConfig
 from jes.sources import poller
 from tests.keptn import support
@@ -95,7 +95,7 @@ async def test_logs_reach_the_integration_page(
     assert the_poller.integration_id is not None
     (found,) = await keptn.list_registrations("job-executor-service")
     assert found.id == the_poller.integration_id
-    entry = client.LogEntry(integrationid=found.id, message="could not retrieve config", task="test", triggeredid="t")
+    entry = wire.LogEntry(integrationid=found.id, message="could not retrieve config", task="test", triggeredid="t")
     await keptn.post_logs([entry])
     (logged,) = cp.logs(found.id)
     assert logged["message"] == "could not retrieve config" and logged["task"] == "test"
@@ -242,8 +242,8 @@ async def test_a_sent_event_can_be_read_back(cp: LocalControlPlane, connect: Cal
         "triggered_id": triggered_id,
         "source": "job-executor-service",
     }
-    assert await client.delivered(keptn, **query, marker={"executor": "keptn-jes/-"})
-    assert not await client.delivered(keptn, **query, marker={"executor": "keptn-jes/EU"})
+    assert await arrival.delivered(keptn, **query, marker={"executor": "keptn-jes/-"})
+    assert not await arrival.delivered(keptn, **query, marker={"executor": "keptn-jes/EU"})
 
 
 @pytest.mark.parametrize(
@@ -260,7 +260,7 @@ async def test_an_event_accepted_before_the_connection_broke_is_not_sent_twice(
     checker = connect(cp)  # the normal timeout: the datastore reads must not time out on a busy machine
     event, triggered_id = started_for(cp)
     cp.faults.add(method="POST", path="/v1/event", times=1, **fault)
-    with pytest.raises(client.EventMaybeDeliveredError):
+    with pytest.raises(httperrors.EventMaybeDeliveredError):
         await keptn.send_event(event)
     query = {
         "keptn_context": event["shkeptncontext"],
@@ -269,7 +269,7 @@ async def test_an_event_accepted_before_the_connection_broke_is_not_sent_twice(
         "source": "job-executor-service",
     }
     async with asyncio.timeout(3):
-        while not await client.delivered(checker, **query):  # what a reporter does before sending again
+        while not await arrival.delivered(checker, **query):  # what a reporter does before sending again
             await asyncio.sleep(0.05)
     assert len(cp.events(type=STARTED, triggered_id=triggered_id)) == 1
 

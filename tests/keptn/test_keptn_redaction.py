@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from jes import errors
-from jes.clients.keptn import auth, client, configsource
+from jes.clients.keptn import auth, client, configsource, wire
 from jes.sources import poller
 from tests.keptn.support import CLIENT_SECRET, TOKEN, FakeClock, RecordingSleep, Script, make_settings, reply
 
@@ -51,14 +51,14 @@ def texts_of(exc: BaseException) -> list[str]:
 
 async def exercise(keptn: client.KeptnClient) -> list[str]:
     """Every client call once; the texts of the errors they raised."""
-    registration = client.Registration(name="jes", metadata=client.IntegrationMetadata(hostname="h"))
+    registration = wire.Registration(name="jes", metadata=wire.IntegrationMetadata(hostname="h"))
     calls = [
         lambda: keptn.get_triggered("sh.keptn.event.test.triggered"),
         lambda: keptn.send_event({"type": "sh.keptn.event.test.started", "data": {}}),
         lambda: keptn.register(registration),
         lambda: keptn.ping("i"),
         lambda: keptn.list_registrations("jes"),
-        lambda: keptn.post_logs([client.LogEntry(integrationid="i", message="m")]),
+        lambda: keptn.post_logs([wire.LogEntry(integrationid="i", message="m")]),
         lambda: keptn.get_resource("p", "job/config.yaml", stage="s", service="v"),
         lambda: keptn.list_resources("p", "s", "v"),
         lambda: keptn.find_events(keptn_context="c"),

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 import jes
-from jes.clients.keptn import auth, client
-from jes.sources import poller
+from jes.clients.keptn import auth, client, wire
+from jes.sources import poller, topics
 from tests.keptn.support import FakeClock, FakeControlPlane, RecordingSleep, make_settings, reply
 
 TEST = "sh.keptn.event.test.triggered"
@@ -275,7 +275,7 @@ async def test_subscription_filters_from_the_bridge_are_applied(
 
 def test_settings_filters_narrow_subscription_filters() -> None:
     settings = make_settings(project_filter=("p", "q"), service_filter=("x",))
-    combined = poller.EventFilter.of(client.SubscriptionFilter(projects=("q", "r"), services=("y",)), settings)
+    combined = topics.EventFilter.of(wire.SubscriptionFilter(projects=("q", "r"), services=("y",)), settings)
     assert combined.projects == {"q"} and combined.query() == {"project": "q"}
     assert combined.impossible  # services: x and y have nothing in common
 

@@ -18,6 +18,7 @@ from jes.matcher import config
 from jes.matcher import matching as matcher
 from jes.models import Plan, job_name
 from jes.runner.kubernetes import manifests
+from jes.util import parsing
 from tests.conftest import k8s_valid
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -104,7 +105,7 @@ def test_label_sanitising_follows_upstream(raw: str, label: str) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=100))
 def test_sanitised_labels_are_always_valid(raw: str) -> None:
-    assert not jes_settings.label_problems({"k": manifests.sanitise_label_value(raw)})
+    assert not parsing.label_problems({"k": manifests.sanitise_label_value(raw)})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,7 +274,7 @@ def test_any_event_gives_a_valid_job(event_id: str, context: str, action_name: s
     result = matcher.plan(loaded, event, matcher.Executor())
     job = manifests.build_job(result.actions[0].tasks[0], result.event, config_hash=result.config_hash, settings=manifests.JobSettings())
     k8s_valid(job)
-    assert not jes_settings.label_problems(job["metadata"]["labels"])
+    assert not parsing.label_problems(job["metadata"]["labels"])
 
 
 def _yaml_string(text: str) -> str:

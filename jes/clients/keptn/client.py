@@ -1,12 +1,13 @@
 """The Keptn control-plane API as jes uses it, over one injected :class:`httpx.AsyncClient`.
 
 Every call has a timeout (the client's), is retried with :mod:`jes.util.retry` on temporary errors, and
-raises :mod:`jes.errors` types: connection errors, timeouts, 5xx and 429 become
-:class:`errors.KeptnTemporaryError` (``retry_after_s`` from ``Retry-After``), 401/403
+raises :mod:`jes.errors` types (:mod:`.httperrors` translates): connection errors, timeouts, 5xx and
+429 become :class:`errors.KeptnTemporaryError` (``retry_after_s`` from ``Retry-After``), 401/403
 :class:`errors.KeptnAuthError`, 404 :class:`errors.KeptnNotFoundError`, any other 4xx
 :class:`errors.KeptnPermanentError`. Messages name the method, the URL, the status and what the
 server said — never the token. A body that is not the JSON the contract promises is a temporary
-error (a proxy's error page, a truncated answer), not a crash.
+error (a proxy's error page, a truncated answer), not a crash (:mod:`.answers`). The values sent
+and read are in :mod:`.wire`.
 
 Sending an event is special: when a POST may have reached the server (the connection broke after
 the request was sent, a read timeout, a gateway timeout), repeating it could create a second
@@ -14,42 +15,39 @@ the request was sent, a read timeout, a gateway timeout), repeating it could cre
 :class:`EventMaybeDeliveredError` without retrying; :func:`delivered` asks the datastore whether
 the event arrived before the caller sends it again.
 
-Paths follow keptn-api.md §2: ``{api}/v1/event``, ``{api}/controlPlane/v1/...``,
-``{api}/<resource service path>/v1/...``, ``{api}/mongodb-datastore/event``.
+Paths: ``{api}/v1/event``, ``{api}/controlPlane/v1/...``, ``{api}/<resource service path>/v1/...``,
+``{api}/mongodb-datastore/event``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import email.utils
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote, quote_plus
 
 import httpx
-import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from jes import errors
-from jes.clients.keptn import auth
+from jes.clients.keptn import answers, auth, httperrors, wire
+from jes.clients.keptn.arrival import delivered as delivered
+from jes.clients.keptn.httperrors import BODY_EXCERPT_CHARS, redacted, scrub
+from jes.clients.keptn.httperrors import EventMaybeDeliveredError as EventMaybeDeliveredError
+from jes.clients.keptn.wire import Json
+from jes.clients.keptn.wire import LogEntry as LogEntry
 from jes.settings import Settings
 from jes.util import retry
+
+# ``delivered``, ``EventMaybeDeliveredError`` and ``LogEntry`` are re-exported ("as"): jes.reporter
+# uses them through this module.
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-M = TypeVar("M", bound=BaseModel)
 E = TypeVar("E", bound=errors.KeptnError)
-Json = dict[str, Any]
 
-#: Bytes of a non-JSON error body quoted in messages.
-BODY_EXCERPT_CHARS = 256
 #: Page size asked for on paginated endpoints (the server's default is 20).
 PAGE_SIZE = 50
 #: The largest page asked of the triggered-events endpoint. Keptn 0.16-1.4.5 answer every later page
@@ -58,277 +56,14 @@ PAGE_SIZE = 50
 MAX_TRIGGERED_PAGE_SIZE = 1000
 #: A safety net against a server that never ends a pagination.
 MAX_PAGES = 200
-#: Gateways answer these when they gave up waiting: the backend may have processed the request.
-AMBIGUOUS_STATUSES = frozenset({502, 504})
 
 
-class EventMaybeDeliveredError(errors.KeptnTemporaryError):
-    """The event POST failed in a way that leaves open whether the server accepted it.
-
-    Do not send it again before :func:`delivered` says it did not arrive.
-    """
-
-    maybe_delivered = True
-
-
-# ---------------------------------------------------------------------------------------------
-# Values on the wire
-
-
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class SubscriptionFilter(_Wire):
-    """Project/stage/service lists; an empty (or ``null``) list means "every"."""
-
-    projects: tuple[str, ...] = ()
-    stages: tuple[str, ...] = ()
-    services: tuple[str, ...] = ()
-
-    @field_validator("projects", "stages", "services", mode="before")
-    @classmethod
-    def _null_is_empty(cls, value: object) -> object:
-        return () if value is None else value
-
-
-class Subscription(_Wire):
-    id: str = ""
-    event: str
-    filter: SubscriptionFilter = Field(default_factory=SubscriptionFilter)
-
-    @field_validator("filter", mode="before")
-    @classmethod
-    def _null_filter(cls, value: object) -> object:
-        return {} if value is None else value
-
-
-class KubernetesMetadata(_Wire):
-    namespace: str = ""
-    podname: str = ""
-    deploymentname: str = ""
-
-
-class IntegrationMetadata(_Wire):
-    hostname: str = ""
-    integrationversion: str = ""
-    distributorversion: str = ""
-    location: str = ""
-    kubernetesmetadata: KubernetesMetadata = Field(default_factory=KubernetesMetadata)
-    lastseen: str | None = None
-
-
-class Registration(_Wire):
-    """What jes registers (``POST /controlPlane/v1/uniform/registration``)."""
-
-    name: str
-    metadata: IntegrationMetadata
-    subscriptions: tuple[Subscription, ...] = ()
-
-    def body(self) -> Json:
-        subscriptions = [{"event": s.event, "filter": s.filter.model_dump(mode="json")} for s in self.subscriptions]
-        metadata = self.metadata.model_dump(mode="json", exclude={"lastseen"})
-        return {"name": self.name, "metadata": metadata, "subscriptions": subscriptions}
-
-
-class Integration(_Wire):
-    """A stored integration as the control plane returns it (ping, list)."""
-
-    id: str = ""
-    name: str = ""
-    metadata: IntegrationMetadata = Field(default_factory=IntegrationMetadata)
-    subscriptions: tuple[Subscription, ...] = ()
-
-    @field_validator("subscriptions", "metadata", mode="before")
-    @classmethod
-    def _null_is_default(cls, value: object, info: pydantic.ValidationInfo) -> object:
-        if value is None:
-            return () if info.field_name == "subscriptions" else {}
-        return value
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-class LogEntry(_Wire):
-    """One entry for the control plane's log API (shown on the integration's page in the Bridge)."""
-
-    integrationid: str
-    message: str
-    time: str = Field(default_factory=now_rfc3339)
-    shkeptncontext: str = ""
-    task: str = ""
-    triggeredid: str = ""
-    gitcommitid: str = ""
-
-
-@dataclass(frozen=True)
-class Resource:
-    """One file from the resource service."""
-
-    uri: str
-    content: bytes
-    version: str
-    """The git commit the content was read at (``metadata.version``)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Error translation
-
-
-def _redacted(url: httpx.URL) -> str:
-    """The URL for messages: without user info (a URL could carry credentials)."""
-    if url.userinfo:
-        url = url.copy_with(username=None, password=None)
-    return str(url)
-
-
-def server_message(response: httpx.Response) -> str:
-    """What the server said: its ``message`` field, else the start of the body."""
-    try:
-        text = response.text
-    except (UnicodeDecodeError, httpx.ResponseNotRead):
-        return ""
-    try:
-        body = response.json()
-    except (ValueError, UnicodeDecodeError):
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("message"), str) and body["message"]:
-        return str(body["message"])[:BODY_EXCERPT_CHARS]
-    return text[:BODY_EXCERPT_CHARS].strip()
-
-
-def retry_after_s(response: httpx.Response) -> float | None:
-    """``Retry-After`` as seconds (delta or HTTP date); None when absent or unreadable."""
-    raw = response.headers.get("retry-after")
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def status_error(response: httpx.Response, *, idempotent: bool = True) -> errors.KeptnError:
-    """The :mod:`jes.errors` type for a non-2xx answer.
-
-    For a request that must not be repeated blindly (``idempotent=False``), a gateway's 502/504
-    raises :class:`EventMaybeDeliveredError`: the backend may have processed it.
-    """
-    request = response.request
-    method, url, status = request.method, _redacted(request.url), response.status_code
-    said = server_message(response)
-    message = f"{method} {url} returned {status}" + (f": {said}" if said else "")
-    fields: dict[str, Any] = {"method": method, "url": url, "status": status, "server_message": said}
-    if status == 429 or status >= 500:
-        cls: type[errors.KeptnTemporaryError] = errors.KeptnTemporaryError
-        if not idempotent and status in AMBIGUOUS_STATUSES:
-            cls = EventMaybeDeliveredError
-        return cls(message, retry_after_s=retry_after_s(response), **fields)
-    if status in (401, 403):
-        hint = " (check KEPTN_API_TOKEN or the OAuth client)" if status == 401 else " (missing permission)"
-        return errors.KeptnAuthError(message + hint, **fields)
-    if status == 404:
-        return errors.KeptnNotFoundError(message, **fields)
-    return errors.KeptnPermanentError(message, **fields)
-
-
-def transport_error(
-    exc: httpx.HTTPError, method: str, url: str, timeout_s: float | None, *, idempotent: bool = True
-) -> errors.KeptnError:
-    """The :mod:`jes.errors` type for a request that got no answer.
-
-    For ``idempotent=False``, a failure after the request may have been sent (not a failure to
-    connect) raises :class:`EventMaybeDeliveredError`.
-    """
-    fields: dict[str, Any] = {"method": method, "url": url}
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-        return errors.KeptnPermanentError(f"{method} {url}: {exc}", **fields)
-    sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-    cls = EventMaybeDeliveredError if sent and not idempotent else errors.KeptnTemporaryError
-    if isinstance(exc, httpx.TimeoutException):
-        after = f" after {timeout_s:g}s" if timeout_s else ""
-        return cls(f"{method} {url}: {type(exc).__name__}: no answer{after}", **fields)
-    detail = str(exc) or "connection failed"
-    return cls(f"{method} {url}: {type(exc).__name__}: {detail}", **fields)
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _bad_answer(response, f"invalid JSON: {response.text[:BODY_EXCERPT_CHARS]!r}") from exc
-
-
-def _bad_answer(response: httpx.Response, what: str) -> errors.KeptnTemporaryError:
-    request = response.request
-    url = _redacted(request.url)
-    return errors.KeptnTemporaryError(
-        f"{request.method} {url} returned {response.status_code} with {what}",
-        method=request.method,
-        url=url,
-        status=response.status_code,
-        server_message=response.text[:BODY_EXCERPT_CHARS],
-    )
-
-
-def _json_object(response: httpx.Response) -> Json:
-    body = _json(response)
-    if not isinstance(body, dict):
-        raise _bad_answer(response, f"a JSON {type(body).__name__} where an object was expected")
-    return body
-
-
-def _model(cls: type[M], response: httpx.Response, value: Any) -> M:
-    try:
-        return cls.model_validate(value)
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise _bad_answer(response, f"an unexpected {cls.__name__} ({where}: {first['msg']})") from exc
-
-
-def _event_list(response: httpx.Response, body: Json) -> list[Json]:
-    events = body.get("events")
-    if events is None:
-        return []
-    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
-        raise _bad_answer(response, "'events' that is not a list of objects")
-    return events
-
-
-def _page_key(body: Json) -> str:
-    key = body.get("nextPageKey")
-    return "" if key is None else str(key)
-
-
-def scrub(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-def scrub_error(error: E, secrets: tuple[str, ...]) -> E:
-    """Replace every secret in the error's message and attributes by ``***`` (in place)."""
-    if not secrets:
-        return error
-    error.args = tuple(scrub(a, secrets) if isinstance(a, str) else a for a in error.args)
-    error.url = scrub(error.url, secrets)
-    error.server_message = scrub(error.server_message, secrets)
-    return error
+def _resource_uri(resource: Json) -> str:
+    return str(resource.get("resourceURI", ""))
 
 
 def encode_resource_uri(uri: str) -> str:
-    """A resource URI encoded for the path through the API gateway (keptn-api.md §7.2).
+    """A resource URI encoded for the path through the API gateway.
 
     Query-escaped twice: nginx decodes once, the resource service query-unescapes once more.
     """
@@ -409,13 +144,13 @@ class KeptnClient:
                 response = await self.http.request(method, url, params=params, json=json)
         except httpx.HTTPError as exc:
             timeout_s = self.http.timeout.read
-            shown = _redacted(httpx.URL(url, params=params))
-            error = transport_error(exc, method, shown, timeout_s, idempotent=idempotent)
+            shown = redacted(httpx.URL(url, params=params))
+            error = httperrors.transport_error(exc, method, shown, timeout_s, idempotent=idempotent)
             raise self._scrub(error) from exc
         except errors.KeptnError as exc:
             raise self._scrub(exc) from exc.__cause__
         if not ok(response.status_code):
-            raise self._scrub(status_error(response, idempotent=idempotent))
+            raise self._scrub(httperrors.status_error(response, idempotent=idempotent))
         return response
 
     async def _retrying(self, call: Callable[[], Awaitable[T]], *, what: str, backoff: retry.Backoff | None) -> T:
@@ -434,11 +169,11 @@ class KeptnClient:
 
     def _scrub(self, error: E) -> E:
         """``error`` without any credential in its text (a server may echo what it was sent)."""
-        return scrub_error(error, self._secrets())
+        return httperrors.scrub_error(error, self._secrets())
 
     async def _get_json(self, path: str, *, params: Mapping[str, str] | None = None) -> tuple[httpx.Response, Json]:
         response = await self._send_once("GET", path, params=params)
-        return response, _json_object(response)
+        return response, answers.json_object(response)
 
     async def _paginate(
         self,
@@ -474,7 +209,7 @@ class KeptnClient:
                     found[item_key] = item
                     new += 1
             seen_keys.add(page_key)
-            page_key = _page_key(body)
+            page_key = answers.next_page_key(body)
             if page_key in ("", "0") or page_key in seen_keys or new == 0:
                 break
         return list(found.values())
@@ -508,7 +243,7 @@ class KeptnClient:
             while True:
                 totals: dict[str, int] = {}
                 events = await self._paginate(
-                    path, params, key=_event_key, items=_event_list, page_size=size, totals=totals
+                    path, params, key=answers.event_key, items=answers.event_list, page_size=size, totals=totals
                 )
                 total = totals.get("total", len(events))
                 self._remember_total(remembered, total)
@@ -562,50 +297,52 @@ class KeptnClient:
         params = {k: v for k, v in (("keptnContext", keptn_context), ("type", event_type), ("project", project)) if v}
 
         async def once() -> list[Json]:
-            return await self._paginate("/mongodb-datastore/event", params, key=_event_key, items=_event_list)
+            return await self._paginate(
+                "/mongodb-datastore/event", params, key=answers.event_key, items=answers.event_list
+            )
 
         return await self._retrying(once, what="reading the datastore", backoff=backoff)
 
     # -- uniform registration ------------------------------------------------------------------
 
-    async def register(self, registration: Registration, *, backoff: retry.Backoff | None = None) -> str:
+    async def register(self, registration: wire.Registration, *, backoff: retry.Backoff | None = None) -> str:
         """Register (or find) this integration; its id."""
 
         async def once() -> str:
             response = await self._send_once("POST", "/controlPlane/v1/uniform/registration", json=registration.body())
-            body = _json_object(response)
+            body = answers.json_object(response)
             integration_id = body.get("id")
             if not isinstance(integration_id, str) or not integration_id:
-                raise _bad_answer(response, "no integration id")
+                raise httperrors.bad_answer(response, "no integration id")
             return integration_id
 
         return await self._retrying(once, what="registering", backoff=backoff)
 
-    async def ping(self, integration_id: str, *, backoff: retry.Backoff | None = None) -> Integration:
+    async def ping(self, integration_id: str, *, backoff: retry.Backoff | None = None) -> wire.Integration:
         """Heartbeat; the stored integration, whose subscriptions are the source of truth."""
         path = f"/controlPlane/v1/uniform/registration/{_segment(integration_id)}/ping"
 
-        async def once() -> Integration:
+        async def once() -> wire.Integration:
             response = await self._send_once("PUT", path)
-            return _model(Integration, response, _json_object(response))
+            return answers.parse_model(wire.Integration, response, answers.json_object(response))
 
         return await self._retrying(once, what="heartbeat", backoff=backoff)
 
-    async def list_registrations(self, name: str | None = None) -> list[Integration]:
+    async def list_registrations(self, name: str | None = None) -> list[wire.Integration]:
         params = {"name": name} if name else None
 
-        async def once() -> list[Integration]:
+        async def once() -> list[wire.Integration]:
             response = await self._send_once("GET", "/controlPlane/v1/uniform/registration", params=params)
-            body = _json(response)
+            body = answers.json_body(response)
             if body is None:
                 return []
             if not isinstance(body, list):
-                raise _bad_answer(response, f"a JSON {type(body).__name__} where a list was expected")
-            return [_model(Integration, response, item) for item in body]
+                raise httperrors.bad_answer(response, f"a JSON {type(body).__name__} where a list was expected")
+            return [answers.parse_model(wire.Integration, response, item) for item in body]
 
         return await self._retrying(once, what="listing registrations", backoff=None)
 
-    async def post_logs(self, entries: list[LogEntry]) -> None:
+    async def post_logs(self, entries: list[wire.LogEntry]) -> None:
         """Error log entries for the integration's page in the Bridge."""
         if not entries:
             return
@@ -636,14 +373,14 @@ class KeptnClient:
         stage: str | None = None,
         service: str | None = None,
         git_commit_id: str | None = None,
-    ) -> Resource:
+    ) -> wire.Resource:
         """One file at project, stage or service level (``git_commit_id`` pins the version)."""
         path = f"{self._resource_base(project, stage, service)}/{encode_resource_uri(uri)}"
         params = {"gitCommitID": git_commit_id} if git_commit_id else None
 
-        async def once() -> Resource:
+        async def once() -> wire.Resource:
             response = await self._send_once("GET", path, params=params)
-            return _resource(response, _json_object(response), uri)
+            return answers.resource_of(response, answers.json_object(response), uri)
 
         return await self._retrying(once, what=f"reading {uri}", backoff=None)
 
@@ -652,7 +389,7 @@ class KeptnClient:
         path = self._resource_base(project, stage, service)
 
         async def once() -> list[Json]:
-            return await self._paginate(path, {}, key=lambda r: str(r.get("resourceURI", "")), items=_resource_list)
+            return await self._paginate(path, {}, key=_resource_uri, items=answers.resource_list)
 
         resources = await self._retrying(once, what="listing resources", backoff=None)
         return ["/" + str(r.get("resourceURI", "")).lstrip("/") for r in resources if r.get("resourceURI")]
@@ -682,10 +419,6 @@ class _DoNotRetry(Exception):
         self.error = error
 
 
-def _event_key(event: Json) -> str:
-    return str(event.get("id", ""))
-
-
 def _keptn_context(response: httpx.Response, event: Mapping[str, Any], secrets: tuple[str, ...]) -> str:
     """The server's keptnContext; the event's own when the (accepted) answer has none."""
     try:
@@ -697,78 +430,8 @@ def _keptn_context(response: httpx.Response, event: Mapping[str, Any], secrets: 
     if response.content:
         logger.warning(
             "POST %s accepted the event (%d) but its answer has no keptnContext: %r",
-            _redacted(response.request.url),
+            redacted(response.request.url),
             response.status_code,
             scrub(response.text[:BODY_EXCERPT_CHARS], secrets),
         )
     return str(event.get("shkeptncontext") or "")
-
-
-def _resource_list(response: httpx.Response, body: Json) -> list[Json]:
-    resources = body.get("resources")
-    if resources is None:
-        return []
-    if not isinstance(resources, list) or not all(isinstance(r, dict) for r in resources):
-        raise _bad_answer(response, "'resources' that is not a list of objects")
-    return resources
-
-
-def _resource(response: httpx.Response, body: Json, uri: str) -> Resource:
-    content = body.get("resourceContent")
-    if not isinstance(content, str):
-        raise _bad_answer(response, "no resourceContent")
-    try:
-        data = base64.b64decode(content, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise _bad_answer(response, "resourceContent that is not base64") from exc
-    metadata = body.get("metadata")
-    version = metadata.get("version", "") if isinstance(metadata, dict) else ""
-    return Resource(uri=uri.lstrip("/"), content=data, version=str(version or ""))
-
-
-# ---------------------------------------------------------------------------------------------
-# Did an event arrive?
-
-
-def matches_report(
-    event: Mapping[str, Any],
-    *,
-    event_type: str,
-    triggered_id: str,
-    source: str,
-    marker: Mapping[str, Any] | None = None,
-) -> bool:
-    """Whether a stored event is the report described (type + triggeredid + source [+ marker])."""
-    if event.get("type") != event_type or event.get("triggeredid") != triggered_id:
-        return False
-    if event.get("source") != source:
-        return False
-    if marker is None:
-        return True
-    data = event.get("data")
-    jes_data = data.get("jes") if isinstance(data, dict) else None
-    executor = jes_data.get("executor") if isinstance(jes_data, dict) else None
-    return executor is not None and executor == marker.get("executor")
-
-
-async def delivered(
-    client: KeptnClient,
-    *,
-    keptn_context: str,
-    event_type: str,
-    triggered_id: str,
-    source: str,
-    marker: Mapping[str, Any] | None = None,
-    backoff: retry.Backoff | None = None,
-) -> bool:
-    """Whether the datastore holds the event described (see :func:`matches_report`).
-
-    ``marker`` is the ``data.jes`` object jes put in its report; when given, the stored event's
-    ``data.jes.executor`` must equal ``marker["executor"]`` (another replica or location sends
-    the same type, triggeredid and source).
-    """
-    events = await client.find_events(keptn_context=keptn_context, event_type=event_type, backoff=backoff)
-    return any(
-        matches_report(e, event_type=event_type, triggered_id=triggered_id, source=source, marker=marker)
-        for e in events
-    )
