@@ -17,7 +17,6 @@ from typing import Any
 
 from jes import errors
 from jes.util import parsing
-from jes.util.parsing import size_in_bytes as size_in_bytes  # kept here for jes.service.core
 
 #: Upstream chart default for the task container's security context (jobConfig.jobSecurityContext).
 DEFAULT_JOB_SECURITY_CONTEXT: dict[str, Any] = {

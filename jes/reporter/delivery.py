@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TextIO
 
 from jes import errors
+from jes.clients.keptn import arrival, httperrors, wire
 from jes.clients.keptn import client as keptn_client
 from jes.util import retry
 
@@ -112,7 +113,7 @@ class KeptnReporter:
                 try:
                     # the fence right before the request leaves (after waiting for a connection)
                     await self._client.send_event(event, backoff=retry.Backoff(()), before=fence)
-                except keptn_client.EventMaybeDeliveredError as exc:
+                except httperrors.EventMaybeDeliveredError as exc:
                     self._on_error("maybe_delivered")
                     logger.warning("%s: %s; asking the datastore whether it arrived", what, exc)
                     arrival = await self.settle(event, since=self._clock())
@@ -176,7 +177,7 @@ class KeptnReporter:
     async def _in_datastore(self, probe: Mapping[str, Any]) -> bool:
         """Whether the datastore holds the report. Any error — a 404 too: the datastore answers an
         unknown context with an empty list, so a 404 means a wrong route — means it cannot tell."""
-        return await keptn_client.delivered(
+        return await arrival.delivered(
             self._client,
             keptn_context=str(probe.get("shkeptncontext", "")),
             event_type=str(probe.get("type", "")),
@@ -201,7 +202,7 @@ class KeptnReporter:
             logger.warning("not registered: error log entry only logged here: %s", entry.get("message"))
             return
         try:
-            await self._client.post_logs([keptn_client.LogEntry(**{**entry, "integrationid": integration_id})])
+            await self._client.post_logs([wire.LogEntry(**{**entry, "integrationid": integration_id})])
         except errors.JesError as exc:
             self._on_error("error_log")
             logger.warning("posting an error log entry failed: %s", exc)

@@ -48,7 +48,7 @@ from jes.service.health import HealthServer
 from jes.service.health import app as health_app
 from jes.service.metrics import Metrics
 from jes.sources.poller import Poller
-from jes.util import retry
+from jes.util import parsing, retry
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class Service:
         self.handler = handler.EventHandler(
             configs=providers.ControlPlaneConfigs(source, max_config_bytes=settings.max_config_bytes),
             files=providers.ControlPlaneFiles(
-                source, max_total_bytes=jes_settings.size_in_bytes(settings.files_size_limit)
+                source, max_total_bytes=parsing.size_in_bytes(settings.files_size_limit)
             ),
             runner=self.runner,
             reporter=self.reporter,

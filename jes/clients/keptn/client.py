@@ -12,7 +12,7 @@ and read are in :mod:`.wire`.
 Sending an event is special: when a POST may have reached the server (the connection broke after
 the request was sent, a read timeout, a gateway timeout), repeating it could create a second
 ``.started`` and break Keptn's ``#finished == #started`` rule. Such failures raise
-:class:`EventMaybeDeliveredError` without retrying; :func:`delivered` asks the datastore whether
+:class:`~.httperrors.EventMaybeDeliveredError` without retrying; :func:`.arrival.delivered` asks the datastore whether
 the event arrived before the caller sends it again.
 
 Paths: ``{api}/v1/event``, ``{api}/controlPlane/v1/...``, ``{api}/<resource service path>/v1/...``,
@@ -32,16 +32,10 @@ import httpx
 
 from jes import errors
 from jes.clients.keptn import answers, auth, httperrors, wire
-from jes.clients.keptn.arrival import delivered as delivered
-from jes.clients.keptn.httperrors import BODY_EXCERPT_CHARS, redacted, scrub
-from jes.clients.keptn.httperrors import EventMaybeDeliveredError as EventMaybeDeliveredError
+from jes.clients.keptn.httperrors import BODY_EXCERPT_CHARS, EventMaybeDeliveredError, redacted, scrub
 from jes.clients.keptn.wire import Json
-from jes.clients.keptn.wire import LogEntry as LogEntry
 from jes.settings import Settings
 from jes.util import retry
-
-# ``delivered``, ``EventMaybeDeliveredError`` and ``LogEntry`` are re-exported ("as"): jes.reporter
-# uses them through this module.
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ AMBIGUOUS_STATUSES = frozenset({502, 504})
 class EventMaybeDeliveredError(errors.KeptnTemporaryError):
     """The event POST failed in a way that leaves open whether the server accepted it.
 
-    Do not send it again before :func:`jes.clients.keptn.client.delivered` says it did not arrive.
+    Do not send it again before :func:`jes.clients.keptn.arrival.delivered` says it did not arrive.
     """
 
     maybe_delivered = True
