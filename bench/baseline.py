@@ -1,6 +1,6 @@
 """The original's way, re-enacted for side-by-side figures (keptn-contrib/job-executor-service 0.3.0).
 
-Upstream waited for a Job by polling (reference jes-upstream.md §3.4): GET the Job, look at its
+Upstream waited for a Job by polling: GET the Job, look at its
 conditions, and if it is neither ``Complete`` nor ``Failed`` sleep **5 s** and ask again; then it
 listed the Job's pods and read every terminated container's log (§3.5) and sent ``.finished``.
 Its go-sdk found work by polling the control plane **every 1 s** per subscription and sent

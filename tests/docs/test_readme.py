@@ -36,3 +36,24 @@ def test_every_command_in_the_table_exists() -> None:
 def test_linked_files_exist() -> None:
     for link in re.findall(r"\]\(((?:examples|docs|bench|chart)/[^)#]+)\)", README):
         assert (REPO / link).exists(), link
+
+
+def test_source_paths_named_in_the_docs_exist() -> None:
+    """Modules move (the house was reorganised once): every `jes/...`, `fakes/...` or
+    `tests/...` path and every `jes.a.b` module the README or docs/ name must exist."""
+    texts = {path.name: path.read_text() for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]}
+    missing = []
+    for name, text in texts.items():
+        for path in re.findall(r"`((?:jes|fakes|tests|bench)/[\w/.-]*)", text):
+            if not (REPO / path.rstrip("/")).exists():
+                missing.append(f"{name}: {path}")
+        for module in re.findall(r"(?<![\w.])(jes(?:\.\w+)+)\b", text):
+            parts = module.split(".")
+            found = any(
+                (REPO / Path(*parts[:n])).with_suffix(".py").exists() or (REPO / Path(*parts[:n])).is_dir()
+                for n in range(len(parts), 1, -1)
+                if n == len(parts) or n == len(parts) - 1  # a module, or a name in one
+            )
+            if not found and not module.endswith(".sh"):
+                missing.append(f"{name}: {module}")
+    assert not missing, missing

@@ -1,6 +1,6 @@
 """How jes proves who it is to the Keptn control plane, and the one HTTP client that carries it.
 
-Two mechanisms, as the Keptn clients have them (reference: keptn-api.md §1):
+Two mechanisms, as Keptn's own clients (the distributor, go-utils) have them:
 
 * ``x-token``: the API token, sent on every request when it is not empty;
 * OAuth2 client credentials: used when client id, secret, scopes and a discovery or token URL are

@@ -1,12 +1,12 @@
 """Where jes reads ``job/config.yaml`` and a task's ``files`` from: the Keptn resource service.
 
-The config is looked up service → stage → project (jes-upstream.md §1.4): service and stage pinned
+The config is looked up service → stage → project, as upstream does: service and stage pinned
 to the event's ``gitcommitid`` when it has one, the project level always at its latest version
 (the stage commit does not exist on the project's default branch). Unlike upstream, only a 404
 moves on to the next level: any other error is retried (temporary errors, by the client) and then
 raised, so jes never silently runs a different config than the one that is there.
 
-Task files (jes-upstream.md §1.5) are read from the service level only, at the latest version: a
+Task files (README, "What a task gets") are read from the service level only, at the latest version: a
 path is first tried as one file, else as a directory (every listed resource under ``/<path>/``).
 """
 
