@@ -261,7 +261,7 @@ class KubernetesRunner:
         del job  # the tracker keeps what is needed; the full answer would stay alive while waiting
         if adopted and created is not None:
             started_at = min(created, started_at)
-        deadline = waiting.deadline(float(spec.task.max_poll_duration_s), started_at)
+        deadline = waiting.loop_deadline(float(spec.task.max_poll_duration_s), started_at)
         logs = self._task_logs(namespace, on_log)
         try:
             return await self._wait_and_finish(
@@ -314,9 +314,16 @@ class KubernetesRunner:
             reason = verdict.reason
             return await kube_events.outcome_of_gone_job(self._require_api, spec, namespace, started_at, reason)
         return await finishing.finish(
-            self._require_api, spec, namespace, tracker, verdict, started_at, logs,
-            adopted=adopted, delete_unstartable=self.delete_unstartable,
-        )  # fmt: skip
+            self._require_api,
+            spec,
+            namespace,
+            tracker,
+            verdict,
+            started_at,
+            logs,
+            adopted=adopted,
+            delete_unstartable=self.delete_unstartable,
+        )
 
 
 __all__ = ["DEFAULT_BACKOFF", "MANAGED_BY", "KubernetesRunner", "watch_key"]

@@ -55,7 +55,7 @@ class Graces:
     """A Job without pods, before its events are read the first time."""
 
 
-def deadline(limit_s: float, started_at: datetime) -> float:
+def loop_deadline(limit_s: float, started_at: datetime) -> float:
     """When (event loop time) a task started at ``started_at`` has had ``limit_s`` seconds."""
     age_s = (now() - started_at).total_seconds()
     return asyncio.get_running_loop().time() + limit_s - min(max(age_s, 0.0), limit_s)
