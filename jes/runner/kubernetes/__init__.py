@@ -1,2 +1,35 @@
-"""runner.kubernetes: one batch/v1 Job per task — the runner, waiting (watch, status, timers),
-log following, and the Job manifests (:mod:`.manifests`, pure, also used by ``jes render``)."""
+"""runner.kubernetes: one batch/v1 Job per task.
+
+- :mod:`.runner` — :class:`~.runner.KubernetesRunner` and the flow of one run, in phases:
+  :mod:`.creation` (ConfigMaps, the Job, adoption, owner references), :mod:`.waiting` (until the
+  Job ends or can never start; :mod:`.timers`), :mod:`.finishing` (final pods, the outcome, stopping
+  the Job), with :mod:`.tasklogs` (a run's container logs), :mod:`.events` (what Kubernetes Events
+  tell) and :mod:`.task` (the task with its manifest, shared by the phases);
+- :mod:`.watch` (the shared watches), :mod:`.status` (reading Job and pod status), :mod:`.logs`
+  (following container logs);
+- :mod:`.manifests` — the Job manifests (pure, also used by ``jes render``).
+
+RBAC — what jes's service account needs **in every namespace Jobs run in** (a Role and a
+RoleBinding per namespace)::
+
+    rules:
+      - apiGroups: ["batch"]
+        resources: ["jobs"]
+        verbs: ["create", "get", "list", "watch", "delete"]   # create/adopt, wait, stop
+      - apiGroups: [""]
+        resources: ["pods"]
+        verbs: ["get", "list", "watch"]                       # fail fast, exit codes, log targets
+      - apiGroups: [""]
+        resources: ["pods/log"]
+        verbs: ["get"]                                        # task output
+      - apiGroups: [""]
+        resources: ["events"]
+        verbs: ["list"]                                       # FailedCreate, Failed* messages
+      - apiGroups: [""]
+        resources: ["configmaps"]
+        verbs: ["create", "get", "patch", "delete"]           # files; owner reference; clean-up
+
+Missing ``events: list`` only loses event messages (logged); missing ``configmaps: patch`` leaves
+the ConfigMaps without an owner (logged). Everything else fails the task with a reason such as
+``permission denied: jes may not create batch/jobs in namespace 'ci'``.
+"""

@@ -1,6 +1,6 @@
 """Rendered tasks → batch/v1 Job manifests (and the ConfigMaps that carry ``files``). Pure.
 
-The Job follows upstream's shape (reference §3.2) with these differences:
+The Job has the shape of those upstream (Keptn's job-executor-service) creates, with these differences:
 
 * **Name**: ``jes-<readable part of the event id>-<hash>-<action>-<task>``. The hash covers the
   whole event id and the executor (its namespace and location), so any event id (short, upper-case, odd

@@ -11,7 +11,8 @@ from jes.models import Status
 
 Obj = dict[str, Any]
 
-#: Waiting reasons of a container that will not start by itself (fail fast, DESIGN decision 9).
+#: Waiting reasons of a container that will not start by itself: the task fails at once instead of
+#: waiting for its maxPollDuration (see :mod:`jes.runner.kubernetes.waiting`).
 CANNOT_START_REASONS = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError"}
 )

@@ -1,6 +1,6 @@
 """The supervisor of one local task: ``python -m jes.runner.local.shim JOB_DIR LOCK_FD``.
 
-:mod:`jes.runner.local.runner` starts this module for every task, in a new session, so that the task
+:mod:`jes.runner.local.launch` starts this module for every task, in a new session, so that the task
 outlives jes (a restarted jes adopts it). The shim
 
 1. reads the task's spec as JSON from stdin (argv, env, cwd, limits); an incomplete spec means
@@ -16,8 +16,10 @@ outlives jes (a restarted jes adopts it). The shim
 
 The shim holds an exclusive ``flock`` on the job directory's ``lock`` file for its whole life
 (jes takes the lock before starting it and hands the descriptor over): the lock being free means
-no shim is alive, whatever became of pids. Only the standard library is imported here; the helpers
-for the job directory's files are shared with :mod:`jes.runner.local.runner`.
+no shim is alive, whatever became of pids. Only the standard library (and :mod:`jes.util.fsutil`,
+itself standard library only) is imported here. The names of the job directory's files, the status
+kinds and the process helpers are shared with :mod:`jes.runner.local.jobdir`, which reads the
+directory, and :mod:`jes.runner.local.outcome`, which reads the status.
 """
 
 from __future__ import annotations

@@ -1,0 +1,94 @@
+"""The outcome of a Job whose wait is over.
+
+The Job's pods are read once (unless the watch already saw every one of them end); a failure is
+explained by the container that failed (its exit code, ``OOMKilled``, an init container). The logs
+are collected (:mod:`.tasklogs`): every terminated container's; the init containers' only when a
+container did not end ``Completed``; the running ones' too for a task being stopped. A task that
+did not succeed also reports the ``Failed*`` Kubernetes events of the Job and its pods
+(:mod:`.events`).
+
+A Job is stopped — deleted with foreground propagation, its pods with it — when the task's
+``maxPollDuration`` passed (:attr:`~jes.models.Status.TIMED_OUT`) and, with ``delete_unstartable``,
+when its pod can never start (:attr:`~jes.models.Status.CANNOT_START`): it would otherwise wait
+forever and never be cleaned up. A deletion that fails is told in the outcome's reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from jes import errors
+from jes.models import Outcome, Status
+from jes.runner.kubernetes import events as kube_events
+from jes.runner.kubernetes import status as kube_status
+from jes.runner.kubernetes import watch as kube_watch
+from jes.runner.kubernetes.task import ApiLookup, JobTask, Obj, now
+from jes.runner.kubernetes.tasklogs import TaskLogs
+
+logger = logging.getLogger(__name__)
+
+
+async def finish(
+    api: ApiLookup,
+    spec: JobTask,
+    namespace: str,
+    tracker: kube_watch.Tracker,
+    verdict: kube_status.Verdict,
+    started_at: datetime,
+    logs: TaskLogs,
+    *,
+    adopted: bool,
+    delete_unstartable: bool,
+) -> Outcome:
+    """The task's outcome from ``verdict``, its pods, logs and events; the Job stopped if need be."""
+    main = spec.main_container
+    pods = await _final_pods(api, namespace, tracker)
+    if verdict.status is Status.FAILED:
+        verdict = kube_status.failure_detail(pods, main) or verdict
+    exit_code = verdict.exit_code if verdict.exit_code is not None else kube_status.main_exit_code(pods, main)
+    stopping = verdict.status is Status.TIMED_OUT or (verdict.status is Status.CANNOT_START and delete_unstartable)
+    targets = kube_status.log_targets(pods, include_running=stopping)
+    container_logs = await logs.collect(targets, {p["metadata"]["name"] for p in pods})
+    events: tuple[str, ...] = ()
+    if verdict.status is not Status.SUCCEEDED:
+        events = await kube_events.failure_messages(api, namespace, spec.job_name, pods)
+    reason = verdict.reason
+    if stopping:
+        reason += await _stop_job(api, namespace, spec.job_name)
+    finished = now()
+    if adopted:  # the cluster's clock for both ends
+        finished = kube_status.finished_at(tracker.job or {}) or finished
+    return Outcome(
+        job_name=spec.job_name,
+        status=verdict.status,
+        reason=reason,
+        exit_code=exit_code,
+        logs=tuple(container_logs),
+        started_at=started_at,
+        finished_at=max(finished, started_at),
+        events=events,
+    )
+
+
+async def _final_pods(api: ApiLookup, namespace: str, tracker: kube_watch.Tracker) -> list[Obj]:
+    """The Job's pods: as watched when every one of them has ended, else read once now (the
+    pod watch may lag behind the Job watch)."""
+    watched = list(tracker.pods.values())
+    if watched and all((p.get("status") or {}).get("phase") in ("Succeeded", "Failed") for p in watched):
+        return watched
+    try:
+        pods = await api().list_pods(namespace, f"job-name={tracker.name}")
+    except errors.KubeError as exc:
+        logger.warning("cannot list the pods of Job %s/%s: %s", namespace, tracker.name, exc)
+        return list(tracker.pods.values())
+    return pods
+
+
+async def _stop_job(api: ApiLookup, namespace: str, job_name: str) -> str:
+    """Delete the Job; what to add to the outcome's reason (nothing when it worked)."""
+    try:
+        await api().delete_job(namespace, job_name)
+    except errors.KubeError as exc:
+        return f" (deleting the Job failed: {exc})"
+    return ""
