@@ -185,5 +185,17 @@ class Claim:
         return cls.from_json(data, version=version)
 
 
+def on_record(existing: Claim | None, fresh: Claim) -> Claim | None:
+    """What taking ``fresh`` yields in a one-process ledger: ``fresh`` when nothing is on record
+    (the caller writes it), None when the record is done, else the record with the event as it
+    is now."""
+    if existing is None:
+        return fresh
+    if existing.done:
+        return None
+    existing.event = fresh.event
+    return existing
+
+
 def task_key(action_index: int, task_index: int) -> str:
     return f"{action_index}/{task_index}"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from jes import errors
-from jes.ledger.claim import Claim
+from jes.ledger.claim import Claim, on_record
 from jes.util import fsutil
 
 
@@ -65,16 +65,10 @@ class FileLedger:
         return self.dir / f"{claim_key(event_id)}.json"
 
     async def claim(self, claim: Claim) -> Claim | None:
-        event_id = claim.event_id
-        existing = await asyncio.to_thread(self._read, self._path(event_id))
-        if existing is not None:
-            if existing.done:
-                return None
-            existing.event = claim.event
-            claim = existing
-        else:
+        existing = await asyncio.to_thread(self._read, self._path(claim.event_id))
+        if existing is None:
             await self.save(claim)
-        return claim
+        return on_record(existing, claim)
 
     async def save(self, claim: Claim) -> None:
         await asyncio.to_thread(self._write, self._path(claim.event_id), claim)

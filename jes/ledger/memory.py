@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from jes.ledger.claim import Claim
+from jes.ledger.claim import Claim, on_record
 
 
 class MemoryLedger:
@@ -31,16 +31,10 @@ class MemoryLedger:
         return None
 
     async def claim(self, claim: Claim) -> Claim | None:
-        event_id = claim.event_id
-        existing = self.get(event_id)
-        if existing is not None:
-            if existing.done:
-                return None
-            existing.event = claim.event
-            claim = existing
-        else:
+        existing = self.get(claim.event_id)
+        if existing is None:
             self._write(claim)
-        return claim
+        return on_record(existing, claim)
 
     async def save(self, claim: Claim) -> None:
         self._write(claim)
