@@ -105,10 +105,10 @@ import yaml
 
 from fakes.fake_kube import _cluster, _faults, _http, _store
 from fakes.fake_kube._behaviour import Behaviour
-from fakes.fake_kube._cluster import Clock
 from fakes.fake_kube._faults import Fault, Faults
+from jes.devtools.doubles.clock import FakeClock
 
-__all__ = ["Behaviour", "Clock", "FakeKube", "Fault", "Faults"]
+__all__ = ["Behaviour", "FakeClock", "FakeKube", "Fault", "Faults"]
 
 T = TypeVar("T")
 Obj = dict[str, Any]
@@ -142,7 +142,7 @@ class FakeKube:
         self.bookmark_interval_s = bookmark_interval_s
         self.image_backoff_s = image_backoff_s
         self.start_timeout_s = start_timeout_s
-        self.clock = Clock()
+        self.clock = FakeClock(ticking=True)
         self.faults = Faults()
         self.created_jobs: list[Obj] = []
         """Every Job create request body as the client sent it (also rejected or duplicate ones)."""
@@ -391,7 +391,7 @@ class FakeKube:
             uid = _store.new_uid()
             if plural == "jobs":
                 _http.default_job(body, uid)
-            created = store.create(plural, body, self.clock.timestamp(), uid=uid)
+            created = store.create(plural, body, cluster.timestamp(), uid=uid)
             if plural == "jobs":
                 cluster.job_created(created)
             return _store.clone(created)

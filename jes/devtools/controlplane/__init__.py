@@ -6,7 +6,7 @@ uniform registration, logs), the resource-service and the mongodb-datastore, wit
 gateway's token check and URL decoding. Entry points: :class:`server.LocalControlPlane` (tests,
 ``jes demo``) and :func:`server.run_control_plane` (``jes control-plane``).
 
-Modules: ``clock`` (real or fake time), ``faults`` (injected failures), ``models`` (the request
+Modules: ``keptntime`` (Keptn's timestamps), ``faults`` (injected failures), ``models`` (the request
 contract as pydantic models), ``eventtypes`` (Keptn event type grammar), ``datastore``,
 ``resources``, ``projects``, ``sequences``, ``uniform`` (the stores behind the services),
 ``state`` (all of them behind one lock, plus the event pump), ``auth`` (x-token and OAuth),

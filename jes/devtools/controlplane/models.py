@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from jes.devtools.controlplane import clock, eventtypes
+from jes.devtools.controlplane import eventtypes, keptntime
 
 #: go-openapi validation codes used by the api-service for 422 answers.
 CODE_INVALID_TYPE = 601
@@ -80,7 +80,7 @@ class IncomingEvent(BaseModel):
 
     @model_validator(mode="after")
     def _time_is_a_date_time(self) -> IncomingEvent:
-        if self.time is not None and clock.parse_time(self.time) is None:
+        if self.time is not None and keptntime.parse_time(self.time) is None:
             raise ValueError(f"time: {self.time!r} is not an RFC 3339 date-time")
         return self
 

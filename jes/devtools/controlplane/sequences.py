@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from jes.devtools.controlplane import clock, eventtypes, models, projects, resources
+from jes.devtools.controlplane import eventtypes, keptntime, models, projects, resources
+from jes.devtools.doubles import clock
 
 SOURCE = "shipyard-controller"
 #: ``shkeptnspecversion`` of the events the controller emits (the Keptn chart's default value).
@@ -519,7 +520,7 @@ class ShipyardController:
             "shkeptnspecversion": SPEC_VERSION,
             "source": SOURCE,
             "specversion": "1.0",
-            "time": clock.keptn_time(at),
+            "time": keptntime.keptn_time(at),
             "type": event_type,
         }
         if triggeredid:
@@ -550,7 +551,7 @@ def _state(runs: list[SequenceRun]) -> dict[str, Any]:
         "service": first.service,
         "shkeptncontext": first.context,
         "state": last.state,
-        "time": clock.keptn_time(first.created),
+        "time": keptntime.keptn_time(first.created),
         "stages": [
             {"name": r.stage, "state": r.state, "latestEvent": r.latest, "result": r.result, "status": r.status}
             for r in runs

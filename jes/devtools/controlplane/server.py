@@ -24,7 +24,7 @@ import uvicorn
 
 from jes import errors
 from jes.devtools.controlplane import app, asgi, auth, datastore, faults, seed, state
-from jes.devtools.controlplane import clock as clock_mod
+from jes.devtools.doubles import clock as clock_mod
 
 # The names other code is written against.
 Clock = clock_mod.Clock
