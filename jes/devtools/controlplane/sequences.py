@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from jes.devtools.controlplane import eventtypes, keptntime, models, projects, resources
+from jes.devtools.controlplane import eventtypes, keptntime, projects, resources, shipyard
 from jes.devtools.doubles import clock
 
 SOURCE = "shipyard-controller"
@@ -155,7 +155,7 @@ class SequenceRun:
     stage: str
     service: str
     name: str
-    definition: models.ShipyardSequence
+    definition: shipyard.ShipyardSequence
     gitcommitid: str
     data: dict[str, Any]
     created: datetime
@@ -258,7 +258,7 @@ class ShipyardController:
 
     def _lookup(
         self, project_name: str, stage_name: str, parsed: eventtypes.SequenceType
-    ) -> models.ShipyardSequence | str:
+    ) -> shipyard.ShipyardSequence | str:
         """The sequence's definition, or why it cannot start."""
         project = self._registry.get(project_name)
         if project is None:
@@ -530,7 +530,7 @@ class ShipyardController:
         return event
 
 
-def _selects(on: models.TriggeredOn, event_name: str, run: SequenceRun) -> bool:
+def _selects(on: shipyard.TriggeredOn, event_name: str, run: SequenceRun) -> bool:
     if on.event != event_name:
         return False
     if on.selector is None or not on.selector.match:
