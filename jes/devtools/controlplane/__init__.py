@@ -8,8 +8,8 @@ gateway's token check and URL decoding. Entry points: :class:`server.LocalContro
 
 Modules: ``keptntime`` (Keptn's timestamps), ``faults`` (injected failures), ``models`` (the
 request contract as pydantic models), ``shipyard`` (the shipyard file), ``eventtypes`` (Keptn
-event type grammar), ``datastore``, ``resources``, ``projects``, ``sequences``,
-``uniform`` (the stores behind the services), ``state`` (all of
+event type grammar), ``datastore``, ``resources``, ``projects``, ``sequences`` (with
+``openevents`` and ``runs``), ``uniform`` (the stores behind the services), ``state`` (all of
 them behind one lock, plus the event pump), ``auth`` (x-token and OAuth), ``asgi`` (body limit,
 faults, auth, dropped connections), ``app``, ``resource_api`` and ``httputil`` (routes), ``seed``
 (loading a seed directory) and ``server`` (uvicorn in a thread). The clock, the fault-rule base
