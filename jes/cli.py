@@ -245,6 +245,7 @@ def serve(
 @click.option("--port", default=8090, show_default=True, type=int)
 @click.option("--token", default="local-token", show_default=True, help="the x-token clients must send")
 @click.option("--seed", "seed_dir", type=click.Path(file_okay=False, exists=True), default=None, help="seed directory")
+@click.option("--hello-world", is_flag=True, help="seed with the hello-world of `jes demo` (shipped with jes)")
 @click.option(
     "--datastore-lag-s",
     type=click.FloatRange(min=0),
@@ -258,11 +259,22 @@ def serve(
     help="page the triggered-events list correctly (Keptn 0.16-1.4.5 repeat the first page)",
 )
 def control_plane(
-    host: str, port: int, token: str, seed_dir: str | None, datastore_lag_s: float, no_pagination_bug: bool
+    host: str,
+    port: int,
+    token: str,
+    seed_dir: str | None,
+    hello_world: bool,
+    datastore_lag_s: float,
+    no_pagination_bug: bool,
 ) -> None:
     """A local Keptn control plane (API, shipyard controller, resources, datastore) for development."""
+    from jes.devtools import examples
     from jes.devtools.controlplane import server
 
+    if hello_world and seed_dir is not None:
+        raise click.UsageError("--seed and --hello-world exclude each other")
+    if hello_world:
+        seed_dir = str(examples.HELLO_WORLD_SEED)
     server.run_control_plane(
         host=host,
         port=port,

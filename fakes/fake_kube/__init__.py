@@ -90,25 +90,23 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import concurrent.futures
 import logging
-import socket
-import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import kubernetes.client
-import uvicorn
 import yaml
+from starlette.applications import Starlette
 
 from fakes.fake_kube import _cluster, _faults, _http, _store
 from fakes.fake_kube._behaviour import Behaviour
-from fakes.fake_kube._cluster import Clock
 from fakes.fake_kube._faults import Fault, Faults
+from jes.devtools.doubles.clock import FakeClock
+from jes.devtools.doubles.server import ThreadedServer
 
-__all__ = ["Behaviour", "Clock", "FakeKube", "Fault", "Faults"]
+__all__ = ["Behaviour", "FakeClock", "FakeKube", "Fault", "Faults"]
 
 T = TypeVar("T")
 Obj = dict[str, Any]
@@ -142,27 +140,32 @@ class FakeKube:
         self.bookmark_interval_s = bookmark_interval_s
         self.image_backoff_s = image_backoff_s
         self.start_timeout_s = start_timeout_s
-        self.clock = Clock()
+        self.clock = FakeClock(ticking=True)
         self.faults = Faults()
         self.created_jobs: list[Obj] = []
         """Every Job create request body as the client sent it (also rejected or duplicate ones)."""
-        self.port = 0
         self._by_job: dict[str, Behaviour] = {}
         self._by_image: dict[str, Behaviour] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._thread_id = 0
-        self._server: uvicorn.Server | None = None
+        self._server = ThreadedServer(
+            self._build,
+            name="fake-kube",
+            start_timeout_s=start_timeout_s,
+            on_exit=self._cancel_controllers,
+            http="h11",
+            timeout_keep_alive=30,
+        )
         self._store: _store.Store | None = None
         self._cluster: _cluster.Cluster | None = None
         self._api: _http.Api | None = None
-        self._ready = threading.Event()
-        self._startup_error: BaseException | None = None
         self._drop_filter = _faults.DropFilter()
         self._finished_at: dict[tuple[str, str], float] = {}
         """(namespace, Job name) → ``time.time()`` when the Job first got Complete/Failed=True."""
 
     # --- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return self._server.port
 
     @property
     def url(self) -> str:
@@ -176,27 +179,14 @@ class FakeKube:
         self.stop()
 
     def start(self) -> None:
-        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and without
-        # it every response waits ~40 ms for a delayed ACK.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
         logging.getLogger("uvicorn.error").addFilter(self._drop_filter)
-        self._thread = threading.Thread(target=self._serve, args=(sock,), name="fake-kube", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(self.start_timeout_s):
-            raise RuntimeError("the fake Kubernetes API server did not start")
-        if self._startup_error is not None:
-            raise RuntimeError("the fake Kubernetes API server failed to start") from self._startup_error
+        self._server.start()
 
     def stop(self) -> None:
-        if self._loop is not None and self._api is not None and self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._api.close_watches)
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        loop, api = self._server.loop, self._api
+        if loop is not None and api is not None and loop.is_running():
+            loop.call_soon_threadsafe(api.close_watches)
+        self._server.stop(timeout_s=10)
         logging.getLogger("uvicorn.error").removeFilter(self._drop_filter)
 
     def reset(self) -> None:
@@ -219,20 +209,11 @@ class FakeKube:
         self._call(reset)
         self.clock.reset()
 
-    def _serve(self, sock: socket.socket) -> None:
-        try:
-            asyncio.run(self._main(sock))
-        except BaseException as exc:  # reported to start()
-            self._startup_error = exc
-            self._ready.set()
-
-    async def _main(self, sock: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        self._loop = loop
-        self._thread_id = threading.get_ident()
+    def _build(self) -> Starlette:
+        """The store, the controllers and the HTTP API, made on the server's loop (its only thread)."""
         store = _store.Store(history_size=self.history_size)
         store.listeners.append(self._note_finished)
-        timers = _cluster.Timers(self.clock, loop)
+        timers = _cluster.Timers(self.clock, asyncio.get_running_loop())
         cluster = _cluster.Cluster(
             store,
             self.clock,
@@ -250,27 +231,11 @@ class FakeKube:
             on_job_create=self.created_jobs.append,
         )
         self._store, self._cluster, self._api = store, cluster, api
-        config = uvicorn.Config(
-            api.app,
-            log_config=None,
-            log_level=None,
-            access_log=False,
-            lifespan="off",
-            ws="none",
-            http="h11",
-            timeout_graceful_shutdown=1,
-            timeout_keep_alive=30,
-        )
-        server = uvicorn.Server(config)
-        self._server = server
-        serving = loop.create_task(server.serve(sockets=[sock]), name="fake-kube-uvicorn")
-        while not server.started and not serving.done():
-            await asyncio.sleep(0.005)
-        self._ready.set()
-        try:
-            await serving
-        finally:
-            cluster.cancel_all()
+        return api.app
+
+    def _cancel_controllers(self) -> None:
+        if self._cluster is not None:
+            self._cluster.cancel_all()
 
     def store_listener(self, listener: Callable[[str, str, Obj], None]) -> None:
         """Call ``listener(plural, ADDED|MODIFIED|DELETED, object)`` on every change (on the server's
@@ -291,20 +256,9 @@ class FakeKube:
 
     def _call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the server's loop (the store's only thread) and return its result."""
-        if self._loop is None:
+        if self._server.loop is None:
             raise RuntimeError("FakeKube is not running (use it as a context manager)")
-        if threading.get_ident() == self._thread_id:
-            return fn()
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                future.set_result(fn())
-            except BaseException as exc:
-                future.set_exception(exc)
-
-        self._loop.call_soon_threadsafe(run)
-        return future.result(timeout=30)
+        return self._server.call(fn)
 
     # --- client configuration -------------------------------------------------------------------
 
@@ -391,7 +345,7 @@ class FakeKube:
             uid = _store.new_uid()
             if plural == "jobs":
                 _http.default_job(body, uid)
-            created = store.create(plural, body, self.clock.timestamp(), uid=uid)
+            created = store.create(plural, body, cluster.timestamp(), uid=uid)
             if plural == "jobs":
                 cluster.job_created(created)
             return _store.clone(created)

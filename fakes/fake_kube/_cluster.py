@@ -1,7 +1,7 @@
-"""The fake cluster's controllers: Job controller, TTL and garbage collection, and the fake clock.
+"""The fake cluster's controllers: Job controller, TTL and garbage collection, and timers on the fake clock.
 
-Runs on the fake server's event loop. Time is a :class:`Clock` (real time plus whatever a test
-added with ``advance``), so a test can jump over ``activeDeadlineSeconds`` or
+Runs on the fake server's event loop. Time is a ticking :class:`FakeClock` (real time plus whatever a
+test added with ``advance``), so a test can jump over ``activeDeadlineSeconds`` or
 ``ttlSecondsAfterFinished`` without waiting. One coroutine per live pod plays the kubelet
 (:mod:`._kubelet`); timers cost nothing while waiting.
 """
@@ -12,53 +12,24 @@ import asyncio
 import heapq
 import itertools
 import logging
-import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from fakes.fake_kube import _kubelet, _store
 from fakes.fake_kube._behaviour import Behaviour
+from jes.devtools.doubles.clock import FakeClock
 
 Obj = _store.Obj
 _BACKOFF_MESSAGE = "Job has reached the specified backoff limit"
 logger = logging.getLogger(__name__)
 
 
-class Clock:
-    """Fake time: real time plus the seconds tests added with :meth:`advance`."""
-
-    def __init__(self) -> None:
-        self._offset_s = 0.0
-        self._lock = threading.Lock()
-        self.on_advance: Callable[[], None] | None = None
-
-    def monotonic(self) -> float:
-        return time.monotonic() + self._offset_s
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + timedelta(seconds=self._offset_s)
-
-    def timestamp(self) -> str:
-        return self.now().strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    def reset(self) -> None:
-        with self._lock:
-            self._offset_s = 0.0
-
-    def advance(self, seconds: float) -> None:
-        """Jump forward: timers (pod durations, deadlines, TTLs) due by then fire at once."""
-        with self._lock:
-            self._offset_s += seconds
-        if self.on_advance is not None:
-            self.on_advance()
-
-
 class Timers:
     """``sleep`` on the fake clock: one heap, one armed loop timer."""
 
-    def __init__(self, clock: Clock, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, clock: FakeClock, loop: asyncio.AbstractEventLoop) -> None:
         self._clock = clock
         self._loop = loop
         self._heap: list[tuple[float, int, asyncio.Future[None]]] = []
@@ -107,7 +78,7 @@ class Cluster:
     def __init__(
         self,
         store: _store.Store,
-        clock: Clock,
+        clock: FakeClock,
         timers: Timers,
         behaviour_for: BehaviourLookup,
         *,
@@ -134,6 +105,10 @@ class Cluster:
         store.listeners.append(self._on_change)
 
     # --- bookkeeping -------------------------------------------------------------------------
+
+    def timestamp(self) -> str:
+        """Now on the fake clock, as Kubernetes writes times."""
+        return _store.kube_time(self.clock.now())
 
     def _spawn(self, owner_uid: str, coro: Any, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -217,7 +192,7 @@ class Cluster:
         meta = obj["metadata"]
         namespace = meta.get("namespace", "")
         key = (meta["uid"], reason, message)
-        now = self.clock.timestamp()
+        now = self.timestamp()
         existing = self._events.get(key)
         if existing is not None:
 
@@ -282,7 +257,7 @@ class Cluster:
         if propagation == "Foreground":
             marked = obj
             if not obj["metadata"].get("deletionTimestamp"):
-                now = self.clock.timestamp()
+                now = self.timestamp()
 
                 def mark(o: Obj) -> None:
                     o["metadata"]["deletionTimestamp"] = now
@@ -313,7 +288,7 @@ class Cluster:
         self._cancel(uid)  # the kubelet stops following the container scripts
         if grace <= 0:
             return self.store.remove("pods", namespace, name)
-        deletion = (self.clock.now() + timedelta(seconds=grace)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        deletion = _store.kube_time(self.clock.now() + timedelta(seconds=grace))
 
         def mark(o: Obj) -> None:
             o["metadata"]["deletionTimestamp"] = deletion
@@ -333,7 +308,7 @@ class Cluster:
             stop_s = 0.0  # nothing to signal (waiting for an image, a volume...): the kubelet is quick
         await self.timers.sleep(stop_s)
         code = 143 if stop_s < grace_s else 137
-        now = self.clock.timestamp()
+        now = self.timestamp()
 
         def stopped(pod: Obj) -> None:
             status = pod.setdefault("status", {})
@@ -397,7 +372,7 @@ class Cluster:
         job = self._job(namespace, name, uid)
         if job is None or job["spec"].get("suspend"):
             return
-        now = self.clock.timestamp()
+        now = self.timestamp()
 
         def start(j: Obj) -> None:
             status = j.setdefault("status", {})
@@ -462,7 +437,7 @@ class Cluster:
             "spec": spec,
             "status": {"phase": "Pending", "qosClass": "Burstable"},
         }
-        now = self.clock.timestamp()
+        now = self.timestamp()
         created = self.store.create("pods", pod, now)
         self.event(job, "Normal", "SuccessfulCreate", f"Created pod: {pod_name}", "job-controller")
 
@@ -483,7 +458,7 @@ class Cluster:
         job = self._job(namespace, job_name, job_uid)
         if job is None or _finished(job) or job["metadata"].get("deletionTimestamp"):
             return
-        now = self.clock.timestamp()
+        now = self.timestamp()
         if succeeded:
 
             def complete(j: Obj) -> None:
@@ -515,7 +490,7 @@ class Cluster:
         await self._create_pod_when_possible(namespace, name, uid)
 
     def _fail_job(self, namespace: str, name: str, reason: str, message: str) -> Obj | None:
-        now = self.clock.timestamp()
+        now = self.timestamp()
 
         def fail(j: Obj) -> None:
             status = j.setdefault("status", {})

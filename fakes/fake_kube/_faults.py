@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+
+from jes.devtools.doubles import faults as shared
 
 
 def normal_resource(resource: str | None) -> str | None:
@@ -22,25 +23,32 @@ def normal_resource(resource: str | None) -> str | None:
     return f"{head}/{sub}" if sub else head
 
 
-@dataclass(eq=False)
-class Fault:
+@dataclass(eq=False, kw_only=True)
+class Fault(shared.FaultRule):
     """One injected misbehaviour; ``times=None`` lasts until :meth:`Faults.clear`."""
 
+    times: int | None = 1
     status: int = 0
     """0: no error answer (a latency-only fault)."""
     verb: str | None = None
     resource: str | None = None
     namespace: str | None = None
     name: str | None = None
-    times: int | None = 1
-    retry_after_s: float | None = None
-    latency_s: float = 0.0
     drop: bool = False
     """Send the response headers, then close the connection."""
     commit: bool = False
     """Carry the request out first, then answer with the fault (a lost response)."""
     message: str = ""
-    hits: int = 0
+
+    @property
+    def hits(self) -> int:
+        """How often it fired (the name the fake API's tests use)."""
+        return self.fired
+
+    @property
+    def slows_only(self) -> bool:
+        """A latency-only fault: the request goes on to the next faults and to the API."""
+        return self.status == 0 and not self.drop
 
     def matches(self, verb: str, resource: str, namespace: str | None, name: str | None) -> bool:
         return (
@@ -48,25 +56,18 @@ class Fault:
             and (self.resource is None or normal_resource(self.resource) == resource)
             and (self.namespace is None or self.namespace == namespace)
             and (self.name is None or self.name == name)
-            and (self.times is None or self.hits < self.times)
         )
 
 
-class Faults:
+class Faults(shared.FaultRules[Fault]):
     """Misbehaviour of the API server, by (verb, resource, namespace, name).
 
     Verbs are Kubernetes' RBAC verbs: get, list, watch, create, update, patch, delete. Resources
     are plural names, optionally with group (``batch/jobs``) or subresource (``pods/log``).
     """
 
-    def __init__(self) -> None:
-        self._rules: list[Fault] = []
-        self._lock = threading.Lock()
-
     def add(self, fault: Fault) -> Fault:
-        with self._lock:
-            self._rules.append(fault)
-        return fault
+        return self._add(fault)
 
     def fail(
         self,
@@ -111,28 +112,13 @@ class Faults:
         """Break the connection after the response headers."""
         return self.add(Fault(drop=True, times=times, commit=commit, **match))
 
-    def remove(self, fault: Fault) -> None:
-        with self._lock:
-            if fault in self._rules:
-                self._rules.remove(fault)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._rules.clear()
-
     def take(self, verb: str, resource: str, namespace: str | None, name: str | None) -> tuple[float, Fault | None]:
         """Total latency to add and the first error fault that applies (each counts one hit)."""
-        latency_s = 0.0
-        with self._lock:
-            for rule in self._rules:
-                if not rule.matches(verb, resource, namespace, name):
-                    continue
-                rule.hits += 1
-                if rule.status == 0 and not rule.drop:
-                    latency_s += rule.latency_s
-                    continue
-                return latency_s + rule.latency_s, rule
-        return latency_s, None
+        slowed, fault = self._fire(
+            lambda rule: rule.matches(verb, resource, namespace, name), passes=lambda rule: rule.slows_only
+        )
+        latency_s = sum(rule.latency_s for rule in slowed)
+        return (latency_s + fault.latency_s, fault) if fault is not None else (latency_s, None)
 
 
 class DeliberateDrop(Exception):

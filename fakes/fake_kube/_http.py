@@ -541,7 +541,7 @@ class Api:
             default_secret(body)
         if request.query_params.get("dryRun"):
             return _json(body, 201)
-        created = self.store.create(kind.plural, body, self.cluster.clock.timestamp(), uid=uid)
+        created = self.store.create(kind.plural, body, self.cluster.timestamp(), uid=uid)
         if kind.plural == "jobs":
             self.cluster.job_created(created)
         return _json(created, 201)

@@ -67,7 +67,7 @@ class Kubelet:
         self.scripts = scripts
 
     def _now(self) -> str:
-        return self.cluster.clock.timestamp()
+        return self.cluster.timestamp()
 
     def _update(self, change: Callable[[Obj], None]) -> Obj | None:
         return self.cluster.mutate_status("pods", self.namespace, self.pod, change)

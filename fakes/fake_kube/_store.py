@@ -15,6 +15,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 Obj = dict[str, Any]
@@ -65,6 +66,11 @@ def kind_of(name: str) -> Kind:
     if plural is None:
         raise KeyError(f"the fake Kubernetes API does not serve {name!r}")
     return KINDS[plural]
+
+
+def kube_time(when: datetime) -> str:
+    """Kubernetes' ``metav1.Time``: RFC 3339 in whole seconds, ``Z`` suffix."""
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def clone(obj: T) -> T:

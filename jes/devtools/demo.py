@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from jes import settings
+from jes.devtools import examples
 from jes.devtools.controlplane.server import LocalControlPlane
 from jes.service.core import Service
 from jes.util import logfmt
@@ -59,21 +60,11 @@ class Executor:
     namespace: str
 
 
-def find_examples() -> Path:
-    """The repository's examples folder (the demo runs from a jes checkout)."""
-    candidates = [Path(__file__).resolve().parent.parent / "examples", Path.cwd() / "examples"]
-    for candidate in candidates:
-        if (candidate / "control-plane").is_dir():
-            return candidate
-    raise FileNotFoundError("examples/control-plane not found: run `jes demo` from a jes checkout (make demo)")
-
-
 def run(*, regions: bool = False, keep_running: bool = False, port: int = 0, out: TextIO = sys.stdout) -> int:
-    examples = find_examples()
     token = secrets.token_urlsafe(16)
     logfmt.setup(fmt="console", level=logging.WARNING, secrets=(token,))
     with ExitStack() as stack:
-        seed = stack.enter_context(_seed(examples, regions=regions))
+        seed = stack.enter_context(_seed(regions=regions))
         plane = stack.enter_context(LocalControlPlane(token=token, seed_dir=seed, port=port))
         state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jes-demo-")))
         executors = (
@@ -86,15 +77,15 @@ def run(*, regions: bool = False, keep_running: bool = False, port: int = 0, out
 
 
 @contextmanager
-def _seed(examples: Path, *, regions: bool) -> Iterator[Path]:
+def _seed(*, regions: bool) -> Iterator[Path]:
+    """The packaged hello-world seed; with ``regions``, a copy whose config has locations."""
     if not regions:
-        yield examples / "control-plane"
+        yield examples.HELLO_WORLD_SEED
         return
     with tempfile.TemporaryDirectory(prefix="jes-demo-seed-") as folder:
         seed = Path(folder) / "seed"
-        shutil.copytree(examples / "control-plane", seed)
-        config = seed / "my-first-project/dev/service1/resources/job/config.yaml"
-        shutil.copyfile(examples / "job/regions.yaml", config)
+        shutil.copytree(examples.HELLO_WORLD_SEED, seed)
+        shutil.copyfile(examples.REGIONS_CONFIG, seed / examples.SEED_CONFIG)
         yield seed
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import parse_qs, unquote_plus
 
-from jes.devtools.controlplane import clock
+from jes.devtools.doubles import clock
 
 TOKEN_PATH = "/oauth/token"
 DISCOVERY_PATH = "/.well-known/openid-configuration"

@@ -17,26 +17,24 @@ searched in the request body (``body_matches``: e.g. only the ``.finished`` POST
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass
 from typing import Any
 
+from jes.devtools.doubles import faults as shared
 
-@dataclass(eq=False)
-class FaultRule:
-    """One injected failure; ``fired`` counts how often it matched."""
+
+@dataclass(eq=False, kw_only=True)
+class FaultRule(shared.FaultRule):
+    """One injected failure of the control plane (``times``, ``fired``, ``latency_s`` and
+    ``retry_after_s`` as every double's)."""
 
     method: str | None
     path: re.Pattern[str] | None
     status: int | None = None
     body: Any = None
-    latency_s: float = 0.0
-    retry_after_s: float | None = None
     drop_connection: bool = False
     garbage_body: bool = False
-    times: int | None = None
     body_matches: re.Pattern[str] | None = None
-    fired: int = 0
 
     def matches(self, method: str, path: str, body: bytes = b"") -> bool:
         if self.method is not None and self.method != method.upper():
@@ -46,12 +44,8 @@ class FaultRule:
         return self.path is None or self.path.fullmatch(path) is not None
 
 
-class FaultInjector:
+class FaultInjector(shared.FaultRules[FaultRule]):
     """The active fault rules, first match wins; thread-safe."""
-
-    def __init__(self) -> None:
-        self._rules: list[FaultRule] = []
-        self._lock = threading.Lock()
 
     def add(
         self,
@@ -91,33 +85,8 @@ class FaultInjector:
             times=times,
             body_matches=re.compile(body_matches) if body_matches is not None else None,
         )
-        with self._lock:
-            self._rules.append(rule)
-        return rule
-
-    def remove(self, rule: FaultRule) -> None:
-        with self._lock:
-            if rule in self._rules:
-                self._rules.remove(rule)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._rules.clear()
-
-    @property
-    def rules(self) -> list[FaultRule]:
-        with self._lock:
-            return list(self._rules)
+        return self._add(rule)
 
     def take(self, method: str, path: str, body: bytes = b"") -> FaultRule | None:
         """The first rule matching this request, counted as fired (and dropped when used up)."""
-        with self._lock:
-            for rule in self._rules:
-                if rule.matches(method, path, body):
-                    rule.fired += 1
-                    if rule.times is not None:
-                        rule.times -= 1
-                        if rule.times == 0:
-                            self._rules.remove(rule)
-                    return rule
-        return None
+        return self._fire(lambda rule: rule.matches(method, path, body))[1]

@@ -4,18 +4,18 @@ Written from the Keptn swagger definitions and reference/keptn-api.md: a body th
 would refuse is refused here too, with the same status (422 with go-openapi codes on
 ``/v1/event``; 400 on the shipyard-controller and resource-service). Like Go's JSON decoding, the
 models ignore unknown fields and read ``null`` as the empty value; unlike it, they never coerce
-types (a number where a string belongs is an error, as in Go).
+types (a number where a string belongs is an error, as in Go). The shipyard file's models are
+:mod:`shipyard`.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from jes.devtools.controlplane import clock, eventtypes
+from jes.devtools.controlplane import eventtypes, keptntime
 
 #: go-openapi validation codes used by the api-service for 422 answers.
 CODE_INVALID_TYPE = 601
@@ -34,11 +34,13 @@ def _null_is_empty(value: Any) -> Any:
 GoStr = Annotated[str, BeforeValidator(_null_is_empty)]
 
 
-class _GoModel(BaseModel):
+class GoModel(BaseModel):
+    """A Go struct as Keptn decodes it: unknown fields are ignored; frozen."""
+
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-M = TypeVar("M", bound=_GoModel)
+M = TypeVar("M", bound=GoModel)
 
 
 class ApiProblem(Exception):
@@ -80,7 +82,7 @@ class IncomingEvent(BaseModel):
 
     @model_validator(mode="after")
     def _time_is_a_date_time(self) -> IncomingEvent:
-        if self.time is not None and clock.parse_time(self.time) is None:
+        if self.time is not None and keptntime.parse_time(self.time) is None:
             raise ValueError(f"time: {self.time!r} is not an RFC 3339 date-time")
         return self
 
@@ -172,13 +174,13 @@ def strict_problem(event: IncomingEvent) -> str | None:
 # shipyard-controller: uniform registration, subscriptions, logs, projects, sequences
 
 
-class KubernetesMetadata(_GoModel):
+class KubernetesMetadata(GoModel):
     namespace: GoStr = ""
     podname: GoStr = ""
     deploymentname: GoStr = ""
 
 
-class IntegrationMetadata(_GoModel):
+class IntegrationMetadata(GoModel):
     hostname: GoStr = ""
     integrationversion: GoStr = ""
     distributorversion: GoStr = ""
@@ -194,7 +196,7 @@ class IntegrationMetadata(_GoModel):
         return value
 
 
-class SubscriptionFilter(_GoModel):
+class SubscriptionFilter(GoModel):
     """Per dimension: ``None``/empty = everything, else the value must be listed."""
 
     projects: list[str] | None = None
@@ -202,7 +204,7 @@ class SubscriptionFilter(_GoModel):
     services: list[str] | None = None
 
 
-class EventSubscription(_GoModel):
+class EventSubscription(GoModel):
     """A subscription of an integration to one event type."""
 
     id: GoStr = ""
@@ -225,7 +227,7 @@ class EventSubscription(_GoModel):
         return self
 
 
-class Registration(_GoModel):
+class Registration(GoModel):
     """``POST /uniform/registration``: an integration announcing itself.
 
     ``name``, ``metadata.hostname`` and ``metadata.kubernetesmetadata.namespace`` make up the
@@ -255,7 +257,7 @@ class Registration(_GoModel):
         return self
 
 
-class LogEntry(_GoModel):
+class LogEntry(GoModel):
     integrationid: GoStr = ""
     message: GoStr = ""
     time: GoStr = ""
@@ -265,7 +267,7 @@ class LogEntry(_GoModel):
     gitcommitid: GoStr = ""
 
 
-class CreateLogsRequest(_GoModel):
+class CreateLogsRequest(GoModel):
     logs: list[LogEntry] = Field(default_factory=list)
 
     @model_validator(mode="before")
@@ -276,7 +278,7 @@ class CreateLogsRequest(_GoModel):
         return value
 
 
-class CreateProject(_GoModel):
+class CreateProject(GoModel):
     """``POST /controlPlane/v1/project``; ``shipyard`` is the base64 of the shipyard YAML."""
 
     name: GoStr = Field(default="")
@@ -291,7 +293,7 @@ class CreateProject(_GoModel):
         return self
 
 
-class CreateService(_GoModel):
+class CreateService(GoModel):
     serviceName: GoStr = ""
 
     @model_validator(mode="after")
@@ -301,7 +303,7 @@ class CreateService(_GoModel):
         return self
 
 
-class SequenceControl(_GoModel):
+class SequenceControl(GoModel):
     state: Literal["abort", "pause", "resume"]
     stage: GoStr = ""
 
@@ -310,7 +312,7 @@ class SequenceControl(_GoModel):
 # resource-service writes
 
 
-class ResourceIn(_GoModel):
+class ResourceIn(GoModel):
     resourceURI: GoStr = ""
     resourceContent: GoStr = ""
 
@@ -321,120 +323,12 @@ class ResourceIn(_GoModel):
         return self
 
 
-class ResourcesIn(_GoModel):
+class ResourcesIn(GoModel):
     resources: list[ResourceIn] = Field(min_length=1)
 
 
-class ResourceContentIn(_GoModel):
+class ResourceContentIn(GoModel):
     resourceContent: GoStr = ""
-
-
-# ---------------------------------------------------------------------------------------------
-# shipyard
-
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
-_GO_DURATION = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_go_duration(text: str) -> timedelta:
-    """A Go duration such as ``10m`` or ``1h30m`` (what ``triggeredAfter`` holds)."""
-    if text in ("0", ""):
-        return timedelta(0)
-    if not re.fullmatch(f"(?:{_GO_DURATION.pattern})+", text):
-        raise ValueError(f"{text!r} is not a duration such as 30s, 10m or 1h30m")
-    total_s = 0.0
-    for match in re.finditer(r"((?:\d+(?:\.\d*)?|\.\d+))(ns|us|µs|ms|s|m|h)", text):
-        total_s += float(match.group(1)) * _DURATION_UNITS_S[match.group(2)]
-    return timedelta(seconds=total_s)
-
-
-def _check_name(kind: str, name: str) -> str:
-    if not _NAME.fullmatch(name):
-        raise ValueError(f"{kind} name {name!r} may contain only letters, digits, '-' and '_' (no dots)")
-    return name
-
-
-class ShipyardTask(_GoModel):
-    name: str
-    properties: dict[str, Any] | None = None
-    triggeredAfter: str | None = None
-
-    @model_validator(mode="after")
-    def _valid(self) -> ShipyardTask:
-        _check_name("task", self.name)
-        if self.triggeredAfter is not None:
-            parse_go_duration(self.triggeredAfter)
-        return self
-
-    @property
-    def delay(self) -> timedelta:
-        return parse_go_duration(self.triggeredAfter or "")
-
-
-class TriggeredOnSelector(_GoModel):
-    match: dict[str, str] = Field(default_factory=dict)
-
-
-class TriggeredOn(_GoModel):
-    event: str
-    selector: TriggeredOnSelector | None = None
-
-
-class ShipyardSequence(_GoModel):
-    name: str
-    tasks: list[ShipyardTask] = Field(default_factory=list)
-    triggeredOn: list[TriggeredOn] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _valid(self) -> ShipyardSequence:
-        _check_name("sequence", self.name)
-        return self
-
-
-class ShipyardStage(_GoModel):
-    name: str
-    sequences: list[ShipyardSequence] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _valid(self) -> ShipyardStage:
-        _check_name("stage", self.name)
-        names = [s.name for s in self.sequences]
-        if len(set(names)) != len(names):
-            raise ValueError(f"stage {self.name!r} defines a sequence twice")
-        return self
-
-    def sequence(self, name: str) -> ShipyardSequence | None:
-        return next((s for s in self.sequences if s.name == name), None)
-
-
-class ShipyardSpec(_GoModel):
-    stages: list[ShipyardStage] = Field(default_factory=list)
-
-
-class ShipyardMetadata(_GoModel):
-    name: GoStr = ""
-
-
-class Shipyard(_GoModel):
-    """A project's shipyard: stages → sequences → tasks."""
-
-    apiVersion: str
-    kind: Literal["Shipyard"]
-    metadata: ShipyardMetadata = Field(default_factory=ShipyardMetadata)
-    spec: ShipyardSpec
-
-    @model_validator(mode="after")
-    def _valid(self) -> Shipyard:
-        if not re.fullmatch(r"spec\.keptn\.sh/0\.2\.\d+", self.apiVersion):
-            raise ValueError(f"unsupported shipyard apiVersion {self.apiVersion!r} (expected spec.keptn.sh/0.2.x)")
-        names = [s.name for s in self.spec.stages]
-        if len(set(names)) != len(names):
-            raise ValueError("a stage is defined twice")
-        return self
-
-    def stage(self, name: str) -> ShipyardStage | None:
-        return next((s for s in self.spec.stages if s.name == name), None)
 
 
 def first_problem(exc: ValidationError) -> str:

@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from jes.devtools.controlplane import models, resources
+from jes.devtools.controlplane.shipyard import Shipyard
 
 SHIPYARD_URI = "shipyard.yaml"
 
@@ -23,7 +24,7 @@ SHIPYARD_URI = "shipyard.yaml"
 @dataclass
 class Project:
     name: str
-    shipyard: models.Shipyard
+    shipyard: Shipyard
     shipyard_yaml: str
     created: datetime
     services: list[str] = field(default_factory=list)
@@ -36,7 +37,7 @@ class Project:
         return self.shipyard.stage(stage) is not None
 
 
-def parse_shipyard(text: str) -> models.Shipyard:
+def parse_shipyard(text: str) -> Shipyard:
     """Parse shipyard YAML; :class:`models.ApiProblem` (400) says what is wrong."""
     try:
         document = yaml.safe_load(text)
@@ -45,7 +46,7 @@ def parse_shipyard(text: str) -> models.Shipyard:
     if not isinstance(document, dict):
         raise models.ApiProblem(400, "invalid shipyard: expected a YAML mapping")
     try:
-        return models.Shipyard.model_validate(document)
+        return Shipyard.model_validate(document)
     except ValidationError as exc:
         raise models.ApiProblem(400, f"invalid shipyard: {models.first_problem(exc)}") from None
 
@@ -110,7 +111,7 @@ class ProjectRegistry:
     def _add_stage(self, project: Project, stage: str, at: datetime) -> None:
         document = project.shipyard.model_dump(exclude_none=True)
         document["spec"]["stages"].append({"name": stage})
-        project.shipyard = models.Shipyard.model_validate(document)
+        project.shipyard = Shipyard.model_validate(document)
         project.shipyard_yaml = yaml.safe_dump(document, sort_keys=False)
         self._store.write(project.name, None, {("", SHIPYARD_URI): project.shipyard_yaml.encode()}, at)
         self._store.create_branch(project.name, stage, at)

@@ -15,6 +15,9 @@ What it does with an event (reference/keptn-api.md §5):
 * A task that gets neither ``.started`` nor ``.finished`` within ``task_started_wait_s`` times
   the sequence out; a ``.finished`` without ``.started`` prevents that and hangs the sequence,
   exactly like Keptn. Other event kinds (``status.changed``, ``invalidated``) are only stored.
+
+The open events live in :mod:`openevents`; the run records and the pure rules (aggregation, data
+merging, ``triggeredOn`` selection, the state view) in :mod:`runs`.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ import itertools
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from jes.devtools.controlplane import clock, eventtypes, models, projects, resources
+from jes.devtools.controlplane import eventtypes, keptntime, projects, resources, shipyard
+from jes.devtools.controlplane.openevents import OpenEvents
+from jes.devtools.controlplane.runs import SequenceRun, TaskRun, aggregate, deep_merge, selects, state_view, summary
+from jes.devtools.doubles import clock
 
 SOURCE = "shipyard-controller"
 #: ``shkeptnspecversion`` of the events the controller emits (the Keptn chart's default value).
@@ -39,152 +44,6 @@ SPEC_VERSION = "latest"
 Emit = Callable[[dict[str, Any], datetime], None]
 
 _RUNNING = ("triggered", "waiting", "started")
-
-
-def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``extra``; nested objects are merged, everything else replaced."""
-    merged = dict(base)
-    for key, value in extra.items():
-        current = merged.get(key)
-        if isinstance(current, dict) and isinstance(value, dict):
-            merged[key] = deep_merge(current, value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def aggregate(finished: list[dict[str, Any]]) -> tuple[str, str]:
-    """(status, result) of a task from the data of all its ``.finished`` events."""
-    results = [f.get("result") for f in finished]
-    statuses = [f.get("status") for f in finished]
-    if any(r not in ("pass", "warning") for r in results):
-        result = "fail"
-    elif "warning" in results:
-        result = "warning"
-    else:
-        result = "pass"
-    if "errored" in statuses:
-        return "errored", result
-    if "aborted" in statuses:
-        return "aborted", result
-    if all(s == "succeeded" for s in statuses):
-        return "succeeded", result
-    return "unknown", "fail"
-
-
-@dataclass(eq=False)
-class OpenEvent:
-    event: dict[str, Any]
-    at: datetime
-    seq: int
-    project: str
-
-    @property
-    def id(self) -> str:
-        return str(self.event["id"])
-
-    @property
-    def type(self) -> str:
-        return str(self.event["type"])
-
-
-class OpenEvents:
-    """The open ``.triggered`` events (Keptn's ``<project>-triggeredEvents`` collections)."""
-
-    def __init__(self) -> None:
-        self._by_id: dict[str, OpenEvent] = {}
-        self._by_project_type: dict[tuple[str, str], dict[str, OpenEvent]] = defaultdict(dict)
-        self._seq = itertools.count()
-
-    def __len__(self) -> int:
-        return len(self._by_id)
-
-    def add(self, event: dict[str, Any], at: datetime, project: str) -> OpenEvent:
-        entry = OpenEvent(event=event, at=at, seq=next(self._seq), project=project)
-        self._by_id[entry.id] = entry
-        self._by_project_type[(project, entry.type)][entry.id] = entry
-        return entry
-
-    def remove(self, event_id: str) -> None:
-        entry = self._by_id.pop(event_id, None)
-        if entry is not None:
-            bucket = self._by_project_type[(entry.project, entry.type)]
-            bucket.pop(event_id, None)
-            if not bucket:
-                del self._by_project_type[(entry.project, entry.type)]
-
-    def query(
-        self,
-        event_type: str,
-        *,
-        project: str | None,
-        stage: str | None,
-        service: str | None,
-        event_id: str | None,
-        now: datetime,
-    ) -> list[dict[str, Any]]:
-        """Due events of exactly this type, newest first."""
-        if event_id is not None:
-            entry = self._by_id.get(event_id)
-            candidates = [entry] if entry is not None else []
-        elif project is not None:
-            candidates = list(self._by_project_type.get((project, event_type), {}).values())
-        else:
-            candidates = [
-                e for (_, t), bucket in self._by_project_type.items() if t == event_type for e in bucket.values()
-            ]
-        chosen = [
-            e for e in candidates
-            if e.type == event_type and e.at <= now
-            and (project is None or e.project == project)
-            and (stage is None or e.event["data"].get("stage") == stage)
-            and (service is None or e.event["data"].get("service") == service)
-        ]  # fmt: skip
-        chosen.sort(key=lambda e: (e.at, e.seq), reverse=True)
-        return [e.event for e in chosen]
-
-
-@dataclass(eq=False)
-class SequenceRun:
-    """One sequence execution in one stage."""
-
-    trigger_id: str
-    context: str
-    project: str
-    stage: str
-    service: str
-    name: str
-    definition: models.ShipyardSequence
-    gitcommitid: str
-    data: dict[str, Any]
-    created: datetime
-    state: str = "triggered"
-    next_task: int = 0
-    current: TaskRun | None = None
-    worst_result: str = "pass"
-    status: str = ""
-    result: str = ""
-    latest: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.project, self.stage, self.service)
-
-
-@dataclass(eq=False)
-class TaskRun:
-    """One open task: its ``.triggered`` event and the responses counted so far."""
-
-    open: OpenEvent
-    task: str
-    context: str
-    sequence: SequenceRun | None
-    started: int = 0
-    finished: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def responded(self) -> bool:
-        return self.started > 0 or bool(self.finished)
 
 
 class ShipyardController:
@@ -248,7 +107,7 @@ class ShipyardController:
         )
         self.open.add({**event, "gitcommitid": gitcommitid}, now, project_name)
         self._runs_by_context[run.context].append(run)
-        run.latest = _summary(event)
+        run.latest = summary(event)
         if run.key in self._active:
             run.state = "waiting"
             self._waiting[run.key].append(run)
@@ -257,7 +116,7 @@ class ShipyardController:
 
     def _lookup(
         self, project_name: str, stage_name: str, parsed: eventtypes.SequenceType
-    ) -> models.ShipyardSequence | str:
+    ) -> shipyard.ShipyardSequence | str:
         """The sequence's definition, or why it cannot start."""
         project = self._registry.get(project_name)
         if project is None:
@@ -307,7 +166,7 @@ class ShipyardController:
         else:
             task.finished.append(data)
         if task.sequence is not None:
-            task.sequence.latest = _summary(event)
+            task.sequence.latest = summary(event)
         if task.started > 0 and task.started == len(task.finished):
             self._complete(task)
 
@@ -337,7 +196,7 @@ class ShipyardController:
             gitcommitid=run.gitcommitid,
         )  # fmt: skip
         run.current = self._open_task(event, at, task_def.name, run.project, run.context, run)
-        run.latest = _summary(event)
+        run.latest = summary(event)
 
     def _open_task(
         self, event: dict[str, Any], at: datetime, task: str, project: str, context: str, run: SequenceRun | None
@@ -390,7 +249,7 @@ class ShipyardController:
             triggeredid=run.trigger_id, gitcommitid=run.gitcommitid,
         )  # fmt: skip
         self._emit(finished, now)
-        run.latest = _summary(finished)
+        run.latest = summary(finished)
         self.open.remove(run.trigger_id)
         if was_waiting:
             self._waiting[run.key].remove(run)
@@ -416,7 +275,7 @@ class ShipyardController:
         event_name = f"{run.stage}.{run.name}.finished"
         for stage in project.shipyard.spec.stages:
             for sequence in stage.sequences:
-                if any(_selects(on, event_name, run) for on in sequence.triggeredOn):
+                if any(selects(on, event_name, run) for on in sequence.triggeredOn):
                     data = copy.deepcopy(run.data)
                     data["stage"] = stage.name
                     now = self._clock.now()
@@ -497,7 +356,7 @@ class ShipyardController:
         for ctx in contexts:
             runs = [r for r in self._runs_by_context.get(ctx, []) if project is None or r.project == project]
             if runs:
-                states.append(_state(runs))
+                states.append(state_view(runs))
         return states
 
     # -- helpers -----------------------------------------------------------------------------
@@ -519,7 +378,7 @@ class ShipyardController:
             "shkeptnspecversion": SPEC_VERSION,
             "source": SOURCE,
             "specversion": "1.0",
-            "time": clock.keptn_time(at),
+            "time": keptntime.keptn_time(at),
             "type": event_type,
         }
         if triggeredid:
@@ -529,30 +388,3 @@ class ShipyardController:
         return event
 
 
-def _selects(on: models.TriggeredOn, event_name: str, run: SequenceRun) -> bool:
-    if on.event != event_name:
-        return False
-    if on.selector is None or not on.selector.match:
-        return run.result in ("pass", "warning")
-    finished = {"result": run.result, "status": run.status}
-    return all(str(finished.get(key, run.data.get(key))) == value for key, value in on.selector.match.items())
-
-
-def _summary(event: dict[str, Any]) -> dict[str, str]:
-    return {"id": str(event.get("id", "")), "type": str(event.get("type", "")), "time": str(event.get("time", ""))}
-
-
-def _state(runs: list[SequenceRun]) -> dict[str, Any]:
-    first, last = runs[0], runs[-1]
-    return {
-        "name": first.name,
-        "project": first.project,
-        "service": first.service,
-        "shkeptncontext": first.context,
-        "state": last.state,
-        "time": clock.keptn_time(first.created),
-        "stages": [
-            {"name": r.stage, "state": r.state, "latestEvent": r.latest, "result": r.result, "status": r.status}
-            for r in runs
-        ],
-    }

@@ -7,12 +7,10 @@ serves it in the foreground until Ctrl-C.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import math
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -20,11 +18,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import uvicorn
-
 from jes import errors
 from jes.devtools.controlplane import app, asgi, auth, datastore, faults, seed, state
-from jes.devtools.controlplane import clock as clock_mod
+from jes.devtools.doubles import clock as clock_mod
+from jes.devtools.doubles import server as doubles_server
 
 # The names other code is written against.
 Clock = clock_mod.Clock
@@ -35,44 +32,6 @@ ControlPlaneState = state.ControlPlaneState
 
 DEFAULT_TOKEN = "local-token"
 _START_TIMEOUT_S = 10.0
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, stopped by an event instead of a 100 ms polling loop, and shut down fast.
-
-    Tests start and stop many control planes: uvicorn's own loop would add 0.2 s to each stop.
-    """
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        await super().startup(sockets=sockets)
-
-    async def main_loop(self) -> None:
-        await self.on_tick(0)
-        while not self.should_exit:
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=1.0)
-            except TimeoutError:
-                await self.on_tick(0)  # refreshes the Date header
-
-    def request_stop(self) -> None:
-        self.should_exit = True
-        if self.started:
-            self._loop.call_soon_threadsafe(self._stop.set)
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        for listener in self.servers:
-            listener.close()
-        for sock in sockets or []:
-            sock.close()
-        for connection in list(self.server_state.connections):
-            connection.shutdown()
-        deadline = time.monotonic() + (self.config.timeout_graceful_shutdown or 1)
-        while (self.server_state.connections or self.server_state.tasks) and time.monotonic() < deadline:
-            await asyncio.sleep(0.005)
-        for task in self.server_state.tasks:
-            task.cancel()
 
 
 class LocalControlPlane:
@@ -135,62 +94,38 @@ class LocalControlPlane:
             pagination_bug=pagination_bug,
         )
         self._app = app.build(self.state, options=options, fault_injector=self.faults, authenticator=self._auth)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: doubles_server.ThreadedServer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
         """Serve in a background thread; returns once the server is listening."""
-        if self._thread is not None:
+        if self._server is not None:
             return
-        sock = self._bind()
-        config = uvicorn.Config(
-            self._app,
+        server = doubles_server.ThreadedServer(
+            lambda: self._app,
+            name="jes-control-plane-http",
+            host=self._host,
+            port=self._port,
+            start_timeout_s=_START_TIMEOUT_S,
             http=asgi.DroppableH11Protocol,
-            ws="none",
-            lifespan="off",
-            log_config=None,
             log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=1,
             ssl_certfile=self._ssl[0] if self._ssl else None,
             ssl_keyfile=self._ssl[1] if self._ssl else None,
         )
-        self._server = _Server(config)
         self.state.start()
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, name="jes-control-plane-http", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise errors.SettingsError([f"the local control plane could not start on {self._host}:{self._port}"])
-            time.sleep(0.005)
-
-    def _bind(self) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio sets TCP_NODELAY only then
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((self._host, self._port))
-        except OSError as exc:
-            sock.close()
-            raise errors.SettingsError([f"cannot listen on {self._host}:{self._port}: {exc.strerror}"]) from exc
-        self._port = sock.getsockname()[1]
-        return sock
+            server.start()
+        except (OSError, doubles_server.ServerDidNotStart) as exc:
+            self.state.stop()
+            raise _start_error(exc, self._host, self._port) from exc
+        self._port = server.port
+        self._server = server
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is not None and thread is not None:
-            server.request_stop()
-            thread.join(timeout=5)
-            if thread.is_alive():
-                server.force_exit = True
-                thread.join(timeout=2)
-        self._server = self._thread = None
+        if self._server is not None:
+            self._server.stop()
+        self._server = None
         self.state.stop()
 
     def __enter__(self) -> LocalControlPlane:
@@ -312,6 +247,12 @@ class LocalControlPlane:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"condition not met within {timeout_s}s")
             time.sleep(0.01)
+
+
+def _start_error(exc: OSError | doubles_server.ServerDidNotStart, host: str, port: int) -> errors.SettingsError:
+    if isinstance(exc, doubles_server.ServerDidNotStart):
+        return errors.SettingsError([f"the local control plane could not start on {host}:{port}"])
+    return errors.SettingsError([f"cannot listen on {host}:{port}: {exc.strerror}"])
 
 
 def run_control_plane(

@@ -23,7 +23,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from jes import errors
-from jes.devtools.controlplane import clock, datastore, models, projects, resources, sequences, uniform
+from jes.devtools.controlplane import datastore, keptntime, models, projects, resources, sequences, uniform
+from jes.devtools.doubles import clock
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ class ControlPlaneState:
                 "id": str(uuid.uuid4()),
                 "source": incoming.source if is_uri_reference(incoming.source) else DEFAULT_SOURCE,
                 "type": incoming.type,
-                "time": clock.keptn_time(now),
+                "time": keptntime.keptn_time(now),
                 "contenttype": "application/json",
                 "shkeptncontext": keptn_context(incoming.shkeptncontext),
             }
@@ -404,7 +405,7 @@ class ControlPlaneState:
 def _project_json(project: projects.Project) -> dict[str, Any]:
     return {
         "projectName": project.name,
-        "creationDate": clock.keptn_time(project.created),
+        "creationDate": keptntime.keptn_time(project.created),
         "shipyard": project.shipyard_yaml,
         "shipyardVersion": project.shipyard.apiVersion,
         "stages": [

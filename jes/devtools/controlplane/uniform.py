@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from jes.devtools.controlplane import clock, models
+from jes.devtools.controlplane import keptntime, models
 
 
 def integration_id(name: str, namespace: str, hostname: str) -> str:
@@ -49,7 +49,7 @@ class Integration:
 
     def to_json(self) -> dict[str, Any]:
         metadata = self.metadata.model_dump()
-        metadata["lastseen"] = clock.keptn_time(self.lastseen)
+        metadata["lastseen"] = keptntime.keptn_time(self.lastseen)
         return {
             "id": self.id,
             "name": self.name,
@@ -187,7 +187,7 @@ class UniformRegistry:
     def add_logs(self, entries: list[models.LogEntry], now: datetime) -> None:
         for entry in entries:
             record = entry.model_dump()
-            record["time"] = record["time"] or clock.keptn_time(now)
+            record["time"] = record["time"] or keptntime.keptn_time(now)
             self._logs.append(record)
 
     def logs(self, integration_id_: str | None = None) -> list[dict[str, Any]]:
