@@ -11,7 +11,7 @@ import pytest
 
 from fakes.fake_kube import FakeKube
 from jes.devtools.controlplane.server import LocalControlPlane
-from tests.kube import helpers
+from tests.runner.kubernetes import helpers
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from jes.reporter import delivery as reporter_mod
 from jes.reporter import events
 from jes.reporter.delivery import Arrival
 from jes.service import handler, ports
-from tests.config.test_loader_properties import TREES
+from tests.matcher.test_loader_properties import TREES
 from tests.service.support import (
     SEED,
     jes_settings,
