@@ -91,12 +91,12 @@ class Service:
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        self.kube = kube if kube is not None or (runner and store) else choice.kube_client_for(settings)
+        """The process's one Kubernetes client (None with the local runner), shared by the runner
+        and the ledger; closed last. Built first: without a cluster nothing else is opened."""
         self.http = auth.make_http_client(settings, transport=transport)
         self.client = keptn_client.KeptnClient.from_settings(self.http, settings)
         source = configsource.ConfigSource(self.client)
-        self.kube = kube if kube is not None or (runner and store) else choice.kube_client_for(settings)
-        """The process's one Kubernetes client (None with the local runner), shared by the runner
-        and the ledger; closed last."""
         self.runner = runner or choice.build_runner(settings, self.kube)
         self.store = store or build_ledger(settings, self.kube)
         self.poller = Poller(self.client, settings, self._on_event, on_poll_error=self._poll_error)

@@ -103,6 +103,14 @@ def test_serve_refuses_bad_settings_listing_each(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "KEPTN_API_ENDPOINT: required" in missing.stderr
 
 
+def test_serve_without_a_cluster_says_so_and_exits_1(tmp_path: Path) -> None:
+    env = {"KEPTN_API_ENDPOINT": "http://127.0.0.1:9/api", "JES_RUNNER": "kubernetes",
+           "KUBECONFIG": str(tmp_path / "missing"), "JES_STATE_DIR": str(tmp_path / "state")}  # fmt: skip
+    done = jes("serve", env={k: v for k, v in env.items()} | {"KUBERNETES_SERVICE_HOST": ""})
+    assert done.returncode == 1, done.stderr
+    assert "no Kubernetes configuration: not running in a cluster and no usable kubeconfig" in done.stderr
+
+
 def test_serve_help_documents_every_setting() -> None:
     from jes import settings
 
