@@ -28,6 +28,9 @@ class Behaviour:
     logs: str | bytes = ""
     log_bytes: int = 0
     log_tail: str | bytes = ""
+    log_rate_bytes_per_s: float = 0.0
+    """A followed log is delivered at this rate (0: at once): a big burst of output lags behind
+    its container, as a real kubelet's stream does over a slow link or a busy node."""
     duration_s: float = 0.0
     """How long the main container runs."""
     pending_s: float = 0.0

@@ -471,6 +471,7 @@ class Api:
             pod=name,
             container=container,
             follow=_query_flag(request, "follow"),
+            rate_bytes_per_s=script[0].log_rate_bytes_per_s if script is not None else 0.0,
             timestamps=_query_flag(request, "timestamps"),
             limit_bytes=int(query.get("limitBytes") or 0),
             tail_lines=int(query["tailLines"]) if query.get("tailLines") else None,
@@ -485,6 +486,7 @@ class Api:
         pod: str,
         container: str,
         follow: bool,
+        rate_bytes_per_s: float,
         timestamps: bool,
         limit_bytes: int,
         tail_lines: int | None,
@@ -503,6 +505,8 @@ class Api:
                     return
             sent += len(chunk)
             yield chunk
+            if follow and rate_bytes_per_s > 0:
+                await asyncio.sleep(len(chunk) / rate_bytes_per_s)
         while follow:
             current = self.store.get("pods", namespace, pod)
             if current is None or "terminated" in _container_state(current, container):

@@ -247,25 +247,15 @@ class KubeApi:
             pass
 
     async def list_pods(self, namespace: str, label_selector: str) -> list[Obj]:
-        result = await self.send(
-            "GET",
-            f"/api/v1/namespaces/{namespace}/pods",
-            query={"labelSelector": label_selector},
-            verb="list",
-            resource="pods",
-            namespace=namespace,
-        )
-        return list(result.get("items") or [])
+        return await self._list_core(namespace, "pods", {"labelSelector": label_selector})
 
     async def list_events(self, namespace: str, field_selector: str) -> list[Obj]:
-        result = await self.send(
-            "GET",
-            f"/api/v1/namespaces/{namespace}/events",
-            query={"fieldSelector": field_selector},
-            verb="list",
-            resource="events",
-            namespace=namespace,
-        )
+        return await self._list_core(namespace, "events", {"fieldSelector": field_selector})
+
+    async def _list_core(self, namespace: str, resource: str, query: Mapping[str, str]) -> list[Obj]:
+        """The items of a core/v1 collection in ``namespace`` that match ``query``."""
+        path = f"/api/v1/namespaces/{namespace}/{resource}"
+        result = await self.send("GET", path, query=dict(query), verb="list", resource=resource, namespace=namespace)
         return list(result.get("items") or [])
 
     async def create_config_map(self, namespace: str, body: Mapping[str, Any]) -> Obj:

@@ -106,21 +106,19 @@ def _scope(info: EventInfo) -> dict[str, Any]:
 
 def probe(info: EventInfo, identity: Identity, kind: str) -> dict[str, Any]:
     """What identifies a report of ours in the datastore (type, triggeredid, source, executor)."""
-    return {
-        "type": response_type(info.type, kind),
-        "shkeptncontext": info.keptn_context,
-        "triggeredid": info.id,
-        "source": identity.source,
-        "data": {"jes": {"executor": identity.executor}},
-    }
+    return _probe(info.type, info.keptn_context, info.id, identity, kind)
 
 
 def probe_ref(ref: EventRef, identity: Identity, kind: str) -> dict[str, Any]:
     """:func:`probe` for an event known only by its reference (a claim read back)."""
+    return _probe(ref.type, ref.keptn_context, ref.id, identity, kind)
+
+
+def _probe(triggered_type: str, keptn_context: str, triggered_id: str, identity: Identity, kind: str) -> dict[str, Any]:
     return {
-        "type": response_type(ref.type, kind),
-        "shkeptncontext": ref.keptn_context,
-        "triggeredid": ref.id,
+        "type": response_type(triggered_type, kind),
+        "shkeptncontext": keptn_context,
+        "triggeredid": triggered_id,
         "source": identity.source,
         "data": {"jes": {"executor": identity.executor}},
     }

@@ -27,8 +27,11 @@ from jes.runner.kubernetes import status as kube_status
 from jes.runner.kubernetes.task import ApiLookup, Obj, call_safely
 from jes.runner.logs import BoundedBuffer
 
-#: How long a followed log may take to end after its container ended before it is read instead.
+#: After its container ended, a followed log that delivers nothing for this long has broken off: it
+#: is read once instead. While it keeps delivering (a burst of output at the end lags behind the
+#: container) it is waited for, at most :data:`FOLLOW_END_MAX_S` in all.
 FOLLOW_END_WAIT_S = 5.0
+FOLLOW_END_MAX_S = 300.0
 
 FollowerLookup = Callable[[], kube_logs.LogFollower | None]
 """The runner's log follower, looked up at every use (None once the runner is closed)."""
@@ -95,8 +98,7 @@ class TaskLogs:
             await asyncio.gather(followed.task, return_exceptions=True)
             return _container_log(target, followed.buffer.result())
         if followed is not None and followed.task is not None:
-            with contextlib.suppress(TimeoutError):  # the stream ends moments after the container
-                await asyncio.wait_for(asyncio.shield(followed.task), timeout=FOLLOW_END_WAIT_S)
+            await _until_ended_or_idle(followed, followed.task)
         if followed is not None and followed.complete:
             return _container_log(target, followed.buffer.result())
         async with self._final_reads:
@@ -160,3 +162,17 @@ def _container_log(target: kube_status.LogTarget, text: LogText) -> ContainerLog
         message=str(terminated.get("message") or ""),
         init=target.init,
     )
+
+
+async def _until_ended_or_idle(followed: kube_logs.Followed, stream: asyncio.Task[None]) -> None:
+    """Wait for a followed log whose container ended: until its stream ends, delivers nothing for
+    :data:`FOLLOW_END_WAIT_S`, or :data:`FOLLOW_END_MAX_S` passed."""
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + FOLLOW_END_MAX_S
+    seen = -1
+    while followed.buffer.total_bytes != seen and loop.time() < give_up_at:
+        seen = followed.buffer.total_bytes
+        wait_s = min(FOLLOW_END_WAIT_S, max(0.0, give_up_at - loop.time()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(stream), timeout=wait_s)
+            return

@@ -18,7 +18,7 @@ from jes import errors
 from jes.clients import kube as kube_client
 from jes.commands import copy_files as filecopy
 from jes.models import Outcome, Status, TaskFiles, TaskSpec, job_name
-from jes.runner.kubernetes import manifests
+from jes.runner.kubernetes import manifests, tasklogs
 from jes.runner.kubernetes.runner import KubernetesRunner
 from tests.runner.kubernetes import helpers
 from tests.runner.kubernetes.conftest import FAST, validate_jobs
@@ -524,6 +524,28 @@ async def test_a_log_bigger_than_the_kubelets_rotation_keeps_its_true_head(kube:
     pod = kube.objects("pods", "default", labels="job-name=chatty")[0]["metadata"]["name"]
     after = _core_log(kube, pod)  # what a read after the end gets: the head is gone
     assert not after.startswith("FIRST LINE") and after.endswith("LAST LINE\n") and len(after) <= 10 * 1024 * 1024
+
+
+async def test_a_followed_log_that_lags_behind_its_container_is_awaited_while_it_delivers(
+    kube: FakeKube, runner: KubernetesRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of output at the end arrives seconds after the container ended (a real kubelet's
+    stream over a busy node does the same): jes keeps reading while bytes keep coming, rather than
+    giving up after a fixed time and losing the streamed middle."""
+    monkeypatch.setattr(tasklogs, "FOLLOW_END_WAIT_S", 0.5)
+    size = 640 * 1024
+    kube.behave(job="lagging", logs="FIRST LINE\n", log_bytes=size, log_tail="LAST LINE\n", log_rate_bytes_per_s=256 * 1024)
+    forwarded = 0
+
+    def count(container: str, chunk: bytes) -> None:
+        nonlocal forwarded
+        forwarded += len(chunk)
+
+    outcome = await runner.run(helpers.spec("lagging"), on_log=count)
+    total = len("FIRST LINE\n") + size + len("LAST LINE\n")
+    assert outcome.status is Status.SUCCEEDED
+    assert forwarded == total == outcome.logs[0].text.total_bytes  # all of it came through the stream
+    assert "broke off" not in _log(outcome) and _log(outcome).endswith("LAST LINE\n")
 
 
 async def test_a_log_stream_that_breaks_off_is_completed_by_a_read(kube: FakeKube, runner: KubernetesRunner) -> None:
