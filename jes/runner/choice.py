@@ -18,13 +18,13 @@ def kube_client_for(settings: Settings) -> Any:
     return kube.connect()
 
 
-def build_runner(settings: Settings, kube: Any = None) -> base.Runner:
-    """The runner of ``settings.runner``; the kubernetes one on ``kube`` (from :func:`kube_client_for`)."""
+def build_runner(settings: Settings, kube: Any) -> base.Runner:
+    """The runner of ``settings.runner``; the kubernetes one on ``kube``, the process's client from
+    :func:`kube_client_for` (whoever built it closes it)."""
     if settings.runner == "local":
         local = importlib.import_module("jes.runner.local.runner")
         runner: base.Runner = local.LocalRunner.from_settings(settings)
     else:
         kubernetes = importlib.import_module("jes.runner.kubernetes.runner")
-        client = kube if kube is not None else kube_client_for(settings)
-        runner = kubernetes.KubernetesRunner.from_settings(settings, client)
+        runner = kubernetes.KubernetesRunner.from_settings(settings, kube)
     return runner

@@ -91,7 +91,8 @@ class Service:
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self.kube = kube if kube is not None or (runner and store) else choice.kube_client_for(settings)
+        builds_its_own = runner is None or store is None
+        self.kube = choice.kube_client_for(settings) if kube is None and builds_its_own else kube
         """The process's one Kubernetes client (None with the local runner), shared by the runner
         and the ledger; closed last. Built first: without a cluster nothing else is opened."""
         self.http = auth.make_http_client(settings, transport=transport)
