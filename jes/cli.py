@@ -258,6 +258,13 @@ def serve(
     is_flag=True,
     help="page the triggered-events list correctly (Keptn 0.16-1.4.5 repeat the first page)",
 )
+@click.option(
+    "--nats",
+    "nats_url",
+    default=None,
+    metavar="URL",
+    help="also speak NATS, as Keptn does in-cluster: publish events there, take integrations' events from it",
+)
 def control_plane(
     host: str,
     port: int,
@@ -266,6 +273,7 @@ def control_plane(
     hello_world: bool,
     datastore_lag_s: float,
     no_pagination_bug: bool,
+    nats_url: str | None,
 ) -> None:
     """A local Keptn control plane (API, shipyard controller, resources, datastore) for development."""
     from jes.devtools import examples
@@ -282,6 +290,7 @@ def control_plane(
         seed_dir=seed_dir,
         datastore_lag_s=datastore_lag_s,
         pagination_bug=not no_pagination_bug,
+        nats_url=nats_url,
     )
 
 

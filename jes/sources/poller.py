@@ -52,6 +52,7 @@ Clock = Callable[[], float]
 
 DISTRIBUTOR_VERSION = "0.15.0"  # the Bridge wants one; the go-sdk reports this
 DEFAULT_LOCATION = "remote-execution-plane"
+IN_CLUSTER_LOCATION = "control-plane"  # the distributor's default in NATS mode
 #: The longest wait between attempts (after MAX_*_RETRIES, on 401/403 and other permanent errors).
 SLOW_RETRY_S = 60.0
 #: Remembered event ids per event type, at most.
@@ -119,6 +120,8 @@ class Poller:
         self._registered = settings.disable_registration
         self._heartbeat_failures = 0
         self._topics: dict[str, Topic] = {}
+        self._seen_types: dict[str, Topic] = {}
+        """Exact event types received on a wildcard subject (NATS mode), polled in its place."""
         self._topics_changed = asyncio.Event()
         self._last_poll_ok: dict[str, bool] = {}
         self._seen: dict[str, SeenIds] = {}
@@ -130,7 +133,23 @@ class Poller:
 
     @property
     def _interval_s(self) -> float:
+        if self._settings.in_cluster:  # NATS brings the events; polling only reconciles
+            return self._settings.nats_reconcile_s
         return self._settings.http_polling_interval_s
+
+    def _pollable(self) -> dict[str, Topic]:
+        """What can be asked over HTTP: exact event types (a wildcard subject only through the
+        types seen on it)."""
+        exact = {k: t for k, t in self._topics.items() if "*" not in t.event and ">" not in t.event}
+        return exact | self._seen_types
+
+    def type_seen(self, topic: Topic, event_type: str) -> None:
+        """An event of ``event_type`` arrived through the wildcard subscription ``topic``: poll it too."""
+        key = f"{topic.key}>{event_type}"
+        if key not in self._seen_types and topic.key in self._topics and len(self._seen_types) < 1024:
+            self._seen_types[key] = Topic(key=key, subscription_id=topic.subscription_id, event=event_type,
+                                          filter=topic.filter)  # fmt: skip
+            self._topics_changed.set()
 
     @property
     def registered(self) -> bool:
@@ -140,7 +159,7 @@ class Poller:
     @property
     def ready(self) -> bool:
         """Registered, and the latest poll of every subscription succeeded."""
-        return self._registered and all(self._last_poll_ok.get(key, False) for key in self._topics)
+        return self._registered and all(self._last_poll_ok.get(key, False) for key in self._pollable())
 
     @property
     def topics(self) -> tuple[Topic, ...]:
@@ -166,7 +185,7 @@ class Poller:
                 hostname=s.k8s_node_name,
                 integrationversion=s.k8s_deployment_version or jes.__version__,
                 distributorversion=DISTRIBUTOR_VERSION,
-                location=s.location or DEFAULT_LOCATION,
+                location=s.location or (IN_CLUSTER_LOCATION if s.in_cluster else DEFAULT_LOCATION),
                 kubernetesmetadata=wire.KubernetesMetadata(
                     namespace=s.k8s_namespace, podname=s.k8s_pod_name, deploymentname=s.k8s_deployment_name
                 ),
@@ -240,8 +259,9 @@ class Poller:
             ", ".join(removed) or "-",
         )
         self._topics = topics
+        self._seen_types = {k: t for k, t in self._seen_types.items() if k.partition(">")[0] in topics}
         for key in list(self._last_poll_ok):
-            if key not in topics:
+            if key not in self._pollable():
                 del self._last_poll_ok[key]
         self._topics_changed.set()
 
@@ -276,7 +296,7 @@ class Poller:
     async def poll_once(self) -> int:
         """Poll every subscription once; how many new events were delivered."""
         delivered = 0
-        for topic in list(self._topics.values()):
+        for topic in list(self._pollable().values()):
             delivered += (await self.poll_topic(topic)).delivered
         return delivered
 
@@ -360,7 +380,7 @@ class Poller:
 
     async def _topic_loop(self, key: str) -> None:
         failures = 0
-        while (topic := self._topics.get(key)) is not None:
+        while (topic := self._pollable().get(key)) is not None:
             started = self._clock()
             try:
                 result = await self.poll_topic(topic)
@@ -390,10 +410,11 @@ class Poller:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def _reconcile(self, loops: dict[str, asyncio.Task[None]]) -> None:
+        pollable = self._pollable()
         for key in list(loops):
-            if key not in self._topics:
+            if key not in pollable:
                 loops.pop(key).cancel()
-        for key, topic in self._topics.items():
+        for key, topic in pollable.items():
             task = loops.get(key)
             if task is None or task.done():
                 loops[key] = asyncio.create_task(self._topic_loop(key), name=f"jes-poll:{topic.event}:{key}")

@@ -64,6 +64,26 @@ def encode_resource_uri(uri: str) -> str:
     return quote_plus(quote_plus(uri.lstrip("/"), safe=""), safe="")
 
 
+#: In NATS mode (no endpoint) the Keptn services are reached at their in-cluster names, without a
+#: token, as the distributor does: the first segment of a gateway path names the service.
+IN_CLUSTER_SERVICES: dict[str, str] = {
+    "controlPlane": "http://shipyard-controller:8080",
+    "resource-service": "http://resource-service:8080",
+    "configuration-service": "http://configuration-service:8080",
+    "mongodb-datastore": "http://mongodb-datastore:8080",
+    "v1": "http://api-service:8080/v1",
+}
+
+
+def in_cluster_url(path: str) -> str:
+    """The in-cluster URL of a gateway path (``/controlPlane/v1/x`` → shipyard-controller's ``/v1/x``)."""
+    first, _, rest = path.lstrip("/").partition("/")
+    base = IN_CLUSTER_SERVICES.get(first)
+    if base is None:
+        raise ValueError(f"no in-cluster Keptn service serves {path}")
+    return f"{base}/{rest}"
+
+
 def _segment(name: str) -> str:
     return quote(name, safe="")
 
@@ -130,7 +150,7 @@ class KeptnClient:
     ) -> httpx.Response:
         """One request; errors translated. Auth-flow failures (OAuth) arrive as KeptnErrors.
         ``before`` is awaited once a connection slot is free, right before the request goes out."""
-        url = self.endpoint + path
+        url = self.endpoint + path if self.endpoint else in_cluster_url(path)
         try:
             async with self._in_flight:
                 if before is not None:
@@ -369,7 +389,8 @@ class KeptnClient:
         git_commit_id: str | None = None,
     ) -> wire.Resource:
         """One file at project, stage or service level (``git_commit_id`` pins the version)."""
-        path = f"{self._resource_base(project, stage, service)}/{encode_resource_uri(uri)}"
+        encoded = encode_resource_uri(uri) if self.endpoint else quote_plus(uri.lstrip("/"), safe="")
+        path = f"{self._resource_base(project, stage, service)}/{encoded}"
         params = {"gitCommitID": git_commit_id} if git_commit_id else None
 
         async def once() -> wire.Resource:
@@ -398,7 +419,7 @@ class KeptnClient:
             lambda: self._get_json("/v1/metadata"), what="reading metadata", backoff=None
         )
         return {
-            "endpoint": self.endpoint,
+            "endpoint": self.endpoint or "in-cluster (shipyard-controller:8080, resource-service:8080, ...)",
             "authenticated": True,
             "metadata": metadata,
             "elapsed_s": round(time.monotonic() - started, 3),
