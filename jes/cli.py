@@ -321,17 +321,21 @@ def copy_files(source: str, target: str) -> None:
 
 @main.command()
 @click.option("--regions", is_flag=True, help="two executors, LOCATION=APAC and LOCATION=EU, with actions[].locations")
+@click.option("--nats", is_flag=True, help="in-cluster style: a nats-server, two replicas in one queue group")
 @click.option("--keep-running", is_flag=True, help="keep the control plane and jes running to send events yourself")
 @click.option("--port", type=int, default=None, help="control plane port (default: 8090 with --keep-running, else any)")
-def demo(regions: bool, keep_running: bool, port: int | None) -> None:
+def demo(regions: bool, nats: bool, keep_running: bool, port: int | None) -> None:
     """The hello-world end to end: local control plane + jes + local runner, APAC and EU events."""
     from jes.devtools import demo as demo_mode
 
     try:
         code = demo_mode.run(
-            regions=regions, keep_running=keep_running, port=port if port is not None else (8090 if keep_running else 0)
+            regions=regions,
+            nats=nats,
+            keep_running=keep_running,
+            port=port if port is not None else (8090 if keep_running else 0),
         )
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, errors.SettingsError) as exc:
         _fail(f"jes demo: {exc}")
     except KeyboardInterrupt:
         code = 0

@@ -85,6 +85,7 @@ class NatsConnection:
         self._nc: Client | None = None
         self.problem: str | None = f"not connected to NATS at {describe_servers(url)} yet"
         self._streams: dict[str, tuple[bool, float]] = {}
+        self._closing = False
         self.jetstream_subjects: bool | None = None
         """Whether the last publish was stored by a JetStream stream (None: nothing published yet)."""
 
@@ -132,6 +133,8 @@ class NatsConnection:
             logger.warning("%s; retrying every second", problem)
 
     async def _on_disconnected(self) -> None:
+        if self._closing:
+            return
         self.problem = f"disconnected from NATS at {describe_servers(self.url)}; reconnecting"
         logger.warning("%s", self.problem)
 
@@ -225,6 +228,7 @@ class NatsConnection:
         raise EventMaybeDeliveredError(f"published {subject} to core NATS (no stream confirms it)")
 
     async def close(self) -> None:
+        self._closing = True
         if self._nc is not None and not self._nc.is_closed:
             try:
                 await asyncio.wait_for(self._nc.drain(), timeout=5.0)
