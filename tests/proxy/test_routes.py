@@ -3,10 +3,13 @@ once more for its extra decoding), and the in-cluster routes to Keptn's three se
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from jes.proxy.routes import escape_resource_uri, in_cluster_routes, remote_routes, routes_for
 from jes.settings import Settings
+from tests.proxy.conftest import MakeProxy
+from tests.proxy.support import capture_transport
 
 RESOURCE = "/resource-service/v1/project/p/stage/s/service/svc/resource"
 
@@ -57,3 +60,24 @@ def test_in_cluster_routes_forward_the_path_as_received() -> None:
 def test_the_mode_follows_the_endpoint_setting() -> None:
     assert routes_for(Settings()).bases == in_cluster_routes().bases
     assert routes_for(Settings(keptn_api_endpoint="http://k/api")).escape_resource_uri
+
+
+async def test_in_cluster_requests_reach_the_three_services_by_name_without_credentials(
+    make_proxy: MakeProxy, caller: httpx.AsyncClient
+) -> None:
+    seen: list[httpx.Request] = []
+    async with httpx.AsyncClient(transport=capture_transport(seen)) as in_cluster:
+        proxy = await make_proxy(endpoint="", token="", http=in_cluster)
+        for path in (
+            "/controlPlane/v1/project?pageSize=10",
+            f"{RESOURCE}/job%2Fconfig.yaml",
+            "/mongodb-datastore/event?keptnContext=c",
+        ):
+            answer = await caller.get(proxy.url + path, headers={"x-token": "caller-token"})
+            assert answer.status_code == 200, answer.text
+    assert [str(r.url) for r in seen] == [
+        "http://shipyard-controller:8080/v1/project?pageSize=10",
+        "http://resource-service:8080/v1/project/p/stage/s/service/svc/resource/job%2Fconfig.yaml",
+        "http://mongodb-datastore:8080/event?keptnContext=c",
+    ]
+    assert all("x-token" not in r.headers and "authorization" not in r.headers for r in seen)

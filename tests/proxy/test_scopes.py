@@ -4,10 +4,15 @@ a live token on every route but /health."""
 
 from __future__ import annotations
 
+import base64
+
+import httpx
 import pytest
 
+from jes.devtools.controlplane.server import LocalControlPlane
 from jes.proxy.scopes import ScopeStore, TaskScope, token_from_headers
-from tests.proxy.support import status_changed
+from tests.proxy.conftest import MakeProxy
+from tests.proxy.support import CONFIG_PATH, HELLO_APAC, PROJECT, SERVICE, STAGE, Proxy, status_changed
 
 SCOPE = TaskScope(keptn_context="ctx-1", triggered_id="trig-1", project="p", stage="s", service="svc",
                   task_name="sayhello", job_name="job-1")  # fmt: skip
@@ -117,3 +122,87 @@ def test_its_own_status_and_error_log_events_are_allowed() -> None:
     store = ScopeStore()
     assert store.check(SCOPE, "POST", (), "", status_changed(SCOPE)) is None
     assert store.check(SCOPE, "POST", (), "", status_changed(SCOPE, type="sh.keptn.log.error")) is None
+
+
+# -- over loopback -------------------------------------------------------------------------------
+
+
+async def scoped(plane: LocalControlPlane, proxy: Proxy) -> tuple[TaskScope, str]:
+    """A real sayhello task of the hello-world sequence and a token for it."""
+    context = plane.trigger_sequence(HELLO_APAC)
+    triggered = plane.open_triggered("sh.keptn.event.sayhello.triggered")[0]
+    assert triggered["shkeptncontext"] == context
+    scope = TaskScope(keptn_context=context, triggered_id=triggered["id"], project=PROJECT, stage=STAGE,
+                      service=SERVICE, task_name="sayhello", job_name="jes-sayhello-1")  # fmt: skip
+    return scope, proxy.scopes.mint(scope)
+
+
+async def test_a_task_sends_its_own_status_and_is_refused_anything_else(
+    plane: LocalControlPlane, make_proxy: MakeProxy, caller: httpx.AsyncClient
+) -> None:
+    proxy = await make_proxy(task=True)
+    scope, token = await scoped(plane, proxy)
+    auth = {"x-token": token}
+    sent = await caller.post(f"{proxy.task_url}/event", json=status_changed(scope), headers=auth)
+    assert (sent.status_code, sent.content) == (200, b"")
+    assert [e["type"] for e in plane.events(keptn_context=scope.keptn_context, type=scope.status_changed_type)] == [
+        "sh.keptn.event.sayhello.status.changed"
+    ]
+    other = await caller.post(
+        f"{proxy.task_url}/event", json=status_changed(scope, shkeptncontext="another"), headers=auth
+    )
+    assert other.status_code == 403
+    assert other.json()["code"] == 403
+    assert other.json()["message"].startswith("this task's token may only: send sh.keptn.event.sayhello.status.changed")
+    assert f"shkeptncontext {scope.keptn_context}" in other.json()["message"] and "'another'" in other.json()["message"]
+    finished = status_changed(scope, type="sh.keptn.event.sayhello.finished")
+    finished["data"] = {**finished["data"], "result": "pass"}
+    refused = await caller.post(f"{proxy.task_url}/event", json=finished, headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code == 403
+    assert len(proxy.forwarded) == 1  # only the allowed status
+
+
+async def test_a_task_reads_its_own_service_and_context_only(
+    plane: LocalControlPlane, make_proxy: MakeProxy, caller: httpx.AsyncClient
+) -> None:
+    plane.create_service(PROJECT, "service2")
+    plane.put_resource(project=PROJECT, stage=STAGE, service="service2", uri="secret.txt", content=b"not yours")
+    proxy = await make_proxy(task=True)
+    scope, token = await scoped(plane, proxy)
+    auth = {"x-token": token}
+    own = await caller.get(proxy.task_url + CONFIG_PATH, headers=auth)
+    assert own.status_code == 200, own.text
+    assert b"sayhello" in base64.b64decode(own.json()["resourceContent"])
+    foreign = f"/resource-service/v1/project/{PROJECT}/stage/{STAGE}/service/service2/resource/secret.txt"
+    assert (await caller.get(proxy.url + foreign)).status_code == 200  # it exists (trusted listener)
+    refused = await caller.get(proxy.task_url + foreign, headers=auth)
+    assert refused.status_code == 403 and "read resources of my-first-project/dev/service1" in refused.json()["message"]
+    sneaky = CONFIG_PATH.replace("job%2Fconfig.yaml", "..%2F..%2F..%2Fservice%2Fservice2%2Fresource%2Fsecret.txt")
+    assert (await caller.get(proxy.task_url + sneaky, headers=auth)).status_code == 403
+    events = await caller.get(
+        f"{proxy.task_url}/mongodb-datastore/event", params={"keptnContext": scope.keptn_context}, headers=auth
+    )
+    assert events.status_code == 200 and events.json()["events"]
+    assert (
+        await caller.get(f"{proxy.task_url}/mongodb-datastore/event", params={"project": PROJECT}, headers=auth)
+    ).status_code == 403
+    assert (await caller.get(f"{proxy.task_url}/controlPlane/v1/project", headers=auth)).status_code == 403
+
+
+async def test_the_task_listener_wants_a_live_token_except_for_health(
+    plane: LocalControlPlane, make_proxy: MakeProxy, caller: httpx.AsyncClient
+) -> None:
+    proxy = await make_proxy(task=True)
+    scope, token = await scoped(plane, proxy)
+    missing = await caller.get(proxy.task_url + CONFIG_PATH)
+    assert missing.status_code == 401 and "x-token" in missing.json()["message"]
+    assert missing.headers["www-authenticate"].startswith("Bearer")
+    assert (await caller.post(f"{proxy.task_url}/event", json=status_changed(scope))).status_code == 401
+    assert (await caller.get(f"{proxy.task_url}/nowhere")).status_code == 401
+    assert (await caller.get(f"{proxy.task_url}/health")).status_code == 200
+    assert (await caller.get(proxy.task_url + CONFIG_PATH, headers={"x-token": token})).status_code == 200
+    proxy.scopes.revoke(scope.job_name)
+    revoked = await caller.get(proxy.task_url + CONFIG_PATH, headers={"x-token": token})
+    assert revoked.status_code == 401 and "revoked" in revoked.json()["message"]
+    # the trusted listener works like the distributor: no token needed
+    assert (await caller.get(proxy.url + CONFIG_PATH)).status_code == 200
