@@ -241,7 +241,7 @@ class _ProxyApp:
                     headers=headers.upstream_request_headers(request.headers),
                     timeout=httpx.Timeout(limit_s, pool=limit_s),
                 )
-        except TimeoutError as exc:
+        except (TimeoutError, httpx.TimeoutException) as exc:  # the total, or one of httpx's phases
             said = f"the control plane did not answer {method} {target} within {limit_s:g}s (API_PROXY_HTTP_TIMEOUT)"
             raise Refusal(502, said) from exc
         except httpx.HTTPError as exc:
