@@ -43,7 +43,7 @@ from jes.reporter import delivery as reporter
 from jes.reporter import events
 from jes.runner import base as runner_base
 from jes.runner import choice
-from jes.service import handler, ports, providers, retention
+from jes.service import apiproxy, handler, ports, providers, retention
 from jes.service.health import HealthServer
 from jes.service.health import app as health_app
 from jes.service.intake import Intake
@@ -114,6 +114,11 @@ class Service:
             on_error=lambda kind: self.metrics.report_errors.labels(kind).inc(),
             on_rejected=lambda kind: self.metrics.reports_rejected.labels(kind).inc(),
             on_delivered=lambda kind, seconds: self.metrics.report_latency.labels(kind).observe(seconds),
+        )
+        self.api_proxy = (
+            apiproxy.ApiProxy(settings, http=self.http, sender=self.intake.sender, reporter=self.reporter)
+            if settings.api_proxy_port is not None
+            else None
         )
         self.triggered = providers.ControlPlaneTriggered(self.client)
         self.retention = retention.DoneClaims(self.store, self.client, settings, self.metrics, wall_clock=wall_clock)
@@ -235,6 +240,9 @@ class Service:
         if self.settings.health_endpoint_enabled:
             self._started_parts.append("health")
             await self.health.start()
+        if self.api_proxy is not None:
+            self._started_parts.append("api-proxy")
+            await self.api_proxy.start()
         if poll:
             for name, loop in self.intake.loops():
                 self._supervise(name, lambda loop=loop: loop(self._stop_polling), until=self._stop_polling)  # type: ignore[misc]
@@ -306,6 +314,8 @@ class Service:
         for task in heartbeat:
             task.cancel()
         await asyncio.gather(*heartbeat, return_exceptions=True)
+        if "api-proxy" in self._started_parts and self.api_proxy is not None:
+            await self.api_proxy.stop()  # after the drain: tasks still running may use it
         if "health" in self._started_parts:
             await self.health.stop()
         if "ledger" in self._started_parts:
@@ -323,6 +333,8 @@ class Service:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.health.stop()
+        if self.api_proxy is not None:
+            await self.api_proxy.stop()
         await self.runner.close()
         await self._close_clients()
 

@@ -5,7 +5,6 @@ in-cluster names through HTTP_PROXY, which leads to the local control plane."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +28,6 @@ from tests.service.support import (
     trigger_body,
     wait_until,
 )
-
-
-@pytest.fixture
-def nats_plane(nats: NatsServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalControlPlane]:
-    with LocalControlPlane(token=TOKEN, seed_dir=SEED, datastore_lag_s=DATASTORE_LAG_S, nats_url=nats.url) as plane:
-        for name in ("HTTP_PROXY", "http_proxy"):
-            monkeypatch.setenv(name, plane.base_url)
-        for name in ("NO_PROXY", "no_proxy"):  # the fake Kubernetes API is on loopback, not behind the proxy
-            monkeypatch.setenv(name, "127.0.0.1,localhost")
-        for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-            monkeypatch.delenv(name, raising=False)
-        yield plane
 
 
 def nats_overrides(nats: NatsServer, **extra: Any) -> dict[str, Any]:
