@@ -217,6 +217,17 @@ async def test_adopt_only_without_a_job_deletes_a_leftover_secret(kube: FakeKube
     assert kube.created_jobs == []
 
 
+async def test_adopt_only_without_secrets_rights_stays_quiet(
+    kube: FakeKube, runner: KubernetesRunner, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without proxy access for tasks the chart grants no rights on Secrets: looking for a leftover
+    token Secret then is not worth a warning."""
+    kube.faults.forbid("delete", "secrets", "default")
+    outcome = await runner.run(proxy_spec(access=None), adopt_only=True)
+    assert outcome.status is Status.LOST
+    assert "Secret" not in caplog.text
+
+
 async def test_a_job_that_cannot_be_created_leaves_no_secret(kube: FakeKube, runner: KubernetesRunner) -> None:
     kube.faults.forbid("create", "batch/jobs", "default")
     outcome = await runner.run(proxy_spec())
