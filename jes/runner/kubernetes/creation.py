@@ -73,7 +73,8 @@ async def create_or_adopt(
         return adopted, True
     except errors.KubeError:
         await _delete_config_maps(api, namespace, created_maps)
-        await _delete_token_secret(api, spec, namespace)
+        if spec.api_proxy is not None:
+            await _delete_token_secret(api, spec, namespace)
         raise
     tracker.offer_job(job)
     await _own_config_maps(api, spec, namespace, job)
