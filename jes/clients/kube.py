@@ -288,6 +288,38 @@ class KubeApi:
             namespace=namespace,
         )
 
+    async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> None:
+        """Create a Secret (a task's proxy token); the answer, which holds the data, is dropped."""
+        await self.send(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/secrets",
+            body=dict(body),
+            verb="create",
+            resource="secrets",
+            namespace=namespace,
+        )
+
+    async def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        """Merge-patch a Secret (owner references, its data); the answer, which holds the data, is dropped."""
+        await self.send(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/secrets/{name}",
+            body=dict(patch),
+            content_type="application/merge-patch+json",
+            verb="patch",
+            resource="secrets",
+            namespace=namespace,
+        )
+
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        await self.send(
+            "DELETE",
+            f"/api/v1/namespaces/{namespace}/secrets/{name}",
+            verb="delete",
+            resource="secrets",
+            namespace=namespace,
+        )
+
     # --- streams (blocking; the caller owns the response) ---------------------------------------
 
     def open_log(self, namespace: str, pod: str, container: str) -> urllib3.BaseHTTPResponse:
