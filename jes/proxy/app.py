@@ -140,7 +140,7 @@ class _ProxyApp:
         path = request.url.path
         if path == HEALTH_PATH:
             return Response(status_code=200)
-        scope = self._identify(request)
+        scope = await self._identify(request)
         if path == self._event_path:
             return await self._event(request, scope)
         proxied = self._proxied_path(_raw_path(request))
@@ -150,7 +150,7 @@ class _ProxyApp:
 
     # -- who is asking -----------------------------------------------------------------------
 
-    def _identify(self, request: Request) -> TaskScope | None:
+    async def _identify(self, request: Request) -> TaskScope | None:
         """The task scope of the token (task listener); None on the trusted listener."""
         if not self._require_token:
             return None
@@ -158,7 +158,7 @@ class _ProxyApp:
         token = token_from_headers(request.headers)
         if not token:
             raise Refusal(401, _MISSING_TOKEN, headers=_CHALLENGE)
-        found = self._scopes.lookup(token)
+        found = await self._scopes.resolve(token)
         if found is None:
             raise Refusal(401, "unknown or revoked task token (a task's token ends with its task)", headers=_CHALLENGE)
         return found

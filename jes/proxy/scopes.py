@@ -95,6 +95,10 @@ class ScopeStore:
         """The scope of a token, or None when it is unknown or revoked."""
         return self._scopes.get(_digest(token)) if token else None
 
+    async def resolve(self, token: str) -> TaskScope | None:
+        """The scope of a token for a request (a store shared by replicas looks it up elsewhere)."""
+        return self.lookup(token)
+
     def check(
         self,
         scope: TaskScope,

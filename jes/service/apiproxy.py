@@ -14,11 +14,13 @@ from typing import Any
 
 import httpx
 
+from jes import ledger
 from jes import settings as jes_settings
 from jes.clients.keptn.httperrors import EventMaybeDeliveredError
-from jes.proxy.scopes import ScopeStore, TaskScope
+from jes.models import ApiProxyAccess, EventRef
 from jes.proxy.server import ProxyServer
 from jes.reporter import delivery, events
+from jes.service.taskscopes import LedgerScopes
 from jes.util import retry
 
 logger = logging.getLogger(__name__)
@@ -39,11 +41,14 @@ class ApiProxy:
         http: httpx.AsyncClient,
         sender: delivery.EventSender,
         reporter: delivery.Reporter,
+        store: ledger.Ledger,
     ) -> None:
         self.settings = settings
         self._sender = sender
         self._reporter = reporter
-        self.scopes: ScopeStore | None = ScopeStore() if settings.api_proxy_task_port is not None else None
+        self.scopes: LedgerScopes | None = (
+            LedgerScopes(store) if settings.api_proxy_task_port is not None else None
+        )
         self.server = ProxyServer.from_settings(
             settings, http=http, forward_event=self.forward, on_error_log=self.error_log, scopes=self.scopes
         )
@@ -85,10 +90,23 @@ class ApiProxy:
         self._log_tasks.add(task)
         task.add_done_callback(self._log_tasks.discard)
 
-    def mint(self, scope: TaskScope) -> str | None:
-        """A token for one task's Job, or None when tasks get no proxy access."""
-        return self.scopes.mint(scope) if self.scopes is not None else None
+    def task_access(self) -> TaskAccess | None:
+        """What the task runner gives tasks (None: tasks get no proxy access)."""
+        if self.scopes is None:
+            return None
+        return TaskAccess(self.scopes, task_proxy_url(self.settings))
 
-    def revoke(self, job_name: str) -> None:
-        if self.scopes is not None:
-            self.scopes.revoke(job_name)
+
+class TaskAccess:
+    """Grants a task its URL and token (:class:`jes.service.tasks.ProxyAccess`)."""
+
+    def __init__(self, scopes: LedgerScopes, url: str) -> None:
+        self._scopes = scopes
+        self._url = url
+
+    def grant(self, ref: EventRef, action_index: int, task_index: int) -> tuple[ApiProxyAccess, str]:
+        token, token_digest = self._scopes.mint_for(ref, action_index, task_index)
+        return ApiProxyAccess(url=self._url, token=token), token_digest
+
+    def ended(self, job_name: str) -> None:
+        self._scopes.ended(job_name)

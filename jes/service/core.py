@@ -116,7 +116,9 @@ class Service:
             on_delivered=lambda kind, seconds: self.metrics.report_latency.labels(kind).observe(seconds),
         )
         self.api_proxy = (
-            apiproxy.ApiProxy(settings, http=self.http, sender=self.intake.sender, reporter=self.reporter)
+            apiproxy.ApiProxy(
+                settings, http=self.http, sender=self.intake.sender, reporter=self.reporter, store=self.store
+            )
             if settings.api_proxy_port is not None
             else None
         )
@@ -138,6 +140,7 @@ class Service:
             run_slot=lambda: self._slots,
             triggered=self.triggered,
             fence_s=getattr(self.store, "fence_s", None),
+            proxy_access=self.api_proxy.task_access() if self.api_proxy is not None else None,
         )
         self.health = HealthServer(
             health_app(problems=self.problems, metrics=self.metrics),
