@@ -33,6 +33,7 @@ import httpx
 from jes import errors
 from jes.clients.keptn import answers, auth, httperrors, wire
 from jes.clients.keptn.httperrors import BODY_EXCERPT_CHARS, EventMaybeDeliveredError, redacted, scrub
+from jes.clients.keptn.incluster import in_cluster_url
 from jes.clients.keptn.wire import Json
 from jes.settings import Settings
 from jes.util import retry
@@ -62,26 +63,6 @@ def encode_resource_uri(uri: str) -> str:
     Query-escaped twice: nginx decodes once, the resource service query-unescapes once more.
     """
     return quote_plus(quote_plus(uri.lstrip("/"), safe=""), safe="")
-
-
-#: In NATS mode (no endpoint) the Keptn services are reached at their in-cluster names, without a
-#: token, as the distributor does: the first segment of a gateway path names the service.
-IN_CLUSTER_SERVICES: dict[str, str] = {
-    "controlPlane": "http://shipyard-controller:8080",
-    "resource-service": "http://resource-service:8080",
-    "configuration-service": "http://configuration-service:8080",
-    "mongodb-datastore": "http://mongodb-datastore:8080",
-    "v1": "http://api-service:8080/v1",
-}
-
-
-def in_cluster_url(path: str) -> str:
-    """The in-cluster URL of a gateway path (``/controlPlane/v1/x`` → shipyard-controller's ``/v1/x``)."""
-    first, _, rest = path.lstrip("/").partition("/")
-    base = IN_CLUSTER_SERVICES.get(first)
-    if base is None:
-        raise ValueError(f"no in-cluster Keptn service serves {path}")
-    return f"{base}/{rest}"
 
 
 def _segment(name: str) -> str:
