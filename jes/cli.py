@@ -283,15 +283,18 @@ def control_plane(
         raise click.UsageError("--seed and --hello-world exclude each other")
     if hello_world:
         seed_dir = str(examples.HELLO_WORLD_SEED)
-    server.run_control_plane(
-        host=host,
-        port=port,
-        token=token,
-        seed_dir=seed_dir,
-        datastore_lag_s=datastore_lag_s,
-        pagination_bug=not no_pagination_bug,
-        nats_url=nats_url,
-    )
+    try:
+        server.run_control_plane(
+            host=host,
+            port=port,
+            token=token,
+            seed_dir=seed_dir,
+            datastore_lag_s=datastore_lag_s,
+            pagination_bug=not no_pagination_bug,
+            nats_url=nats_url,
+        )
+    except errors.SettingsError as exc:
+        _fail(f"jes control-plane: {exc}")
 
 
 @main.command()

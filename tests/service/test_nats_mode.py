@@ -152,3 +152,30 @@ async def test_without_jetstream_reports_are_checked_in_the_datastore(tmp_path: 
                 await wait_until(lambda: sequence_done(plane, context), what="the sequence")
                 assert service.intake.nats is not None and service.intake.nats.jetstream_subjects is False
             ledger_check(plane)
+
+
+async def test_nats_lost_mid_run_loses_nothing(nats_plane: LocalControlPlane, nats: NatsServer, tmp_path: Path) -> None:
+    """An event published while NATS is away reaches jes when the publisher's client flushes its
+    reconnect buffer, or else through the reconciliation; the reports wait until NATS (where they
+    leave) is back; either way exactly once."""
+    current = jes_settings(nats_plane, tmp_path / "state", **nats_overrides(nats, nats_reconcile_s=0.5))
+    async with running(current) as service:
+        await wait_until(lambda: not service.problems(), what="ready")
+        nats.stop()
+        await wait_until(lambda: any("NATS" in p for p in service.problems()), what="/ready to name NATS")
+        context = nats_plane.trigger_sequence(trigger_body())  # its .triggered is published into the void
+        nats.start()
+        await wait_until(lambda: sequence_done(nats_plane, context), timeout_s=30, what="the sequence")
+    ledger_check(nats_plane)
+
+
+def test_control_plane_nats_unreachable_is_one_clear_line() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "jes.cli", "control-plane", "--port", "0", "--nats", "nats://127.0.0.1:1"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "cannot reach NATS at nats://127.0.0.1:1" in done.stderr and "Traceback" not in done.stderr

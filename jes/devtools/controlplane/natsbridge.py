@@ -19,10 +19,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future
 from typing import Any
+from urllib.parse import urlsplit
 
 import nats
 import nats.errors
@@ -61,6 +63,7 @@ class NatsBridge:
 
     def start(self) -> None:
         """Connect (a clear SettingsError when NATS cannot be reached) and start consuming."""
+        _reachable_or_say_so(self.url)
         self._thread.start()
         try:
             asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(_START_TIMEOUT_S)
@@ -175,3 +178,16 @@ def _log_failure(future: Future[None]) -> None:
     exc = future.exception()
     if exc is not None:
         logger.warning("local control plane: publishing to NATS failed: %s", exc)
+
+
+def _reachable_or_say_so(url: str) -> None:
+    """nats-py would retry the first connection for ever: find out at once whether a server listens."""
+    parts = urlsplit(url if "://" in url else f"nats://{url}")
+    host, port = parts.hostname or "127.0.0.1", parts.port or 4222
+    try:
+        socket.create_connection((host, port), timeout=2.0).close()
+    except OSError as exc:
+        raise errors.SettingsError(
+            [f"--nats: cannot reach NATS at {url} ({exc.strerror or exc}); start nats-server "
+             "(e.g. `nats-server -js -p 4222`) or leave out --nats"]  # fmt: skip
+        ) from exc
