@@ -128,7 +128,7 @@ class Uniform:
         self.failures = 0
         if integration.subscriptions != self.subscriptions:
             events = ", ".join(s.event for s in integration.subscriptions) or "none"
-            logger.info("subscriptions from the control plane: %s", events)
+            logger.debug("subscriptions from the control plane: %s", events)
         self.subscriptions = integration.subscriptions
         self._on_subscriptions(integration.subscriptions)
         return True
