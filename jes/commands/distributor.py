@@ -42,6 +42,9 @@ logger = logging.getLogger("jes.distributor")
 
 #: On a stop, how long deliveries to the recipient in flight may still finish.
 SHUTDOWN_GRACE_S = recipient.DEADLINE_S
+#: How long the event sources get to stop taking events (a NATS connection still being retried
+#: is simply cancelled).
+SOURCE_STOP_S = 1.0
 API_EVENT_FIELDS = ("specversion", "id", "source", "type", "time", "shkeptncontext", "triggeredid",
                     "shkeptnspecversion", "gitcommitid", "data")  # fmt: skip
 
@@ -215,6 +218,10 @@ class Distributor:
             logger.info("%s", line)
         for warning in self.config.warnings:
             logger.warning("%s", warning)
+        wildcards = [t for t in self.config.pubsub_topics if "*" in t or ">" in t]
+        if wildcards and not self.config.nats_mode:
+            logger.warning("PUBSUB_TOPIC: %s cannot be polled over HTTP (the triggered-event API takes exact types); "
+                           "list exact event types", ", ".join(wildcards))  # fmt: skip
         if not self.config.k8s_node_name:
             logger.warning("K8S_NODE_NAME is not set: registering with hostname %s", dconfig.DEFAULT_NODE_NAME)
         await self._discover_oauth()
@@ -268,7 +275,7 @@ class Distributor:
     async def shutdown(self) -> None:
         """Stop taking events, let deliveries in flight finish, post the error log, then close."""
         self._source_stop.set()
-        await self._join("poller", "nats")
+        await self._join("poller", "nats", timeout_s=SOURCE_STOP_S)
         await self.recipient.close(SHUTDOWN_GRACE_S)
         await self.redelivery.close()
         self._uniform_stop.set()
@@ -279,15 +286,16 @@ class Distributor:
         await self._recipient_http.aclose()
         await self.http.aclose()
 
-    async def _join(self, *names: str) -> None:
+    async def _join(self, *names: str, timeout_s: float = SHUTDOWN_GRACE_S) -> None:
+        """Wait for the tasks ``names`` (cancelled after ``timeout_s``)."""
         for name in names:
             task = self._tasks.pop(name, None)
             if task is None:
                 continue
             try:
-                await asyncio.wait_for(task, timeout=SHUTDOWN_GRACE_S)
+                await asyncio.wait_for(task, timeout=timeout_s)
             except (TimeoutError, asyncio.CancelledError):
-                logger.warning("%s did not stop in time", name)
+                logger.debug("%s cancelled after %gs", name, timeout_s)
             except Exception:
                 logger.exception("%s failed", name)
 

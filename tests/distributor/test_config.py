@@ -192,3 +192,11 @@ def test_go_booleans_are_exactly_gos() -> None:
     for text in ("yes", "tRUE", "on", "2"):
         with pytest.raises(ValueError):
             parsing.go_bool(text)
+
+
+def test_docs_list_every_variable_with_its_default() -> None:
+    from tests.distributor.support import REPO
+
+    table = (REPO / "docs" / "distributor.md").read_text().split("## Variables", 1)[1].split("\n## ", 1)[0]
+    for variable in config.VARIABLES:
+        assert f"`{variable.env}`" in table, variable.env

@@ -160,3 +160,28 @@ async def test_an_integration_the_control_plane_forgot_registers_again(plane: Lo
                 assert gone.status_code == 200
             await wait_until(lambda: bool(plane.integrations()), what="the registration again")
             assert distributor.uniform.failures == 0
+
+
+async def test_oauth_client_credentials_reach_the_control_plane() -> None:
+    from jes.devtools.controlplane.server import OAuthConfig
+
+    oauth = OAuthConfig(client_id="my-integration", client_secret="client-s3cret", enforce_scopes=False)
+    with LocalControlPlane(token="", seed_dir=SEED, oauth=oauth) as plane, RecordingRecipient() as recipient:
+        env = environment(plane, recipient, KEPTN_API_TOKEN="", OAUTH_CLIENT_ID="my-integration",
+                          OAUTH_CLIENT_SECRET="client-s3cret", OAUTH_SCOPES="keptn:read,keptn:write",
+                          OAUTH_DISCOVERY=plane.oauth_discovery_url)  # fmt: skip
+        async with running(env):
+            plane.trigger_sequence(trigger_body())
+            await wait_until(lambda: len(recipient.received) == 1, what="the event at the recipient")
+        assert plane.integrations()[0]["name"] == NAME
+        assert "client-s3cret" not in str(recipient.received[0].headers)
+
+
+async def test_a_failed_oauth_discovery_stops_it() -> None:
+    from jes.commands.distributor import Distributor
+
+    with RecordingRecipient() as recipient:
+        env = environment(None, recipient, KEPTN_API_ENDPOINT="http://127.0.0.1:9/api", OAUTH_CLIENT_ID="c",
+                          OAUTH_CLIENT_SECRET="s", OAUTH_SCOPES="x", OAUTH_DISCOVERY="http://127.0.0.1:9/.well-known")  # fmt: skip
+        with pytest.raises(errors.JesError, match="OAuth discovery failed"):
+            await Distributor(config.load(env)).run(asyncio.Event())
