@@ -176,7 +176,11 @@ class Distributor:
 
     async def _still_open(self, event: Mapping[str, Any]) -> bool | None:
         event_id = str(event.get("id"))
-        found = await self.client.get_triggered(str(event.get("type")), event_id=event_id, backoff=uniform.NO_RETRY)
+        data = event.get("data")
+        project = data.get("project") if isinstance(data, dict) and isinstance(data.get("project"), str) else None
+        found = await self.client.get_triggered(
+            str(event.get("type")), project=project or None, event_id=event_id, backoff=uniform.NO_RETRY
+        )
         return any(e.get("id") == event_id for e in found)
 
     # -- events out (/event) and the error log -----------------------------------------------

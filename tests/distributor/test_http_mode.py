@@ -185,3 +185,14 @@ async def test_a_failed_oauth_discovery_stops_it() -> None:
                           OAUTH_CLIENT_SECRET="s", OAUTH_SCOPES="x", OAUTH_DISCOVERY="http://127.0.0.1:9/.well-known")  # fmt: skip
         with pytest.raises(errors.JesError, match="OAuth discovery failed"):
             await Distributor(config.load(env)).run(asyncio.Event())
+
+
+async def test_without_registration_pubsub_topic_is_polled(plane: LocalControlPlane) -> None:
+    """(The distributor polls nothing then: only the subscriptions a heartbeat returned.)"""
+    with RecordingRecipient() as recipient:
+        async with running(environment(plane, recipient, DISABLE_REGISTRATION="true")) as distributor:
+            assert distributor.uniform is None and distributor.error_log is None
+            plane.trigger_sequence(trigger_body())
+            await wait_until(lambda: len(recipient.received) == 1, what="the event at the recipient")
+    assert not plane.integrations()
+    assert "temporaryData" not in recipient.received[0].event["data"]
