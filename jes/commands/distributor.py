@@ -228,13 +228,14 @@ class Distributor:
                            "list exact event types", ", ".join(wildcards))  # fmt: skip
         if not self.config.k8s_node_name:
             logger.warning("K8S_NODE_NAME is not set: registering with hostname %s", dconfig.DEFAULT_NODE_NAME)
+        if self.uniform is None:
+            logger.warning("not registering with the control plane: %s (no heartbeat, no error log)",
+                           self.config.registration_blocked)  # fmt: skip
         await self._discover_oauth()
         await self.proxy.start()
         logger.info("API proxy, %s and /health on 127.0.0.1:%d", self.config.event_forwarding_path,
                     self.proxy.trusted.port)  # fmt: skip
         if self.uniform is None:
-            logger.warning("not registering with the control plane: %s (no heartbeat, no error log)",
-                           self.config.registration_blocked)  # fmt: skip
             return
         await self.uniform.register()
         await self.uniform.heartbeat()
