@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-if sys.argv[1:2] == ["serve"]:  # before the slow imports: a SIGTERM now must not kill jes uncleanly
+if sys.argv[1:2] in (["serve"], ["distributor"]):  # before the slow imports: a SIGTERM now must not kill jes uncleanly
     from jes.commands import signals
 
     signals.install_early()
@@ -238,6 +238,26 @@ def serve(
     except errors.SettingsError as exc:
         _fail(f"jes: {exc}", code=2)
     sys.exit(serving.serve(current, once=once))
+
+
+def _distributor_epilog() -> str:
+    from jes.distributor import config as dconfig
+
+    rows = "\n".join(f"  {v.env:32} {v.doc}" for v in dconfig.VARIABLES)
+    return "\b\nVariables (the Keptn distributor's, then jes's own; docs/distributor.md has the details):\n" + rows
+
+
+@main.command(epilog=_distributor_epilog())
+def distributor() -> None:
+    """The Keptn distributor as a drop-in (configured by its environment variables).
+
+    Forwards events to PUBSUB_RECIPIENT (NATS when KEPTN_API_ENDPOINT is empty, HTTP polling
+    otherwise) and serves the API proxy, /event and /health on 127.0.0.1:API_PROXY_PORT. Exit 1
+    for a bad variable (one line each), 0 after SIGTERM.
+    """
+    from jes.commands import distributor as distributing
+
+    sys.exit(distributing.main())
 
 
 @main.command(name="control-plane")

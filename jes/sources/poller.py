@@ -105,6 +105,7 @@ class Poller:
         slow_retry_s: float = SLOW_RETRY_S,
         forget_after_s: float | None = None,
         max_seen_ids: int = MAX_SEEN_IDS,
+        seen_per_subscription: bool = False,
     ) -> None:
         self._client = client
         self._settings = settings
@@ -115,6 +116,9 @@ class Poller:
         self.slow_retry_s = slow_retry_s
         self.forget_after_s = forget_after_s if forget_after_s is not None else max(60.0, 10 * self._interval_s)
         self._max_seen_ids = max_seen_ids
+        self._seen_per_subscription = seen_per_subscription
+        """Remember ids per subscription, not per event type: an event two subscriptions match is
+        handed over once for each (the distributor's rule; jes serve takes an event once)."""
         self.stats = PollerStats()
         self.integration_id: str | None = None
         self._registered = settings.disable_registration
@@ -231,7 +235,7 @@ class Poller:
         self._heartbeat_failures = 0
         self._registered = True
         self._log.recovery("heartbeat")
-        self._apply_subscriptions(integration.subscriptions)
+        self.apply_subscriptions(integration.subscriptions)
 
     async def _register_and_ping(self) -> wire.Integration:
         if self.integration_id is None:
@@ -246,7 +250,8 @@ class Poller:
             await self.register_once()
             return await self._client.ping(self.integration_id, backoff=NO_RETRY)
 
-    def _apply_subscriptions(self, subscriptions: tuple[wire.Subscription, ...]) -> None:
+    def apply_subscriptions(self, subscriptions: tuple[wire.Subscription, ...]) -> None:
+        """Poll these from now on (the heartbeat's answer, or what ``jes distributor`` was told)."""
         topics = topics_of(subscriptions)
         if topics == self._topics:
             return
@@ -340,7 +345,8 @@ class Poller:
 
     async def _deliver(self, topic: Topic, event_filter: EventFilter, events: list[dict[str, Any]]) -> int:
         now = self._clock()
-        seen = self._seen.setdefault(topic.event, SeenIds(cap=self._max_seen_ids))
+        key = self._seen_key(topic.event, topic.subscription_id)
+        seen = self._seen.setdefault(key, SeenIds(cap=self._max_seen_ids))
         evicted_before = seen.evicted
         delivered = 0
         for event in events:
@@ -368,6 +374,15 @@ class Poller:
             )
         self.stats.events_delivered += delivered
         return delivered
+
+    def _seen_key(self, event_type: str, subscription_id: str) -> str:
+        return f"{event_type}|{subscription_id}" if self._seen_per_subscription else event_type
+
+    def forget(self, event_type: str, subscription_id: str, event_id: str) -> None:
+        """Offer ``event_id`` again at the next poll: what it was handed to failed later on."""
+        seen = self._seen.get(self._seen_key(event_type, subscription_id))
+        if seen is not None:
+            seen.discard(event_id)
 
     def _poll_delay_s(self, result: PollResult, failures: int, elapsed_s: float) -> float:
         exc = result.error

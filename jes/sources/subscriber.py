@@ -72,6 +72,7 @@ class NatsSubscriber:
         topics: Callable[[], tuple[Topic, ...]],
         on_type_seen: Callable[[Topic, str], None] | None = None,
         on_malformed: Callable[[], None] | None = None,
+        each_subscription: bool = False,
     ) -> None:
         self._connection = connection
         self._settings = settings
@@ -79,6 +80,8 @@ class NatsSubscriber:
         self._topics = topics
         self._on_type_seen = on_type_seen or (lambda topic, event_type: None)
         self._on_malformed = on_malformed or (lambda: None)
+        self._each_subscription = each_subscription
+        """Hand a message over once per matching subscription (the distributor), not only to the first."""
         self._subscriptions: dict[str, Subscription] = {}
         self.received = 0
         self.skipped = 0
@@ -158,4 +161,5 @@ class NatsSubscriber:
                 await self._on_event(event, topic.subscription_id)
             except Exception as exc:  # shutting down: the reconciliation offers it again
                 logger.warning("NATS: event %s (%s) not taken: %s", event["id"], subject, exc)
-            return
+            if not self._each_subscription:
+                return
