@@ -324,7 +324,11 @@ def check() -> None:
 
     current = load_settings()
     if not current.keptn_api_endpoint:
-        _fail("jes: KEPTN_API_ENDPOINT: required, e.g. http://1.2.3.4/api", code=2)
+        _fail(
+            "jes check: KEPTN_API_ENDPOINT: required, e.g. http://1.2.3.4/api (jes check tests a remote control "
+            "plane; in NATS mode, beside Keptn, jes's /ready says whether NATS and the services answer)",
+            code=2,
+        )
     sys.exit(serving.check(current))
 
 

@@ -43,7 +43,9 @@ CONNECT_BACKOFF = retry.Backoff((0.5, 1.0, 2.0, 5.0, 10.0, 30.0), forever=True)
 PUBLISH_TIMEOUT_S = 5.0
 #: How long the answer to "which stream stores this subject" is trusted.
 STREAM_CHECK_S = 60.0
-#: Outgoing data nats-py keeps while disconnected; beyond it publishing fails (and is retried).
+#: Outgoing data nats-py keeps while disconnected (the distributor's reconnect buffer). ``jes serve``
+#: keeps none: a report that cannot leave now fails at once and is sent again after a fresh fence,
+#: instead of leaving later from a buffer when another replica may have taken the event over.
 PENDING_BYTES = 8 * 1024 * 1024
 
 
@@ -76,8 +78,10 @@ class NatsConnection:
         connect_timeout_s: float = 2.0,
         backoff: retry.Backoff = CONNECT_BACKOFF,
         sleep: retry.Sleep = asyncio.sleep,
+        pending_bytes: int = PENDING_BYTES,
     ) -> None:
         self.url = url
+        self._pending_bytes = pending_bytes
         self._name = name
         self._connect_timeout_s = connect_timeout_s
         self._backoff = backoff
@@ -107,7 +111,7 @@ class NatsConnection:
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=1,
-                    pending_size=PENDING_BYTES,
+                    pending_size=self._pending_bytes,
                     error_cb=self._on_error,
                     disconnected_cb=self._on_disconnected,
                     reconnected_cb=self._on_reconnected,
@@ -161,12 +165,14 @@ class NatsConnection:
         except nats.errors.Error as exc:  # the connection is gone: so is the subscription
             logger.debug("unsubscribing failed: %s", _reason(exc))
 
-    async def publish_event(self, event: Mapping[str, Any], *, timeout_s: float = PUBLISH_TIMEOUT_S) -> None:
+    async def publish_event(
+        self, event: Mapping[str, Any], *, timeout_s: float = PUBLISH_TIMEOUT_S, stored: bool | None = None
+    ) -> None:
         """Publish a CloudEvent on the subject named by its type.
 
         Raises :class:`NatsError` when it certainly did not leave (not connected, too large), and
         :class:`EventMaybeDeliveredError` when it may have been stored although no acknowledgement
-        came back."""
+        came back. ``stored``: whether a stream stores the subject, when the caller asked already."""
         subject = str(event.get("type") or "")
         if not subject:
             raise errors.NatsError("an event without a type cannot be published (its type is the subject)")
@@ -175,7 +181,9 @@ class NatsConnection:
         if not client.is_connected:
             raise errors.NatsError(self.problem or "not connected to NATS")
         msg_id = str(event.get("id") or "")
-        if not await self._stored_by_a_stream(client, subject, timeout_s):
+        if stored is None:
+            stored = await self.stored_by_a_stream(subject, timeout_s=timeout_s)
+        if not stored:
             await self._publish_core(client, subject, payload, timeout_s)
             return
         try:
@@ -192,20 +200,23 @@ class NatsConnection:
             raise errors.NatsError(f"publishing {subject} failed: {_reason(exc)}") from exc
         await self._publish_core(client, subject, payload, timeout_s)
 
-    async def _stored_by_a_stream(self, client: Client, subject: str, timeout_s: float) -> bool:
+    async def stored_by_a_stream(self, subject: str, *, timeout_s: float = PUBLISH_TIMEOUT_S) -> bool:
         """Whether a JetStream stream captures ``subject`` (asked once a minute per subject). A
-        JetStream publish to a subject no stream captures would wait for an answer nobody gives."""
+        JetStream publish to a subject no stream captures would wait for an answer nobody gives;
+        when NATS cannot tell (denied, no answer), the publish goes to core NATS and is checked in
+        the datastore."""
         now = time.monotonic()
         known = self._streams.get(subject)
         if known is not None and known[1] > now:
             return known[0]
         try:
-            await client.jetstream(timeout=timeout_s).find_stream_name_by_subject(subject)
+            await self._client().jetstream(timeout=timeout_s).find_stream_name_by_subject(subject)
             stored = True
-        except (nats.js.errors.NotFoundError, nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError):
+        except (TimeoutError, nats.errors.Error) as exc:  # NotFound, no JetStream, denied, no answer
+            if not isinstance(exc, nats.js.errors.NotFoundError | nats.js.errors.ServiceUnavailableError):
+                logger.warning("NATS cannot tell which stream stores %s (%s): publishing to core NATS",
+                               subject, _reason(exc))  # fmt: skip
             stored = False
-        except (TimeoutError, nats.errors.Error) as exc:
-            raise errors.NatsError(f"cannot ask NATS which stream stores {subject}: {_reason(exc)}") from exc
         self._streams[subject] = (stored, now + STREAM_CHECK_S)
         return stored
 
@@ -251,10 +262,13 @@ class NatsEventSender:
         backoff: retry.Backoff | None = None,
         before: Callable[[], Awaitable[None]] | None = None,
     ) -> str:
-        """Publish once (the caller retries); the event's keptnContext."""
+        """Publish once (the caller retries); the event's keptnContext. The fence (``before``) is the
+        last thing before the publish: the stream is looked up first."""
+        cloud = structured(event)
+        stored = await self._connection.stored_by_a_stream(str(cloud.get("type") or ""), timeout_s=self._timeout_s)
         if before is not None:
             await before()
-        await self._connection.publish_event(structured(event), timeout_s=self._timeout_s)
+        await self._connection.publish_event(cloud, timeout_s=self._timeout_s, stored=stored)
         return str(event.get("shkeptncontext") or "")
 
 

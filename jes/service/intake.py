@@ -45,7 +45,7 @@ class Intake:
         self.sender: Any = client
         """What sends reports: ``send_event(event, backoff=, before=)`` (the client, or NATS)."""
         if settings.in_cluster:
-            self.nats = NatsConnection(settings.pubsub_url, name=f"jes {settings.k8s_pod_name}")
+            self.nats = NatsConnection(settings.pubsub_url, name=f"jes {settings.k8s_pod_name}", pending_bytes=0)
             self.subscriber = NatsSubscriber(
                 self.nats, settings, on_event, topics=lambda: self.poller.topics,
                 on_type_seen=self.poller.type_seen, on_malformed=on_malformed,

@@ -12,6 +12,7 @@ import pytest
 
 from fakes.fake_kube import FakeKube
 from jes.devtools.controlplane.server import LocalControlPlane
+from jes.service.core import Service
 from tests.natsserver import NatsServer
 from tests.service.support import (
     DATASTORE_LAG_S,
@@ -179,3 +180,75 @@ def test_control_plane_nats_unreachable_is_one_clear_line() -> None:
     )  # fmt: skip
     assert done.returncode == 1
     assert "cannot reach NATS at nats://127.0.0.1:1" in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_a_lost_acknowledgement_is_resent_with_the_same_id_and_the_stream_keeps_one(
+    nats_plane: LocalControlPlane, nats: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The .started reached the stream but its acknowledgement was lost, and the datastore (fed
+    apart, as Keptn's) was down when it passed: jes finds nothing there and sends it again — with
+    the same id, so the stream drops the repeat and the shipyard-controller counts one .started
+    (a second one would hang the sequence for good)."""
+    from jes.clients.keptn.httperrors import EventMaybeDeliveredError
+    from jes.clients.nats import NatsConnection
+
+    original = NatsConnection.publish_event
+    lost: list[str] = []
+
+    async def ack_lost_once(self: NatsConnection, event: Any, **kwargs: Any) -> None:
+        await original(self, event, **kwargs)
+        if str(event["type"]).endswith(".started") and not lost:
+            lost.append(str(event["id"]))
+            raise EventMaybeDeliveredError("NATS: no acknowledgement (lost in the test)")
+
+    monkeypatch.setattr(NatsConnection, "publish_event", ack_lost_once)
+    current = jes_settings(nats_plane, tmp_path / "state", **nats_overrides(nats))
+    async with running(current) as service:
+        await wait_until(lambda: not service.problems(), what="ready")
+        await wait_until(lambda: nats_plane.nats is not None and nats_plane.nats.jetstream, what="the stream")
+        nats_plane.datastore_down()
+        context = nats_plane.trigger_sequence(trigger_body())
+        await wait_until(lambda: bool(lost), what="the .started whose acknowledgement is lost")
+        nats_plane.datastore_up()  # back before jes concludes: it finds nothing, so it sends again
+        await wait_until(lambda: sequence_done(nats_plane, context), timeout_s=20, what="the sequence")
+    started = [e for e in task_events(nats_plane, context) if e["type"].endswith(".started")]
+    assert lost and [e["id"] for e in started] == lost  # the resend, under the same id
+    ledger_check(nats_plane)
+
+
+async def test_a_report_rebuilt_after_a_crash_has_the_same_id_and_the_stream_keeps_one(
+    nats_plane: LocalControlPlane, nats: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """jes dies while it cannot tell whether its .started arrived (acknowledgement lost, datastore
+    down); the next process finds nothing in the datastore and sends the .started again, rebuilt
+    from the claim — under the same id, so the stream drops it and the sequence completes (with a
+    new id the shipyard-controller would count two .started and wait for a second .finished)."""
+    from jes.clients.keptn.httperrors import EventMaybeDeliveredError
+    from jes.clients.nats import NatsConnection
+
+    original = NatsConnection.publish_event
+    lost: list[str] = []
+
+    async def ack_lost_once(self: NatsConnection, event: Any, **kwargs: Any) -> None:
+        await original(self, event, **kwargs)
+        if str(event["type"]).endswith(".started") and not lost:
+            lost.append(str(event["id"]))
+            raise EventMaybeDeliveredError("NATS: no acknowledgement (lost in the test)")
+
+    monkeypatch.setattr(NatsConnection, "publish_event", ack_lost_once)
+    current = jes_settings(nats_plane, tmp_path / "state", **nats_overrides(nats))
+    first = Service(current, health_host="127.0.0.1")
+    await first.start()
+    await wait_until(lambda: not first.problems(), what="ready")
+    await wait_until(lambda: nats_plane.nats is not None and nats_plane.nats.jetstream, what="the stream")
+    nats_plane.datastore_down()
+    context = nats_plane.trigger_sequence(trigger_body())
+    await wait_until(lambda: bool(lost), what="the .started whose acknowledgement is lost")
+    await first.abandon()  # dies while it cannot tell
+    await first.store.close()  # (the kernel drops a dead process's lock on the state directory)
+    nats_plane.datastore_up()
+    async with running(current):
+        await wait_until(lambda: sequence_done(nats_plane, context), timeout_s=20, what="the sequence")
+    started = [e for e in task_events(nats_plane, context) if e["type"].endswith(".started")]
+    assert [e["id"] for e in started] == lost
+    ledger_check(nats_plane)

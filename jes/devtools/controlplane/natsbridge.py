@@ -8,6 +8,9 @@
   and reads it with a durable pull consumer (explicit acks, batches of 10). So a publish stored by
   the stream is processed even if the control plane was busy or restarting. On a NATS server without
   JetStream the bridge falls back to a plain subscription (at most once, as Keptn before 1.0).
+- The datastore is fed apart from the shipyard-controller, as Keptn's mongodb-datastore is: a core
+  queue subscription on ``sh.keptn.event.>`` that stores every copy it gets (a repeated publish is
+  stored twice; the stream's duplicate detection does not apply to it) and nothing while it is down.
 - Events the bridge published itself come back through the stream and are skipped by id.
 
 The bridge runs its own event loop in a thread: the rest of the control plane is threaded.
@@ -41,6 +44,7 @@ logger = logging.getLogger(__name__)
 STREAM = "keptn"
 SUBJECTS = "sh.keptn.>"
 DURABLE = "shipyard-controller-all-events"
+DATASTORE_SUBJECTS = "sh.keptn.event.>"
 #: Ids of events published by the bridge, remembered to skip them when they come back.
 _OWN_IDS = 100_000
 _START_TIMEOUT_S = 10.0
@@ -80,6 +84,7 @@ class NatsBridge:
             servers=[self.url], name="jes-local-control-plane", connect_timeout=2, max_reconnect_attempts=-1,
             reconnect_time_wait=1, allow_reconnect=True,
         )  # fmt: skip
+        await self._nc.subscribe(DATASTORE_SUBJECTS, queue="mongodb-datastore", cb=self._store)
         self._consumer = asyncio.create_task(self._consume(), name="jes-control-plane-nats-consumer")
 
     async def _consume(self) -> None:
@@ -116,6 +121,14 @@ class NatsBridge:
                 await self._take(msg)
                 with contextlib.suppress(nats.errors.Error):
                     await msg.ack()
+
+    async def _store(self, msg: Msg) -> None:
+        try:
+            body = json.loads(msg.data)
+        except (ValueError, RecursionError):
+            return
+        if isinstance(body, dict) and isinstance(body.get("type"), str) and not self._is_own(str(body.get("id", ""))):
+            self._state.store_published(body)
 
     async def _take(self, msg: Msg) -> None:
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import re
 import threading
 import time
@@ -184,7 +185,9 @@ class ControlPlaneState:
 
     def accept_event(self, incoming: models.IncomingEvent, *, from_nats: bool = False) -> tuple[dict[str, Any], int]:
         """Store an event as the api-service does and queue it; (stored event, ticket). An event
-        taken from NATS keeps its id (only the api-service assigns new ones) and is not published again."""
+        taken from NATS (the shipyard-controller's stream) keeps its id — only the api-service
+        assigns new ones — and reaches neither NATS again nor the datastore: Keptn's datastore reads
+        NATS on its own (:meth:`store_published`)."""
         with self._lock:
             now = self.clock.now()
             event: dict[str, Any] = {
@@ -203,8 +206,18 @@ class ControlPlaneState:
             if incoming.extensions is not None:
                 event["extensions"] = incoming.extensions
             event["data"] = incoming.data
-            self._record(event, now, publish=not from_nats)
+            if from_nats:
+                return event, self._submit(event)
+            self._record(event, now)
             return event, self._submit(event)
+
+    def store_published(self, event: dict[str, Any]) -> None:
+        """What Keptn's mongodb-datastore does with an event on NATS (a core queue subscription):
+        store it as it is — every copy (no unique index on the id), and nothing while it is down."""
+        with self._lock:
+            visible_at = self.ingestion.visible_at(event)
+            if visible_at != math.inf:  # a copy the datastore missed was never there (nor in events())
+                self.datastore.add(copy.deepcopy(event), self.clock.now(), visible_at=visible_at)
 
     def trigger(self, body: dict[str, Any], *, timeout_s: float = 5.0) -> str:
         """Like ``POST /v1/event``, then wait until it was processed; the keptnContext."""
