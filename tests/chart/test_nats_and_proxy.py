@@ -18,7 +18,9 @@ NATS_ONLY = {"PUBSUB_URL", "PUBSUB_GROUP", "JES_NATS_RECONCILE_S"}
 REMOTE_ONLY = {"KEPTN_API_ENDPOINT", "KEPTN_API_TOKEN_FILE", "HTTP_SSL_VERIFY"}
 PROXY_VARIABLES = {"API_PROXY_PORT", "API_PROXY_PATH", "API_PROXY_HTTP_TIMEOUT", "API_PROXY_MAX_PAYLOAD_BYTES_KB",
                    "EVENT_FORWARDING_PATH", "JES_API_PROXY_HOST", "JES_API_PROXY_TASK_PORT", "JES_API_PROXY_TASK_URL"}  # fmt: skip
-SECRETS_RULE = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "patch", "delete"]}
+SECRETS_RULE = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "delete"]}
+#: Verbs whose answer is the whole object: any of them on Secrets would let jes read Keptn's.
+READING_VERBS = {"get", "list", "watch", "patch", "update", "*"}
 SELECTOR = {"app.kubernetes.io/name": RELEASE, "app.kubernetes.io/instance": RELEASE}
 
 
@@ -177,10 +179,12 @@ def test_api_proxy_for_tasks(helm: Helm, mode: list[str]) -> None:
     assert rendered.value("JES_API_PROXY_TASK_PORT") == "8082"
     assert rendered.value("JES_API_PROXY_TASK_URL") == f"http://{RELEASE}-api-proxy.{namespace}.svc:8082"
     assert rendered.value("API_PROXY_PORT") == "8081"
-    # jes writes each task's token Secret wherever Jobs run: create, patch, delete — never get or list
+    # jes writes each task's token Secret wherever Jobs run: create and delete — nothing that answers
+    # with a Secret's data (get, list, watch, and patch or update, whose answer is the whole object)
     for job_namespace in (namespace, "builds"):
         assert SECRETS_RULE in job_namespace_rules(rendered, job_namespace)
-    assert "get" not in json.dumps([r for role in rendered.all("Role") for r in role["rules"] if "secrets" in r["resources"]])
+    secret_rules = [r for role in rendered.all("Role") for r in role["rules"] if {"secrets", "*"} & set(r["resources"])]
+    assert secret_rules and all(not READING_VERBS & set(r["verbs"]) for r in secret_rules)
 
 
 def test_for_tasks_port_and_release_name(helm: Helm) -> None:
