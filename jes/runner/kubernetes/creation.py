@@ -16,7 +16,8 @@ it goes with the Job. Until it exists the Job's pod waits: the kubelet cannot bu
 environment (``CreateContainerConfigError``, ``secret "<job>-api-proxy" not found``) and tries again
 on its next sync; the waiting runner counts that as passing for the task's *own* token Secret
 (``JES_TRANSIENT_GRACE_S``, :mod:`.waiting`). A Secret of that name left from an earlier attempt
-(``409``) holds a token the proxy no longer knows: it is deleted and created again. Temporary errors
+(``409``) holds a token the proxy no longer knows: it is deleted and created again (without a uid
+precondition: the ``409`` does not name the uid, and learning it would take a read). Temporary errors
 creating it are retried for as long as they last, as for the Job (an outage delays the task). When it
 cannot be created at all (no permission, a quota, an invalid object), the Job just created is
 deleted — its pod cannot have started its task without the Secret — and the task ends with
