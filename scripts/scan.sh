@@ -84,7 +84,8 @@ mkdir -p "$TMP/rendered"
     --set apiProxy.forTasks.enabled=true \
     --set networkPolicy.egress.enabled=true \
     --set networkPolicy.egress.k8sMasterCIDR=10.96.0.1/32 \
-    --set jobConfig.networkPolicy.enabled=true > "$TMP/rendered/nats-api-proxy.yaml"
+    --set jobConfig.networkPolicy.enabled=true \
+    --set 'jobConfig.networkPolicy.blockCIDRs={10.244.0.0/16,10.96.0.0/12}' > "$TMP/rendered/nats-api-proxy.yaml"
 
 status=0
 "$CHECKOV" --quiet --compact --skip-download --framework kubernetes -d "$TMP/rendered" || status=1

@@ -163,6 +163,29 @@ template that could otherwise fail first with a less helpful message.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- include "jes.checks.natsTasks" . }}
+{{- end }}
+
+{{/*
+NATS mode with apiProxy.forTasks: Keptn's in-cluster services (shipyard-controller,
+resource-service, mongodb-datastore) and NATS answer anyone without authentication, so a task that
+can reach them bypasses its scoped token entirely. The token is a boundary only when tasks cannot:
+the Jobs must run outside Keptn's namespace (the release namespace in NATS mode), and the job
+NetworkPolicy must be on with blockCIDRs (the cluster's pod and Service CIDRs: most CNIs match pod
+IPs against an ipBlock of 0.0.0.0/0, so without them the policy lets a task reach every pod).
+*/}}
+{{- define "jes.checks.natsTasks" -}}
+{{- if and (include "jes.natsMode" .) (include "jes.apiProxy.forTasks" .) }}
+{{- $why := "in NATS mode Keptn's services (shipyard-controller, resource-service, mongodb-datastore) and NATS answer without authentication, so a task that reaches them bypasses its scoped API-proxy token" }}
+{{- if has .Release.Namespace (splitList "," (include "jes.jobNamespaces" .)) }}
+{{- $where := ternary (printf "tasks may run in the release namespace %q (it is listed in jobConfig.extraNamespaces)" .Release.Namespace) (printf "Jobs run in the release namespace %q" .Release.Namespace) (ne (include "jes.jobNamespace" .) .Release.Namespace) }}
+{{- fail (printf "apiProxy.forTasks.enabled=true with remoteControlPlane.enabled=false: %s, beside Keptn's services and Secrets; %s. Set jobNamespace to a namespace of their own (it must exist; not %q, and not in jobConfig.extraNamespaces), or disable apiProxy.forTasks" $where $why .Release.Namespace) }}
+{{- end }}
+{{- $policy := .Values.jobConfig.networkPolicy | default dict }}
+{{- if not (and (include "jes.isTrue" $policy.enabled) $policy.blockCIDRs) }}
+{{- fail (printf "apiProxy.forTasks.enabled=true with remoteControlPlane.enabled=false needs jobConfig.networkPolicy.enabled=true and jobConfig.networkPolicy.blockCIDRs set to the cluster's pod and Service CIDRs (e.g. --set 'jobConfig.networkPolicy.blockCIDRs={10.244.0.0/16,10.96.0.0/12}'): %s; most CNIs let an ipBlock of 0.0.0.0/0 match pod IPs, so only these exceptions keep tasks away from Keptn's pods (tasks still reach Keptn's API gateway, which requires the Keptn token, and jes's proxy)" $why) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*

@@ -288,8 +288,12 @@ class KubeApi:
             namespace=namespace,
         )
 
-    async def create_secret(self, namespace: str, body: Mapping[str, Any]) -> None:
-        """Create a Secret (a task's proxy token); the answer, which holds the data, is dropped."""
+    async def create_secret(
+        self, namespace: str, body: Mapping[str, Any], *, backoff: retry.Backoff | None = None
+    ) -> None:
+        """Create a Secret (a task's proxy token); the answer, which holds the data, is dropped.
+        There is no call to read or patch a Secret: both answer with the whole object, so the right
+        to either is a right to read every Secret of the namespace."""
         await self.send(
             "POST",
             f"/api/v1/namespaces/{namespace}/secrets",
@@ -297,18 +301,7 @@ class KubeApi:
             verb="create",
             resource="secrets",
             namespace=namespace,
-        )
-
-    async def patch_secret(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-        """Merge-patch a Secret (owner references, its data); the answer, which holds the data, is dropped."""
-        await self.send(
-            "PATCH",
-            f"/api/v1/namespaces/{namespace}/secrets/{name}",
-            body=dict(patch),
-            content_type="application/merge-patch+json",
-            verb="patch",
-            resource="secrets",
-            namespace=namespace,
+            backoff=backoff,
         )
 
     async def delete_secret(self, namespace: str, name: str) -> None:

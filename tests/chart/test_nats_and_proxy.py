@@ -14,11 +14,17 @@ KEPTN = "keptn"
 NATS = ["remoteControlPlane.enabled=false"]
 PROXY = ["apiProxy.enabled=true"]
 FOR_TASKS = [*PROXY, "apiProxy.forTasks.enabled=true"]
+#: What NATS mode needs before tasks get a token: Jobs outside Keptn's namespace, the pod and
+#: Service CIDRs blocked for them (Keptn's services and NATS there have no authentication).
+TASKS_APART = ["jobNamespace=keptn-jobs", "jobConfig.networkPolicy.enabled=true",
+               "jobConfig.networkPolicy.blockCIDRs={10.244.0.0/16,10.96.0.0/12}"]  # fmt: skip
 NATS_ONLY = {"PUBSUB_URL", "PUBSUB_GROUP", "JES_NATS_RECONCILE_S"}
 REMOTE_ONLY = {"KEPTN_API_ENDPOINT", "KEPTN_API_TOKEN_FILE", "HTTP_SSL_VERIFY"}
 PROXY_VARIABLES = {"API_PROXY_PORT", "API_PROXY_PATH", "API_PROXY_HTTP_TIMEOUT", "API_PROXY_MAX_PAYLOAD_BYTES_KB",
                    "EVENT_FORWARDING_PATH", "JES_API_PROXY_HOST", "JES_API_PROXY_TASK_PORT", "JES_API_PROXY_TASK_URL"}  # fmt: skip
-SECRETS_RULE = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "patch", "delete"]}
+SECRETS_RULE = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "delete"]}
+#: Verbs whose answer is the whole object: any of them on Secrets would let jes read Keptn's.
+READING_VERBS = {"get", "list", "watch", "patch", "update", "*"}
 SELECTOR = {"app.kubernetes.io/name": RELEASE, "app.kubernetes.io/instance": RELEASE}
 
 
@@ -122,13 +128,57 @@ def test_nats_mode_egress_reaches_nats_and_keptns_services(helm: Helm) -> None:
 
 
 def test_nats_mode_notes(helm: Helm, kube_api: FakeKubeApi) -> None:
-    _, notes = helm.install_dry_run(kube_api.url, [*NATS, *FOR_TASKS], namespace=KEPTN)
+    _, notes = helm.install_dry_run(kube_api.url, [*NATS, *PROXY], namespace=KEPTN)
     assert "NATS mode: events from nats://keptn-nats (queue group job-executor-service)" in notes
     assert "Keptn API:" not in notes and "helm test" not in notes
-    assert "Set jobNamespace to a namespace of their own" in notes  # Jobs beside Keptn's Secrets
-    assert f"For tasks:      http://{RELEASE}-api-proxy.{KEPTN}.svc:8082" in notes
+    # Jobs beside Keptn's Secrets, services and NATS (no authentication there)
+    assert "Set jobNamespace to a namespace of their own" in notes
+    assert "beside Keptn's services and NATS, which answer anyone without authentication" in notes
+    assert "nothing keeps tasks\n         away from them" in notes  # no job network policy
     _, separate = helm.install_dry_run(kube_api.url, [*NATS, "jobNamespace=keptn-jobs"], namespace=KEPTN)
-    assert "Set jobNamespace" not in separate
+    assert "Set jobNamespace" not in separate and "nothing keeps tasks" in separate
+    _, apart = helm.install_dry_run(kube_api.url, [*NATS, *FOR_TASKS, *TASKS_APART], namespace=KEPTN)
+    assert f"For tasks:      http://{RELEASE}-api-proxy.{KEPTN}.svc:8082" in apart
+    assert "WARNING" not in apart
+    _, remote = helm.install_dry_run(kube_api.url, [*USER_SETS, *FOR_TASKS])
+    assert "WARNING" not in remote  # Keptn's services are not beside the Jobs
+
+
+@pytest.mark.parametrize(
+    "where",
+    [[], [f"jobNamespace={KEPTN}"], ["jobNamespace=keptn-jobs", f"jobConfig.extraNamespaces={{builds,{KEPTN}}}"]],
+    ids=["default", "named", "extra"],
+)
+def test_nats_mode_refuses_a_task_token_for_jobs_beside_keptn(helm: Helm, where: list[str]) -> None:
+    """Keptn's services and NATS answer without authentication: a task in Keptn's namespace does
+    not need its scoped token to talk to Keptn, so giving it one would only pretend to limit it."""
+    policy = TASKS_APART[1:]
+    error = helm.template_error([*NATS, *FOR_TASKS, *policy, *where], namespace=KEPTN)
+    assert "apiProxy.forTasks.enabled=true with remoteControlPlane.enabled=false" in error
+    assert f'in the release namespace "{KEPTN}"' in error
+    assert "answer without authentication, so a task that reaches them bypasses its scoped API-proxy token" in error
+    assert "Set jobNamespace to a namespace of their own" in error
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [[], ["jobConfig.networkPolicy.enabled=true"], ["jobConfig.networkPolicy.blockCIDRs={10.244.0.0/16}"]],
+    ids=["none", "no-cidrs", "not-enabled"],
+)
+def test_nats_mode_refuses_a_task_token_without_the_pod_network_blocked(helm: Helm, policy: list[str]) -> None:
+    error = helm.template_error([*NATS, *FOR_TASKS, "jobNamespace=keptn-jobs", *policy], namespace=KEPTN)
+    assert "needs jobConfig.networkPolicy.enabled=true and jobConfig.networkPolicy.blockCIDRs" in error
+    assert "the cluster's pod and Service CIDRs" in error
+    assert "most CNIs let an ipBlock of 0.0.0.0/0 match pod IPs" in error
+
+
+def test_nats_mode_with_jobs_apart_gives_tasks_a_token(helm: Helm) -> None:
+    rendered = nats(helm, *FOR_TASKS, *TASKS_APART)
+    policy = rendered.one("NetworkPolicy", f"{RELEASE}-jobs-{KEPTN}", "keptn-jobs")
+    blocked = next(r for r in policy["spec"]["egress"] if any("ipBlock" in p for p in r["to"]))
+    assert blocked["to"][0]["ipBlock"] == {"cidr": "0.0.0.0/0", "except": ["10.244.0.0/16", "10.96.0.0/12"]}
+    assert SECRETS_RULE in job_namespace_rules(rendered, "keptn-jobs")
+    assert SECRETS_RULE not in job_namespace_rules(rendered, KEPTN)  # nothing of Keptn's namespace
 
 
 # --- the API proxy ------------------------------------------------------------------------------------
@@ -166,9 +216,10 @@ def test_api_proxy_values(helm: Helm) -> None:
     }
 
 
-@pytest.mark.parametrize("mode", [USER_SETS, NATS], ids=["remote", "nats"])
+@pytest.mark.parametrize("mode", [USER_SETS, [*NATS, *TASKS_APART]], ids=["remote", "nats"])
 def test_api_proxy_for_tasks(helm: Helm, mode: list[str]) -> None:
-    namespace = KEPTN if mode == NATS else USER_NAMESPACE
+    namespace = KEPTN if NATS[0] in mode else USER_NAMESPACE
+    job_namespace = "keptn-jobs" if NATS[0] in mode else namespace
     rendered = helm.template([*mode, *FOR_TASKS, "jobConfig.extraNamespaces={builds}"], namespace=namespace)
     service = rendered.one("Service", f"{RELEASE}-api-proxy", namespace)
     assert service["spec"]["selector"] == SELECTOR | {"app.kubernetes.io/component": "executor"}
@@ -177,10 +228,12 @@ def test_api_proxy_for_tasks(helm: Helm, mode: list[str]) -> None:
     assert rendered.value("JES_API_PROXY_TASK_PORT") == "8082"
     assert rendered.value("JES_API_PROXY_TASK_URL") == f"http://{RELEASE}-api-proxy.{namespace}.svc:8082"
     assert rendered.value("API_PROXY_PORT") == "8081"
-    # jes writes each task's token Secret wherever Jobs run: create, patch, delete — never get or list
-    for job_namespace in (namespace, "builds"):
-        assert SECRETS_RULE in job_namespace_rules(rendered, job_namespace)
-    assert "get" not in json.dumps([r for role in rendered.all("Role") for r in role["rules"] if "secrets" in r["resources"]])
+    # jes writes each task's token Secret wherever Jobs run: create and delete — nothing that answers
+    # with a Secret's data (get, list, watch, and patch or update, whose answer is the whole object)
+    for each in (job_namespace, "builds"):
+        assert SECRETS_RULE in job_namespace_rules(rendered, each)
+    secret_rules = [r for role in rendered.all("Role") for r in role["rules"] if {"secrets", "*"} & set(r["resources"])]
+    assert secret_rules and all(not READING_VERBS & set(r["verbs"]) for r in secret_rules)
 
 
 def test_for_tasks_port_and_release_name(helm: Helm) -> None:
@@ -239,6 +292,8 @@ def test_ports_that_clash_are_refused(helm: Helm, sets: list[str], message: str)
     assert message in helm.template_error([*USER_SETS, *PROXY, *sets])
 
 
-@pytest.mark.parametrize("sets", [[*NATS], [*NATS, *FOR_TASKS], [*USER_SETS, *FOR_TASKS], [*USER_SETS, *PROXY]])
+@pytest.mark.parametrize(
+    "sets", [[*NATS], [*NATS, *FOR_TASKS, *TASKS_APART], [*USER_SETS, *FOR_TASKS], [*USER_SETS, *PROXY]]
+)
 def test_lint_strict_in_every_mode(helm: Helm, sets: list[str]) -> None:
     helm.lint(sets)

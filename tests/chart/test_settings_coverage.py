@@ -41,7 +41,10 @@ FULL_SETS = [s for s in USER_SETS if "api.token" not in s] + [
 ]
 
 #: NATS mode with everything switched on: the variables only that mode renders.
-NATS_FULL_SETS = ["remoteControlPlane.enabled=false", "apiProxy.enabled=true", "apiProxy.forTasks.enabled=true"]
+NATS_FULL_SETS = [
+    "remoteControlPlane.enabled=false", "apiProxy.enabled=true", "apiProxy.forTasks.enabled=true",
+    "jobNamespace=keptn-jobs", "jobConfig.networkPolicy.enabled=true", "jobConfig.networkPolicy.blockCIDRs={10.244.0.0/16}",
+]  # fmt: skip
 
 
 def chart_env_names(rendered: Rendered) -> set[str]:

@@ -24,7 +24,7 @@ def plane() -> Iterator[LocalControlPlane]:
 @pytest.fixture
 def kube() -> Iterator[FakeKube]:
     """The fake API; every Job jes created is checked against the Kubernetes schemas at the end."""
-    with FakeKube(image_backoff_s=0.05) as fake:
+    with FakeKube(image_backoff_s=0.05, config_retry_s=0.2) as fake:
         fake.behave(image="alpine", logs="hello from the job\n", duration_s=0.3)
         yield fake
         for job in {json.dumps(j, sort_keys=True): j for j in fake.created_jobs}.values():

@@ -230,19 +230,28 @@ def api_proxy_env(job: str, url: str) -> list[dict[str, Any]]:
     ]
 
 
-def build_api_proxy_secret(job: Mapping[str, Any], token: str) -> dict[str, Any]:
-    """The Secret with the proxy token of ``job``'s task, labelled like the Job's ConfigMaps. It gets
-    the Job as its owner once the Job exists (:mod:`.creation`)."""
+def build_api_proxy_secret(job: Mapping[str, Any], token: str, *, owner_uid: str | None = None) -> dict[str, Any]:
+    """The Secret with the proxy token of ``job``'s task, labelled like the Job's ConfigMaps. jes
+    creates it after the Job, with the Job (``owner_uid``, from the create answer) as its owner in
+    the create body: it goes with the Job, and is never patched (:mod:`.creation`)."""
     metadata = job["metadata"]
     labels = {k: v for k, v in metadata["labels"].items() if k in (MANAGED_BY, LABEL_EVENT_ID)}
+    secret_meta: dict[str, Any] = {
+        "name": api_proxy_secret_name(metadata["name"]),
+        "namespace": metadata["namespace"],
+        "labels": labels,
+    }
+    if owner_uid is not None:
+        secret_meta["ownerReferences"] = [
+            {"apiVersion": "batch/v1", "kind": "Job", "name": metadata["name"], "uid": owner_uid}
+        ]
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": api_proxy_secret_name(metadata["name"]), "namespace": metadata["namespace"],
-                     "labels": labels},
+        "metadata": secret_meta,
         "type": "Opaque",
         "data": {API_PROXY_TOKEN_KEY: base64.b64encode(token.encode()).decode()},
-    }  # fmt: skip
+    }
 
 
 def _init_container(name: str, task: RenderedTask, settings: JobSettings) -> dict[str, Any]:
