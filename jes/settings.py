@@ -315,7 +315,7 @@ _VARS: tuple[_Var, ...] = (
     _Var("JES_MAX_EVENT_BYTES", "max_event_bytes", parsing.positive_int, "budget of one outgoing event in bytes [65536]"),
     _Var("JES_MAX_CONCURRENT_EVENTS", "max_concurrent_events", parsing.positive_int, "events handled at once; more wait [64]"),
     _Var("JES_PENDING_GRACE_S", "pending_grace_s", parsing.non_negative_seconds, "how long a pod may stay unschedulable [120]"),
-    _Var("JES_TRANSIENT_GRACE_S", "transient_grace_s", parsing.non_negative_seconds, "how long a pod may show a reason that can heal (secret cache sync, registry 429/5xx) [120]"),
+    _Var("JES_TRANSIENT_GRACE_S", "transient_grace_s", parsing.non_negative_seconds, "how long a pod may show a reason that can heal (secret cache sync, registry 429/5xx, its proxy-token Secret not created yet) [120]"),
     _Var("JES_SHUTDOWN_GRACE_S", "shutdown_grace_s", parsing.non_negative_seconds, "on SIGTERM, time for in-flight tasks [30]"),
     _Var("JES_LEASE_DURATION_S", "lease_duration_s", parsing.positive_seconds, "a replica seen making no progress this long (on the reader's monotonic clock) is taken over [15]"),
     _Var("JES_LEASE_RENEW_S", "lease_renew_s", parsing.positive_seconds, "how often a replica renews its heartbeat Lease [5]"),
