@@ -5,10 +5,11 @@ BIN    := $(VENV)/bin
 TOOLS  := .tools
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install tools test lint typecheck unit demo demo-regions bench scan clean
+.PHONY: help install tools test lint typecheck unit demo demo-regions demo-integration bench scan clean
 
 help:
 	@echo "make demo   - install and run the embedded hello-world (control plane + jes + local runner)"
+	@echo "make demo-integration - an integration (examples/integration) served by jes distributor"
 	@echo "make test   - lint (ruff, import-linter layers), type-check (mypy) and run the test suite"
 	@echo "make bench  - benchmarks; prints a table and writes bench/results.json"
 	@echo "make scan   - slow scanners: checkov on the rendered chart, pinned image requirements"
@@ -44,6 +45,9 @@ demo: install
 
 demo-regions: install
 	$(BIN)/jes demo --regions
+
+demo-integration: install
+	$(BIN)/python -m jes.devtools.integration_demo
 
 bench: install
 	$(BIN)/python -m bench --readme README.md

@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import report, scenarios
+from bench import natsmode, report, scenarios
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = ("latency", "baseline", "throughput", "inflight", "output", "files", "idle")
+SCENARIOS = ("latency", "baseline", "nats", "throughput", "inflight", "output", "files", "idle")
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -37,6 +37,7 @@ def _options(args: argparse.Namespace) -> scenarios.Options:
     opts = scenarios.Options(out=args.out)
     if args.quick:
         opts.latency_events = 12
+        opts.nats_events = 20
         opts.throughput_events = 100
         opts.inflight_jobs = 100
         opts.output_bytes = 20_000_000
@@ -85,6 +86,10 @@ def _headline(details: dict[str, Any]) -> dict[str, Any]:
         flat["finished_latency_speedup_p50"] = round(
             flat["baseline_finished_latency_p50_ms"] / max(flat["finished_latency_p50_ms"], 0.1), 1
         )
+    nats = details.get("nats", {})
+    if "pickup_ms" in nats and nats["pickup_ms"].get("n"):
+        flat["nats_pickup_latency_p50_ms"] = nats["pickup_ms"]["p50"]
+        flat["nats_pickup_latency_p95_ms"] = nats["pickup_ms"]["p95"]
     through = details.get("throughput", {})
     if "events_per_s" in through:
         flat["throughput_events_per_s"] = through["steady_events_per_s"]  # sustained: the figure
@@ -123,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     work: dict[str, Callable[[], dict[str, Any]]] = {
         "latency": lambda: scenarios.latency_jes(opts, schedule),
         "baseline": lambda: scenarios.latency_baseline(opts, schedule),
+        "nats": lambda: natsmode.nats_pickup(opts),
         "throughput": lambda: scenarios.throughput_repeated(opts),
         "inflight": lambda: scenarios.memory_in_flight(opts),
         "output": lambda: scenarios.memory_output(opts),

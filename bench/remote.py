@@ -120,7 +120,13 @@ DATASTORE_LAG_S = 1.0
 
 
 @contextlib.contextmanager
-def fakes(seed_dir: Path, *, token: str, kube_options: dict[str, Any] | None = None) -> Iterator[tuple[Remote, Remote]]:
+def fakes(
+    seed_dir: Path,
+    *,
+    token: str,
+    kube_options: dict[str, Any] | None = None,
+    plane_options: dict[str, Any] | None = None,
+) -> Iterator[tuple[Remote, Remote]]:
     """A fresh (control plane, fake Kubernetes API) pair, each in its own process."""
     plane = Remote(
         "plane",
@@ -128,6 +134,7 @@ def fakes(seed_dir: Path, *, token: str, kube_options: dict[str, Any] | None = N
         seed_dir=str(seed_dir),
         pagination_bug=PAGINATION_BUG,
         datastore_lag_s=DATASTORE_LAG_S,
+        **(plane_options or {}),
     )
     try:
         kube = Remote("kube", **(kube_options or {}))

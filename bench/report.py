@@ -90,6 +90,13 @@ TARGETS = (
         "baseline_pickup_latency_p50_ms",
     ),
     Target(
+        "NATS mode: .triggered published -> .started accepted, p50",
+        "nats_pickup_latency_p50_ms",
+        "ms",
+        "<= 10 ms",
+        lambda r: r["nats_pickup_latency_p50_ms"] <= 10,
+    ),
+    Target(
         "Throughput, 1,000 single-task events, sustained",
         "throughput_events_per_s",
         "events/s",

@@ -71,6 +71,7 @@ class Options:
     out: Path
     seed: int = 20240601
     latency_events: int = 120
+    nats_events: int = 200
     latency_services: int = 8
     throughput_events: int = 1000
     throughput_services: int = 20
@@ -97,10 +98,16 @@ class Stack:
 
 
 @contextlib.contextmanager
-def fakes(opts: Options, name: str, service_names: list[str], default: Behaviour | None = None) -> Iterator[Stack]:
+def fakes(
+    opts: Options,
+    name: str,
+    service_names: list[str],
+    default: Behaviour | None = None,
+    plane_options: dict[str, Any] | None = None,
+) -> Iterator[Stack]:
     """A control plane with ``job/config.yaml`` on every service, and a fake Kubernetes API."""
     kube_options: dict[str, Any] = {"default": default or Behaviour(logs="benchmark\n", duration_s=0.2)}
-    with remote.fakes(SEED, token=TOKEN, kube_options=kube_options) as (plane, kube):
+    with remote.fakes(SEED, token=TOKEN, kube_options=kube_options, plane_options=plane_options) as (plane, kube):
         for service in service_names:
             plane.call(
                 "put_resource", project=PROJECT, stage=STAGE, service=service, uri="job/config.yaml", content=CONFIG

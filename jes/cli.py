@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-if sys.argv[1:2] == ["serve"]:  # before the slow imports: a SIGTERM now must not kill jes uncleanly
+if sys.argv[1:2] in (["serve"], ["distributor"]):  # before the slow imports: a SIGTERM now must not kill jes uncleanly
     from jes.commands import signals
 
     signals.install_early()
@@ -240,6 +240,26 @@ def serve(
     sys.exit(serving.serve(current, once=once))
 
 
+def _distributor_epilog() -> str:
+    from jes.distributor import config as dconfig
+
+    rows = "\n".join(f"  {v.env:32} {v.doc}" for v in dconfig.VARIABLES)
+    return "\b\nVariables (the Keptn distributor's, then jes's own; docs/distributor.md has the details):\n" + rows
+
+
+@main.command(epilog=_distributor_epilog())
+def distributor() -> None:
+    """The Keptn distributor as a drop-in (configured by its environment variables).
+
+    Forwards events to PUBSUB_RECIPIENT (NATS when KEPTN_API_ENDPOINT is empty, HTTP polling
+    otherwise) and serves the API proxy, /event and /health on 127.0.0.1:API_PROXY_PORT. Exit 1
+    for a bad variable (one line each), 0 after SIGTERM.
+    """
+    from jes.commands import distributor as distributing
+
+    sys.exit(distributing.main())
+
+
 @main.command(name="control-plane")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8090, show_default=True, type=int)
@@ -258,6 +278,13 @@ def serve(
     is_flag=True,
     help="page the triggered-events list correctly (Keptn 0.16-1.4.5 repeat the first page)",
 )
+@click.option(
+    "--nats",
+    "nats_url",
+    default=None,
+    metavar="URL",
+    help="also speak NATS, as Keptn does in-cluster: publish events there, take integrations' events from it",
+)
 def control_plane(
     host: str,
     port: int,
@@ -266,6 +293,7 @@ def control_plane(
     hello_world: bool,
     datastore_lag_s: float,
     no_pagination_bug: bool,
+    nats_url: str | None,
 ) -> None:
     """A local Keptn control plane (API, shipyard controller, resources, datastore) for development."""
     from jes.devtools import examples
@@ -275,14 +303,18 @@ def control_plane(
         raise click.UsageError("--seed and --hello-world exclude each other")
     if hello_world:
         seed_dir = str(examples.HELLO_WORLD_SEED)
-    server.run_control_plane(
-        host=host,
-        port=port,
-        token=token,
-        seed_dir=seed_dir,
-        datastore_lag_s=datastore_lag_s,
-        pagination_bug=not no_pagination_bug,
-    )
+    try:
+        server.run_control_plane(
+            host=host,
+            port=port,
+            token=token,
+            seed_dir=seed_dir,
+            datastore_lag_s=datastore_lag_s,
+            pagination_bug=not no_pagination_bug,
+            nats_url=nats_url,
+        )
+    except errors.SettingsError as exc:
+        _fail(f"jes control-plane: {exc}")
 
 
 @main.command()
@@ -292,7 +324,11 @@ def check() -> None:
 
     current = load_settings()
     if not current.keptn_api_endpoint:
-        _fail("jes: KEPTN_API_ENDPOINT: required, e.g. http://1.2.3.4/api", code=2)
+        _fail(
+            "jes check: KEPTN_API_ENDPOINT: required, e.g. http://1.2.3.4/api (jes check tests a remote control "
+            "plane; in NATS mode, beside Keptn, jes's /ready says whether NATS and the services answer)",
+            code=2,
+        )
     sys.exit(serving.check(current))
 
 
@@ -312,17 +348,21 @@ def copy_files(source: str, target: str) -> None:
 
 @main.command()
 @click.option("--regions", is_flag=True, help="two executors, LOCATION=APAC and LOCATION=EU, with actions[].locations")
+@click.option("--nats", is_flag=True, help="in-cluster style: a nats-server, two replicas in one queue group")
 @click.option("--keep-running", is_flag=True, help="keep the control plane and jes running to send events yourself")
 @click.option("--port", type=int, default=None, help="control plane port (default: 8090 with --keep-running, else any)")
-def demo(regions: bool, keep_running: bool, port: int | None) -> None:
+def demo(regions: bool, nats: bool, keep_running: bool, port: int | None) -> None:
     """The hello-world end to end: local control plane + jes + local runner, APAC and EU events."""
     from jes.devtools import demo as demo_mode
 
     try:
         code = demo_mode.run(
-            regions=regions, keep_running=keep_running, port=port if port is not None else (8090 if keep_running else 0)
+            regions=regions,
+            nats=nats,
+            keep_running=keep_running,
+            port=port if port is not None else (8090 if keep_running else 0),
         )
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, errors.SettingsError) as exc:
         _fail(f"jes demo: {exc}")
     except KeyboardInterrupt:
         code = 0

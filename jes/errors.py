@@ -16,6 +16,7 @@ these where they enter jes, raised ``from`` the original. Every error is either 
     │   └── KeptnPermanentError  any other 4xx
     │       ├── KeptnAuthError       401 / 403
     │       └── KeptnNotFoundError   404
+    ├── NatsError                NATS unreachable, or a publish certainly did not leave (temporary)
     ├── KubeError                a Kubernetes API call failed
     │   ├── KubeTemporaryError   connection error, timeout, 5xx, 429
     │   └── KubePermanentError   any other 4xx
@@ -137,6 +138,10 @@ class KeptnAuthError(KeptnPermanentError):
 
 class KeptnNotFoundError(KeptnPermanentError):
     """404: the project, stage, service, resource or integration does not exist."""
+
+
+class NatsError(JesError, Temporary):
+    """NATS cannot be reached, or a publish certainly did not leave; retried with backoff."""
 
 
 class KubeError(JesError):

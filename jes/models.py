@@ -324,6 +324,36 @@ class TaskFiles:
         return cls(root, {k: len(v) for k, v in sorted(contents.items())})
 
 
+#: The variables a task gets when it may use the API proxy (:class:`ApiProxyAccess`). They are
+#: jes's to set: a config's own ``env`` may not name them.
+API_PROXY_URL_ENV = "KEPTN_API_PROXY_URL"
+API_PROXY_TOKEN_ENV = "KEPTN_API_PROXY_TOKEN"
+API_PROXY_ENV_NAMES = (API_PROXY_URL_ENV, API_PROXY_TOKEN_ENV)
+
+_TOKEN_SECRET_SUFFIX = "-api-proxy"
+_TOKEN_SECRET_NAME = re.compile(r"^jes-[a-z0-9-]*-[0-9a-f]{16}-[0-9]{3,}-[0-9]{3,}" + _TOKEN_SECRET_SUFFIX + "$")
+
+
+@dataclass(frozen=True)
+class ApiProxyAccess:
+    """A task's way to the Keptn API: the proxy's URL and a token scoped to this task (its own
+    event, until it ends) — never the Keptn API token. The token is a credential: it is left out of
+    ``repr`` and reaches a Kubernetes task only through a Secret (:func:`api_proxy_secret_name`)."""
+
+    url: str
+    token: str = field(repr=False)
+
+
+def api_proxy_secret_name(job: str) -> str:
+    """The Secret that holds the proxy token of the task run by Job ``job`` (key ``token``)."""
+    return job + _TOKEN_SECRET_SUFFIX
+
+
+def is_api_proxy_secret_name(name: str) -> bool:
+    """Whether ``name`` is the name of some task's proxy-token Secret (no config may use one)."""
+    return _TOKEN_SECRET_NAME.match(name) is not None
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """Everything a runner needs for one task of one event."""
@@ -335,3 +365,6 @@ class TaskSpec:
     """The hash of the config the task came from (a Job label: which config made this Job)."""
     files: TaskFiles = field(default_factory=TaskFiles)
     """The task's files; the runner discards the spool once the task exists."""
+    api_proxy: ApiProxyAccess | None = None
+    """When set, the task gets ``KEPTN_API_PROXY_URL`` and ``KEPTN_API_PROXY_TOKEN`` (the kubernetes
+    runner puts the token into a Secret owned by the Job, never into the Job itself)."""

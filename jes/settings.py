@@ -71,6 +71,23 @@ class Settings:
     stage_filter: tuple[str, ...] = ()
     service_filter: tuple[str, ...] = ()
     location: str | None = None
+    # NATS: the in-cluster mode, chosen when keptn_api_endpoint is empty
+    pubsub_url: str = "nats://keptn-nats"
+    pubsub_group: str = ""
+    nats_reconcile_s: float = 30.0
+    # the distributor's API proxy and event forwarding; tasks' scoped access to it
+    api_proxy_port: int | None = None
+    api_proxy_path: str = "/"
+    api_proxy_http_timeout_s: float = 30.0
+    api_proxy_max_payload_bytes_kb: int = 64
+    event_forwarding_path: str = "/event"
+    api_proxy_host: str = "127.0.0.1"
+    api_proxy_task_port: int | None = None
+    api_proxy_task_url: str = ""
+    # jes distributor: where received events are forwarded
+    pubsub_recipient: str = "http://127.0.0.1"
+    pubsub_recipient_port: str = "8080"
+    pubsub_recipient_path: str = ""
     # registration
     integration_name: str = "job-executor-service"
     event_source: str = "job-executor-service"
@@ -120,6 +137,11 @@ class Settings:
     health_endpoint_enabled: bool = True
     log_format: str = "json"
 
+    @property
+    def in_cluster(self) -> bool:
+        """NATS mode, as the distributor chooses it: no endpoint means jes runs beside Keptn."""
+        return not self.keptn_api_endpoint
+
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields replaced (used for CLI flags)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -149,15 +171,19 @@ def image_list(raw: str) -> tuple[str, ...]:
     return parsing.comma_list(raw)
 
 
-def _topics(raw: str) -> tuple[str, ...]:
-    topics = parsing.comma_list(raw)
-    for topic in topics:
-        if "*" in topic or ">" in topic:
-            raise ValueError(
-                f"{topic!r}: wildcards cannot be polled over HTTP; list exact event types, "
-                "e.g. sh.keptn.event.test.triggered"
-            )
-    return topics
+def _wildcard_topics(topics: tuple[str, ...]) -> list[str]:
+    return [topic for topic in topics if "*" in topic or ">" in topic]
+
+
+def _optional_port(raw: str) -> int | None:
+    return parsing.port(raw) if raw.strip() else None
+
+
+def _url_path(raw: str) -> str:
+    path = raw.strip() or "/"
+    if not path.startswith("/"):
+        raise ValueError(f"{raw!r}: must start with /, e.g. /event")
+    return path
 
 
 def _security_context(raw: str) -> dict[str, Any]:
@@ -235,7 +261,21 @@ _VARS: tuple[_Var, ...] = (
     _Var("OAUTH_DISCOVERY", "oauth_discovery", parsing.text, "OIDC discovery URL (.well-known/openid-configuration)"),
     _Var("OAUTH_TOKEN_URL", "oauth_token_url", parsing.text, "OAuth token URL (wins over discovery)"),
     _Var("JES_RESOURCE_SERVICE_PATH", "resource_service_path", parsing.text, "resource API path under the endpoint [resource-service]; configuration-service for Keptn 0.16/0.17"),
-    _Var("PUBSUB_TOPIC", "pubsub_topics", _topics, "comma list of exact event types to subscribe to"),
+    _Var("PUBSUB_TOPIC", "pubsub_topics", parsing.comma_list, "comma list of event types to subscribe to (NATS mode: subject wildcards allowed)"),
+    _Var("PUBSUB_URL", "pubsub_url", parsing.text, "NATS mode (KEPTN_API_ENDPOINT empty): the NATS server(s), comma list [nats://keptn-nats]"),
+    _Var("PUBSUB_GROUP", "pubsub_group", parsing.text, "NATS mode: queue group shared by the replicas (each event to one member); empty = every replica gets every event"),
+    _Var("JES_NATS_RECONCILE_S", "nats_reconcile_s", parsing.positive_seconds, "NATS mode: seconds between polls of the triggered-event API that pick up events NATS did not deliver [30]"),
+    _Var("API_PROXY_PORT", "api_proxy_port", _optional_port, "port of the API proxy and event forwarding (jes serve: off unless set; jes distributor: 8081)"),
+    _Var("API_PROXY_PATH", "api_proxy_path", _url_path, "path under which the proxy is served [/]"),
+    _Var("API_PROXY_HTTP_TIMEOUT", "api_proxy_http_timeout_s", parsing.non_negative_seconds, "timeout of one proxied request in seconds; 0 = none [30]"),
+    _Var("API_PROXY_MAX_PAYLOAD_BYTES_KB", "api_proxy_max_payload_bytes_kb", parsing.non_negative_int, "largest request body in KiB; larger ones get 413; 0 = no limit [64]"),
+    _Var("EVENT_FORWARDING_PATH", "event_forwarding_path", _url_path, "path that accepts CloudEvents to send on [/event]"),
+    _Var("JES_API_PROXY_HOST", "api_proxy_host", parsing.text, "address the API proxy listens on [127.0.0.1: only the containers of the pod]"),
+    _Var("JES_API_PROXY_TASK_PORT", "api_proxy_task_port", _optional_port, "port where tasks reach the proxy with their scoped token (off unless set; the chart's apiProxy.forTasks)"),
+    _Var("JES_API_PROXY_TASK_URL", "api_proxy_task_url", parsing.text, "URL tasks are given as KEPTN_API_PROXY_URL [http://127.0.0.1:<JES_API_PROXY_TASK_PORT>]"),
+    _Var("PUBSUB_RECIPIENT", "pubsub_recipient", parsing.text, "jes distributor: host of the service events are forwarded to [http://127.0.0.1]"),
+    _Var("PUBSUB_RECIPIENT_PORT", "pubsub_recipient_port", parsing.text, "jes distributor: its port [8080]"),
+    _Var("PUBSUB_RECIPIENT_PATH", "pubsub_recipient_path", parsing.text, "jes distributor: its path [/]"),
     _Var("HTTP_POLLING_INTERVAL", "http_polling_interval_s", parsing.positive_seconds, "seconds between polls, may be fractional [1]"),
     _Var("PROJECT_FILTER", "project_filter", parsing.comma_list, "only events of these projects (comma list)"),
     _Var("STAGE_FILTER", "stage_filter", parsing.comma_list, "only events of these stages (comma list)"),
@@ -275,7 +315,7 @@ _VARS: tuple[_Var, ...] = (
     _Var("JES_MAX_EVENT_BYTES", "max_event_bytes", parsing.positive_int, "budget of one outgoing event in bytes [65536]"),
     _Var("JES_MAX_CONCURRENT_EVENTS", "max_concurrent_events", parsing.positive_int, "events handled at once; more wait [64]"),
     _Var("JES_PENDING_GRACE_S", "pending_grace_s", parsing.non_negative_seconds, "how long a pod may stay unschedulable [120]"),
-    _Var("JES_TRANSIENT_GRACE_S", "transient_grace_s", parsing.non_negative_seconds, "how long a pod may show a reason that can heal (secret cache sync, registry 429/5xx) [120]"),
+    _Var("JES_TRANSIENT_GRACE_S", "transient_grace_s", parsing.non_negative_seconds, "how long a pod may show a reason that can heal (secret cache sync, registry 429/5xx, its proxy-token Secret not created yet) [120]"),
     _Var("JES_SHUTDOWN_GRACE_S", "shutdown_grace_s", parsing.non_negative_seconds, "on SIGTERM, time for in-flight tasks [30]"),
     _Var("JES_LEASE_DURATION_S", "lease_duration_s", parsing.positive_seconds, "a replica seen making no progress this long (on the reader's monotonic clock) is taken over [15]"),
     _Var("JES_LEASE_RENEW_S", "lease_renew_s", parsing.positive_seconds, "how often a replica renews its heartbeat Lease [5]"),
@@ -334,6 +374,12 @@ def token_from_file(path: str, problems: list[str], variable: str = "KEPTN_API_T
 
 def _cross_checks(values: Mapping[str, Any]) -> list[str]:
     problems = []
+    wildcards = _wildcard_topics(values.get("pubsub_topics", ()))
+    if wildcards and values.get("keptn_api_endpoint"):
+        problems.append(
+            f"PUBSUB_TOPIC: {', '.join(wildcards)}: wildcards cannot be polled over HTTP; list exact event "
+            "types, e.g. sh.keptn.event.test.triggered (wildcards work in NATS mode, without KEPTN_API_ENDPOINT)"
+        )
     renew = values.get("lease_renew_s", Settings.lease_renew_s)
     duration = values.get("lease_duration_s", Settings.lease_duration_s)
     if renew * 2 > duration:
@@ -358,10 +404,9 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
 
 
 def require_serve(settings: Settings) -> None:
-    """The checks that only ``jes serve`` needs (an endpoint to talk to)."""
+    """The checks that only ``jes serve`` needs. Without ``KEPTN_API_ENDPOINT`` jes runs in NATS
+    mode (beside Keptn, as the distributor does)."""
     problems = []
-    if not settings.keptn_api_endpoint:
-        problems.append("KEPTN_API_ENDPOINT: required, e.g. http://1.2.3.4/api")
     if not settings.pubsub_topics and settings.disable_registration:
         problems.append(
             "PUBSUB_TOPIC: with DISABLE_REGISTRATION=true jes can only poll the topics listed here; "

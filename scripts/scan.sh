@@ -5,7 +5,8 @@
 #      wheels only, as in the Dockerfile) plus jes itself with --no-deps; `pip check` proves the lock
 #      is complete and `jes --help` that it runs;
 #   2. checkov (pinned, in its own virtualenv under .tools/) on the chart rendered with the user's
-#      install command and with every optional feature switched on, and on the Dockerfile.
+#      install command, with every optional feature switched on, and in NATS mode with the API
+#      proxy for tasks, and on the Dockerfile.
 #      Accepted findings are skipped where they arise, with a reason (checkov.io/skip annotations in
 #      chart/templates/_helpers.tpl, docs/helm.md); anything else fails the scan.
 #
@@ -75,6 +76,16 @@ mkdir -p "$TMP/rendered"
     --set 'jobConfig.networkPolicy.blockCIDRs={10.0.0.0/8}' \
     --set 'jobConfig.extraNamespaces={jobs-apac}' \
     --set metrics.serviceMonitor.enabled=true > "$TMP/rendered/all-features.yaml"
+# NATS mode beside Keptn, with the API proxy for side-cars and tasks
+"$HELM" template -n keptn job-executor-service "$ROOT/chart" \
+    --set remoteControlPlane.enabled=false \
+    --set jobNamespace=keptn-jobs \
+    --set apiProxy.enabled=true \
+    --set apiProxy.forTasks.enabled=true \
+    --set networkPolicy.egress.enabled=true \
+    --set networkPolicy.egress.k8sMasterCIDR=10.96.0.1/32 \
+    --set jobConfig.networkPolicy.enabled=true \
+    --set 'jobConfig.networkPolicy.blockCIDRs={10.244.0.0/16,10.96.0.0/12}' > "$TMP/rendered/nats-api-proxy.yaml"
 
 status=0
 "$CHECKOV" --quiet --compact --skip-download --framework kubernetes -d "$TMP/rendered" || status=1

@@ -30,3 +30,12 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
     for name in settings.ENV_NAMES.values():
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def nats(tmp_path: Path) -> Any:
+    """A real nats-server with JetStream (as Keptn's chart runs it) on a free loopback port."""
+    from tests.natsserver import nats_server
+
+    with nats_server(tmp_path / "nats-store") as server:
+        yield server

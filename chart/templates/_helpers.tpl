@@ -110,6 +110,85 @@ a values file that still names them gets the jes image instead (NOTES.txt says s
 {{- end }}
 
 {{/*
+NATS mode: remoteControlPlane.enabled set to false (the 0.1.x meaning: jes beside Keptn, events
+from Keptn's NATS, Keptn's services in-cluster without a token). Unset or true: HTTP polling of
+remoteControlPlane.api, as every value file since 0.2 expects.
+*/}}
+{{- define "jes.natsMode" -}}
+{{- $enabled := .Values.remoteControlPlane.enabled }}
+{{- if and (not (kindIs "invalid" $enabled)) (not (include "jes.isTrue" $enabled)) }}true{{ end }}
+{{- end }}
+
+{{- define "jes.apiProxy" -}}
+{{- include "jes.isTrue" ((.Values.apiProxy | default dict).enabled) }}
+{{- end }}
+
+{{- define "jes.apiProxy.forTasks" -}}
+{{- include "jes.isTrue" (((.Values.apiProxy | default dict).forTasks | default dict).enabled) }}
+{{- end }}
+
+{{- define "jes.apiProxy.port" -}}
+{{- (.Values.apiProxy | default dict).port | default 8081 | int }}
+{{- end }}
+
+{{- define "jes.apiProxy.taskPort" -}}
+{{- ((.Values.apiProxy | default dict).forTasks | default dict).port | default 8082 | int }}
+{{- end }}
+
+{{/* The Service through which tasks reach the API proxy (apiProxy.forTasks). */}}
+{{- define "jes.apiProxy.service" -}}
+{{- printf "%s-api-proxy" (include "jes.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Combinations that cannot work, refused with a message saying what to change. Included by every
+template that could otherwise fail first with a less helpful message.
+*/}}
+{{- define "jes.checks" -}}
+{{- if and (include "jes.natsMode" .) (include "jes.autoDetect" .) }}
+{{- fail "remoteControlPlane.enabled=false (NATS mode: jes runs beside Keptn) and remoteControlPlane.autoDetect.enabled=true (find Keptn's API gateway and poll it over HTTP) contradict each other; set one of them differently" }}
+{{- end }}
+{{- if and (include "jes.apiProxy.forTasks" .) (not (include "jes.apiProxy" .)) }}
+{{- fail "apiProxy.forTasks.enabled=true requires apiProxy.enabled=true: tasks reach the API proxy that jes serves; enable apiProxy too, or disable apiProxy.forTasks" }}
+{{- end }}
+{{- if include "jes.apiProxy" . }}
+{{- $port := include "jes.apiProxy.port" . | int }}
+{{- if eq $port 8080 }}
+{{- fail "apiProxy.port=8080 is the port of /health, /ready and /metrics; choose another one (the default is 8081)" }}
+{{- end }}
+{{- if include "jes.apiProxy.forTasks" . }}
+{{- $task := include "jes.apiProxy.taskPort" . | int }}
+{{- if or (eq $task 8080) (eq $task $port) }}
+{{- fail (printf "apiProxy.forTasks.port=%d is taken (8080: /health and /metrics; %d: apiProxy.port); choose another one (the default is 8082)" $task $port) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- include "jes.checks.natsTasks" . }}
+{{- end }}
+
+{{/*
+NATS mode with apiProxy.forTasks: Keptn's in-cluster services (shipyard-controller,
+resource-service, mongodb-datastore) and NATS answer anyone without authentication, so a task that
+can reach them bypasses its scoped token entirely. The token is a boundary only when tasks cannot:
+the Jobs must run outside Keptn's namespace (the release namespace in NATS mode), and the job
+NetworkPolicy must be on with blockCIDRs (the cluster's pod and Service CIDRs: most CNIs match pod
+IPs against an ipBlock of 0.0.0.0/0, so without them the policy lets a task reach every pod).
+*/}}
+{{- define "jes.checks.natsTasks" -}}
+{{- if and (include "jes.natsMode" .) (include "jes.apiProxy.forTasks" .) }}
+{{- $why := "in NATS mode Keptn's services (shipyard-controller, resource-service, mongodb-datastore) and NATS answer without authentication, so a task that reaches them bypasses its scoped API-proxy token" }}
+{{- if has .Release.Namespace (splitList "," (include "jes.jobNamespaces" .)) }}
+{{- $where := ternary (printf "tasks may run in the release namespace %q (it is listed in jobConfig.extraNamespaces)" .Release.Namespace) (printf "Jobs run in the release namespace %q" .Release.Namespace) (ne (include "jes.jobNamespace" .) .Release.Namespace) }}
+{{- fail (printf "apiProxy.forTasks.enabled=true with remoteControlPlane.enabled=false: %s, beside Keptn's services and Secrets; %s. Set jobNamespace to a namespace of their own (it must exist; not %q, and not in jobConfig.extraNamespaces), or disable apiProxy.forTasks" $where $why .Release.Namespace) }}
+{{- end }}
+{{- $policy := .Values.jobConfig.networkPolicy | default dict }}
+{{- if not (and (include "jes.isTrue" $policy.enabled) $policy.blockCIDRs) }}
+{{- fail (printf "apiProxy.forTasks.enabled=true with remoteControlPlane.enabled=false needs jobConfig.networkPolicy.enabled=true and jobConfig.networkPolicy.blockCIDRs set to the cluster's pod and Service CIDRs (e.g. --set 'jobConfig.networkPolicy.blockCIDRs={10.244.0.0/16,10.96.0.0/12}'): %s; most CNIs let an ipBlock of 0.0.0.0/0 match pod IPs, so only these exceptions keep tasks away from Keptn's pods (tasks still reach Keptn's API gateway, which requires the Keptn token, and jes's proxy)" $why) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
 Auto-detection (as upstream): exactly one Service api-gateway-nginx whose label
 app.kubernetes.io/part-of starts with "keptn", in autoDetect.namespace or in any namespace.
 `lookup` needs a cluster: under `helm template` (or --dry-run=client) it finds nothing and fails.
@@ -164,8 +243,8 @@ app.kubernetes.io/part-of starts with "keptn", in autoDetect.namespace or in any
 {{- $topics = .Values.remoteControlPlane.topicSubscription }}
 {{- end }}
 {{- $topics = $topics | replace " " "" }}
-{{- if or (contains ">" $topics) (contains "*" $topics) }}
-{{- fail (printf "%s=%q: wildcards cannot be polled over HTTP; list exact event types, e.g. sh.keptn.event.test.triggered" $source $topics) }}
+{{- if and (or (contains ">" $topics) (contains "*" $topics)) (not (include "jes.natsMode" .)) }}
+{{- fail (printf "%s=%q: wildcards cannot be polled over HTTP; list exact event types, e.g. sh.keptn.event.test.triggered (NATS mode, remoteControlPlane.enabled=false, allows them)" $source $topics) }}
 {{- end }}
 {{- $topics }}
 {{- end }}
@@ -223,7 +302,69 @@ app.kubernetes.io/part-of starts with "keptn", in autoDetect.namespace or in any
 {{- end }}
 {{- end }}
 
-{{/* Volumes and mounts: a writable /tmp and the optional CA bundle. */}}
+{{/*
+Environment for NATS mode: Keptn's NATS, the queue group (default: the fullname, so the replicas of
+this release share the events and other releases get their own copy), the reconciliation poll, and
+the in-cluster API's request settings. No endpoint and no credentials: Keptn's services are called
+in-cluster without a token, as the distributor does.
+*/}}
+{{- define "jes.natsEnv" -}}
+{{- $nats := .Values.nats | default dict }}
+{{- $api := .Values.remoteControlPlane.api | default dict -}}
+- name: PUBSUB_URL
+  value: {{ $nats.url | default "nats://keptn-nats" | quote }}
+- name: PUBSUB_GROUP
+  value: {{ $nats.queueGroup | default (include "jes.fullname" .) | quote }}
+- name: JES_NATS_RECONCILE_S
+  value: {{ $nats.reconcileSeconds | default 30 | toString | quote }}
+- name: JES_HTTP_TIMEOUT_S
+  value: {{ $api.timeoutSeconds | default 30 | toString | quote }}
+- name: JES_HTTP_MAX_CONNECTIONS
+  value: {{ $api.maxConnections | default 8 | int64 | toString | quote }}
+- name: JES_RESOURCE_SERVICE_PATH
+  value: {{ $api.resourceServicePath | default "resource-service" | quote }}
+{{- end }}
+
+{{/*
+The distributor's API proxy (apiProxy.enabled), on 127.0.0.1 unless apiProxy.host says otherwise,
+and its door for tasks (apiProxy.forTasks): a port of its own behind the Service
+<fullname>-api-proxy, whose URL tasks get as KEPTN_API_PROXY_URL.
+*/}}
+{{- define "jes.apiProxyEnv" -}}
+{{- if include "jes.apiProxy" . }}
+{{- $proxy := .Values.apiProxy }}
+- name: API_PROXY_PORT
+  value: {{ include "jes.apiProxy.port" . | quote }}
+- name: API_PROXY_PATH
+  value: {{ $proxy.path | default "/" | quote }}
+- name: API_PROXY_HTTP_TIMEOUT
+  value: {{ ternary 30 $proxy.httpTimeoutSeconds (kindIs "invalid" $proxy.httpTimeoutSeconds) | toString | quote }}
+- name: API_PROXY_MAX_PAYLOAD_BYTES_KB
+  value: {{ ternary 64 $proxy.maxPayloadBytesKB (kindIs "invalid" $proxy.maxPayloadBytesKB) | int64 | toString | quote }}
+- name: EVENT_FORWARDING_PATH
+  value: {{ $proxy.eventForwardingPath | default "/event" | quote }}
+{{- with $proxy.host }}
+- name: JES_API_PROXY_HOST
+  value: {{ . | quote }}
+{{- end }}
+{{- if include "jes.apiProxy.forTasks" . }}
+{{- $port := include "jes.apiProxy.taskPort" . }}
+- name: JES_API_PROXY_TASK_PORT
+  value: {{ $port | quote }}
+- name: JES_API_PROXY_TASK_URL
+  value: {{ printf "http://%s.%s.svc:%s" (include "jes.apiProxy.service" .) .Release.Namespace $port | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Secrets no task may use (JES_PROTECTED_SECRETS): jes's own credentials; in NATS mode, where jes
+holds none and runs in Keptn's namespace, Keptn's API token Secret.
+*/}}
+{{- define "jes.protectedSecrets" -}}
+{{- if include "jes.natsMode" . }}keptn-api-token{{ else }}{{ include "jes.secretName" . }}{{ end }}
+{{- end }}
+
 {{/* Whether jes sends an API token (not only OAuth). */}}
 {{- define "jes.usesToken" -}}
 {{- $api := .Values.remoteControlPlane.api }}
@@ -239,6 +380,7 @@ updates the files when the Secret changes, and jes reads the token again.
 - name: tmp
   emptyDir:
     sizeLimit: 64Mi
+{{- if not (include "jes.natsMode" .) }}
 - name: keptn-api
   secret:
     secretName: {{ include "jes.secretName" . }}
@@ -262,10 +404,12 @@ updates the files when the Secret changes, and jes reads the token again.
     name: {{ . }}
 {{- end }}
 {{- end }}
+{{- end }}
 
 {{- define "jes.volumeMounts" -}}
 - name: tmp
   mountPath: /tmp
+{{- if not (include "jes.natsMode" .) }}
 - name: keptn-api
   mountPath: /etc/jes/keptn-api
   readOnly: true
@@ -273,6 +417,7 @@ updates the files when the Secret changes, and jes reads the token again.
 - name: ca-bundle
   mountPath: /etc/jes/ca
   readOnly: true
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -328,10 +473,11 @@ used as /32 when they are IP addresses, else resolved with getHostByName, which 
 {{- end }}
 {{- end }}
 {{- $hosts := list }}
-{{- if not (include "jes.autoDetect" .) }}
+{{- $nats := include "jes.natsMode" . }}
+{{- if not (or $nats (include "jes.autoDetect" .)) }}
 {{- $hosts = append $hosts (.Values.remoteControlPlane.api.hostname | default "") }}
 {{- end }}
-{{- if include "jes.oauth" . }}
+{{- if and (include "jes.oauth" .) (not $nats) }}
 {{- $oauth := .Values.remoteControlPlane.api.oauth }}
 {{- range $url := list $oauth.clientDiscovery $oauth.tokenUrl }}
 {{- if $url }}{{ $hosts = append $hosts (urlParse $url).host }}{{ end }}
@@ -377,6 +523,33 @@ used as /32 when they are IP addresses, else resolved with getHostByName, which 
       port: 53
     - protocol: TCP
       port: 53
+{{- end }}
+
+{{/*
+NATS mode: egress to the pods of the release namespace (Keptn's) on NATS's client port and the
+port of Keptn's services (shipyard-controller, resource-service, mongodb-datastore, api-service).
+*/}}
+{{- define "jes.inClusterEgressRule" -}}
+- to:
+    - podSelector: {}
+  ports:
+    - protocol: TCP
+      port: 4222
+    - protocol: TCP
+      port: 8080
+{{- end }}
+
+{{/* Job pods of this release in the job namespaces, as NetworkPolicy peers. */}}
+{{- define "jes.jobPodPeers" -}}
+{{- $fullname := include "jes.fullname" . }}
+{{- range $ns := splitList "," (include "jes.jobNamespaces" .) }}
+- namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: {{ $ns }}
+  podSelector:
+    matchLabels:
+      app.kubernetes.io/managed-by: {{ $fullname }}
+{{- end }}
 {{- end }}
 
 {{/* Egress to Keptn's api-gateway-nginx pods in any namespace. */}}

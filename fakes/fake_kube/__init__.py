@@ -26,7 +26,8 @@ names, labels and Job specs), get (404 ``NotFound``), list (``labelSelector``: `
 containers/env/volumes/ownerReferences/conditions, JSON patch; a ``resourceVersion`` in the patch is a
 precondition), delete (``propagationPolicy`` Foreground/Background/Orphan — the API default for Jobs
 is Orphan — and ``preconditions``; dependents found by ``ownerReferences`` are garbage-collected, so
-deleting a Job deletes its pods and the ConfigMaps it owns). All error answers carry a real
+deleting a Job deletes its pods and the ConfigMaps it owns; an object created with owners that all do
+not exist is garbage-collected right after). All error answers carry a real
 ``Status`` body.
 
 **Watches.** ``?watch=true&resourceVersion=N`` streams JSON lines ADDED/MODIFIED/DELETED (and
@@ -49,9 +50,11 @@ retries are used — ``FailureTarget`` + ``Failed`` (``BackoffLimitExceeded``) a
 cluster records: a container image that is not a valid reference → ``InvalidImageName``; an
 ``envFrom.secretRef``/``configMapRef`` or ``secretKeyRef``/``configMapKeyRef`` naming a missing
 object or key → ``CreateContainerConfigError`` (``secret "x" not found``, ``couldn't find key k in
-Secret ns/x``); a missing ConfigMap/Secret volume → stuck in ``ContainerCreating`` with
-``FailedMount``; with ``check_service_accounts=True`` a missing ``serviceAccountName`` (other than
-``default``) → no pod, a repeated ``FailedCreate`` event on the Job.
+Secret ns/x``), the pod ``Pending``, tried again every ``config_retry_s`` (fake clock; a real
+kubelet's pod worker backs off 10 s) until the object appears, then the container starts; a missing
+ConfigMap/Secret volume → stuck in ``ContainerCreating`` with ``FailedMount``; with
+``check_service_accounts=True`` a missing ``serviceAccountName`` (other than ``default``) → no pod,
+a repeated ``FailedCreate`` event on the Job.
 
 **Scripts.** :meth:`FakeKube.behave` registers a :class:`Behaviour` per Job name (main containers)
 or per image (any container; ``busybox`` also matches ``busybox:1.36``). Init containers without an
@@ -129,6 +132,7 @@ class FakeKube:
         history_size: int = 20_000,
         bookmark_interval_s: float = 1.0,
         image_backoff_s: float = 0.2,
+        config_retry_s: float = 10.0,
         start_timeout_s: float = 10.0,
         container_log_max_bytes: int = 10 * 1024 * 1024,
     ) -> None:
@@ -139,6 +143,7 @@ class FakeKube:
         self.history_size = history_size
         self.bookmark_interval_s = bookmark_interval_s
         self.image_backoff_s = image_backoff_s
+        self.config_retry_s = config_retry_s
         self.start_timeout_s = start_timeout_s
         self.clock = FakeClock(ticking=True)
         self.faults = Faults()
@@ -221,6 +226,7 @@ class FakeKube:
             self._behaviour_for,
             check_service_accounts=self.check_service_accounts,
             image_backoff_s=self.image_backoff_s,
+            config_retry_s=self.config_retry_s,
         )
         api = _http.Api(
             store,

@@ -84,6 +84,7 @@ class Cluster:
         *,
         check_service_accounts: bool,
         image_backoff_s: float,
+        config_retry_s: float = 10.0,
         pod_retry_delay_s: float = 0.1,
     ) -> None:
         self.store = store
@@ -92,6 +93,8 @@ class Cluster:
         self.behaviour_for = behaviour_for
         self.check_service_accounts = check_service_accounts
         self.image_backoff_s = image_backoff_s
+        self.config_retry_s = config_retry_s
+        """How often the kubelet tries again to start a container whose Secret/ConfigMap is missing."""
         self.pod_retry_delay_s = pod_retry_delay_s
         self._tasks: dict[str, set[asyncio.Task[None]]] = {}
         """Running coroutines per owner uid (job or pod)."""
@@ -344,6 +347,30 @@ class Cluster:
                 return
         del self._foreground[owner_uid]
         self.store.remove(plural, namespace, name)
+
+    def object_created(self, plural: str, obj: Obj) -> None:
+        """The garbage collector on a new object: one whose owners all do not exist (a Job deleted
+        before a dependent naming its uid was created) is deleted soon, with a uid precondition
+        (``garbagecollector.go``, ``attemptToDeleteItem``: "all owners are absent")."""
+        meta = obj["metadata"]
+        refs = meta.get("ownerReferences") or []
+        if not refs or any(self._owner_exists(ref, meta.get("namespace", "")) for ref in refs):
+            return
+        asyncio.get_running_loop().call_soon(self._collect_orphan, plural, meta.get("namespace", ""), meta["name"],
+                                             meta["uid"])  # fmt: skip
+
+    def _owner_exists(self, ref: Obj, namespace: str) -> bool:
+        try:
+            plural = _store.kind_of(str(ref.get("kind") or "")).plural
+        except KeyError:
+            return True  # a kind the fake does not serve: assume it is there
+        owner = self.store.get(plural, namespace, str(ref.get("name") or ""))
+        return owner is not None and owner["metadata"]["uid"] == ref.get("uid")
+
+    def _collect_orphan(self, plural: str, namespace: str, name: str, uid: str) -> None:
+        current = self.store.get(plural, namespace, name)
+        if current is not None and current["metadata"]["uid"] == uid:
+            self.delete(plural, namespace, name, "Background")
 
     def _delete_dependents(self, uid: str, namespace: str) -> None:
         for plural, dependent in list(self.store.owned_by(uid, namespace)):

@@ -548,6 +548,7 @@ class Api:
         created = self.store.create(kind.plural, body, self.cluster.timestamp(), uid=uid)
         if kind.plural == "jobs":
             self.cluster.job_created(created)
+        self.cluster.object_created(kind.plural, created)
         return _json(created, 201)
 
     @staticmethod

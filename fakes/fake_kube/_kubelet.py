@@ -201,7 +201,8 @@ class Kubelet:
             await self.cluster.timers.sleep(min(self.cluster.image_backoff_s, max(0.0, healed_at - clock.monotonic())))
 
     async def _cannot_start(self, container: Obj, init: bool) -> bool:
-        """Apply image and configuration problems; True when the container is stuck."""
+        """Apply image and configuration problems; True when the container is stuck for good (an
+        image problem). A missing Secret or ConfigMap is waited for (:meth:`_wait_for_config`)."""
         await self._passing_problem(container, init)
         name, image = container["name"], container.get("image", "")
         script = self.scripts[name][0]
@@ -227,12 +228,29 @@ class Kubelet:
             self._event("Normal", "BackOff", f'Back-off pulling image "{image}"')
             self._event("Warning", "Failed", "Error: ImagePullBackOff")
             return True
-        problem = self._config_problem(container)
-        if problem:
-            self._set_state(name, init, waiting("CreateContainerConfigError", problem))
-            self._event("Warning", "Failed", f"Error: {problem}")
-            return True
+        await self._wait_for_config(container, init)
         return False
+
+    async def _wait_for_config(self, container: Obj, init: bool) -> None:
+        """Until every Secret/ConfigMap (and key) the container's environment names exists.
+
+        As a real kubelet: ``startContainer`` (``kuberuntime_container.go``) cannot build the
+        container's config — ``makeEnvironmentVariables`` (``kubelet_pods.go``) fails with the secret
+        manager's NotFound error, ``secret "<name>" not found`` (group resource ``secret``,
+        ``watch_based_manager.go``), or ``couldn't find key <k> in Secret <ns>/<name>`` — so the
+        container stays waiting with reason ``CreateContainerConfigError`` (``ErrCreateContainerConfig``)
+        and that message, a ``Failed`` event ``Error: <message>`` is recorded, and the pod stays
+        ``Pending``. The pod worker retries a failed sync after its back-off (``pod_workers.go``:
+        ``backOffPeriod``, 10 s, jittered; ``config_retry_s`` here); once the object exists the
+        container starts. The pod never fails for it: it waits until it is deleted."""
+        name = container["name"]
+        shown = ""
+        while problem := self._config_problem(container):
+            if problem != shown:  # the status manager writes only changes; events repeat (count)
+                self._set_state(name, init, waiting("CreateContainerConfigError", problem))
+                shown = problem
+            self._event("Warning", "Failed", f"Error: {problem}")
+            await self.cluster.timers.sleep(self.cluster.config_retry_s)
 
     def _config_problem(self, container: Obj) -> str:
         store, ns = self.cluster.store, self.namespace

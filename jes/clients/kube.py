@@ -288,6 +288,31 @@ class KubeApi:
             namespace=namespace,
         )
 
+    async def create_secret(
+        self, namespace: str, body: Mapping[str, Any], *, backoff: retry.Backoff | None = None
+    ) -> None:
+        """Create a Secret (a task's proxy token); the answer, which holds the data, is dropped.
+        There is no call to read or patch a Secret: both answer with the whole object, so the right
+        to either is a right to read every Secret of the namespace."""
+        await self.send(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/secrets",
+            body=dict(body),
+            verb="create",
+            resource="secrets",
+            namespace=namespace,
+            backoff=backoff,
+        )
+
+    async def delete_secret(self, namespace: str, name: str) -> None:
+        await self.send(
+            "DELETE",
+            f"/api/v1/namespaces/{namespace}/secrets/{name}",
+            verb="delete",
+            resource="secrets",
+            namespace=namespace,
+        )
+
     # --- streams (blocking; the caller owns the response) ---------------------------------------
 
     def open_log(self, namespace: str, pod: str, container: str) -> urllib3.BaseHTTPResponse:

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from jes import settings
-from jes.devtools import examples
+from jes import errors, settings
+from jes.devtools import demonats, examples
 from jes.devtools.controlplane.server import LocalControlPlane
 from jes.service.core import Service
 from jes.util import logfmt
@@ -60,19 +60,26 @@ class Executor:
     namespace: str
 
 
-def run(*, regions: bool = False, keep_running: bool = False, port: int = 0, out: TextIO = sys.stdout) -> int:
+def run(
+    *, regions: bool = False, nats: bool = False, keep_running: bool = False, port: int = 0, out: TextIO = sys.stdout
+) -> int:
     token = secrets.token_urlsafe(16)
     logfmt.setup(fmt="console", level=logging.WARNING, secrets=(token,))
     with ExitStack() as stack:
         seed = stack.enter_context(_seed(regions=regions))
-        plane = stack.enter_context(LocalControlPlane(token=token, seed_dir=seed, port=port))
+        nats_url = stack.enter_context(demonats.nats_server()) if nats else None
+        plane = stack.enter_context(LocalControlPlane(token=token, seed_dir=seed, port=port, nats_url=nats_url))
         state = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="jes-demo-")))
         executors = (
             [Executor("APAC executor", "APAC", "keptn-jes-apac"), Executor("EU executor", "EU", "keptn-jes-eu")]
             if regions
+            else [Executor(f"replica {i}", None, "keptn-jes") for i in (1, 2)]
+            if nats
             else [Executor("executor", None, "keptn-jes")]
         )
-        return asyncio.run(_main(plane, executors, state, keep_running=keep_running, out=out))
+        if nats_url is not None:
+            stack.enter_context(demonats.in_cluster_names_to(plane.base_url))
+        return asyncio.run(_main(plane, executors, state, keep_running=keep_running, out=out, nats_url=nats_url))
     return 1  # pragma: no cover - ExitStack does not swallow
 
 
@@ -89,8 +96,9 @@ def _seed(*, regions: bool) -> Iterator[Path]:
         yield seed
 
 
-def _settings(plane: LocalControlPlane, executor: Executor, state: Path) -> settings.Settings:
-    return settings.Settings(
+def _settings(plane: LocalControlPlane, executor: Executor, state: Path, nats_url: str | None) -> settings.Settings:
+    in_cluster = {"keptn_api_endpoint": "", "keptn_api_token": "", "pubsub_url": nats_url, "pubsub_group": "jes"}
+    current = settings.Settings(
         keptn_api_endpoint=plane.url,
         keptn_api_token=plane.token,
         pubsub_topics=(TOPIC,),
@@ -105,16 +113,31 @@ def _settings(plane: LocalControlPlane, executor: Executor, state: Path) -> sett
         log_format="console",
         shutdown_grace_s=5.0,
     )
+    if nats_url is None:
+        return current
+    return current.with_overrides(**in_cluster, k8s_pod_name=f"jes-{executor.name.replace(' ', '-')}")
 
 
 async def _main(
-    plane: LocalControlPlane, executors: list[Executor], state: Path, *, keep_running: bool, out: TextIO
+    plane: LocalControlPlane,
+    executors: list[Executor],
+    state: Path,
+    *,
+    keep_running: bool,
+    out: TextIO,
+    nats_url: str | None = None,
 ) -> int:
-    services = [Service(_settings(plane, e, state), health_host="127.0.0.1") for e in executors]
+    ledgers = demonats.shared_ledgers(*(e.name for e in executors)) if nats_url else [None] * len(executors)
+    services = [
+        Service(_settings(plane, e, state, nats_url), health_host="127.0.0.1", store=store)
+        for e, store in zip(executors, ledgers, strict=True)
+    ]
     for service in services:
         await service.start()
     try:
-        _say(out, _banner(plane, executors))
+        _say(out, _banner(plane, executors, nats_url))
+        if nats_url is not None:
+            await _wait_subscribed(services)
         contexts = {region: plane.trigger_sequence(_trigger(region)) for region in ("APAC", "EU")}
         _say(out, "Triggered sh.keptn.event.dev.sequence1.triggered for APAC and EU (the user's two events).\n")
         finished = await _wait_for_sequences(plane, list(contexts.values()), timeout_s=60.0)
@@ -124,6 +147,8 @@ async def _main(
             _say(out, _keep_running_help(plane))
             await asyncio.Event().wait()  # until Ctrl-C
         ok = finished and all(_sequence_passed(plane, c) for c in contexts.values())
+        if nats_url is not None:
+            _say(out, _shares(services))
         _say(out, "Demo finished: both sequences passed.\n" if ok else "Demo finished with problems (see above).\n")
         return 0 if ok else 1
     finally:
@@ -145,13 +170,28 @@ def _sequence_passed(plane: LocalControlPlane, context: str) -> bool:
     return bool(done) and done[0]["data"].get("result") == "pass"
 
 
-def _banner(plane: LocalControlPlane, executors: list[Executor]) -> str:
+def _banner(plane: LocalControlPlane, executors: list[Executor], nats_url: str | None = None) -> str:
     who = ", ".join(f"{e.name} (LOCATION={e.location})" if e.location else e.name for e in executors)
+    how = f"subscribed to {TOPIC} on {nats_url}, queue group jes" if nats_url else f"polling {TOPIC}"
     return (
         "jes demo\n"
         f"  control plane: {plane.url} (local, seeded with the hello-world project)\n"
-        f"  jes:           {who}, local runner, polling {TOPIC}\n\n"
+        f"  jes:           {who}, local runner, {how}\n\n"
     )
+
+
+async def _wait_subscribed(services: list[Service], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not all(s.intake.subscriber and s.intake.subscriber.ready for s in services):
+        if time.monotonic() > deadline:
+            raise errors.JesError("jes demo --nats: the replicas did not subscribe to NATS in time")
+        await asyncio.sleep(0.05)
+
+
+def _shares(services: list[Service]) -> str:
+    counts = [s.intake.subscriber.received if s.intake.subscriber else 0 for s in services]
+    shown = ", ".join(f"replica {i} received {n}" for i, n in enumerate(counts, 1))
+    return f"NATS queue group jes: {shown} (each event to one member).\n"
 
 
 def _report(plane: LocalControlPlane, region: str, context: str) -> str:

@@ -13,9 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from jes import settings
+from jes.distributor import config as distributor_config
 from jes.matcher import config
 
-SECTIONS = {"config-reference": "config_reference", "settings-reference": "settings_reference"}
+SECTIONS = {
+    "config-reference": "config_reference",
+    "settings-reference": "settings_reference",
+    "distributor-reference": "distributor_reference",
+}
 
 
 def _type_of(schema: dict[str, Any], defs: dict[str, Any]) -> str:
@@ -72,6 +77,12 @@ def config_reference() -> str:
 def settings_reference() -> str:
     lines = ["| variable | meaning [default] |", "|---|---|"]
     lines += [f"| `{name}` | {doc} |" for name, doc in settings.SETTINGS_DOC]
+    return "\n".join(lines)
+
+
+def distributor_reference() -> str:
+    lines = ["| variable | what `jes distributor` does with it [default] |", "|---|---|"]
+    lines += [f"| `{v.env}` | {v.doc} |" for v in distributor_config.VARIABLES]
     return "\n".join(lines)
 
 

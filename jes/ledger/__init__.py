@@ -36,6 +36,10 @@ class Ledger(Protocol):
         know what is in progress in this process: the service runs one worker per event."""
         ...
 
+    async def read(self, event_id: str) -> Claim | None:
+        """The claim on record for an event, whoever holds it (None: none); never takes it."""
+        ...
+
     async def save(self, claim: Claim) -> None:
         """Write the claim if nobody else changed it since it was read; else :class:`ClaimLost`."""
         ...

@@ -56,9 +56,13 @@ class TaskRecord:
     exit_code: int | None = None
     started_at: str = ""
     finished_at: str = ""
+    token_digest: str = ""
+    """SHA-256 of the task's API-proxy token while it runs (any replica can check a token with it)."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"state": self.state.value, "job": self.job}
+        if self.token_digest and self.state is not TaskState.DONE:
+            data["token_digest"] = self.token_digest
         if self.state is TaskState.DONE:
             data.update(
                 status=self.status,
@@ -79,6 +83,7 @@ class TaskRecord:
             exit_code=data.get("exit_code"),
             started_at=str(data.get("started_at") or ""),
             finished_at=str(data.get("finished_at") or ""),
+            token_digest=str(data.get("token_digest") or ""),
         )
 
 

@@ -70,6 +70,9 @@ class FileLedger:
             await self.save(claim)
         return on_record(existing, claim)
 
+    async def read(self, event_id: str) -> Claim | None:
+        return await asyncio.to_thread(self._read, self._path(event_id))
+
     async def save(self, claim: Claim) -> None:
         await asyncio.to_thread(self._write, self._path(claim.event_id), claim)
         claim.saved_at = time.monotonic()

@@ -249,6 +249,16 @@ class LeaseLedger:
         claim.saved_at = sent_at
         return claim
 
+    async def read(self, event_id: str) -> Claim | None:
+        """The claim on record (any holder's), without taking it."""
+        try:
+            lease = await self._send("GET", self._path(self.claim_name(event_id)), "get")
+        except errors.KubeNotFoundError:
+            return None
+        except errors.KubeError as exc:
+            raise errors.StateError(f"cannot read the claim of event {event_id}: {exc}") from exc
+        return self._claim_of(lease)
+
     async def _take_existing(self, fresh: Claim) -> Claim | None:
         try:
             lease = await self._send("GET", self._path(self.claim_name(fresh.event_id)), "get")

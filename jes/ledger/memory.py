@@ -36,6 +36,9 @@ class MemoryLedger:
             self._write(claim)
         return on_record(existing, claim)
 
+    async def read(self, event_id: str) -> Claim | None:
+        return self.get(event_id)
+
     async def save(self, claim: Claim) -> None:
         self._write(claim)
 

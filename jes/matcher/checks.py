@@ -1,6 +1,6 @@
 """Checks of a job/config.yaml beyond its shape: regexes, JSONPaths, names and quantities
-Kubernetes would refuse, env sources, and the executor's policy (image allowlist, privileged
-containers, jes's own Secrets and service account).
+Kubernetes would refuse, env sources, the variables jes sets itself (the API proxy's), and the
+executor's policy (image allowlist, privileged containers, jes's own Secrets and service account).
 
 Each event entry and task that has the right shape is checked on its own, so one wrong field
 elsewhere hides no other problem. Problems and warnings carry the file position of the field.
@@ -26,6 +26,7 @@ from jes.matcher.schema import (
     SecurityContext,
     Task,
 )
+from jes.models import API_PROXY_ENV_NAMES, is_api_proxy_secret_name
 from jes.util import parsing
 
 
@@ -61,6 +62,30 @@ def protected_references(
         )
         found.append((("serviceAccount",), message))
     return found
+
+
+def reserved_references(task: Task) -> list[tuple[yamlsource.Path, str]]:
+    """Where ``task`` sets a variable jes sets for it, or names another task's API-proxy token
+    Secret: (path below the task, message) pairs. Refused whatever the executor's settings: a task
+    must not be able to replace the proxy URL or token jes gives it, nor borrow another task's."""
+    found: list[tuple[yamlsource.Path, str]] = []
+    for i, env in enumerate(task.env or ()):
+        if env.valueFrom in ("event", "string") and env.name in API_PROXY_ENV_NAMES:
+            message = (
+                f"{env.name} is set by jes (a task that may use the API proxy gets its URL and a token of its "
+                "own); a task's env may not set it — use another name"
+            )
+            found.append((("env", i, "name"), message))
+        elif env.valueFrom == "secret" and is_api_proxy_secret_name(env.name):
+            found.append((("env", i, "name"), _token_secret(env.name)))
+    for i, name in enumerate(task.imagePullSecrets or ()):
+        if is_api_proxy_secret_name(name):
+            found.append((("imagePullSecrets", i), _token_secret(name)))
+    return found
+
+
+def _token_secret(name: str) -> str:
+    return f"secret {name!r} holds another task's API-proxy token: no task may use it"
 
 
 def _protected_secret(name: str) -> str:
@@ -134,6 +159,8 @@ def _check_jsonpath(checker: Checker, path: yamlsource.Path, expression: str) ->
 def _check_task(checker: Checker, path: yamlsource.Path, task: Task, policy: Policy | None) -> None:
     for i, env in enumerate(task.env or ()):
         _check_env(checker, (*path, "env", i), env)
+    for where, message in reserved_references(task):
+        checker.add((*path, *where), message)
     _check_resources(checker, path, task.resources)
     _check_security_context(checker, (*path, "securityContext"), task.securityContext)
     _check_names(checker, path, task)

@@ -236,12 +236,12 @@ def _plan_action(
 
 
 def _check_policy(tasks: Sequence[schema.Task], executor: Executor) -> None:
-    """All tasks are checked before any runs, as upstream did for images: the image allowlist, and
-    no reference to jes's own Secrets or service account."""
+    """All tasks are checked before any runs, as upstream did for images: the image allowlist, no
+    reference to jes's own Secrets or service account, and no variable jes sets itself."""
     for task in tasks:
         if not imagepolicy.allowed(task.image, executor.allowed_images):
             raise errors.PolicyError(imagepolicy.forbidden_message(task.image))
-        refused = checks.protected_references(
+        refused = checks.reserved_references(task) + checks.protected_references(
             task, secrets=executor.protected_secrets, service_accounts=executor.protected_service_accounts
         )
         if refused:

@@ -52,6 +52,21 @@ class Arrival(enum.StrEnum):
     """The datastore could not be asked for longer than its lag: nobody can tell."""
 
 
+class EventSender(Protocol):
+    """Sends one event: the control plane's ``POST /v1/event`` or, in NATS mode, a publish.
+
+    Raises ``EventMaybeDeliveredError`` when it may have arrived although that is not confirmed,
+    a :class:`jes.errors.Temporary` error when it certainly did not leave."""
+
+    async def send_event(
+        self,
+        event: Mapping[str, Any],
+        *,
+        backoff: retry.Backoff | None = None,
+        before: Callable[[], Awaitable[None]] | None = None,
+    ) -> str: ...
+
+
 class Reporter(Protocol):
     async def deliver(self, event: dict[str, Any], *, fence: Fence) -> Arrival:
         """Send until accepted (ARRIVED), or UNKNOWN when a POST may have arrived and the datastore
@@ -77,6 +92,7 @@ class KeptnReporter:
         self,
         client: keptn_client.KeptnClient,
         *,
+        sender: EventSender | None = None,
         integration_id: Callable[[], str | None] = lambda: None,
         settle_s: float = 10.0,
         backoff: retry.Backoff = retry.UNTIL_ACCEPTED,
@@ -88,6 +104,7 @@ class KeptnReporter:
         on_delivered: Callable[[str, float], None] | None = None,
     ) -> None:
         self._client = client
+        self._sender: EventSender = sender or client
         self._integration_id = integration_id
         self.settle_s = settle_s
         self._backoff = backoff
@@ -112,7 +129,7 @@ class KeptnReporter:
                 attempt += 1
                 try:
                     # the fence right before the request leaves (after waiting for a connection)
-                    await self._client.send_event(event, backoff=retry.Backoff(()), before=fence)
+                    await self._sender.send_event(event, backoff=retry.Backoff(()), before=fence)
                 except httperrors.EventMaybeDeliveredError as exc:
                     self._on_error("maybe_delivered")
                     logger.warning("%s: %s; asking the datastore whether it arrived", what, exc)
@@ -191,7 +208,7 @@ class KeptnReporter:
 
     async def best_effort(self, event: dict[str, Any]) -> None:
         try:
-            await self._client.send_event(event, backoff=retry.Backoff((0.2,)))
+            await self._sender.send_event(event, backoff=retry.Backoff((0.2,)))
         except errors.JesError as exc:
             self._on_error("best_effort")
             logger.info("%s was not accepted (%s); this report is optional", _what(event), exc)

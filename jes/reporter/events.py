@@ -67,12 +67,29 @@ class Identity:
     executor: str = "default/-"
 
 
+#: Namespace of the ids of ``.started``/``.finished`` (UUIDv5 of executor, triggered id and type).
+_REPORT_IDS = uuid.UUID("6f1c0a8e-3b5d-4c7a-9e21-5d0b8f4a2c13")
+
+
+def report_id(triggered_id: str, event_type: str, identity: Identity) -> str:
+    """The same id for the same report, whichever replica or restart sends it: a stream that drops
+    repeated ids (NATS JetStream's ``Nats-Msg-Id``) then keeps one copy. (The api-service gives
+    events POSTed to it ids of its own.)"""
+    return str(uuid.uuid5(_REPORT_IDS, f"{identity.executor}\n{triggered_id}\n{event_type}"))
+
+
 def _envelope(
-    info: EventInfo, event_type: str, data: dict[str, Any], identity: Identity, now: datetime
+    info: EventInfo,
+    event_type: str,
+    data: dict[str, Any],
+    identity: Identity,
+    now: datetime,
+    *,
+    deterministic_id: bool = False,
 ) -> dict[str, Any]:
     event: dict[str, Any] = {
         "specversion": SPEC_VERSION,
-        "id": str(uuid.uuid4()),
+        "id": report_id(info.id, event_type, identity) if deterministic_id else str(uuid.uuid4()),
         "source": identity.source,
         "type": event_type,
         "time": keptn_time(now),
@@ -127,7 +144,7 @@ def _probe(triggered_type: str, keptn_context: str, triggered_id: str, identity:
 def started(info: EventInfo, identity: Identity, *, now: datetime | None = None, action: str = "") -> dict[str, Any]:
     data = _scope(info)
     data["jes"] = {"executor": identity.executor, "action": action}
-    return _envelope(info, response_type(info.type, "started"), data, identity, now or utc_now())
+    return _envelope(info, response_type(info.type, "started"), data, identity, now or utc_now(), deterministic_id=True)
 
 
 def status_changed(
@@ -243,7 +260,8 @@ def finished(
     data["jes"] = dict(jes_data or {"executor": identity.executor})
     if test_window is not None and info.type == TEST_TRIGGERED:
         data["test"] = {"start": seconds_time(test_window[0]), "end": seconds_time(test_window[1])}
-    event = _envelope(info, response_type(info.type, "finished"), data, identity, now or utc_now())
+    finished_type = response_type(info.type, "finished")
+    event = _envelope(info, finished_type, data, identity, now or utc_now(), deterministic_id=True)
     return fit_to_budget(event, max_bytes)
 
 

@@ -43,11 +43,11 @@ from jes.reporter import delivery as reporter
 from jes.reporter import events
 from jes.runner import base as runner_base
 from jes.runner import choice
-from jes.service import handler, ports, providers
+from jes.service import apiproxy, handler, ports, providers, retention
 from jes.service.health import HealthServer
 from jes.service.health import app as health_app
+from jes.service.intake import Intake
 from jes.service.metrics import Metrics
-from jes.sources.poller import Poller
 from jes.util import parsing, retry
 
 logger = logging.getLogger(__name__)
@@ -100,9 +100,14 @@ class Service:
         source = configsource.ConfigSource(self.client)
         self.runner = runner or choice.build_runner(settings, self.kube)
         self.store = store or build_ledger(settings, self.kube)
-        self.poller = Poller(self.client, settings, self._on_event, on_poll_error=self._poll_error)
+        self.intake = Intake(
+            self.client, settings, self._on_event, on_poll_error=self._poll_error,
+            on_malformed=lambda: self.metrics.poll_errors.labels("malformed").inc(),
+        )  # fmt: skip
+        self.poller = self.intake.poller
         self.reporter = reporter.KeptnReporter(
             self.client,
+            sender=self.intake.sender,
             integration_id=lambda: self.poller.integration_id,
             settle_s=settings.datastore_settle_s,
             rejected_retry_s=rejected_retry_s,
@@ -110,7 +115,15 @@ class Service:
             on_rejected=lambda kind: self.metrics.reports_rejected.labels(kind).inc(),
             on_delivered=lambda kind, seconds: self.metrics.report_latency.labels(kind).observe(seconds),
         )
+        self.api_proxy = (
+            apiproxy.ApiProxy(
+                settings, http=self.http, sender=self.intake.sender, reporter=self.reporter, store=self.store
+            )
+            if settings.api_proxy_port is not None
+            else None
+        )
         self.triggered = providers.ControlPlaneTriggered(self.client)
+        self.retention = retention.DoneClaims(self.store, self.client, settings, self.metrics, wall_clock=wall_clock)
         self._slots = asyncio.Semaphore(settings.max_concurrent_events)
         self.handler = handler.EventHandler(
             configs=providers.ControlPlaneConfigs(source, max_config_bytes=settings.max_config_bytes),
@@ -127,6 +140,7 @@ class Service:
             run_slot=lambda: self._slots,
             triggered=self.triggered,
             fence_s=getattr(self.store, "fence_s", None),
+            proxy_access=self.api_proxy.task_access() if self.api_proxy is not None else None,
         )
         self.health = HealthServer(
             health_app(problems=self.problems, metrics=self.metrics),
@@ -152,8 +166,7 @@ class Service:
         found = []
         if not self._accepting:
             found.append("shutting down")
-        if not self.poller.ready:
-            found.append("not registered with the control plane, or polling fails")
+        found.extend(self.intake.problems())
         for what, answer in self.reporter.rejections.items():
             found.append(f"the control plane rejects {what}: {answer}")
         return found
@@ -201,6 +214,7 @@ class Service:
             await self.shutdown()
 
     async def _poll_once_and_finish(self) -> None:
+        await self.intake.connect()
         if not self.settings.disable_registration:
             await self.poller.heartbeat_once()
         await self.poller.poll_once()
@@ -209,8 +223,8 @@ class Service:
 
     async def start(self, *, poll: bool = True) -> None:
         logger.info(
-            "jes starting: endpoint %s (%s), runner %s, location %s, topics %s",
-            self.settings.keptn_api_endpoint,
+            "jes starting: %s (auth: %s), runner %s, location %s, topics %s",
+            self.intake.describe(),
             auth.describe(self.settings),
             self.settings.runner,
             self.settings.location or "(none)",
@@ -229,8 +243,12 @@ class Service:
         if self.settings.health_endpoint_enabled:
             self._started_parts.append("health")
             await self.health.start()
+        if self.api_proxy is not None:
+            self._started_parts.append("api-proxy")
+            await self.api_proxy.start()
         if poll:
-            self._supervise("poller", lambda: self.poller.run(self._stop_polling), until=self._stop_polling)
+            for name, loop in self.intake.loops():
+                self._supervise(name, lambda loop=loop: loop(self._stop_polling), until=self._stop_polling)  # type: ignore[misc]
             self._supervise("claim-sweep", self._sweep_forever)
 
     def _supervise(
@@ -275,46 +293,12 @@ class Service:
                 await self._resume_open_claims()
                 if time.monotonic() >= next_retention:
                     next_retention = time.monotonic() + self._retention_check_s
-                    await self._expire_done_claims()
+                    await self.retention.expire_done_claims()
                     forget = getattr(self.store, "forget_stale_heartbeats", None)
                     if forget is not None:
                         await forget(unchanged_for_s=STALE_HEARTBEAT_S)
             except errors.JesError as exc:
                 logger.warning("sweeping claims failed (retried in %.0fs): %s", self._sweep_interval_s, exc)
-
-    async def _expire_done_claims(self) -> None:
-        """Forget a done claim ``JES_DONE_RETENTION_S`` after its event stopped being listed.
-
-        While the control plane lists the event (another integration holds it open, or Keptn has
-        not processed our .finished yet), a poll would offer it again: the claim keeps it done."""
-        now = self._wall_clock()
-        claims = await self.store.done_claims()
-        listed = await self._listed_ids({c.ref.type for c in claims if c.unlisted_at is None})
-        for claim in claims:
-            if claim.unlisted_at is None:
-                still = listed.get(claim.ref.type)
-                if claim.event_id in (still or ()) or (still is None and await self._listed(claim)):
-                    continue
-                claim.unlisted_at = now
-                with contextlib.suppress(errors.StateError):
-                    await self.store.save(claim)
-            elif now - claim.unlisted_at >= self.settings.done_retention_s:
-                await self.store.forget(claim)
-                self.metrics.claims_forgotten.inc()
-
-    async def _listed(self, claim: ledger.Claim) -> bool:
-        found = await self.client.get_triggered(claim.ref.type, event_id=claim.event_id)  # a few quick retries
-        return any(e.get("id") == claim.event_id for e in found)
-
-    async def _listed_ids(self, event_types: set[str]) -> dict[str, set[str] | None]:
-        """The ids the control plane lists per event type (one request each); None where the list
-        may be incomplete (as many as one page holds), so each claim is asked about on its own."""
-        listed: dict[str, set[str] | None] = {}
-        for event_type in event_types:
-            found = await self.client.get_triggered(event_type)
-            complete = len(found) < keptn_client.MAX_TRIGGERED_PAGE_SIZE
-            listed[event_type] = {str(e.get("id")) for e in found} if complete else None
-        return listed
 
     async def shutdown(self) -> None:
         logger.info("stopping: no new events; %d in flight", len(self._in_flight))
@@ -333,6 +317,8 @@ class Service:
         for task in heartbeat:
             task.cancel()
         await asyncio.gather(*heartbeat, return_exceptions=True)
+        if "api-proxy" in self._started_parts and self.api_proxy is not None:
+            await self.api_proxy.stop()  # after the drain: tasks still running may use it
         if "health" in self._started_parts:
             await self.health.stop()
         if "ledger" in self._started_parts:
@@ -350,10 +336,13 @@ class Service:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.health.stop()
+        if self.api_proxy is not None:
+            await self.api_proxy.stop()
         await self.runner.close()
         await self._close_clients()
 
     async def _close_clients(self) -> None:
+        await self.intake.close()
         await self.http.aclose()
         if self.kube is not None:
             await asyncio.to_thread(self.kube.close)

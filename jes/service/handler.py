@@ -55,7 +55,7 @@ from jes.service.ports import (
     TriggeredEvents,
 )
 from jes.service.reports import ClaimReports
-from jes.service.tasks import TaskRunner
+from jes.service.tasks import ProxyAccess, TaskRunner
 from jes.util import logfmt
 
 logger = logging.getLogger(__name__)
@@ -86,6 +86,8 @@ class EventHandler:
     """Set at shutdown: a claim left unfinished is released for any replica to take at once."""
     file_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     """How many tasks may hold spooled files at once (until their Job or process exists)."""
+    proxy_access: ProxyAccess | None = None
+    """Mints a task's API-proxy token (None: tasks get no proxy access)."""
 
     def __post_init__(self) -> None:
         self.reports = ClaimReports(
@@ -95,6 +97,7 @@ class EventHandler:
         self.tasks = TaskRunner(
             self.runner, self.files, self.store, self.reporter, self.identity, self.reports.fence,
             metrics=self.metrics, on_log=self.on_log, clock=self.clock, file_slots=self.file_slots,
+            proxy_access=self.proxy_access,
         )  # fmt: skip
 
     # -- entry points ------------------------------------------------------------------------------

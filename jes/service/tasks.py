@@ -17,10 +17,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from jes import errors, ledger, models
 from jes.ledger import Claim, TaskRecord, TaskState
-from jes.models import ContainerLog, EventInfo, LogText, Outcome, Plan, RenderedTask, Status, TaskFiles, TaskSpec
+from jes.models import (
+    ApiProxyAccess,
+    ContainerLog,
+    EventInfo,
+    EventRef,
+    LogText,
+    Outcome,
+    Plan,
+    RenderedTask,
+    Status,
+    TaskFiles,
+    TaskSpec,
+)
 from jes.reporter import events
 from jes.reporter.delivery import Reporter
 from jes.runner import base as runner_base
@@ -30,6 +43,16 @@ from jes.service.ports import FileProvider
 logger = logging.getLogger(__name__)
 
 _VANISHED = "the Job vanished before jes recorded its outcome"
+
+
+class ProxyAccess(Protocol):
+    """A task's way to the API proxy: a token minted for its record, and its end."""
+
+    def grant(self, ref: EventRef, action_index: int, task_index: int) -> tuple[ApiProxyAccess, str]:
+        """The access to give the task and the digest its task record keeps."""
+        ...
+
+    def ended(self, job_name: str) -> None: ...
 
 
 @dataclass
@@ -48,6 +71,7 @@ class TaskRunner:
     clock: Callable[[], datetime] = events.utc_now
     file_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     """How many tasks may hold spooled files at once (until their Job or process exists)."""
+    proxy_access: ProxyAccess | None = None
 
     async def run(
         self,
@@ -118,10 +142,15 @@ class TaskRunner:
         """Record the task ``launching`` and start it; the running task (its files are freed as soon
         as the runner created it)."""
         info = plan.event
-        spec = self._spec(plan, task, job_name, files)
-        if record is None:
-            claim.set_task(task.action_index, task.task_index, TaskRecord(TaskState.LAUNCHING, job_name))
+        access, token_digest = (
+            self.proxy_access.grant(claim.ref, task.action_index, task.task_index) if self.proxy_access else (None, "")
+        )
+        spec = self._spec(plan, task, job_name, files, access)
+        if record is None or access is not None:  # (a relaunch gets a new token: its digest is saved)
+            launching = TaskRecord(TaskState.LAUNCHING, job_name, token_digest=token_digest)
+            claim.set_task(task.action_index, task.task_index, launching)
             await self.store.save(claim)  # also records an accepted .started as sent
+        if record is None:
             if progress is not None:
                 changed = events.status_changed(
                     info, self.identity, task=task.name, index=task.task_index, count=count, image=task.image,
@@ -145,10 +174,17 @@ class TaskRunner:
         return outcome
 
     def _spec(
-        self, plan: Plan, task: RenderedTask, job_name: str, files: TaskFiles | None = None
+        self,
+        plan: Plan,
+        task: RenderedTask,
+        job_name: str,
+        files: TaskFiles | None = None,
+        access: ApiProxyAccess | None = None,
     ) -> TaskSpec:
         files = files if files is not None else TaskFiles()
-        return TaskSpec(task=task, event=plan.event, job_name=job_name, config_hash=plan.config_hash, files=files)
+        return TaskSpec(
+            task=task, event=plan.event, job_name=job_name, config_hash=plan.config_hash, files=files, api_proxy=access
+        )
 
     async def _readopt(self, plan: Plan, task: RenderedTask, job_name: str, record: TaskRecord) -> Outcome:
         """A task that finished before a restart: read its outcome again, never start it again."""
@@ -166,6 +202,8 @@ class TaskRunner:
         finally:
             if jobs:
                 jobs.dec()
+            if self.proxy_access is not None:
+                self.proxy_access.ended(spec.job_name)
         if self.metrics:
             self.metrics.task_duration.labels(outcome.status.value).observe(outcome.duration_s)
         logger.info("task %r: %s (%s)", spec.task.name, outcome.status.value, outcome.reason)

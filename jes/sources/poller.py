@@ -52,6 +52,7 @@ Clock = Callable[[], float]
 
 DISTRIBUTOR_VERSION = "0.15.0"  # the Bridge wants one; the go-sdk reports this
 DEFAULT_LOCATION = "remote-execution-plane"
+IN_CLUSTER_LOCATION = "control-plane"  # the distributor's default in NATS mode
 #: The longest wait between attempts (after MAX_*_RETRIES, on 401/403 and other permanent errors).
 SLOW_RETRY_S = 60.0
 #: Remembered event ids per event type, at most.
@@ -104,6 +105,7 @@ class Poller:
         slow_retry_s: float = SLOW_RETRY_S,
         forget_after_s: float | None = None,
         max_seen_ids: int = MAX_SEEN_IDS,
+        seen_per_subscription: bool = False,
     ) -> None:
         self._client = client
         self._settings = settings
@@ -114,11 +116,16 @@ class Poller:
         self.slow_retry_s = slow_retry_s
         self.forget_after_s = forget_after_s if forget_after_s is not None else max(60.0, 10 * self._interval_s)
         self._max_seen_ids = max_seen_ids
+        self._seen_per_subscription = seen_per_subscription
+        """Remember ids per subscription, not per event type: an event two subscriptions match is
+        handed over once for each (the distributor's rule; jes serve takes an event once)."""
         self.stats = PollerStats()
         self.integration_id: str | None = None
         self._registered = settings.disable_registration
         self._heartbeat_failures = 0
         self._topics: dict[str, Topic] = {}
+        self._seen_types: dict[str, Topic] = {}
+        """Exact event types received on a wildcard subject (NATS mode), polled in its place."""
         self._topics_changed = asyncio.Event()
         self._last_poll_ok: dict[str, bool] = {}
         self._seen: dict[str, SeenIds] = {}
@@ -130,7 +137,23 @@ class Poller:
 
     @property
     def _interval_s(self) -> float:
+        if self._settings.in_cluster:  # NATS brings the events; polling only reconciles
+            return self._settings.nats_reconcile_s
         return self._settings.http_polling_interval_s
+
+    def _pollable(self) -> dict[str, Topic]:
+        """What can be asked over HTTP: exact event types (a wildcard subject only through the
+        types seen on it)."""
+        exact = {k: t for k, t in self._topics.items() if "*" not in t.event and ">" not in t.event}
+        return exact | self._seen_types
+
+    def type_seen(self, topic: Topic, event_type: str) -> None:
+        """An event of ``event_type`` arrived through the wildcard subscription ``topic``: poll it too."""
+        key = f"{topic.key}>{event_type}"
+        if key not in self._seen_types and topic.key in self._topics and len(self._seen_types) < 1024:
+            self._seen_types[key] = Topic(key=key, subscription_id=topic.subscription_id, event=event_type,
+                                          filter=topic.filter)  # fmt: skip
+            self._topics_changed.set()
 
     @property
     def registered(self) -> bool:
@@ -140,7 +163,7 @@ class Poller:
     @property
     def ready(self) -> bool:
         """Registered, and the latest poll of every subscription succeeded."""
-        return self._registered and all(self._last_poll_ok.get(key, False) for key in self._topics)
+        return self._registered and all(self._last_poll_ok.get(key, False) for key in self._pollable())
 
     @property
     def topics(self) -> tuple[Topic, ...]:
@@ -166,7 +189,7 @@ class Poller:
                 hostname=s.k8s_node_name,
                 integrationversion=s.k8s_deployment_version or jes.__version__,
                 distributorversion=DISTRIBUTOR_VERSION,
-                location=s.location or DEFAULT_LOCATION,
+                location=s.location or (IN_CLUSTER_LOCATION if s.in_cluster else DEFAULT_LOCATION),
                 kubernetesmetadata=wire.KubernetesMetadata(
                     namespace=s.k8s_namespace, podname=s.k8s_pod_name, deploymentname=s.k8s_deployment_name
                 ),
@@ -212,7 +235,7 @@ class Poller:
         self._heartbeat_failures = 0
         self._registered = True
         self._log.recovery("heartbeat")
-        self._apply_subscriptions(integration.subscriptions)
+        self.apply_subscriptions(integration.subscriptions)
 
     async def _register_and_ping(self) -> wire.Integration:
         if self.integration_id is None:
@@ -227,7 +250,8 @@ class Poller:
             await self.register_once()
             return await self._client.ping(self.integration_id, backoff=NO_RETRY)
 
-    def _apply_subscriptions(self, subscriptions: tuple[wire.Subscription, ...]) -> None:
+    def apply_subscriptions(self, subscriptions: tuple[wire.Subscription, ...]) -> None:
+        """Poll these from now on (the heartbeat's answer, or what ``jes distributor`` was told)."""
         topics = topics_of(subscriptions)
         if topics == self._topics:
             return
@@ -240,8 +264,9 @@ class Poller:
             ", ".join(removed) or "-",
         )
         self._topics = topics
+        self._seen_types = {k: t for k, t in self._seen_types.items() if k.partition(">")[0] in topics}
         for key in list(self._last_poll_ok):
-            if key not in topics:
+            if key not in self._pollable():
                 del self._last_poll_ok[key]
         self._topics_changed.set()
 
@@ -276,7 +301,7 @@ class Poller:
     async def poll_once(self) -> int:
         """Poll every subscription once; how many new events were delivered."""
         delivered = 0
-        for topic in list(self._topics.values()):
+        for topic in list(self._pollable().values()):
             delivered += (await self.poll_topic(topic)).delivered
         return delivered
 
@@ -320,7 +345,8 @@ class Poller:
 
     async def _deliver(self, topic: Topic, event_filter: EventFilter, events: list[dict[str, Any]]) -> int:
         now = self._clock()
-        seen = self._seen.setdefault(topic.event, SeenIds(cap=self._max_seen_ids))
+        key = self._seen_key(topic.event, topic.subscription_id)
+        seen = self._seen.setdefault(key, SeenIds(cap=self._max_seen_ids))
         evicted_before = seen.evicted
         delivered = 0
         for event in events:
@@ -349,6 +375,15 @@ class Poller:
         self.stats.events_delivered += delivered
         return delivered
 
+    def _seen_key(self, event_type: str, subscription_id: str) -> str:
+        return f"{event_type}|{subscription_id}" if self._seen_per_subscription else event_type
+
+    def forget(self, event_type: str, subscription_id: str, event_id: str) -> None:
+        """Offer ``event_id`` again at the next poll: what it was handed to failed later on."""
+        seen = self._seen.get(self._seen_key(event_type, subscription_id))
+        if seen is not None:
+            seen.discard(event_id)
+
     def _poll_delay_s(self, result: PollResult, failures: int, elapsed_s: float) -> float:
         exc = result.error
         if exc is None:
@@ -360,7 +395,7 @@ class Poller:
 
     async def _topic_loop(self, key: str) -> None:
         failures = 0
-        while (topic := self._topics.get(key)) is not None:
+        while (topic := self._pollable().get(key)) is not None:
             started = self._clock()
             try:
                 result = await self.poll_topic(topic)
@@ -390,10 +425,11 @@ class Poller:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def _reconcile(self, loops: dict[str, asyncio.Task[None]]) -> None:
+        pollable = self._pollable()
         for key in list(loops):
-            if key not in self._topics:
+            if key not in pollable:
                 loops.pop(key).cancel()
-        for key, topic in self._topics.items():
+        for key, topic in pollable.items():
             task = loops.get(key)
             if task is None or task.done():
                 loops[key] = asyncio.create_task(self._topic_loop(key), name=f"jes-poll:{topic.event}:{key}")

@@ -111,6 +111,9 @@ class SeenIds:
             self._last_returned.popitem(last=False)
             self.evicted += 1
 
+    def discard(self, event_id: str) -> None:
+        self._last_returned.pop(event_id, None)
+
     def forget_older_than(self, cutoff: float) -> int:
         """Drop ids not returned since ``cutoff``; how many were dropped."""
         dropped = 0

@@ -123,6 +123,47 @@ def port(raw: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# Go's syntax (the Keptn distributor reads its variables with Go's parsers)
+
+_GO_DURATION_UNITS = {
+    "ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0
+}  # fmt: skip
+_GO_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def go_duration(raw: str) -> float:
+    """Go's ``time.ParseDuration`` in seconds: ``10s``, ``500ms``, ``1m30s``, ``1.5h``, or ``0``.
+    A number without a unit (``10``) is an error, as in Go."""
+    text = raw.strip()
+    body = text[1:] if text[:1] in "+-" else text
+    if body == "0":
+        return 0.0
+    if not body or _GO_DURATION_PART.sub("", body):
+        raise ValueError(f"expected a duration such as 10s, 500ms or 1m30s (a number needs a unit), got {raw!r}")
+    total = sum(float(number) * _GO_DURATION_UNITS[unit] for number, unit in _GO_DURATION_PART.findall(body))
+    return -total if text.startswith("-") else total
+
+
+def go_bool(raw: str) -> bool:
+    """Go's ``strconv.ParseBool``: 1 t T TRUE true True, 0 f F FALSE false False."""
+    value = raw.strip()
+    if value in _GO_TRUE:
+        return True
+    if value in _GO_FALSE:
+        return False
+    raise ValueError(f"expected true or false (1, t, TRUE, 0, f, FALSE, ...), got {raw!r}")
+
+
+def whole_number(raw: str) -> int:
+    """A decimal integer, possibly negative (Go's ``strconv.Atoi``)."""
+    if not re.fullmatch(r"\s*[+-]?\d+\s*", raw):
+        raise ValueError(f"expected a whole number, got {raw!r}")
+    return int(raw.strip())
+
+
+# ---------------------------------------------------------------------------------------------
 # Sizes and Kubernetes quantities
 
 

@@ -16,6 +16,9 @@ TYPOS = {
     "networkPolicy.egress.k8sMasterCidr=10.0.0.1/32": "k8sMasterCidr",
     "subscription.pubsubTopics=sh.keptn.event.test.triggered": "pubsubTopics",
     "image.tags=1.0": "tags",
+    "nats.queuegroup=jes": "queuegroup",
+    "apiProxy.forTask.enabled=true": "forTask",
+    "apiProxy.maxPayloadKB=10": "maxPayloadKB",
 }
 
 #: values of the wrong type or out of range -> the value's name the error must show
@@ -34,6 +37,14 @@ WRONG = {
     "remoteControlPlane.api.authMode=ldap": "authMode",
     "remoteControlPlane.api.hostname=http://1.2.3.4": "hostname",
     "networkPolicy.egress.k8sMasterPort=70000": "k8sMasterPort",
+    "remoteControlPlane.enabled=maybe": "enabled",
+    "nats.reconcileSeconds=0": "reconcileSeconds",
+    "nats.url=": "url",
+    "apiProxy.forTasks.port=70000": "forTasks",
+    "apiProxy.path=event": "path",
+    "apiProxy.eventForwardingPath=": "eventForwardingPath",
+    "apiProxy.maxPayloadBytesKB=-1": "maxPayloadBytesKB",
+    "apiProxy.httpTimeoutSeconds=soon": "httpTimeoutSeconds",
 }
 
 
@@ -49,6 +60,21 @@ def test_bad_values_are_refused_each_by_name(helm: Helm, cases: dict[str, str]) 
 def test_token_required_without_auto_detect(helm: Helm) -> None:
     error = helm.template_error([s for s in USER_SETS if "api.token" not in s])
     assert "token" in error
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "http"])
+def test_api_proxy_ports_are_port_numbers(helm: Helm, port: str) -> None:
+    error = helm.template_error([*USER_SETS, f"apiProxy.port={port}"])
+    assert "schema" in error and "apiProxy" in error and "port" in error
+
+
+def test_nats_mode_needs_neither_token_nor_hostname(helm: Helm) -> None:
+    rendered = helm.template(
+        ["remoteControlPlane.enabled=false", "remoteControlPlane.api.hostname=", "remoteControlPlane.api.protocol="]
+    )
+    assert "KEPTN_API_ENDPOINT" not in rendered.env
+    # the conditions of remote mode still hold there
+    assert "token" in helm.template_error(["remoteControlPlane.enabled=true", "remoteControlPlane.api.hostname=h"])
 
 
 def test_token_must_be_empty_with_auto_detect(helm: Helm) -> None:

@@ -20,6 +20,9 @@ NOT_IN_CHART: dict[str, str] = {
     "HEARTBEAT_INTERVAL": "tuning, rarely needed (extraEnv)",
     "MAX_REGISTRATION_RETRIES": "tuning, rarely needed (extraEnv)",
     "MAX_HEARTBEAT_RETRIES": "tuning, rarely needed (extraEnv)",
+    "PUBSUB_RECIPIENT": "jes distributor only: where it forwards events; jes serve handles them itself",
+    "PUBSUB_RECIPIENT_PORT": "jes distributor only (see PUBSUB_RECIPIENT)",
+    "PUBSUB_RECIPIENT_PATH": "jes distributor only (see PUBSUB_RECIPIENT)",
 }
 
 #: Everything switched on, so that every conditional variable is rendered.
@@ -32,7 +35,16 @@ FULL_SETS = [s for s in USER_SETS if "api.token" not in s] + [
     "remoteControlPlane.api.oauth.scopes=keptn:api",
     "remoteControlPlane.api.oauth.tokenUrl=https://sso.example.com/token",
     "remoteControlPlane.api.caBundle.configMap=keptn-ca",
+    "apiProxy.enabled=true",
+    "apiProxy.host=127.0.0.1",
+    "apiProxy.forTasks.enabled=true",
 ]
+
+#: NATS mode with everything switched on: the variables only that mode renders.
+NATS_FULL_SETS = [
+    "remoteControlPlane.enabled=false", "apiProxy.enabled=true", "apiProxy.forTasks.enabled=true",
+    "jobNamespace=keptn-jobs", "jobConfig.networkPolicy.enabled=true", "jobConfig.networkPolicy.blockCIDRs={10.244.0.0/16}",
+]  # fmt: skip
 
 
 def chart_env_names(rendered: Rendered) -> set[str]:
@@ -44,13 +56,15 @@ def chart_env_names(rendered: Rendered) -> set[str]:
 
 def test_the_chart_sets_only_variables_jes_reads(helm: Helm) -> None:
     known = set(settings.ENV_NAMES.values())
-    for sets in (USER_SETS, FULL_SETS):
+    for sets in (USER_SETS, FULL_SETS, NATS_FULL_SETS):
         unknown = chart_env_names(helm.template(sets)) - known
         assert not unknown, f"the chart sets variables jes/settings.py does not know: {sorted(unknown)}"
 
 
 def test_every_setting_a_user_may_want_is_reachable(helm: Helm) -> None:
-    rendered = chart_env_names(helm.template(FULL_SETS))
+    """In one of the two modes: the NATS variables exist only in NATS mode, the endpoint and the
+    credentials only in remote mode."""
+    rendered = chart_env_names(helm.template(FULL_SETS)) | chart_env_names(helm.template(NATS_FULL_SETS))
     known = set(settings.ENV_NAMES.values())
     missing = known - rendered - set(NOT_IN_CHART)
     assert not missing, f"jes settings without a chart value: {sorted(missing)}"

@@ -59,6 +59,27 @@ SCENARIOS: dict[str, tuple[list[str], list[Path]]] = {
         ],
         [],
     ),
+    "nats mode": (["remoteControlPlane.enabled=false"], []),
+    "nats mode, api proxy for tasks, network policies": (
+        [
+            "remoteControlPlane.enabled=false",
+            "nats.url=nats://keptn-nats.keptn:4222",
+            "apiProxy.enabled=true",
+            "apiProxy.forTasks.enabled=true",
+            "jobNamespace=keptn-jobs",
+            "jobConfig.extraNamespaces={builds}",
+            "jobConfig.networkPolicy.enabled=true",
+            "jobConfig.networkPolicy.blockCIDRs={10.0.0.0/8}",
+            "networkPolicy.egress.enabled=true",
+            "networkPolicy.egress.k8sMasterCIDR=10.96.0.0/12",
+        ],
+        [],
+    ),
+    "api proxy for side-cars and tasks": (
+        [*USER_SETS, "apiProxy.enabled=true", "apiProxy.host=127.0.0.1", "apiProxy.forTasks.enabled=true",
+         "apiProxy.forTasks.port=9000", "networkPolicy.ingress.metricsFrom[0].podSelector.matchLabels.app=prom"],
+        [],
+    ),  # fmt: skip
 }
 
 #: Custom resources kubernetes-validate has no schema for.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -99,8 +100,8 @@ def test_serve_refuses_bad_settings_listing_each(tmp_path: Path) -> None:
     ):
         assert line in done.stderr
     assert "Traceback" not in done.stderr
-    missing = jes("serve")
-    assert missing.returncode == 2 and "KEPTN_API_ENDPOINT: required" in missing.stderr
+    nothing_to_poll = jes("serve", env={"DISABLE_REGISTRATION": "true"})  # (NATS mode: no endpoint)
+    assert nothing_to_poll.returncode == 2 and "PUBSUB_TOPIC: with DISABLE_REGISTRATION=true" in nothing_to_poll.stderr
 
 
 def test_serve_without_a_cluster_says_so_and_exits_1(tmp_path: Path) -> None:
@@ -160,6 +161,15 @@ def test_demo_runs_the_hello_world(regions: bool) -> None:
     assert "Demo finished: both sequences passed." in done.stdout
     if regions:
         assert "by keptn-jes-apac/APAC" in done.stdout and "by keptn-jes-eu/EU" in done.stdout
+
+
+def test_demo_nats_runs_the_hello_world_through_a_queue_group() -> None:
+    done = jes("demo", "--nats")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "| Hello, world from APAC!" in done.stdout and "| Hello, world from Europe!" in done.stdout
+    shares = re.search(r"replica 1 received (\d+), replica 2 received (\d+)", done.stdout)
+    assert shares is not None and int(shares[1]) + int(shares[2]) == 2, done.stdout  # each event to one member
+    assert "Traceback" not in done.stderr and "disconnected" not in done.stderr
 
 
 def test_run_kubernetes_creates_the_job_through_the_kubeconfig(tmp_path: Path) -> None:

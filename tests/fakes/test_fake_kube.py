@@ -302,6 +302,48 @@ def test_pods_that_cannot_start_say_why(kube: FakeKube, api: kubernetes.client.A
         _core(api).read_namespaced_pod_log(_pod(kube, "pull")["metadata"]["name"], "default")
 
 
+def test_a_container_waits_for_its_secret_and_starts_once_it_exists(
+    kube: FakeKube, api: kubernetes.client.ApiClient
+) -> None:
+    """As a real kubelet: CreateContainerConfigError while the Secret is missing, the pod Pending,
+    the same event again at each retry; the container starts once the Secret is there."""
+    key_ref = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "late", "key": "token"}}}]
+    _batch(api).create_namespaced_job("default", helpers.job_manifest("late", env=key_ref))
+    waiting = {"reason": "CreateContainerConfigError", "message": 'secret "late" not found'}
+    assert helpers.wait_until(lambda: _container_state(kube, "late").get("waiting") == waiting)
+    pod = _pod(kube, "late")
+    assert pod["status"]["phase"] == "Pending"
+
+    def failed_count() -> int:
+        found = [e for e in kube.events("default", pod["metadata"]["name"]) if e["reason"] == "Failed"]
+        return found[0]["count"] if found else 0
+
+    assert helpers.wait_until(lambda: failed_count() >= 2)  # retried, still missing
+    assert _container_state(kube, "late").get("waiting") == waiting
+    kube.add_secret("late", data={"other": "x"})  # the Secret, but not the key yet
+    missing_key = "couldn't find key token in Secret default/late"
+    assert helpers.wait_until(lambda: _container_state(kube, "late").get("waiting", {}).get("message") == missing_key)
+    kube.add_secret("late", data={"token": "t"})
+
+    job = helpers.wait_until(lambda: _finished(kube, "late"))
+    assert job["status"]["succeeded"] == 1
+
+
+def test_a_dependent_created_for_an_owner_that_is_gone_is_garbage_collected(
+    kube: FakeKube, api: kubernetes.client.ApiClient
+) -> None:
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": "gone", "uid": "4f1e2c3a-0000-4000-8000-000000000000"}
+    body = kubernetes.client.V1Secret(metadata=kubernetes.client.V1ObjectMeta(name="orphan", owner_references=[owner]))
+    _core(api).create_namespaced_secret("default", body)
+    helpers.wait_until(lambda: kube.get("secrets", "default", "orphan") is None)
+    job = _batch(api).create_namespaced_job("default", helpers.job_manifest("here"))
+    owned = dict(owner, name="here", uid=job.metadata.uid)
+    body = kubernetes.client.V1Secret(metadata=kubernetes.client.V1ObjectMeta(name="kept", owner_references=[owned]))
+    _core(api).create_namespaced_secret("default", body)
+    names = [s.metadata.name for s in _core(api).list_namespaced_secret("default").items]  # after the GC's turn
+    assert names == ["kept"]
+
+
 def test_a_missing_service_account_means_no_pod_and_failed_create_events(api: kubernetes.client.ApiClient) -> None:
     with FakeKube(check_service_accounts=True) as kube, kube.api_client() as client:
         _batch(client).create_namespaced_job("default", helpers.job_manifest("needs-sa", service_account="robot"))
@@ -381,9 +423,7 @@ def test_a_container_that_exits_on_sigterm_ends_the_grace_period_early(
     assert status["state"]["terminated"]["exitCode"] == 143 and last["status"]["phase"] == "Failed"
 
 
-def test_objects_over_the_api_servers_size_limits_are_refused(
-    kube: FakeKube, api: kubernetes.client.ApiClient
-) -> None:
+def test_objects_over_the_api_servers_size_limits_are_refused(kube: FakeKube, api: kubernetes.client.ApiClient) -> None:
     core = _core(api)
     big = "x" * (1024 * 1024 + 1)
     with pytest.raises(ApiException) as refused:

@@ -202,6 +202,23 @@ def test_scalars_keep_their_text_where_strings_are_expected(snippet: str, field:
         ),
         ("apiVersion: v2\nactions:\n  - tasks:\n      - securityContext: {seccompProfile: {localhostProfile: x}}\n", "seccompProfile.type: required field is missing"),
         ("apiVersion: v2\nactions:\n  - tasks:\n      - maxPollDuration: 0\n", "maxPollDuration: must be greater than 0 seconds"),
+        # the variables jes sets for a task with API-proxy access, and other tasks' token Secrets
+        (
+            "apiVersion: v2\nactions:\n  - tasks:\n      - env: [{name: KEPTN_API_PROXY_TOKEN, value: x, valueFrom: string}]\n",
+            "job/config.yaml:4:22: actions[0].tasks[0].env[0].name: KEPTN_API_PROXY_TOKEN is set by jes",
+        ),
+        (
+            "apiVersion: v2\nactions:\n  - tasks:\n      - env: [{name: KEPTN_API_PROXY_URL, value: $.data.url, valueFrom: event}]\n",
+            "env[0].name: KEPTN_API_PROXY_URL is set by jes (a task that may use the API proxy gets its URL",
+        ),
+        (
+            "apiVersion: v2\nactions:\n  - tasks:\n      - env: [{name: jes-abc-dc1114cd074914bd-000-001-api-proxy, valueFrom: secret}]\n",
+            "env[0].name: secret 'jes-abc-dc1114cd074914bd-000-001-api-proxy' holds another task's API-proxy token",
+        ),
+        (
+            "apiVersion: v2\nactions:\n  - tasks:\n      - imagePullSecrets: [jes-abc-dc1114cd074914bd-000-001-api-proxy]\n",
+            "imagePullSecrets[0]: secret 'jes-abc-dc1114cd074914bd-000-001-api-proxy' holds another task's",
+        ),
         # not a config at all
         ("", "job/config.yaml:1:1: expected a mapping with apiVersion: v2 and actions, got an empty file"),
         ("- a\n- b\n", "expected a mapping with apiVersion: v2 and actions, got a list"),

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from jes.matcher import config
+from jes.matcher import config, schema
 from jes.matcher import matching as matcher
 from jes.models import EnvSecret, EnvValue, PlannedAction, Resources
 
@@ -187,6 +187,36 @@ def test_every_image_is_checked_before_any_task_runs() -> None:
     action = plan_action("      - {name: a, image: docker.io/alpine}\n      - {name: b, image: alpine}\n", executor)
     assert action.tasks == ()
     assert action.error == "Forbidden: Image alpine does not match configured image allowlist.\n"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"name": "KEPTN_API_PROXY_TOKEN", "value": "mine", "valueFrom": "string"}, "KEPTN_API_PROXY_TOKEN is set by jes"),
+        ({"name": "KEPTN_API_PROXY_URL", "value": "$.data.url", "valueFrom": "event"}, "KEPTN_API_PROXY_URL is set by jes"),
+        (
+            {"name": "jes-abc-dc1114cd074914bd-000-001-api-proxy", "valueFrom": "secret"},
+            "holds another task's API-proxy token",
+        ),
+    ],
+)
+def test_the_variables_jes_sets_are_refused_at_plan_time_naming_the_task(env: dict[str, str], message: str) -> None:
+    """Also a config that did not pass the loader (the loader refuses these as well) never runs."""
+    raw = {"apiVersion": "v2", "actions": [{"name": "act", "events": [{"name": ""}],
+                                            "tasks": [{"name": "ok", "image": "alpine"},
+                                                      {"name": "greedy", "image": "alpine", "env": [env]}]}]}  # fmt: skip
+    loaded = config.LoadedConfig(schema.JobConfig.model_validate(raw), "job/config.yaml", "hash")
+    (action,) = matcher.plan(loaded, EVENT, matcher.Executor()).actions
+    assert action.tasks == ()  # no task of the action runs, not even the harmless first one
+    assert action.error is not None and action.error.startswith("Forbidden: task 'greedy': ")
+    assert message in action.error
+
+
+def test_the_keptn_scope_variables_are_not_refused() -> None:
+    """Only the proxy's variables are jes's: KEPTN_API_TOKEN or KEPTN_PROJECT in a config stay the
+    author's own values (jes never gives a task the Keptn token; upstream configs set such names)."""
+    action = plan_action("      - name: t\n        env: [{name: KEPTN_API_TOKEN, value: mine, valueFrom: string}]\n")
+    assert action.error is None
 
 
 def test_cmd_args_and_extensions_pass_through() -> None:

@@ -58,7 +58,10 @@ def test_started_envelope_and_data() -> None:
         "labels": {"k": "v"},
         "jes": {"executor": "keptn-jes-eu/EU", "action": "act"},
     }
-    assert event["id"] != events.started(INFO, IDENTITY, now=T0)["id"]
+    # the same report has the same id, whoever sends it (a stream drops the repeat); others differ
+    assert event["id"] == events.started(INFO, IDENTITY, now=T0)["id"]
+    other = events.Identity(source=IDENTITY.source, executor="another-namespace/-")
+    assert len({event["id"], events.started(INFO, other, now=T0)["id"], events.finished(INFO, IDENTITY, status="succeeded", result="pass", message="", max_bytes=65536, now=T0)["id"]}) == 3
 
 
 def test_status_changed_names_task_index_and_image() -> None:

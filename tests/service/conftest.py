@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -23,8 +24,20 @@ def plane() -> Iterator[LocalControlPlane]:
 @pytest.fixture
 def kube() -> Iterator[FakeKube]:
     """The fake API; every Job jes created is checked against the Kubernetes schemas at the end."""
-    with FakeKube(image_backoff_s=0.05) as fake:
+    with FakeKube(image_backoff_s=0.05, config_retry_s=0.2) as fake:
         fake.behave(image="alpine", logs="hello from the job\n", duration_s=0.3)
         yield fake
         for job in {json.dumps(j, sort_keys=True): j for j in fake.created_jobs}.values():
             k8s_valid(job)
+
+
+@pytest.fixture
+def nats_plane(nats: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalControlPlane]:
+    with LocalControlPlane(token=TOKEN, seed_dir=SEED, datastore_lag_s=DATASTORE_LAG_S, nats_url=nats.url) as plane:
+        for name in ("HTTP_PROXY", "http_proxy"):
+            monkeypatch.setenv(name, plane.base_url)
+        for name in ("NO_PROXY", "no_proxy"):  # the fake Kubernetes API is on loopback, not behind the proxy
+            monkeypatch.setenv(name, "127.0.0.1,localhost")
+        for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        yield plane

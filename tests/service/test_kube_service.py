@@ -14,6 +14,7 @@ import pytest
 from fakes.fake_kube import FakeKube
 from jes.devtools.controlplane.server import LocalControlPlane
 from jes.ledger import leases
+from jes.service.core import Service
 from tests.conftest import k8s_valid
 from tests.service.support import (
     job_uids,
@@ -133,3 +134,51 @@ async def test_a_missing_permission_is_named_in_the_report(
         await wait_until(lambda: sequence_done(plane, context))
     message = plane.events(type="sh.keptn.event.sayhello.finished", keptn_context=context)[0]["data"]["message"]
     assert "jes may not create batch/jobs in namespace 'keptn-jes'" in message
+
+
+# --- tasks with the API proxy: the token Secret after the Job ------------------------------------------
+
+
+def _with_task_proxy(plane: LocalControlPlane, kube: FakeKube, tmp_path: Path) -> Service:
+    from tests.natsserver import free_port
+
+    return make_service(plane, kube, tmp_path, "jes-0", api_proxy_port=0, api_proxy_task_port=free_port())
+
+
+async def test_a_task_with_proxy_access_runs_when_its_secret_comes_late(
+    plane: LocalControlPlane, kube: FakeKube, tmp_path: Path
+) -> None:
+    """The Job first, its token Secret a second later (a slow API server): the pod waits for it
+    (CreateContainerConfigError for jes's own Secret passes) and the task runs."""
+    kube.faults.latency(1.0, verb="create", resource="secrets")
+    async with started(_with_task_proxy(plane, kube, tmp_path)):
+        context = plane.trigger_sequence(trigger_body("EU"))
+        await wait_until(lambda: sequence_done(plane, context), timeout_s=20)
+    finished = plane.events(type="sh.keptn.event.sayhello.finished", keptn_context=context)[0]
+    assert finished["data"]["result"] == "pass", finished["data"].get("message")
+    (job,) = kube.created_jobs
+    name = job["metadata"]["name"]
+    waited = [e["message"] for e in kube.events("keptn-jes") if e["reason"] == "Failed"]
+    assert waited and all(m == f'Error: secret "{name}-api-proxy" not found' for m in waited)
+    assert kube.request_count("patch", "secrets") == kube.request_count("get", "secrets") == 0
+    ledger_check(plane)
+
+
+async def test_a_task_whose_secret_cannot_be_created_is_reported_failed_once_and_never_runs(
+    plane: LocalControlPlane, kube: FakeKube, tmp_path: Path
+) -> None:
+    """No right to create the token Secret: the Job is deleted before its task started, the event
+    gets one .started and one errored .finished saying why, and the task is never tried again."""
+    kube.faults.forbid("create", "secrets", "keptn-jes")
+    async with started(_with_task_proxy(plane, kube, tmp_path)):
+        context = plane.trigger_sequence(trigger_body("EU"))
+        await wait_until(lambda: sequence_done(plane, context), timeout_s=20)
+    finished = plane.events(type="sh.keptn.event.sayhello.finished", keptn_context=context)[0]
+    data = finished["data"]
+    assert (data["status"], data["result"]) == ("errored", "fail")
+    (job,) = kube.created_jobs
+    name = job["metadata"]["name"]
+    assert f"could not create Secret keptn-jes/{name}-api-proxy with the task's API-proxy token" in data["message"]
+    assert f"Job {name} was deleted before its task started" in data["message"]
+    assert kube.objects("jobs", "keptn-jes") == []
+    ledger_check(plane)

@@ -119,6 +119,10 @@ class OAuthTokenSource:
             self._token = await self._fetch()
             return self._token.value
 
+    async def token_url(self) -> str:
+        """The token endpoint (discovered once when only a discovery URL is configured)."""
+        return await self._resolve_token_url()
+
     def secrets(self) -> tuple[str, ...]:
         """The client secret and the cached access token (for scrubbing messages)."""
         cached = (self._token.value,) if self._token is not None else ()
@@ -392,7 +396,7 @@ def make_http_client(
     client = httpx.AsyncClient(
         verify=ssl_verify(settings),
         # waiting for a free pooled connection is not a failure of the control plane: no timeout
-        timeout=httpx.Timeout(settings.http_timeout_s, pool=None),
+        timeout=httpx.Timeout(settings.http_timeout_s or None, pool=None),  # 0: none (the distributor's 0)
         limits=limits(settings.http_max_connections),
         transport=transport,
         follow_redirects=False,

@@ -33,6 +33,7 @@ import httpx
 from jes import errors
 from jes.clients.keptn import answers, auth, httperrors, wire
 from jes.clients.keptn.httperrors import BODY_EXCERPT_CHARS, EventMaybeDeliveredError, redacted, scrub
+from jes.clients.keptn.incluster import in_cluster_url
 from jes.clients.keptn.wire import Json
 from jes.settings import Settings
 from jes.util import retry
@@ -130,7 +131,7 @@ class KeptnClient:
     ) -> httpx.Response:
         """One request; errors translated. Auth-flow failures (OAuth) arrive as KeptnErrors.
         ``before`` is awaited once a connection slot is free, right before the request goes out."""
-        url = self.endpoint + path
+        url = self.endpoint + path if self.endpoint else in_cluster_url(path)
         try:
             async with self._in_flight:
                 if before is not None:
@@ -369,7 +370,8 @@ class KeptnClient:
         git_commit_id: str | None = None,
     ) -> wire.Resource:
         """One file at project, stage or service level (``git_commit_id`` pins the version)."""
-        path = f"{self._resource_base(project, stage, service)}/{encode_resource_uri(uri)}"
+        encoded = encode_resource_uri(uri) if self.endpoint else quote_plus(uri.lstrip("/"), safe="")
+        path = f"{self._resource_base(project, stage, service)}/{encoded}"
         params = {"gitCommitID": git_commit_id} if git_commit_id else None
 
         async def once() -> wire.Resource:
@@ -398,7 +400,7 @@ class KeptnClient:
             lambda: self._get_json("/v1/metadata"), what="reading metadata", backoff=None
         )
         return {
-            "endpoint": self.endpoint,
+            "endpoint": self.endpoint or "in-cluster (shipyard-controller:8080, resource-service:8080, ...)",
             "authenticated": True,
             "metadata": metadata,
             "elapsed_s": round(time.monotonic() - started, 3),

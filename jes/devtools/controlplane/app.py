@@ -58,6 +58,7 @@ def build(
     options: Options,
     fault_injector: faults.FaultInjector,
     authenticator: auth.Authenticator,
+    in_cluster: bool = False,
 ) -> asgi.ASGIApp:
     """The whole ASGI application: gateway layer around the routes."""
     handlers = _Handlers(cp_state, options, authenticator)
@@ -76,6 +77,7 @@ def build(
         max_body_bytes=options.max_body_bytes,
         fault_injector=fault_injector,
         authenticator=authenticator,
+        in_cluster=in_cluster,
     )
 
 

@@ -18,6 +18,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -34,6 +35,14 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 CONNECTION_EXTENSION = "jes.connection"
+#: The in-cluster names of Keptn's services and the gateway path each one serves.
+IN_CLUSTER_PREFIXES = {
+    "shipyard-controller:8080": "/controlPlane",
+    "resource-service:8080": "/resource-service",
+    "configuration-service:8080": "/configuration-service",
+    "mongodb-datastore:8080": "/mongodb-datastore",
+    "api-service:8080": "",
+}
 #: What a ``garbage_body`` fault answers: a 200 that is not JSON.
 GARBAGE = b'{"events": [{"id": "4f1c\x00 <html>502 Bad Gateway</html>'
 #: Beyond this, a too-large body is no longer drained; the connection is closed after the 413.
@@ -89,7 +98,9 @@ class Gateway:
         max_body_bytes: int,
         fault_injector: faults.FaultInjector,
         authenticator: auth.Authenticator,
+        in_cluster: bool = False,
     ) -> None:
+        self._in_cluster = in_cluster
         self._app = app
         self._prefix = prefix
         self._max_body_bytes = max_body_bytes
@@ -122,10 +133,30 @@ class Gateway:
             return path[len(self._prefix) :] or "/"
         return None
 
+    def _inside_the_cluster(self, scope: Scope, headers: dict[str, str]) -> bool:
+        """Whether the request names a Keptn service by its in-cluster name (through an HTTP proxy,
+        as a NATS-mode client sends it); then it is rewritten to the gateway path. In-cluster
+        services take no token, as in Keptn: only served with ``in_cluster`` (``--nats``)."""
+        if not self._in_cluster:
+            return False
+        path = str(scope["path"])
+        raw = bytes(scope.get("raw_path") or path.encode()).decode("latin-1")
+        host = headers.get("host", "")
+        if path.startswith("http://"):  # an absolute-form request target
+            host, path, raw = urlsplit(path).netloc, urlsplit(path).path or "/", urlsplit(raw).path or "/"
+        prefix = IN_CLUSTER_PREFIXES.get(host.lower())
+        if prefix is None:
+            return False
+        scope["path"] = f"{self._prefix}{prefix}{path}"
+        # no gateway decodes in-cluster: escape the raw path once, for the gateway decoding emulated later
+        scope["raw_path"] = f"{self._prefix}{prefix}{quote(raw, safe='/')}".encode("latin-1")
+        return True
+
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = str(scope["method"]).upper()
-        path = str(scope["path"])
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        trusted = self._inside_the_cluster(scope, headers)
+        path = str(scope["path"])
         body = await self._read_body(receive, headers.get("content-length"))
         if body is None:
             message = f"request body too large: the limit is {self._max_body_bytes} bytes"
@@ -138,7 +169,7 @@ class Gateway:
         if rule is not None and rule.status is not None:
             await _send_fault(send, rule)
             return
-        if relative is not None:
+        if relative is not None and not trusted:
             denial = self._auth.check(method, relative, headers, _client_ip(scope, headers))
             if denial is not None:
                 await send_json(send, denial.status, denial.body, denial.headers)

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from jes import errors
-from jes.devtools.controlplane import app, asgi, auth, datastore, faults, seed, state
+from jes.devtools.controlplane import app, asgi, auth, datastore, faults, natsbridge, seed, state
 from jes.devtools.doubles import clock as clock_mod
 from jes.devtools.doubles import server as doubles_server
 
@@ -66,6 +66,7 @@ class LocalControlPlane:
         rate_limit_bad_tokens: bool = False,
         ssl_certfile: str | Path | None = None,
         ssl_keyfile: str | Path | None = None,
+        nats_url: str | None = None,
     ) -> None:
         if not api_prefix.startswith("/") or api_prefix.endswith("/"):
             raise ValueError(f"api_prefix must start and not end with '/': {api_prefix!r}")
@@ -93,7 +94,11 @@ class LocalControlPlane:
             max_body_bytes=max_body_bytes,
             pagination_bug=pagination_bug,
         )
-        self._app = app.build(self.state, options=options, fault_injector=self.faults, authenticator=self._auth)
+        self._app = app.build(
+            self.state, options=options, fault_injector=self.faults, authenticator=self._auth,
+            in_cluster=nats_url is not None,
+        )  # fmt: skip
+        self.nats = natsbridge.NatsBridge(nats_url, self.state) if nats_url else None
         self._server: doubles_server.ThreadedServer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -119,10 +124,19 @@ class LocalControlPlane:
         except (OSError, doubles_server.ServerDidNotStart) as exc:
             self.state.stop()
             raise _start_error(exc, self._host, self._port) from exc
+        if self.nats is not None:
+            try:
+                self.nats.start()
+            except errors.SettingsError:
+                server.stop()
+                self.state.stop()
+                raise
         self._port = server.port
         self._server = server
 
     def stop(self) -> None:
+        if self.nats is not None:
+            self.nats.stop()
         if self._server is not None:
             self._server.stop()
         self._server = None
@@ -263,6 +277,7 @@ def run_control_plane(
     seed_dir: str | None,
     datastore_lag_s: float = 0.0,
     pagination_bug: bool = True,
+    nats_url: str | None = None,
 ) -> None:
     """Serve in the foreground (``jes control-plane``) until Ctrl-C or SIGTERM."""
     control_plane = LocalControlPlane(
@@ -272,6 +287,7 @@ def run_control_plane(
         port=port,
         datastore_lag_s=datastore_lag_s,
         pagination_bug=pagination_bug,
+        nats_url=nats_url,
     )
     control_plane.start()
     print(_banner(control_plane), flush=True)
@@ -301,6 +317,7 @@ def _banner(control_plane: LocalControlPlane) -> str:
         "Point jes (or any Keptn integration) at it:",
         f"  export KEPTN_API_ENDPOINT={url}",
         f"  export KEPTN_API_TOKEN={shown_token}" if control_plane.token else "  (no token required)",
+        *_nats_lines(control_plane),
         "",
         "Trigger a sequence:",
         f"  curl -X POST {url}/v1/event -H \"x-token: $KEPTN_API_TOKEN\" -H 'Content-Type: application/json' \\",
@@ -311,6 +328,18 @@ def _banner(control_plane: LocalControlPlane) -> str:
         "Press Ctrl-C to stop.",
     ]
     return "\n".join(lines)
+
+
+def _nats_lines(control_plane: LocalControlPlane) -> list[str]:
+    if control_plane.nats is None:
+        return []
+    return [
+        "",
+        f"NATS mode (in-cluster, as beside Keptn): events are published to {control_plane.nats.url}; run jes with",
+        "  unset KEPTN_API_ENDPOINT",
+        f"  export PUBSUB_URL={control_plane.nats.url} PUBSUB_GROUP=jes",
+        f"  export HTTP_PROXY={control_plane.base_url} NO_PROXY=  # Keptn's in-cluster names lead here",
+    ]
 
 
 def _example_event(control_plane: LocalControlPlane) -> str:

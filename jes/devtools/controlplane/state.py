@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import re
 import threading
 import time
@@ -98,6 +99,8 @@ class ControlPlaneState:
             emit=self._record,
         )
         self._pending: deque[dict[str, Any]] = deque()
+        self.publishers: list[Callable[[dict[str, Any]], None]] = []
+        """Called with every event as it is created or accepted (``--nats`` publishes them)."""
         self._polls: dict[str, deque[float]] = {}
         self._submitted = 0
         self._processed = 0
@@ -172,18 +175,24 @@ class ControlPlaneState:
             self.controller.tick()
             self.uniform.expire(self.clock.now(), self.integration_ttl)
 
-    def _record(self, event: dict[str, Any], at: datetime) -> None:
+    def _record(self, event: dict[str, Any], at: datetime, *, publish: bool = True) -> None:
         self.datastore.add(event, at, visible_at=self.ingestion.visible_at(event))
+        if publish and at <= self.clock.now():  # a delayed task is found by polling when it is due
+            for publisher in self.publishers:
+                publisher(event)
 
     # -- api-service -------------------------------------------------------------------------
 
-    def accept_event(self, incoming: models.IncomingEvent) -> tuple[dict[str, Any], int]:
-        """Store an event as the api-service does and queue it; (stored event, ticket)."""
+    def accept_event(self, incoming: models.IncomingEvent, *, from_nats: bool = False) -> tuple[dict[str, Any], int]:
+        """Store an event as the api-service does and queue it; (stored event, ticket). An event
+        taken from NATS (the shipyard-controller's stream) keeps its id — only the api-service
+        assigns new ones — and reaches neither NATS again nor the datastore: Keptn's datastore reads
+        NATS on its own (:meth:`store_published`)."""
         with self._lock:
             now = self.clock.now()
             event: dict[str, Any] = {
                 "specversion": incoming.specversion or "1.0",
-                "id": str(uuid.uuid4()),
+                "id": incoming.id if from_nats and incoming.id else str(uuid.uuid4()),
                 "source": incoming.source if is_uri_reference(incoming.source) else DEFAULT_SOURCE,
                 "type": incoming.type,
                 "time": keptntime.keptn_time(now),
@@ -197,8 +206,18 @@ class ControlPlaneState:
             if incoming.extensions is not None:
                 event["extensions"] = incoming.extensions
             event["data"] = incoming.data
+            if from_nats:
+                return event, self._submit(event)
             self._record(event, now)
             return event, self._submit(event)
+
+    def store_published(self, event: dict[str, Any]) -> None:
+        """What Keptn's mongodb-datastore does with an event on NATS (a core queue subscription):
+        store it as it is — every copy (no unique index on the id), and nothing while it is down."""
+        with self._lock:
+            visible_at = self.ingestion.visible_at(event)
+            if visible_at != math.inf:  # a copy the datastore missed was never there (nor in events())
+                self.datastore.add(copy.deepcopy(event), self.clock.now(), visible_at=visible_at)
 
     def trigger(self, body: dict[str, Any], *, timeout_s: float = 5.0) -> str:
         """Like ``POST /v1/event``, then wait until it was processed; the keptnContext."""

@@ -1,7 +1,7 @@
 """runner.kubernetes: one batch/v1 Job per task.
 
 - :mod:`.runner` — :class:`~.runner.KubernetesRunner` and the flow of one run, in phases:
-  :mod:`.creation` (ConfigMaps, the Job, adoption, owner references), :mod:`.waiting` (until the
+  :mod:`.creation` (ConfigMaps, the Job, then the token Secret; adoption, owner references), :mod:`.waiting` (until the
   Job ends or can never start; :mod:`.timers`), :mod:`.finishing` (final pods, the outcome, stopping
   the Job), with :mod:`.tasklogs` (a run's container logs), :mod:`.events` (what Kubernetes Events
   tell) and :mod:`.task` (the task with its manifest, shared by the phases);
@@ -28,8 +28,17 @@ RoleBinding per namespace)::
       - apiGroups: [""]
         resources: ["configmaps"]
         verbs: ["create", "get", "patch", "delete"]           # files; owner reference; clean-up
+      - apiGroups: [""]
+        resources: ["secrets"]
+        verbs: ["create", "delete"]                           # only for tasks with API-proxy access:
+                                                              # their token Secret; a leftover one
 
-Missing ``events: list`` only loses event messages (logged); missing ``configmaps: patch`` leaves
-the ConfigMaps without an owner (logged). Everything else fails the task with a reason such as
+jes never reads a Secret, and may not: no ``get``, ``list``, ``watch`` — and no ``patch`` or
+``update`` either, since their answer is the whole object, Secrets of Keptn's beside the Job's
+included. It creates the token Secret of its own tasks with their Job as owner already in the create
+body, and deletes one left from an earlier attempt (a task's ``valueFrom: secret`` is resolved by
+the kubelet). Without proxy access for tasks the ``secrets`` rule is not needed at all. Missing
+``events: list`` only loses event messages (logged); missing ``configmaps: patch`` leaves the
+ConfigMaps without an owner (logged). Everything else fails the task with a reason such as
 ``permission denied: jes may not create batch/jobs in namespace 'ci'``.
 """

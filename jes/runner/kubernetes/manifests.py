@@ -14,6 +14,10 @@ The Job has the shape of those upstream (Keptn's job-executor-service) creates, 
   init container when a task has no files. A ConfigMap may hold 1 MiB (the API server refuses
   more), so files are packed into ConfigMaps of at most :data:`CONFIGMAP_CHUNK_BYTES`, and a bigger
   file is cut into pieces (``.jes-parts/<path>/00000``, ``00001``...) that the init container joins.
+* **API proxy**: a task that may use jes's API proxy (:class:`~jes.models.ApiProxyAccess`) gets
+  ``KEPTN_API_PROXY_URL`` as a value and ``KEPTN_API_PROXY_TOKEN`` through ``secretKeyRef`` from
+  the Secret ``<job>-api-proxy`` (key ``token``, :func:`build_api_proxy_secret`): the token itself
+  is never part of the Job. Both come after the task's own variables, so nothing overrides them.
 """
 
 from __future__ import annotations
@@ -24,7 +28,19 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jes.models import EnvSecret, EnvValue, EventInfo, RenderedTask, Resources, TaskSpec, job_name
+from jes.models import (
+    API_PROXY_TOKEN_ENV,
+    API_PROXY_URL_ENV,
+    EnvSecret,
+    EnvValue,
+    EventInfo,
+    RenderedTask,
+    Resources,
+    TaskSpec,
+    api_proxy_secret_name,
+    job_name,
+    k8s_literal,
+)
 from jes.settings import Settings
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -45,6 +61,8 @@ JOB_VOLUME = "job-volume"
 FILES_VOLUME = "job-files"
 CONFIGMAP_CHUNK_BYTES = 900 * 1024
 """A ConfigMap holds at most 1 MiB; files are spread over as many as needed."""
+API_PROXY_TOKEN_KEY = "token"
+"""The key of the proxy token in a task's ``<job>-api-proxy`` Secret."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +130,7 @@ def job_for(spec: TaskSpec, settings: JobSettings) -> dict[str, Any]:
     """The batch/v1 Job that runs ``spec``."""
     return build_job(
         spec.task, spec.event, config_hash=spec.config_hash, settings=settings, files=spec.files.sizes,
-        name=spec.job_name,
+        name=spec.job_name, api_proxy_url=spec.api_proxy.url if spec.api_proxy is not None else None,
     )  # fmt: skip
 
 
@@ -124,9 +142,11 @@ def build_job(
     settings: JobSettings,
     files: Mapping[str, int] | None = None,
     name: str = "",
+    api_proxy_url: str | None = None,
 ) -> dict[str, Any]:
     """The batch/v1 Job for one task of one event; ``files`` maps each file to its size. Its name is
-    ``name``, else :func:`jes.models.job_name` for the event, task and executor."""
+    ``name``, else :func:`jes.models.job_name` for the event, task and executor. With
+    ``api_proxy_url`` the task gets the proxy's URL and its token from the Job's token Secret."""
     name = name or job_name(event.id, task.action_index, task.task_index, executor=settings.executor)
     annotations = dict(task.annotations)
     annotations.update({ANNOTATION_EVENT_ID: event.id, ANNOTATION_TASK: task.name})
@@ -135,7 +155,7 @@ def build_job(
         "ttlSecondsAfterFinished": task.ttl_seconds_after_finished,
         "template": {
             "metadata": {"labels": {MANAGED_BY: settings.managed_by}},
-            "spec": _pod_spec(name, task, settings, files or {}),
+            "spec": _pod_spec(name, task, settings, files or {}, api_proxy_url),
         },
     }
     if settings.task_deadline_seconds > 0:
@@ -153,11 +173,13 @@ def build_job(
     }
 
 
-def _pod_spec(name: str, task: RenderedTask, settings: JobSettings, files: Mapping[str, int]) -> dict[str, Any]:
+def _pod_spec(
+    name: str, task: RenderedTask, settings: JobSettings, files: Mapping[str, int], api_proxy_url: str | None
+) -> dict[str, Any]:
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "securityContext": dict(settings.pod_security_context or {}),
-        "containers": [_main_container(name, task)],
+        "containers": [_main_container(name, task, api_proxy_url)],
         "volumes": [{"name": JOB_VOLUME, "emptyDir": {"sizeLimit": settings.files_size_limit}}],
     }
     if task.service_account:
@@ -170,7 +192,7 @@ def _pod_spec(name: str, task: RenderedTask, settings: JobSettings, files: Mappi
     return pod
 
 
-def _main_container(name: str, task: RenderedTask) -> dict[str, Any]:
+def _main_container(name: str, task: RenderedTask, api_proxy_url: str | None) -> dict[str, Any]:
     container: dict[str, Any] = {"name": name, "image": task.image}
     if task.image_pull_policy:
         container["imagePullPolicy"] = task.image_pull_policy
@@ -180,7 +202,11 @@ def _main_container(name: str, task: RenderedTask) -> dict[str, Any]:
         container["args"] = list(task.args)
     if task.working_dir:
         container["workingDir"] = task.working_dir
-    env = [{"name": e.name, "value": e.manifest_value} for e in task.env if isinstance(e, EnvValue)]
+    env: list[dict[str, Any]] = [
+        {"name": e.name, "value": e.manifest_value} for e in task.env if isinstance(e, EnvValue)
+    ]
+    if api_proxy_url is not None:
+        env += api_proxy_env(name, api_proxy_url)
     if env:
         container["env"] = env
     env_from = [{"secretRef": {"name": e.secret}} for e in task.env if isinstance(e, EnvSecret)]
@@ -192,6 +218,40 @@ def _main_container(name: str, task: RenderedTask) -> dict[str, Any]:
     container["securityContext"] = dict(task.security_context)
     container["volumeMounts"] = [{"name": JOB_VOLUME, "mountPath": FILES_MOUNT}]
     return container
+
+
+def api_proxy_env(job: str, url: str) -> list[dict[str, Any]]:
+    """The task container's proxy variables: the URL as a literal value (no ``$(VAR)`` expansion),
+    the token by reference to the Job's token Secret."""
+    secret = {"name": api_proxy_secret_name(job), "key": API_PROXY_TOKEN_KEY}
+    return [
+        {"name": API_PROXY_URL_ENV, "value": k8s_literal(url)},
+        {"name": API_PROXY_TOKEN_ENV, "valueFrom": {"secretKeyRef": secret}},
+    ]
+
+
+def build_api_proxy_secret(job: Mapping[str, Any], token: str, *, owner_uid: str | None = None) -> dict[str, Any]:
+    """The Secret with the proxy token of ``job``'s task, labelled like the Job's ConfigMaps. jes
+    creates it after the Job, with the Job (``owner_uid``, from the create answer) as its owner in
+    the create body: it goes with the Job, and is never patched (:mod:`.creation`)."""
+    metadata = job["metadata"]
+    labels = {k: v for k, v in metadata["labels"].items() if k in (MANAGED_BY, LABEL_EVENT_ID)}
+    secret_meta: dict[str, Any] = {
+        "name": api_proxy_secret_name(metadata["name"]),
+        "namespace": metadata["namespace"],
+        "labels": labels,
+    }
+    if owner_uid is not None:
+        secret_meta["ownerReferences"] = [
+            {"apiVersion": "batch/v1", "kind": "Job", "name": metadata["name"], "uid": owner_uid}
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": secret_meta,
+        "type": "Opaque",
+        "data": {API_PROXY_TOKEN_KEY: base64.b64encode(token.encode()).decode()},
+    }
 
 
 def _init_container(name: str, task: RenderedTask, settings: JobSettings) -> dict[str, Any]:

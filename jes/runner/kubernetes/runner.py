@@ -4,8 +4,10 @@ The runner builds each task's Job manifest (and the ConfigMaps for its ``files``
 runner-neutral :class:`~jes.models.TaskSpec` with :mod:`jes.runner.kubernetes.manifests` and its
 :class:`~jes.runner.kubernetes.manifests.JobSettings`. :meth:`KubernetesRunner.run`:
 
-1. creates the ConfigMaps, then the Job, or adopts the Job that exists already — from an earlier
-   attempt, another replica or before a restart (:mod:`.creation`);
+1. creates the ConfigMaps, the Job, then the API-proxy token Secret owned by the Job (for a task
+   with proxy access), or adopts the Job that exists already — from an earlier attempt, another
+   replica or before a restart (:mod:`.creation`); a Job whose token Secret cannot be created is
+   deleted again (its task cannot have started) and the task ends with ERROR;
 2. waits for the Job through two watches shared by every task of a namespace, failing fast when its
    pod can never start, and stopping the wait past the task's ``maxPollDuration``
    (:mod:`.waiting`); meanwhile the containers' logs are followed (:mod:`.tasklogs`);
@@ -275,7 +277,9 @@ class KubernetesRunner:
     ) -> tuple[Obj | None, bool]:
         """The Job and whether it existed already (None: there is none, or it is gone now)."""
         if adopt_only:
-            return await creation.adopt(self._require_api, spec, namespace, tracker), True
+            job = await creation.adopt(self._require_api, spec, namespace, tracker)
+            await creation.forget_token_secret(self._require_api, spec, namespace, job)
+            return job, True
         return await creation.create_or_adopt(
             self._require_api, spec, namespace, tracker, fence, backoff=self.backoff, sleep=self._sleep
         )

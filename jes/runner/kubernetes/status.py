@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -103,12 +104,19 @@ _TRANSIENT = re.compile(
 )
 
 
-def stuck(pods: dict[str, Obj], pull_errors: dict[str, str]) -> tuple[Verdict | None, str | None]:
+def stuck(
+    pods: dict[str, Obj], pull_errors: dict[str, str], own_secrets: Collection[str] = ()
+) -> tuple[Verdict | None, str | None]:
     """(a reason that will not go away by waiting → fail now, a reason that may heal → wait).
 
     ``pull_errors`` remembers the last ``ErrImagePull`` message per container (updated here):
     ``ImagePullBackOff`` repeats it only on newer kubelets ("Back-off pulling image "x":
-    ErrImagePull: ..."), so a bare back-off message is judged by the error seen before it."""
+    ErrImagePull: ..."), so a bare back-off message is judged by the error seen before it.
+
+    ``own_secrets`` are Secrets jes itself creates for the task right after its Job (the API-proxy
+    token Secret, :mod:`.creation`): a container waiting with ``CreateContainerConfigError``,
+    ``secret "<one of them>" not found`` is waiting for jes, and the kubelet starts it on its next
+    sync once the Secret exists — a passing reason, not a final one. Any other missing Secret is."""
     passing: str | None = None
     for pod in _by_age(pods):
         for _, status in _statuses(pod):
@@ -125,11 +133,23 @@ def stuck(pods: dict[str, Obj], pull_errors: dict[str, str]) -> tuple[Verdict | 
                 judged = pull_errors.get(name, message)
             shown = message if judged == message else f"{message}; the pull failed with: {judged}"
             where = f"{reason}: {shown} (container {name})" if shown else f"{reason} (container {name})"
+            if reason == "CreateContainerConfigError" and _own_secret_missing(message, own_secrets):
+                passing = passing or f"{where}: {_OWN_SECRET_MISSING}"
+                continue
             if _TRANSIENT.search(judged):
                 passing = passing or where
                 continue
             return Verdict(Status.CANNOT_START, where), None
     return None, passing
+
+
+_OWN_SECRET_MISSING = "the Secret with the task's API-proxy token, which jes creates right after its Job, is not there"
+
+
+def _own_secret_missing(message: str, own_secrets: Collection[str]) -> bool:
+    """Whether the kubelet's message says one of ``own_secrets`` does not exist (kubelet
+    ``makeEnvironmentVariables``: the secret manager's NotFound error, ``secret "<name>" not found``)."""
+    return any(message == f'secret "{name}" not found' for name in own_secrets)
 
 
 def cannot_start(pods: dict[str, Obj]) -> Verdict | None:

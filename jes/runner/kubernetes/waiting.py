@@ -10,7 +10,8 @@ so the wait ends early with :attr:`~jes.models.Status.CANNOT_START` when
 - a container is waiting with ``ErrImagePull``, ``ImagePullBackOff``, ``InvalidImageName``,
   ``ErrImageNeverPull`` or ``CreateContainerConfigError`` (a missing Secret or key) — at once, or
   after ``transient_grace_s`` when its message says it may heal (the kubelet's secret cache not
-  synced yet, a registry answering 429 or 5xx; see :func:`~jes.runner.kubernetes.status.stuck`);
+  synced yet, a registry answering 429 or 5xx, or the task's own API-proxy token Secret that jes
+  creates right after the Job not there yet; see :func:`~jes.runner.kubernetes.status.stuck`);
 - there is no pod at all and a ``FailedCreate`` event on the Job (see :mod:`.events`). The only
   per-Job reads while waiting are these event lists, and only while a Job has no pod: after
   ``missing_pod_check_s``, then at doubling intervals up to 30 s;
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from jes import errors
-from jes.models import Status
+from jes.models import Status, api_proxy_secret_name
 from jes.runner.kubernetes import events as kube_events
 from jes.runner.kubernetes import status as kube_status
 from jes.runner.kubernetes import timers as kube_timers
@@ -80,10 +81,11 @@ async def wait_for_job(
     first_check_at = loop.time() + graces.missing_pod_check_s
     missing_pod = kube_timers.Backoff(first_check_at, graces.missing_pod_check_s, LONGEST_MISSING_POD_CHECK_S)
     pull_errors: dict[str, str] = {}
+    own_secrets = (api_proxy_secret_name(spec.job_name),)
     while True:
         tracker.changed.clear()
         logs.follow_started(tracker.pods)
-        verdict = await _verdict(api, namespace, tracker, pull_errors, passing, loop.time())
+        verdict = await _verdict(api, namespace, tracker, pull_errors, passing, loop.time(), own_secrets)
         if verdict is not None:
             return verdict
         if not running_reported and kube_status.main_started(tracker.pods, main):
@@ -120,6 +122,7 @@ async def _verdict(
     pull_errors: dict[str, str],
     passing: kube_timers.Grace,
     now_s: float,
+    own_secrets: tuple[str, ...],
 ) -> kube_status.Verdict | None:
     """The end of the wait, if the Job or its pods say so."""
     if tracker.error is not None:
@@ -135,7 +138,7 @@ async def _verdict(
         return verdict
     if tracker.deleted:
         return kube_status.Verdict(Status.LOST, "the Job was deleted before it finished")
-    final, healing = kube_status.stuck(tracker.pods, pull_errors)
+    final, healing = kube_status.stuck(tracker.pods, pull_errors, own_secrets)
     if final is not None:
         return final
     if (expired := passing.observe(healing, now_s)) is not None:

@@ -12,7 +12,10 @@ limits, with the semantics a container would give them.
   them: every ``EnvSecret`` contributes one variable per file ``<secrets dir>/<secret>/<key>``
   (content verbatim: ``printf`` rather than ``echo`` when writing one), then the literal entries in
   order, each value with ``$(VAR)`` expanded against the variables defined before it; for a name
-  defined twice the later one wins. ``$(VAR)`` in cmd and args sees only the task's variables.
+  defined twice the later one wins. A task with API-proxy access then gets ``KEPTN_API_PROXY_URL``
+  and ``KEPTN_API_PROXY_TOKEN`` (literal values, after everything else: nothing overrides them; the
+  token reaches the shim on its stdin, never a file). ``$(VAR)`` in cmd and args sees only the
+  task's variables.
 - **files**: materialised in a fresh directory per task (``JES_FILES_DIR``), which stands in for
   the ``/keptn`` volume: a leading ``/keptn`` in cmd, args and workingDir is replaced by that
   directory, after ``$(VAR)`` expansion. Only whole leading paths are mapped (``-f /keptn/a.py``
@@ -42,7 +45,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from jes.models import EnvSecret, EnvValue, RenderedTask, Status, TaskFiles, TaskSpec
+from jes.models import (
+    API_PROXY_TOKEN_ENV,
+    API_PROXY_URL_ENV,
+    EnvSecret,
+    EnvValue,
+    RenderedTask,
+    Status,
+    TaskFiles,
+    TaskSpec,
+)
 from jes.runner.local.outcome import Refused, cannot_start
 
 KEPTN_DIR = "/keptn"
@@ -105,6 +117,8 @@ def prepare(spec: TaskSpec, files_dir: Path, *, secrets_dir: Path | None, deadli
         )
     files = _file_paths(spec.files)
     variables = _task_variables(task, secrets_dir)
+    if spec.api_proxy is not None:
+        variables |= {API_PROXY_URL_ENV: spec.api_proxy.url, API_PROXY_TOKEN_ENV: spec.api_proxy.token}
     argv = tuple(_map_keptn(expand(part, variables), files_dir) for part in command)
     env = {**base_env(), "JES_FILES_DIR": str(files_dir), **variables}
     _check_no_nul(argv, env)

@@ -36,7 +36,7 @@ def validate_jobs(kube: FakeKube) -> None:
 
 @pytest.fixture(scope="module")
 def kube_server() -> Iterator[FakeKube]:
-    with FakeKube(bookmark_interval_s=0.5, image_backoff_s=0.05) as fake:
+    with FakeKube(bookmark_interval_s=0.5, image_backoff_s=0.05, config_retry_s=0.2) as fake:
         yield fake
 
 

@@ -130,7 +130,10 @@ async def test_deadline_exceeded(kube: FakeKube, runner: KubernetesRunner) -> No
 
 async def test_output_beyond_the_budget_keeps_head_and_tail(kube: FakeKube, runner: KubernetesRunner) -> None:
     size = 20_000_000
-    kube.behave(job="loud", logs="FIRST LINE\n", log_bytes=size, log_tail="LAST LINE\n")
+    # running for a second: the runner follows a container it sees running; one that ends before the
+    # pod watch shows it running is read once at the end, and a 20 MB log is rotated by then (a busy
+    # machine made that race lose the head here now and then)
+    kube.behave(job="loud", logs="FIRST LINE\n", log_bytes=size, log_tail="LAST LINE\n", duration_s=1.0)
     forwarded = 0
 
     def count(container: str, chunk: bytes) -> None:

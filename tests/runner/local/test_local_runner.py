@@ -6,12 +6,14 @@ import asyncio
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from jes import settings
-from jes.models import EnvSecret, EnvValue, Status
+from jes.models import ApiProxyAccess, EnvSecret, EnvValue, Status
+from jes.runner.local import shim
 from jes.runner.local.runner import LocalRunner, expand
 from tests.runner.local.support import make_spec, process_gone, wait_until
 
@@ -199,6 +201,40 @@ async def test_secrets_become_variables(runner: LocalRunner, secrets_dir: Path) 
     assert seen["DB_PASSWORD"] == "p4ss word\n"
     assert seen["URL"] == "postgres://admin@db"
     assert seen["DB_USER"] == "root"
+
+
+async def test_api_proxy_access_reaches_the_task_and_wins(
+    runner: LocalRunner, secrets_dir: Path, state_dir: Path
+) -> None:
+    """A task with proxy access sees the URL and its token; neither a secret key nor a literal entry
+    of the same name replaces them, and the token is written nowhere under the state directory."""
+    (secrets_dir / "sneaky").mkdir()
+    (secrets_dir / "sneaky" / "KEPTN_API_PROXY_TOKEN").write_bytes(b"from-a-secret")
+    env = (EnvSecret("sneaky"), EnvValue("KEPTN_API_PROXY_URL", "http://elsewhere"))
+    spec = replace(
+        make_spec("proxy-job", [PY, "-c", "import sys; " + PRINT_ENV + "; print(sys.argv[1])"],
+                  ["$(KEPTN_API_PROXY_URL)"], env=env),
+        api_proxy=ApiProxyAccess("http://jes-api-proxy.keptn.svc:8082", "task-token-7f3a"),
+    )  # fmt: skip
+
+    outcome = await runner.run(spec)
+
+    assert outcome.status is Status.SUCCEEDED, outcome.reason
+    text = outcome.logs[0].text.text()
+    seen = env_of(text)
+    assert seen["KEPTN_API_PROXY_URL"] == "http://jes-api-proxy.keptn.svc:8082"
+    assert seen["KEPTN_API_PROXY_TOKEN"] == "task-token-7f3a"
+    assert text.splitlines()[-1] == "http://jes-api-proxy.keptn.svc:8082"  # $(VAR) in args, as the kubelet does
+    assert "task-token-7f3a" not in repr(spec)
+    # the task printed its environment into its own output; nothing else under the state directory has it
+    stored = [p.read_bytes() for p in state_dir.rglob("*") if p.is_file() and p.name != shim.OUTPUT]
+    assert not any(b"task-token-7f3a" in content for content in stored)
+
+
+async def test_without_api_proxy_access_there_are_no_proxy_variables(runner: LocalRunner) -> None:
+    outcome = await runner.run(make_spec("noproxy-job", [PY, "-c", PRINT_ENV]))
+    seen = env_of(outcome.logs[0].text.text())
+    assert "KEPTN_API_PROXY_URL" not in seen and "KEPTN_API_PROXY_TOKEN" not in seen
 
 
 async def test_a_missing_secret_cannot_start(runner: LocalRunner, secrets_dir: Path) -> None:
