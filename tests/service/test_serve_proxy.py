@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from jes.devtools.controlplane.server import LocalControlPlane
 from tests.natsserver import NatsServer
@@ -110,3 +111,17 @@ async def test_a_task_with_its_scoped_token_reports_progress_for_its_own_event_o
     assert "own: 200" in message and "other: 403" in message, message
     assert [e["source"] for e in plane.events(keptn_context=context) if e["source"] == "the-task"] == ["the-task"]
     assert plane.token not in message
+
+
+async def test_remote_mode_honours_http_proxy(plane: LocalControlPlane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """KEPTN_API_ENDPOINT names a host nobody resolves; HTTP_PROXY leads to the control plane (as a
+    corporate proxy would): every control-plane call goes through it, with the token."""
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, plane.base_url)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+    current = jes_settings(plane, tmp_path / "state", keptn_api_endpoint="http://keptn.example.invalid/api")
+    async with running(current):
+        context = plane.trigger_sequence(trigger_body())
+        await wait_until(lambda: sequence_done(plane, context), what="the sequence, through the proxy")
+    assert plane.integrations()

@@ -133,6 +133,16 @@ class Gateway:
             return path[len(self._prefix) :] or "/"
         return None
 
+    @staticmethod
+    def _as_origin_form(scope: Scope) -> None:
+        """A request sent through an HTTP proxy names the whole URL (absolute form); the control
+        plane answers it as the server that URL names, so a client behind ``HTTP_PROXY`` reaches it."""
+        path = str(scope["path"])
+        if path.startswith("http://"):
+            raw = bytes(scope.get("raw_path") or path.encode()).decode("latin-1")
+            scope["path"] = urlsplit(path).path or "/"
+            scope["raw_path"] = (urlsplit(raw).path or "/").encode("latin-1")
+
     def _inside_the_cluster(self, scope: Scope, headers: dict[str, str]) -> bool:
         """Whether the request names a Keptn service by its in-cluster name (through an HTTP proxy,
         as a NATS-mode client sends it); then it is rewritten to the gateway path. In-cluster
@@ -156,6 +166,7 @@ class Gateway:
         method = str(scope["method"]).upper()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         trusted = self._inside_the_cluster(scope, headers)
+        self._as_origin_form(scope)
         path = str(scope["path"])
         body = await self._read_body(receive, headers.get("content-length"))
         if body is None:
