@@ -156,6 +156,9 @@ class RenderedTask:
     """The merged container security context (executor default, then the task's fields)."""
     annotations: Mapping[str, str]
     image_pull_secrets: tuple[str, ...]
+    on_error: str = "fail"
+    """``fail``: a failure ends the action errored/fail; ``warning``: the next tasks run and the
+    action ends succeeded/warning (unless a ``fail`` task fails later)."""
 
 
 @dataclass(frozen=True)

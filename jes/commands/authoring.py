@@ -97,6 +97,7 @@ def _task_document(task: RenderedTask) -> dict[str, Any]:
         "args": list(task.args or ()),
         "workingDir": task.working_dir,
         "env": env,
+        "onError": task.on_error,
     }
 
 
@@ -111,7 +112,8 @@ def match_text(result: Plan) -> str:
             lines.append(f"  error: {action.error.strip()}")
         for task in action.tasks:
             argv = " ".join(json.dumps(part) for part in (*(task.cmd or ()), *(task.args or ())))
-            lines.append(f"  task {task.task_index} {task.name!r}: {task.image} {argv}".rstrip())
+            warning = " (onError: warning)" if task.on_error == "warning" else ""
+            lines.append(f"  task {task.task_index} {task.name!r}{warning}: {task.image} {argv}".rstrip())
             for entry in task.env:
                 if isinstance(entry, EnvValue):
                     shown = json.dumps(entry.value) if "\n" in entry.value else entry.value
@@ -169,11 +171,17 @@ def render_documents(result: Plan, job_settings: manifests.JobSettings) -> str:
             continue
         for task in action.tasks:
             job = manifests.build_job(task, result.event, config_hash=result.config_hash, settings=job_settings)
-            note = _files_note(task.files)
+            note = _files_note(task.files) + _on_error_note(task)
             parts.append(note + yaml.safe_dump(job, sort_keys=False, allow_unicode=True))
     if not parts:
         return "# no action matches this event: no Job would be created\n"
     return "---\n".join(parts)
+
+
+def _on_error_note(task: RenderedTask) -> str:
+    if task.on_error != "warning":
+        return ""
+    return f"# task {task.name!r} has onError: warning: if it fails, the next tasks still run\n"
 
 
 def _files_note(files: Sequence[str]) -> str:

@@ -58,7 +58,8 @@ async def run_once(
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
-    """Exit code: 0 when every finished event succeeded (or nothing ran), 1 otherwise."""
+    """Exit code: 0 when every finished event succeeded (or nothing ran), 1 otherwise; a
+    ``succeeded/warning`` event (an ``onError: warning`` task failed) counts as succeeded."""
     printer = reporter.PrintReporter(out)
     async with open_runner(current, runner_name) as runner:
         handle = handler.EventHandler(

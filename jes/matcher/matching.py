@@ -284,6 +284,7 @@ def render_task(
         security_context=security_context,
         annotations=dict(task.annotations or {}),
         image_pull_secrets=tuple(task.imagePullSecrets or ()),
+        on_error=task.onError,
     )
 
 

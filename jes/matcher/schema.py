@@ -1,8 +1,8 @@
 """The ``job/config.yaml`` model (apiVersion v2) and its constants.
 
 Every field of the original job-executor-service is here with its upstream default, plus the
-extensions ``actions[].locations`` and ``tasks[].imagePullSecrets``. The field descriptions feed
-the JSON Schema and the reference table in README.md.
+extensions ``actions[].locations``, ``tasks[].imagePullSecrets`` and ``tasks[].onError``. The field
+descriptions feed the JSON Schema and the reference table in README.md.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ VALUE_FROM = ("event", "secret", "string")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 PROC_MOUNTS = ("Default", "Unmasked")
 PROFILE_TYPES = ("RuntimeDefault", "Unconfined", "Localhost")
+#: What a failed task does to its action (jes extension ``tasks[].onError``); the first is the default.
+ON_ERROR = ("fail", "warning")
 
 
 class JsonPathFilter(StrictModel):
@@ -126,6 +128,11 @@ class Task(StrictModel):
     )
     annotations: YStrMap = Field(None, description="annotations of the Job object")
     imagePullSecrets: YStrList = Field(None, description="jes extension: names of image pull Secrets")
+    onError: one_of(ON_ERROR) = Field(  # type: ignore[valid-type]
+        "fail",
+        description="jes extension: fail ends the action errored/fail; warning lets the next tasks run "
+        "and makes the action succeeded/warning",
+    )
 
 
 class Action(StrictModel):
@@ -135,7 +142,7 @@ class Action(StrictModel):
         None, description="the action runs when any entry matches; none: never"
     )
     tasks: Annotated[list[Task] | None, BeforeValidator(list_or_none)] = Field(
-        None, description="run in order, one Job each, stopping at the first failure"
+        None, description="run in order, one Job each, stopping at the first failure of an onError: fail task"
     )
     locations: YStrList = Field(None, description="jes extension: run only on executors whose LOCATION is listed")
 

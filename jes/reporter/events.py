@@ -178,6 +178,12 @@ class TaskReport:
 
     name: str
     outcome: Outcome
+    on_error: str = "fail"
+
+    @property
+    def warned(self) -> bool:
+        """Failed, but ``onError: warning``: the action went on."""
+        return not self.outcome.succeeded and self.on_error == "warning"
 
 
 def render_logs(logs: Sequence[ContainerLog], *, include_init: bool) -> str:
@@ -203,20 +209,48 @@ def _container_header(log: ContainerLog) -> str:
 
 
 def success_message(reports: Sequence[TaskReport]) -> str:
+    return "".join(_task_block(r) for r in reports)
+
+
+def _task_block(report: TaskReport) -> str:
+    """A task that ran before the end of the action: its verdict and logs."""
+    if report.outcome.succeeded:
+        logs = render_logs(report.outcome.logs, include_init=False)
+        return f"Task '{report.name}' finished successfully!\n\nLogs:\n{logs}\n\n"
+    return _failed_block(report) + "\n"
+
+
+def _failed_block(report: TaskReport) -> str:
+    outcome = report.outcome
+    include_init = any(log.init for log in outcome.logs) and not outcome.succeeded
+    logs = render_logs(outcome.logs, include_init=include_init)
+    text = f"Task '{report.name}' failed: {outcome.reason}\n\nLogs:\n{logs}"
+    if outcome.events:
+        text += "Kubernetes events:\n" + "".join(f"{line}\n" for line in outcome.events)
+    return text
+
+
+def warning_lines(reports: Sequence[TaskReport], count: int) -> str:
+    """One line per ``onError: warning`` task that failed: "task 2/3 'lint' failed (exit code 1) — onError: warning"."""
     return "".join(
-        f"Task '{r.name}' finished successfully!\n\nLogs:\n{render_logs(r.outcome.logs, include_init=False)}\n\n"
-        for r in reports
+        f"task {i}/{count} '{r.name}' failed ({r.outcome.reason}) — onError: warning\n"
+        for i, r in enumerate(reports, 1)
+        if r.warned
     )
 
 
-def failure_message(done: Sequence[TaskReport], failed: TaskReport) -> str:
-    """The failing task's reason first, its logs and Kubernetes events; earlier tasks' logs after."""
-    outcome = failed.outcome
-    include_init = any(log.init for log in outcome.logs) and not outcome.succeeded
-    logs = render_logs(outcome.logs, include_init=include_init)
-    text = f"Task '{failed.name}' failed: {outcome.reason}\n\nLogs:\n{logs}"
-    if outcome.events:
-        text += "Kubernetes events:\n" + "".join(f"{line}\n" for line in outcome.events)
+def warning_message(reports: Sequence[TaskReport], count: int) -> str:
+    """The message of an action that ended ``succeeded/warning``: the warnings first, then each task."""
+    return warning_lines(reports, count) + "\n" + success_message(reports)
+
+
+def failure_message(done: Sequence[TaskReport], failed: TaskReport, *, count: int = 0) -> str:
+    """The failing task's reason first, its logs and Kubernetes events; then the warnings of earlier
+    ``onError: warning`` tasks (``count``: the action's number of tasks) and earlier tasks' logs."""
+    text = _failed_block(failed)
+    warnings = warning_lines([*done, failed], count or len(done) + 1)
+    if warnings:
+        text += "\n" + warnings
     if done:
         text += "\n" + success_message(done)
     return text
@@ -234,6 +268,7 @@ def summary(identity: Identity, action: str, reports: Sequence[TaskReport]) -> d
                 "exitCode": r.outcome.exit_code,
                 "durationSeconds": round(r.outcome.duration_s, 3),
                 "reason": r.outcome.reason,
+                "onError": r.on_error,
             }
             for r in reports
         ],

@@ -4,8 +4,10 @@ Shared by ``jes serve`` (control-plane config and files, a ledger that survives 
 Keptn reporter) and ``jes run`` (a config file, an in-memory ledger, events printed).
 
 For a matching non-silent action: ``.started`` at once (before waiting for a free slot), a
-``.status.changed`` per task (best effort), the tasks in order up to the first failure, then one
-``.finished`` within the size budget (an errored one is also posted as an error log entry).
+``.status.changed`` per task (best effort), the tasks in order up to the first failure of an
+``onError: fail`` task (a failed ``onError: warning`` task lets the next ones run and makes the
+result ``succeeded/warning``), then one ``.finished`` within the size budget (an errored one is
+also posted as an error log entry).
 
 The handler is the only writer of the event's claim (:mod:`jes.ledger`), and writes it *before*
 every step that has an effect outside jes (docs/exactly-once.md):
@@ -267,11 +269,12 @@ class EventHandler:
                 logger.warning("silent action %r cannot run: %s", action.name, action.error.strip())
                 return
             reports = await self._run_tasks(claim, plan, action, progress=None)
-            failed = [r for r in reports if not r.outcome.succeeded]
-            if failed:
-                logger.warning(
-                    "silent action %r: task %r failed: %s", action.name, failed[0].name, failed[0].outcome.reason
-                )
+            for report in reports:
+                if not report.outcome.succeeded:
+                    logger.warning(
+                        "silent action %r: task %r failed: %s%s", action.name, report.name, report.outcome.reason,
+                        " (onError: warning)" if report.warned else "",
+                    )  # fmt: skip
 
     async def _run_reporting(self, claim: Claim, plan: Plan, action: PlannedAction) -> Result:
         info = plan.event
@@ -291,16 +294,22 @@ class EventHandler:
             finally:
                 await asyncio.gather(*progress, return_exceptions=True)  # in order: before .finished
             window = (window_start, self.clock())
-            failed = next((r for r in reports if not r.outcome.succeeded), None)
-            if failed is None:
+            failed = next((r for r in reports if not r.outcome.succeeded and not r.warned), None)
+            count = len(action.tasks)
+            if failed is not None:
+                done = [r for r in reports if r is not failed]
+                message = events.failure_message(done, failed, count=count)
+                finished = self._finished(info, action, reports, status="errored", result="fail", message=message)
+            elif any(r.warned for r in reports):
+                message = events.warning_message(reports, count)
+                finished = self._finished(
+                    info, action, reports, status="succeeded", result="warning", message=message, window=window
+                )
+            else:
                 message = events.success_message(reports)
                 finished = self._finished(
                     info, action, reports, status="succeeded", result="pass", message=message, window=window
                 )
-            else:
-                done = [r for r in reports if r is not failed]
-                message = events.failure_message(done, failed)
-                finished = self._finished(info, action, reports, status="errored", result="fail", message=message)
             result = await self._send_finished(claim, info, finished, errored=failed is not None)
             await self.tasks.forget_jobs(reports)
             return result
@@ -335,12 +344,14 @@ class EventHandler:
         for task in action.tasks:
             with logfmt.bind(task=task.name):
                 outcome = await self.tasks.run(claim, plan, task, len(action.tasks), progress=progress)
-            reports.append(events.TaskReport(task.name, outcome))
+            report = events.TaskReport(task.name, outcome, task.on_error)
+            reports.append(report)
+            stops = not outcome.succeeded and not report.warned  # onError: warning goes on
             # The outcome that ends a reporting action is saved with its .finished (one write).
-            ends_report = progress is not None and (task is action.tasks[-1] or not outcome.succeeded)
+            ends_report = progress is not None and (task is action.tasks[-1] or stops)
             if not ends_report:
                 await self.store.save(claim)
-            if not outcome.succeeded:
+            if stops:
                 break
         return reports
 

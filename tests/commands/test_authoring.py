@@ -107,6 +107,7 @@ def test_match_json_contract() -> None:
                             {"name": "KEPTN_SERVICE", "value": "service1"},
                             {"name": "LABELS_FOO", "value": "bar - labels are optional"},
                         ],
+                        "onError": "fail",
                     }
                 ],
             }

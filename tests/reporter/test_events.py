@@ -133,6 +133,7 @@ def test_finished_success_with_test_window_and_summary() -> None:
                 "exitCode": 0,
                 "durationSeconds": 5.0,
                 "reason": "exit code 0",
+                "onError": "fail",
             }
         ],
     }
@@ -194,3 +195,26 @@ def test_response_types_and_task_names() -> None:
     )
     assert events.task_name_of("sh.keptn.event.sayhello.triggered") == "sayhello"
     assert events.task_name_of("sh.keptn.event.dev.seq.triggered") == "sh.keptn.event.dev.seq.triggered"
+
+
+def test_warning_message_names_each_warning_task_and_keeps_every_log() -> None:
+    reports = [
+        events.TaskReport("build", outcome()),
+        events.TaskReport("lint", outcome(Status.FAILED, "3 issues\n"), "warning"),
+        events.TaskReport("deploy", outcome()),
+    ]
+    message = events.warning_message(reports, 3)
+    assert message.startswith("task 2/3 'lint' failed (exit code 3) — onError: warning\n\n")
+    assert "Task 'lint' failed: exit code 3\n\nLogs:\n" in message and "3 issues" in message
+    assert message.count("finished successfully!") == 2
+    tasks = events.summary(IDENTITY, "act", reports)["tasks"]
+    assert [t["onError"] for t in tasks] == ["fail", "warning", "fail"]
+
+
+def test_failure_after_a_warning_puts_the_failure_first_and_lists_the_warning() -> None:
+    lint = events.TaskReport("lint", outcome(Status.FAILED), "warning")
+    failed = events.TaskReport("test", outcome(Status.FAILED, "broken\n"))
+    message = events.failure_message([lint], failed, count=3)
+    assert message.startswith("Task 'test' failed: exit code 3\n\nLogs:\n")
+    assert "\ntask 1/3 'lint' failed (exit code 3) — onError: warning\n" in message
+    assert lint.warned and "finished successfully" not in message
