@@ -198,7 +198,7 @@ class Distributor:
         if self.error_log is not None:
             self.error_log.offer(event)
             return
-        entry = errorlog.entry_for(event)
+        entry = wire.log_entry_for(event)
         if entry is not None:
             logger.warning("not registered (%s): error log entry not posted: %s", self.config.registration_blocked,
                            entry.message[:200])  # fmt: skip

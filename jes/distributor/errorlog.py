@@ -24,36 +24,9 @@ from jes.clients.keptn import wire
 
 logger = logging.getLogger(__name__)
 
-LOG_ERROR_TYPE = "sh.keptn.log.error"
 INTERVAL_S = 60.0
 MAX_QUEUED = 1000
 FINAL_FLUSH_S = 5.0
-
-
-def entry_for(event: Mapping[str, Any]) -> wire.LogEntry | None:
-    """The log entry an event makes (``integrationid`` left empty for the own id); None: none."""
-    event_type = str(event.get("type") or "")
-    data = event.get("data")
-    data = data if isinstance(data, dict) else {}
-    common = {
-        "shkeptncontext": _text(event.get("shkeptncontext")),
-        "triggeredid": _text(event.get("triggeredid")),
-        "message": _text(data.get("message")),
-    }
-    if event_type == LOG_ERROR_TYPE:
-        return wire.LogEntry(integrationid=_text(data.get("integrationid")), task=_text(data.get("task")), **common)
-    if event_type.endswith(".finished") and data.get("status") == "errored":
-        return wire.LogEntry(integrationid="", task=_task_of(event_type), **common)
-    return None
-
-
-def _task_of(event_type: str) -> str:
-    """``sh.keptn.event.<task>.finished`` → ``<task>``."""
-    return event_type.removeprefix("sh.keptn.event.").removesuffix(".finished")
-
-
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else ""
 
 
 class ErrorLog:
@@ -78,7 +51,7 @@ class ErrorLog:
         return len(self._queue)
 
     def offer(self, event: Mapping[str, Any]) -> None:
-        entry = entry_for(event)
+        entry = wire.log_entry_for(event)
         if entry is None:
             return
         if len(self._queue) == self._queue.maxlen:

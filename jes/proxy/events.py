@@ -7,9 +7,9 @@ import json
 from typing import Any
 
 from jes import errors
+from jes.clients.keptn.wire import LOG_ERROR_TYPE, log_entry_for
 
 SPEC_VERSIONS = ("1.0", "0.3")
-LOG_ERROR_TYPE = "sh.keptn.log.error"
 
 
 def decode_structured(body: bytes) -> dict[str, Any]:
@@ -45,8 +45,4 @@ def is_error_log(event: dict[str, Any]) -> bool:
 
 def feeds_error_log(event: dict[str, Any]) -> bool:
     """Error logs and ``.finished`` events whose ``data.status`` is ``errored``."""
-    if is_error_log(event):
-        return True
-    data = event.get("data")
-    finished = str(event.get("type", "")).endswith(".finished")
-    return finished and isinstance(data, dict) and data.get("status") == "errored"
+    return log_entry_for(event) is not None

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from jes.proxy.events import LOG_ERROR_TYPE
+from jes.clients.keptn.wire import LOG_ERROR_TYPE
 
 _DECODING_LEVELS = 3
 _FILTER_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")

@@ -16,10 +16,11 @@ import httpx
 
 from jes import ledger
 from jes import settings as jes_settings
+from jes.clients.keptn import wire
 from jes.clients.keptn.httperrors import EventMaybeDeliveredError
 from jes.models import ApiProxyAccess, EventRef
 from jes.proxy.server import ProxyServer
-from jes.reporter import delivery, events
+from jes.reporter import delivery
 from jes.service.taskscopes import LedgerScopes
 from jes.util import retry
 
@@ -76,16 +77,11 @@ class ApiProxy:
             # published to NATS without a stream's acknowledgement: it left, as the distributor's publish
 
     def error_log(self, event: dict[str, Any]) -> None:
-        raw = event.get("data")
-        data: dict[str, Any] = raw if isinstance(raw, dict) else {}
-        entry = {
-            "message": str(data.get("message") or ""),
-            "time": events.keptn_time(events.utc_now()),
-            "shkeptncontext": str(event.get("shkeptncontext") or ""),
-            "task": str(data.get("task") or events.task_name_of(str(event.get("type") or ""))),
-            "triggeredid": str(event.get("triggeredid") or ""),
-            "gitcommitid": str(event.get("gitcommitid") or ""),
-        }
+        made = wire.log_entry_for(event)
+        if made is None:
+            return
+        # the integration's own id is filled in by the reporter
+        entry = made.model_dump(exclude={"integrationid"}) | {"gitcommitid": str(event.get("gitcommitid") or "")}
         task = asyncio.get_running_loop().create_task(self._reporter.error_log(entry), name="jes-proxy-error-log")
         self._log_tasks.add(task)
         task.add_done_callback(self._log_tasks.discard)

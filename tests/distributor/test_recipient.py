@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 
-from jes.distributor import errorlog, recipient, redelivery
+from jes.clients.keptn import wire
+from jes.distributor import recipient, redelivery
 from tests.distributor.support import RecordingRecipient
 
 KEPTN_EVENT = {
@@ -102,9 +103,9 @@ def test_recently_forwarded_forgets_after_its_window() -> None:
 def test_error_log_entries() -> None:
     finished = {"type": "sh.keptn.event.deploy.finished", "shkeptncontext": "c", "triggeredid": "t",
                 "data": {"status": "errored", "message": "boom"}}  # fmt: skip
-    entry = errorlog.entry_for(finished)
+    entry = wire.log_entry_for(finished)
     assert entry is not None and (entry.task, entry.message, entry.integrationid) == ("deploy", "boom", "")
-    assert errorlog.entry_for(finished | {"data": {"status": "succeeded"}}) is None
+    assert wire.log_entry_for(finished | {"data": {"status": "succeeded"}}) is None
     log_error = {"type": "sh.keptn.log.error", "data": {"message": "m", "task": "t", "integrationid": "other"}}
-    entry = errorlog.entry_for(log_error)
+    entry = wire.log_entry_for(log_error)
     assert entry is not None and entry.integrationid == "other" and entry.time  # a real time, not Go's zero

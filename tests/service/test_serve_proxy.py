@@ -125,3 +125,20 @@ async def test_remote_mode_honours_http_proxy(plane: LocalControlPlane, tmp_path
         context = plane.trigger_sequence(trigger_body())
         await wait_until(lambda: sequence_done(plane, context), what="the sequence, through the proxy")
     assert plane.integrations()
+
+
+async def test_an_error_log_event_becomes_an_entry_of_jes_s_error_log(plane: LocalControlPlane, tmp_path: Path) -> None:
+    current = jes_settings(plane, tmp_path / "state", api_proxy_port=0)
+    async with running(current) as service:
+        await wait_until(lambda: service.poller.integration_id is not None, what="registration")
+        assert service.api_proxy is not None
+        port = service.api_proxy.server.trusted.port
+        error = status_event("ctx-1", "t-1") | {"type": "sh.keptn.log.error", "gitcommitid": "abc"}
+        error["data"] = error["data"] | {"message": "the sidecar broke", "task": "sayhello"}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as sidecar:
+            assert (await sidecar.post("/event", json=error)).status_code == 200
+        await wait_until(lambda: bool(plane.logs(service.poller.integration_id)), what="the log entry")
+        [entry] = plane.logs(service.poller.integration_id)
+    assert (entry["message"], entry["task"], entry["shkeptncontext"], entry["triggeredid"]) == (
+        "the sidecar broke", "sayhello", "ctx-1", "t-1")  # fmt: skip
+    assert entry["gitcommitid"] == "abc" and not found(plane, "ctx-1")  # logged, never sent on

@@ -6,6 +6,7 @@ what jes sends (:meth:`Registration.body`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -112,3 +113,35 @@ class Resource:
     content: bytes
     version: str
     """The git commit the content was read at (``metadata.version``)."""
+
+
+#: Keptn's error-log events: they only ever become log entries (never sent on).
+LOG_ERROR_TYPE = "sh.keptn.log.error"
+
+
+def log_entry_for(event: Mapping[str, Any]) -> LogEntry | None:
+    """The log entry an event makes, as the distributor's uniform log does (``integrationid`` left
+    empty for the integration's own id); None: none. ``sh.keptn.log.error`` events and ``.finished``
+    events whose ``data.status`` is ``errored`` make one."""
+    event_type = str(event.get("type") or "")
+    data = event.get("data")
+    data = data if isinstance(data, dict) else {}
+    common = {
+        "shkeptncontext": _text(event.get("shkeptncontext")),
+        "triggeredid": _text(event.get("triggeredid")),
+        "message": _text(data.get("message")),
+    }
+    if event_type == LOG_ERROR_TYPE:
+        return LogEntry(integrationid=_text(data.get("integrationid")), task=_text(data.get("task")), **common)
+    if event_type.endswith(".finished") and data.get("status") == "errored":
+        return LogEntry(integrationid="", task=_task_of(event_type), **common)
+    return None
+
+
+def _task_of(event_type: str) -> str:
+    """``sh.keptn.event.<task>.finished`` → ``<task>``."""
+    return event_type.removeprefix("sh.keptn.event.").removesuffix(".finished")
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
