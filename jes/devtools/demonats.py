@@ -59,12 +59,19 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
     raise errors.SettingsError([f"nats-server did not start on port {port}"])
 
 
+def proxy_environment(base_url: str) -> dict[str, str]:
+    """The variables that lead Keptn's in-cluster names (shipyard-controller:8080 & co.) to the
+    local control plane at ``base_url`` and leave loopback (a fake Kubernetes API) direct."""
+    direct = "127.0.0.1,localhost"
+    return {"HTTP_PROXY": base_url, "http_proxy": base_url, "NO_PROXY": direct, "no_proxy": direct}
+
+
 @contextmanager
 def in_cluster_names_to(base_url: str) -> Iterator[None]:
     """Route shipyard-controller:8080 & co. to the local control plane for this process."""
-    saved = {k: os.environ.get(k) for k in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy")}
-    os.environ.update({"HTTP_PROXY": base_url, "http_proxy": base_url, "NO_PROXY": "127.0.0.1,localhost",
-                       "no_proxy": "127.0.0.1,localhost"})  # fmt: skip
+    routes = proxy_environment(base_url)
+    saved = {k: os.environ.get(k) for k in routes}
+    os.environ.update(routes)
     try:
         yield
     finally:

@@ -26,18 +26,13 @@ from tests.distributor.support import (
     trigger_body,
     wait_until,
 )
-from tests.natsserver import NatsServer
+from tests.natsserver import NatsServer, through_proxy
 
 
 @pytest.fixture
 def nats_plane(nats: NatsServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalControlPlane]:
     with LocalControlPlane(token=TOKEN, seed_dir=SEED, nats_url=nats.url) as plane:
-        for name in ("HTTP_PROXY", "http_proxy"):
-            monkeypatch.setenv(name, plane.base_url)
-        for name in ("NO_PROXY", "no_proxy"):  # the recipient and the proxy are on loopback
-            monkeypatch.setenv(name, "127.0.0.1,localhost")
-        for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-            monkeypatch.delenv(name, raising=False)
+        through_proxy(monkeypatch, plane.base_url)  # (the recipient and the proxy on loopback stay direct)
         yield plane
 
 

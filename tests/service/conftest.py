@@ -12,6 +12,7 @@ import pytest
 from fakes.fake_kube import FakeKube
 from jes.devtools.controlplane.server import LocalControlPlane
 from tests.conftest import k8s_valid
+from tests.natsserver import through_proxy
 from tests.service.support import DATASTORE_LAG_S, SEED, TOKEN
 
 
@@ -34,10 +35,5 @@ def kube() -> Iterator[FakeKube]:
 @pytest.fixture
 def nats_plane(nats: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalControlPlane]:
     with LocalControlPlane(token=TOKEN, seed_dir=SEED, datastore_lag_s=DATASTORE_LAG_S, nats_url=nats.url) as plane:
-        for name in ("HTTP_PROXY", "http_proxy"):
-            monkeypatch.setenv(name, plane.base_url)
-        for name in ("NO_PROXY", "no_proxy"):  # the fake Kubernetes API is on loopback, not behind the proxy
-            monkeypatch.setenv(name, "127.0.0.1,localhost")
-        for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
-            monkeypatch.delenv(name, raising=False)
+        through_proxy(monkeypatch, plane.base_url)  # (the fake Kubernetes API on loopback stays direct)
         yield plane

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from jes.devtools.controlplane.server import LocalControlPlane
+from jes.devtools.demonats import proxy_environment
 from tests.natsserver import NatsServer
 from tests.service.support import (
     DATASTORE_LAG_S,
@@ -38,9 +39,7 @@ def nats_plane(nats: NatsServer) -> Iterator[LocalControlPlane]:
 def nats_environment(plane: LocalControlPlane, nats: NatsServer, state_dir: Path) -> dict[str, str]:
     env = jes_environment(plane, state_dir)
     del env["KEPTN_API_ENDPOINT"], env["KEPTN_API_TOKEN"]
-    proxy = {"HTTP_PROXY": plane.base_url, "http_proxy": plane.base_url, "NO_PROXY": "127.0.0.1,localhost",
-             "no_proxy": "127.0.0.1,localhost"}  # fmt: skip
-    return env | proxy | {"PUBSUB_URL": nats.url, "PUBSUB_GROUP": "jes", "JES_NATS_RECONCILE_S": "1"}
+    return env | proxy_environment(plane.base_url) | {"PUBSUB_URL": nats.url, "PUBSUB_GROUP": "jes", "JES_NATS_RECONCILE_S": "1"}
 
 
 @pytest.mark.parametrize("seed", range(4))

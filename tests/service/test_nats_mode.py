@@ -13,7 +13,7 @@ import pytest
 from fakes.fake_kube import FakeKube
 from jes.devtools.controlplane.server import LocalControlPlane
 from jes.service.core import Service
-from tests.natsserver import NatsServer
+from tests.natsserver import NatsServer, through_proxy
 from tests.service.support import (
     DATASTORE_LAG_S,
     SEED,
@@ -143,8 +143,7 @@ async def test_without_jetstream_reports_are_checked_in_the_datastore(tmp_path: 
 
     with nats_server(tmp_path / "store", jetstream=False) as plain:
         with LocalControlPlane(token=TOKEN, seed_dir=SEED, datastore_lag_s=DATASTORE_LAG_S, nats_url=plain.url) as plane:
-            monkeypatch.setenv("HTTP_PROXY", plane.base_url)
-            monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+            through_proxy(monkeypatch, plane.base_url)
             current = jes_settings(plane, tmp_path / "state", **nats_overrides(plain))
             async with running(current) as service:
                 await wait_until(lambda: bool(service.intake.subscriber and service.intake.subscriber.ready),
@@ -182,13 +181,9 @@ def test_control_plane_nats_unreachable_is_one_clear_line() -> None:
     assert "cannot reach NATS at nats://127.0.0.1:1" in done.stderr and "Traceback" not in done.stderr
 
 
-async def test_a_lost_acknowledgement_is_resent_with_the_same_id_and_the_stream_keeps_one(
-    nats_plane: LocalControlPlane, nats: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The .started reached the stream but its acknowledgement was lost, and the datastore (fed
-    apart, as Keptn's) was down when it passed: jes finds nothing there and sends it again — with
-    the same id, so the stream drops the repeat and the shipyard-controller counts one .started
-    (a second one would hang the sequence for good)."""
+def lose_the_first_started_acknowledgement(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The first .started is published (the stream stores it) but its acknowledgement is lost;
+    the list gets its id."""
     from jes.clients.keptn.httperrors import EventMaybeDeliveredError
     from jes.clients.nats import NatsConnection
 
@@ -202,6 +197,17 @@ async def test_a_lost_acknowledgement_is_resent_with_the_same_id_and_the_stream_
             raise EventMaybeDeliveredError("NATS: no acknowledgement (lost in the test)")
 
     monkeypatch.setattr(NatsConnection, "publish_event", ack_lost_once)
+    return lost
+
+
+async def test_a_lost_acknowledgement_is_resent_with_the_same_id_and_the_stream_keeps_one(
+    nats_plane: LocalControlPlane, nats: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The .started reached the stream but its acknowledgement was lost, and the datastore (fed
+    apart, as Keptn's) was down when it passed: jes finds nothing there and sends it again — with
+    the same id, so the stream drops the repeat and the shipyard-controller counts one .started
+    (a second one would hang the sequence for good)."""
+    lost = lose_the_first_started_acknowledgement(monkeypatch)
     current = jes_settings(nats_plane, tmp_path / "state", **nats_overrides(nats))
     async with running(current) as service:
         await wait_until(lambda: not service.problems(), what="ready")
@@ -223,19 +229,7 @@ async def test_a_report_rebuilt_after_a_crash_has_the_same_id_and_the_stream_kee
     down); the next process finds nothing in the datastore and sends the .started again, rebuilt
     from the claim — under the same id, so the stream drops it and the sequence completes (with a
     new id the shipyard-controller would count two .started and wait for a second .finished)."""
-    from jes.clients.keptn.httperrors import EventMaybeDeliveredError
-    from jes.clients.nats import NatsConnection
-
-    original = NatsConnection.publish_event
-    lost: list[str] = []
-
-    async def ack_lost_once(self: NatsConnection, event: Any, **kwargs: Any) -> None:
-        await original(self, event, **kwargs)
-        if str(event["type"]).endswith(".started") and not lost:
-            lost.append(str(event["id"]))
-            raise EventMaybeDeliveredError("NATS: no acknowledgement (lost in the test)")
-
-    monkeypatch.setattr(NatsConnection, "publish_event", ack_lost_once)
+    lost = lose_the_first_started_acknowledgement(monkeypatch)
     current = jes_settings(nats_plane, tmp_path / "state", **nats_overrides(nats))
     first = Service(current, health_host="127.0.0.1")
     await first.start()

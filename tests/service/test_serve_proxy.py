@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from jes.devtools.controlplane.server import LocalControlPlane
-from tests.natsserver import NatsServer
+from tests.natsserver import NatsServer, through_proxy
 from tests.service.support import jes_settings, put_config, running, sequence_done, trigger_body, wait_until
 from tests.service.test_nats_mode import nats_overrides
 
@@ -116,10 +116,7 @@ async def test_a_task_with_its_scoped_token_reports_progress_for_its_own_event_o
 async def test_remote_mode_honours_http_proxy(plane: LocalControlPlane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """KEPTN_API_ENDPOINT names a host nobody resolves; HTTP_PROXY leads to the control plane (as a
     corporate proxy would): every control-plane call goes through it, with the token."""
-    for name in ("HTTP_PROXY", "http_proxy"):
-        monkeypatch.setenv(name, plane.base_url)
-    for name in ("NO_PROXY", "no_proxy"):
-        monkeypatch.setenv(name, "127.0.0.1,localhost")
+    through_proxy(monkeypatch, plane.base_url)
     current = jes_settings(plane, tmp_path / "state", keptn_api_endpoint="http://keptn.example.invalid/api")
     async with running(current):
         context = plane.trigger_sequence(trigger_body())

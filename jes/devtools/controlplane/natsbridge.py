@@ -37,6 +37,7 @@ from nats.aio.msg import Msg
 from nats.js.api import StreamConfig
 
 from jes import errors
+from jes.clients.nats import structured
 from jes.devtools.controlplane import models, state
 
 logger = logging.getLogger(__name__)
@@ -156,8 +157,7 @@ class NatsBridge:
             self._own[str(event.get("id"))] = None
             while len(self._own) > _OWN_IDS:
                 self._own.popitem(last=False)
-        cloud = {k: v for k, v in event.items() if k != "contenttype"} | {"datacontenttype": "application/json"}
-        payload = json.dumps(cloud, separators=(",", ":")).encode()
+        payload = json.dumps(structured(event), separators=(",", ":")).encode()
         future: Future[None] = asyncio.run_coroutine_threadsafe(self._publish(str(event["type"]), payload), self._loop)
         future.add_done_callback(_log_failure)
 
