@@ -198,8 +198,8 @@ def _validate_job(job: Obj) -> list[tuple[str, str]]:
 def _validate_volumes(spec: Obj) -> list[tuple[str, str]]:
     """``ValidateVolumes`` and ``ValidateVolumeMounts`` (``pkg/apis/core/validation/validation.go``):
     volume names are unique DNS-1123 labels with exactly one source ("must specify a volume type",
-    "may not specify more than 1 volume type" at the second source), a claim needs its name, and
-    each container's mounts name a volume of the pod at a path of their own."""
+    "may not specify more than 1 volume type" at the second source), and each container's mounts
+    name a volume of the pod at a path of their own."""
     causes: list[tuple[str, str]] = []
     names: set[str] = set()
     for i, volume in enumerate(spec.get("volumes") or []):
@@ -214,8 +214,6 @@ def _validate_volumes(spec: Obj) -> list[tuple[str, str]]:
             causes.append((where, "Required value: must specify a volume type"))
         for extra in sources[1:]:
             causes.append((f"{where}.{extra}", "Forbidden: may not specify more than 1 volume type"))
-        if "persistentVolumeClaim" in volume and not (volume["persistentVolumeClaim"] or {}).get("claimName"):
-            causes.append((f"{where}.persistentVolumeClaim.claimName", "Required value"))
     for group in ("containers", "initContainers"):
         for c, container in enumerate(spec.get(group) or []):
             paths: set[str] = set()
