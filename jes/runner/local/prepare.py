@@ -29,10 +29,9 @@ limits, with the semantics a container would give them.
   ``<state dir>/volumes/<claimName>``, created on first use and kept, shared by every task and
   event naming the claim. ``readOnly`` cannot be enforced without mount namespaces: the directory
   stays writable (a Kubernetes task gets EROFS).
-- **workingDir**: as given; a ``/keptn`` one is created inside the files directory (a volume's
-  inside that volume), a relative one
-  is taken from the files directory, an empty one means the files directory. Other directories
-  must exist.
+- **workingDir**: as given; a ``/keptn`` one is created inside the files directory (one under a
+  volume's mountPath inside that volume's directory), a relative one is taken from the files
+  directory, an empty one means the files directory. Other directories must exist.
 - **limits**: the task's ``maxPollDuration`` (Status.TIMED_OUT) and the Job's
   ``activeDeadlineSeconds`` (Status.DEADLINE_EXCEEDED) stop the task's whole process group:
   SIGTERM, then SIGKILL after ``kill_grace_s`` (the shim enforces them). When the task's main
@@ -223,10 +222,9 @@ def _secret(name: str, secrets_dir: Path | None) -> dict[str, str]:
     return values
 
 
-def _working_dir(working_dir: str, files_dir: Path, mounts: Iterable[tuple[str, Path]] = ()) -> Path:
+def _working_dir(working_dir: str, files_dir: Path, mounts: tuple[tuple[str, Path], ...]) -> Path:
     if not working_dir:
         return files_dir
-    mounts = tuple(mounts) or ((KEPTN_DIR, files_dir),)
     mapped = _map_path(working_dir, mounts)
     path = Path(os.path.normpath(mapped if os.path.isabs(mapped) else files_dir / mapped))
     if any(path.is_relative_to(folder) for _, folder in mounts) or path.is_dir():
