@@ -96,7 +96,7 @@ def test_match_shows_volumes_in_text_and_json(tmp_path: Path, monkeypatch: pytes
 
 def test_match_shows_the_refused_action_error(tmp_path: Path) -> None:
     code, out, _ = run("match", "--config", write(tmp_path), "--event", APAC, "--json")
-    assert code == 0
+    assert code == 3  # an action matched but cannot run
     action = json.loads(out)["actions"][0]
     assert action["tasks"] == []
     assert action["error"].startswith("Forbidden: task 'build': persistentVolumeClaim 'shared-data' is not in")
@@ -118,7 +118,7 @@ def test_render_shows_the_volumes_in_valid_jobs(tmp_path: Path, monkeypatch: pyt
 def test_run_local_shares_the_claim_directory_between_tasks(tmp_path: Path) -> None:
     """``jes run`` keeps its local state in a temporary folder: the claim lasts for the run."""
     env = {"JES_ALLOWED_VOLUME_CLAIMS": "shared-data", "JES_STATE_DIR": str(tmp_path / "state")}
-    done = jes("run", "--config", write(tmp_path), "--event", APAC, "--runner", "local", env=env)
+    done = jes("run", "--config", write(tmp_path), "--event", APAC, "--runner", "local", "--yes", env=env)
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout.splitlines()[-1])["data"]
     assert (data["status"], data["result"]) == ("succeeded", "pass")
@@ -127,7 +127,7 @@ def test_run_local_shares_the_claim_directory_between_tasks(tmp_path: Path) -> N
 
 
 def test_run_refuses_a_claim_not_allowed(tmp_path: Path) -> None:
-    done = jes("run", "--config", write(tmp_path), "--event", APAC, "--runner", "local",
+    done = jes("run", "--config", write(tmp_path), "--event", APAC, "--runner", "local", "--yes",
                env={"JES_STATE_DIR": str(tmp_path / "state")})  # fmt: skip
     assert done.returncode == 1
     data = json.loads(done.stdout.splitlines()[-1])["data"]
