@@ -119,6 +119,7 @@ class Settings:
     max_config_bytes: int = 1024 * 1024
     protected_secrets: tuple[str, ...] = ()
     protected_service_accounts: tuple[str, ...] = ()
+    allowed_volume_claims: tuple[str, ...] = ()
     init_image: str = "ghcr.io/jes-project/jes:0.1.0"
     # runner and service
     runner: str = "kubernetes"
@@ -310,6 +311,7 @@ _VARS: tuple[_Var, ...] = (
     _Var("JES_MAX_CONFIG_BYTES", "max_config_bytes", parsing.byte_size, "largest job/config.yaml; aliases and nesting are bounded too [1Mi]"),
     _Var("JES_PROTECTED_SECRETS", "protected_secrets", parsing.comma_list, "Secrets with jes's own credentials: no task may use them (the chart sets it)"),
     _Var("JES_PROTECTED_SERVICE_ACCOUNTS", "protected_service_accounts", parsing.comma_list, "jes's own service account(s): no task may run as them (the chart sets it)"),
+    _Var("JES_ALLOWED_VOLUME_CLAIMS", "allowed_volume_claims", parsing.comma_list, "comma list of globs of the PersistentVolumeClaims tasks may mount (tasks[].volumes); empty = none (the chart's jobConfig.allowedVolumeClaims)"),
     _Var("JES_INIT_IMAGE", "init_image", parsing.text, "image of the init container that copies files to /keptn (the jes image)"),
     _Var("JES_RUNNER", "runner", parsing.choice("kubernetes", "local"), "kubernetes or local [kubernetes]"),
     _Var("JES_MAX_EVENT_BYTES", "max_event_bytes", parsing.positive_int, "budget of one outgoing event in bytes [65536]"),
