@@ -379,7 +379,7 @@ class EventHandler:
         stopped = [r.name for r in reports if r.outcome.status is Status.CANCELLED]
         logger.warning(
             "event %s: its sequence was aborted in Keptn; %s, no further task started, nothing sent",
-            claim.event_id, f"task {stopped[0]!r} stopped" if stopped else "no task was running",
+            claim.event_id, f"task {stopped[0]!r} stopped" if stopped else "its work stopped",
         )  # fmt: skip
         self._count_skip("cancelled")
         claim.cancelled = True

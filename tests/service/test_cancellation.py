@@ -21,6 +21,7 @@ from fakes.fake_kube import FakeKube
 from jes.devtools.controlplane.server import LocalControlPlane
 from jes.ledger import EventRef
 from jes.service import cancelling
+from tests.natsserver import NatsServer
 from tests.service.support import (
     jes_settings,
     make_kube_service,
@@ -33,13 +34,14 @@ from tests.service.support import (
     wait_until,
 )
 from tests.service.test_end_to_end import config_with, sh
+from tests.service.test_nats_mode import nats_overrides
 
 CHECK_S = 0.5
 BOUND_S = CHECK_S + 2.0
 
 
 async def abort(plane: LocalControlPlane, context: str, state: str = "abort") -> None:
-    async with httpx.AsyncClient(base_url=plane.url, headers={"x-token": plane.token}) as http:
+    async with httpx.AsyncClient(base_url=plane.url, headers={"x-token": plane.token}, trust_env=False) as http:
         reply = await http.post(f"/controlPlane/v1/sequence/my-first-project/{context}/control", json={"state": state})
     assert reply.status_code == 200, reply.text
 
@@ -162,6 +164,24 @@ async def test_kubernetes_abort_deletes_the_job_and_its_pods(
     assert [j["metadata"]["name"] for j in kube.created_jobs] == [name], "the next task's Job is never created"
     assert sequence_status(plane, context) == ("aborted", "pass")
     assert jes_reports(plane, context) == ["sh.keptn.event.sayhello.started"]
+
+
+async def test_nats_mode_asks_the_in_cluster_shipyard_controller(
+    nats_plane: LocalControlPlane, nats: NatsServer, tmp_path: Path, pid_file: Path
+) -> None:
+    put_config(nats_plane, config_with(sh("slow", f"echo $$$$ > {pid_file}; sleep 60")))
+    current = jes_settings(nats_plane, tmp_path / "state", cancel_check_s=CHECK_S, **nats_overrides(nats))
+    async with running(current) as service:
+        await wait_until(lambda: service.intake.subscriber is not None and service.intake.subscriber.ready,
+                         what="the NATS subscription")  # fmt: skip
+        context = nats_plane.trigger_sequence(trigger_body())
+        await wait_until(lambda: bool(pids(pid_file)), what="the task running")
+        aborted_at = time.monotonic()
+        await abort(nats_plane, context)
+        await wait_until(lambda: not any(alive(p) for p in pids(pid_file)), timeout_s=BOUND_S, what="processes gone")
+        assert time.monotonic() - aborted_at < BOUND_S
+        await wait_until(lambda: service.in_flight == 0, what="the event handled")
+    assert jes_reports(nats_plane, context) == ["sh.keptn.event.sayhello.started"]
 
 
 async def test_check_errors_never_cancel(plane: LocalControlPlane, tmp_path: Path, pid_file: Path) -> None:
