@@ -267,6 +267,8 @@ class Status(enum.StrEnum):
     """The Job (or process) disappeared before its result was known."""
     ERROR = "error"
     """jes could not create the Job at all (permission, invalid spec, API error)."""
+    CANCELLED = "cancelled"
+    """Its sequence was aborted in Keptn: the Job (or process) was stopped (README "Cancellation")."""
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,12 @@ class LocalRunner:
                 raise errors.StateError(f"cannot remove {job.path}: {exc}") from exc
             await asyncio.to_thread(shutil.rmtree, trash, ignore_errors=True)
 
+    async def cancel(self, spec: TaskSpec) -> str:
+        """Stop the task — SIGTERM to its whole process group, SIGKILL after the grace period — and
+        remove its state, as deleting its Job would. What was done."""
+        await self.forget(spec.job_name)
+        return "its process group was stopped"
+
     # -- starting and adopting -----------------------------------------------------------------
 
     def _job(self, job_name: str) -> JobDir:
