@@ -269,6 +269,9 @@ class Outcome:
     finished_at: datetime
     events: tuple[str, ...] = ()
     """Messages of the Job's ``Failed*`` Kubernetes events, as ``Reason: message``."""
+    output: Mapping[str, Any] | None = None
+    """The JSON object the task wrote to ``$KEPTN_OUTPUT_FILE`` (None: no output); merged into the
+    ``.finished`` data (:func:`jes.reporter.events.merge_outputs`)."""
 
     @property
     def succeeded(self) -> bool:
@@ -325,6 +328,10 @@ class TaskFiles:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
         return cls(root, {k: len(v) for k, v in sorted(contents.items())})
+
+
+#: The variable naming the file a task may write its output (a JSON object) to; jes sets it.
+OUTPUT_FILE_ENV = "KEPTN_OUTPUT_FILE"
 
 
 #: The variables a task gets when it may use the API proxy (:class:`ApiProxyAccess`). They are

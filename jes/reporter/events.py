@@ -269,10 +269,46 @@ def summary(identity: Identity, action: str, reports: Sequence[TaskReport]) -> d
                 "durationSeconds": round(r.outcome.duration_s, 3),
                 "reason": r.outcome.reason,
                 "onError": r.on_error,
+                **_output_summary(r.outcome.output),
             }
             for r in reports
         ],
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Task outputs ($KEPTN_OUTPUT_FILE)
+
+#: Keys of the ``.finished`` data no task output replaces: Keptn's own, and jes's summary.
+PROTECTED_KEYS = frozenset({"project", "stage", "service", "labels", "status", "result", "message", "jes"})
+
+
+def _output_summary(output: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``outputKeys`` merged from a task's output and ``ignoredOutputKeys`` (protected ones)."""
+    if not output:
+        return {}
+    summary_: dict[str, Any] = {"outputKeys": sorted(k for k in output if k not in PROTECTED_KEYS)}
+    ignored = sorted(k for k in output if k in PROTECTED_KEYS)
+    if ignored:
+        summary_["ignoredOutputKeys"] = ignored
+    return summary_
+
+
+def merge_outputs(data: dict[str, Any], outputs: Sequence[Mapping[str, Any]]) -> None:
+    """Each output's top-level keys into ``data``, in task order (a later task wins), never over
+    :data:`PROTECTED_KEYS`."""
+    for output in outputs:
+        for key, value in output.items():
+            if key not in PROTECTED_KEYS:
+                data[key] = value
+
+
+def outputs_too_big(outputs_bytes: int, max_bytes: int) -> str:
+    return (
+        f"The tasks' outputs ($KEPTN_OUTPUT_FILE, {outputs_bytes} bytes of JSON) do not fit into one event "
+        f"of JES_MAX_EVENT_BYTES ({max_bytes} bytes) with the event's other data: they were left out. "
+        "Write less output, or raise JES_MAX_EVENT_BYTES (the control plane's limit permitting).\n\n"
+    )
 
 
 def finished(
@@ -286,8 +322,13 @@ def finished(
     jes_data: Mapping[str, Any] | None = None,
     test_window: tuple[datetime, datetime] | None = None,
     now: datetime | None = None,
+    outputs: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """A ``.finished`` event whose JSON body is at most ``max_bytes`` long."""
+    """A ``.finished`` event whose JSON body is at most ``max_bytes`` long.
+
+    The tasks' ``outputs`` are merged into its data (:func:`merge_outputs`) and kept whole: the
+    message is cut first. When they do not fit even so, the event is ``errored/fail`` without them,
+    its message saying why."""
     data = _scope(info)
     data.update({"status": status, "result": result})
     if message:
@@ -295,9 +336,17 @@ def finished(
     data["jes"] = dict(jes_data or {"executor": identity.executor})
     if test_window is not None and info.type == TEST_TRIGGERED:
         data["test"] = {"start": seconds_time(test_window[0]), "end": seconds_time(test_window[1])}
+    merge_outputs(data, outputs)
     finished_type = response_type(info.type, "finished")
     event = _envelope(info, finished_type, data, identity, now or utc_now(), deterministic_id=True)
-    return fit_to_budget(event, max_bytes)
+    event = fit_to_budget(event, max_bytes)
+    if outputs and body_size(event) > max_bytes:
+        size = sum(len(encode(output)) for output in outputs)
+        return finished(
+            info, identity, status="errored", result="fail", message=outputs_too_big(size, max_bytes) + message,
+            max_bytes=max_bytes, jes_data=jes_data, now=now,
+        )  # fmt: skip
+    return event
 
 
 def body_size(event: Mapping[str, Any]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -218,3 +219,61 @@ def test_failure_after_a_warning_puts_the_failure_first_and_lists_the_warning() 
     assert message.startswith("Task 'test' failed: exit code 3\n\nLogs:\n")
     assert "\ntask 1/3 'lint' failed (exit code 3) — onError: warning\n" in message
     assert lint.warned and "finished successfully" not in message
+
+
+# --- task outputs ($KEPTN_OUTPUT_FILE) ------------------------------------------------------------
+
+
+def with_output(output: dict[str, object], status: Status = Status.SUCCEEDED, text: str = "hello\n") -> Outcome:
+    return replace(outcome(status, text), output=output)
+
+
+def test_outputs_merge_in_task_order_and_never_over_keptns_or_jess_keys() -> None:
+    first = {"test": {"start": "a", "end": "b"}, "shared": 1, "status": "pass", "project": "evil"}
+    second = {"shared": 2, "jes": {"executor": "forged"}, "message": "mine", "labels": {}, "result": "pass"}
+    reports = [events.TaskReport("one", with_output(first)), events.TaskReport("two", with_output(second))]
+    event = events.finished(
+        INFO, IDENTITY, status="succeeded", result="pass", message="m", max_bytes=65536, now=T0,
+        jes_data=events.summary(IDENTITY, "act", reports), test_window=(T0, T0), outputs=[first, second],
+    )  # fmt: skip
+    data = event["data"]
+    assert data["test"] == {"start": "a", "end": "b"}  # the task's own wins over jes's test window
+    assert data["shared"] == 2  # the later task wins
+    assert (data["project"], data["status"], data["result"], data["message"]) == ("p", "succeeded", "pass", "m")
+    assert data["labels"] == {"k": "v"}
+    assert data["jes"]["executor"] == "keptn-jes-eu/EU"
+    one, two = data["jes"]["tasks"]
+    assert (one["outputKeys"], one["ignoredOutputKeys"]) == (["shared", "test"], ["project", "status"])
+    assert (two["outputKeys"], two["ignoredOutputKeys"]) == (["shared"], ["jes", "labels", "message", "result"])
+
+
+def test_a_task_without_output_has_no_output_keys() -> None:
+    (task,) = events.summary(IDENTITY, "act", [events.TaskReport("one", outcome())])["tasks"]
+    assert "outputKeys" not in task and "ignoredOutputKeys" not in task
+
+
+def test_outputs_are_kept_whole_and_the_log_is_cut_first() -> None:
+    output = {"test": {"start": "a", "end": "b"}, "report": "r" * 20_000}
+    message = "L" * 100_000
+    event = events.finished(
+        INFO, IDENTITY, status="succeeded", result="pass", message=message, max_bytes=32_768, now=T0,
+        outputs=[output],
+    )  # fmt: skip
+    assert events.body_size(event) <= 32_768
+    assert event["data"]["report"] == output["report"]
+    assert "bytes omitted to fit the event size limit" in event["data"]["message"]
+    assert event["data"]["status"] == "succeeded"
+
+
+def test_outputs_that_cannot_fit_fail_the_action_without_them() -> None:
+    output = {"report": "r" * 40_000}
+    event = events.finished(
+        INFO, IDENTITY, status="succeeded", result="pass", message="task log\n", max_bytes=32_768, now=T0,
+        outputs=[output],
+    )  # fmt: skip
+    data = event["data"]
+    assert events.body_size(event) <= 32_768
+    assert "report" not in data
+    assert (data["status"], data["result"]) == ("errored", "fail")
+    assert data["message"].startswith("The tasks' outputs ($KEPTN_OUTPUT_FILE, 40013 bytes of JSON) do not fit")
+    assert "JES_MAX_EVENT_BYTES (32768 bytes)" in data["message"] and data["message"].endswith("task log\n")

@@ -48,6 +48,7 @@ from pathlib import Path, PurePosixPath
 from jes.models import (
     API_PROXY_TOKEN_ENV,
     API_PROXY_URL_ENV,
+    OUTPUT_FILE_ENV,
     EnvSecret,
     EnvValue,
     RenderedTask,
@@ -105,8 +106,11 @@ def expand(text: str, variables: Mapping[str, str]) -> str:
     return "".join(out)
 
 
-def prepare(spec: TaskSpec, files_dir: Path, *, secrets_dir: Path | None, deadline_s: int) -> Launch:
-    """The launch of ``spec`` with its files in ``files_dir``; ``deadline_s``: activeDeadlineSeconds."""
+def prepare(
+    spec: TaskSpec, files_dir: Path, *, secrets_dir: Path | None, deadline_s: int, output_file: Path | None = None
+) -> Launch:
+    """The launch of ``spec`` with its files in ``files_dir``; ``deadline_s``: activeDeadlineSeconds;
+    ``output_file``: the task's ``$KEPTN_OUTPUT_FILE`` (None: task outputs are off)."""
     task = spec.task
     command = [*(task.cmd or ()), *(task.args or ())]
     if not command:
@@ -119,6 +123,8 @@ def prepare(spec: TaskSpec, files_dir: Path, *, secrets_dir: Path | None, deadli
     variables = _task_variables(task, secrets_dir)
     if spec.api_proxy is not None:
         variables |= {API_PROXY_URL_ENV: spec.api_proxy.url, API_PROXY_TOKEN_ENV: spec.api_proxy.token}
+    if output_file is not None:
+        variables[OUTPUT_FILE_ENV] = str(output_file)  # jes's, as on Kubernetes: it replaces the task's own
     argv = tuple(_map_keptn(expand(part, variables), files_dir) for part in command)
     env = {**base_env(), "JES_FILES_DIR": str(files_dir), **variables}
     _check_no_nul(argv, env)
