@@ -325,7 +325,7 @@ _VARS: tuple[_Var, ...] = (
     _Var("JES_MAX_CONFIG_BYTES", "max_config_bytes", parsing.byte_size, "largest job/config.yaml; aliases and nesting are bounded too [1Mi]"),
     _Var("JES_PROTECTED_SECRETS", "protected_secrets", parsing.comma_list, "Secrets with jes's own credentials: no task may use them (the chart sets it)"),
     _Var("JES_PROTECTED_SERVICE_ACCOUNTS", "protected_service_accounts", parsing.comma_list, "jes's own service account(s): no task may run as them (the chart sets it)"),
-    _Var("JES_INIT_IMAGE", "init_image", parsing.text, "image of the init container that copies files to /keptn (the jes image)"),
+    _Var("JES_INIT_IMAGE", "init_image", parsing.text, "the jes image: of the init container that copies files to /keptn and of the jes-output sidecar"),
     _Var("JES_TASK_OUTPUTS", "task_outputs", parsing.boolean, "tasks get $KEPTN_OUTPUT_FILE, merged into .finished data; kubernetes: a jes-output sidecar (Kubernetes 1.29+) [true]"),
     _Var("JES_MAX_OUTPUT_BYTES", "max_output_bytes", _output_bytes, "largest output file of one task; more fails the task [64Ki]"),
     _Var("JES_RUNNER", "runner", parsing.choice("kubernetes", "local"), "kubernetes or local [kubernetes]"),

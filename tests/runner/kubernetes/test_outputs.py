@@ -240,3 +240,16 @@ def test_the_relay_refuses_what_is_not_a_regular_file(tmp_path: Any) -> None:
     link.mkdir()
     assert "not a regular file" in outputrelay.decode(outputrelay.encode(str(link), 1024)).problem
     assert outputrelay.decode(outputrelay.encode(str(tmp_path / "absent.json"), 1024)).data is None
+
+
+def test_the_settings_bound_the_output_size_and_feed_the_job_settings() -> None:
+    from jes import errors, settings
+
+    current = settings.load({"JES_MAX_OUTPUT_BYTES": "16Ki"})
+    assert (current.task_outputs, current.max_output_bytes) == (True, 16384)
+    job_settings = manifests.JobSettings.from_settings(current)
+    assert (job_settings.task_outputs, job_settings.max_output_bytes) == (True, 16384)
+    assert manifests.JobSettings.from_settings(settings.load({"JES_TASK_OUTPUTS": "false"})).task_outputs is False
+    for too in ("4Ki", "2Mi"):
+        with pytest.raises(errors.SettingsError, match="JES_MAX_OUTPUT_BYTES"):
+            settings.load({"JES_MAX_OUTPUT_BYTES": too})
