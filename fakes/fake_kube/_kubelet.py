@@ -145,7 +145,7 @@ class Kubelet:
             state = self._state(name)
             if "running" not in state:
                 continue
-            self.scripts[name] = (Behaviour(logs=_relay_log(container, main_script)), True)
+            self.scripts[name] = (Behaviour(logs=relay_log(container, main_script)), True)
             started = state["running"].get("startedAt", self._now())
             ended = {"exitCode": 0, "reason": "Completed", "startedAt": started, "finishedAt": self._now()}
             self._set_state(name, True, {"terminated": {**ended, "containerID": container_id()}})
@@ -404,7 +404,7 @@ def is_sidecar(container: Obj) -> bool:
     return container.get("restartPolicy") == "Always"
 
 
-def _relay_log(container: Obj, main: Behaviour) -> bytes:
+def relay_log(container: Obj, main: Behaviour) -> bytes:
     """What jes's output relay prints (the jes image's program, run here on the file the main
     container wrote): its PATH and MAX_BYTES are the last two words of the container's command."""
     command = [str(part) for part in container.get("command") or []]
