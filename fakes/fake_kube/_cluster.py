@@ -307,10 +307,10 @@ class Cluster:
         scripts = [script for script, init in self._scripts.get((namespace, name), {}).values() if not init]
         exits = [s.sigterm_exit_s for s in scripts if s.sigterm_exit_s is not None]
         stop_s = min([grace_s, *exits]) if exits and len(exits) == len(scripts) else grace_s
-        if not self._running_containers(namespace, name, sidecars=False):
-            # nothing to signal (waiting for an image, a volume...): the kubelet is quick; a native
-            # sidecar still running gets SIGTERM after the main containers (1.29+) and jes's output
-            # relay exits at once on it, having printed its report
+        if not self._running_containers(namespace, name, relays=False):
+            # nothing to signal (waiting for an image, a volume...): the kubelet is quick; jes's output
+            # relay (a native sidecar, SIGTERM-ed after the main containers on 1.29+) exits at once on
+            # SIGTERM, having printed its report
             stop_s = 0.0
         await self.timers.sleep(stop_s)
         self._stop_relays(namespace, name)  # after the main containers (1.29+: sidecars stop last)
@@ -342,7 +342,7 @@ class Cluster:
         main = scripts[mains[0]["name"]][0] if mains and mains[0]["name"] in scripts else Behaviour()
         now = self.timestamp()
         for container in (pod.get("spec") or {}).get("initContainers") or []:
-            if not _kubelet.is_sidecar(container) or not self._running(pod, container["name"]):
+            if not _kubelet.is_relay(container) or not self._running(pod, container["name"]):
                 continue
             scripts[container["name"]] = (Behaviour(logs=_kubelet.relay_log(container, main)), True)
 
@@ -362,11 +362,11 @@ class Cluster:
         entries = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
         return any(e.get("name") == container and "running" in (e.get("state") or {}) for e in entries)
 
-    def _running_containers(self, namespace: str, name: str, *, sidecars: bool = True) -> bool:
+    def _running_containers(self, namespace: str, name: str, *, relays: bool = True) -> bool:
         pod = self.store.get("pods", namespace, name) or {}
         status = pod.get("status") or {}
         spec = pod.get("spec") or {}
-        skipped = set() if sidecars else {c["name"] for c in spec.get("initContainers") or [] if _kubelet.is_sidecar(c)}
+        skipped = set() if relays else {c["name"] for c in spec.get("initContainers") or [] if _kubelet.is_relay(c)}
         entries = [
             e
             for e in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]

@@ -116,6 +116,9 @@ class Kubelet:
                 if not await self._start_sidecar(container):
                     return
                 continue
+            if is_relay(container):  # a relay that is no sidecar (restartPolicy dropped): it waits for
+                await self._start_sidecar(container)  # SIGTERM, so the pod never gets past it
+                return
             if not await self._run_init(container):
                 return
         await self._run_mains(mains)
@@ -402,6 +405,11 @@ class Kubelet:
 def is_sidecar(container: Obj) -> bool:
     """A native sidecar: an init container with ``restartPolicy: Always`` (SidecarContainers)."""
     return container.get("restartPolicy") == "Always"
+
+
+def is_relay(container: Obj) -> bool:
+    """jes's output relay (whatever its restartPolicy): it waits for SIGTERM, then prints and exits 0."""
+    return "jes.runner.outputrelay" in [str(part) for part in container.get("command") or []]
 
 
 def relay_log(container: Obj, main: Behaviour) -> bytes:

@@ -5,6 +5,7 @@ the sidecar before the task, stops it after the task and serves its log on its o
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -253,3 +254,23 @@ def test_the_settings_bound_the_output_size_and_feed_the_job_settings() -> None:
     for too in ("4Ki", "2Mi"):
         with pytest.raises(errors.SettingsError, match="JES_MAX_OUTPUT_BYTES"):
             settings.load({"JES_MAX_OUTPUT_BYTES": too})
+
+
+async def test_a_cluster_without_native_sidecars_fails_the_task_at_once(
+    kube: FakeKube, output_runner: KubernetesRunner
+) -> None:
+    """Before 1.29 the API server drops ``restartPolicy: Always`` of an init container: the relay
+    would then block the pod for good. jes sees it in the create answer and deletes the Job."""
+    kube.native_sidecars = False
+    spec = output_spec()
+    kube.behave(job=spec.job_name, output='{"a": 1}')
+
+    outcome = await output_runner.run(spec)
+
+    assert outcome.status is Status.ERROR
+    assert outcome.reason.startswith("this cluster does not support native sidecars (Kubernetes 1.29+)")
+    assert "set JES_TASK_OUTPUTS=false (the chart's jobConfig.taskOutputs=false)" in outcome.reason
+    deadline = asyncio.get_running_loop().time() + 5
+    while kube.objects("jobs") and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)  # foreground deletion: the pod goes (its relay exits on SIGTERM), then the Job
+    assert kube.objects("jobs") == [] and kube.objects("pods") == []
