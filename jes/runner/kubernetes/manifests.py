@@ -18,6 +18,9 @@ The Job has the shape of those upstream (Keptn's job-executor-service) creates, 
   ``KEPTN_API_PROXY_URL`` as a value and ``KEPTN_API_PROXY_TOKEN`` through ``secretKeyRef`` from
   the Secret ``<job>-api-proxy`` (key ``token``, :func:`build_api_proxy_secret`): the token itself
   is never part of the Job. Both come after the task's own variables, so nothing overrides them.
+* **Outputs** (``JobSettings.task_outputs``): an emptyDir at ``/keptn-output`` shared by the task
+  (``KEPTN_OUTPUT_FILE=/keptn-output/output.json``, replacing a variable of the task's own of that
+  name) and the ``jes-output`` native sidecar (:func:`output_sidecar`), which relays the file.
 """
 
 from __future__ import annotations
@@ -67,6 +70,11 @@ CONFIGMAP_CHUNK_BYTES = 900 * 1024
 OUTPUT_CONTAINER = RELAY_CONTAINER
 """The native sidecar that relays the task's output file (:mod:`jes.runner.outputrelay`)."""
 OUTPUT_VOLUME = "job-output"
+NO_TOKEN_VOLUME = "jes-output-no-token"
+"""An empty volume mounted over the service account token's path in the sidecar only: the
+ServiceAccount admission plugin then mounts no token into it (``plugin/pkg/admission/serviceaccount/
+admission.go``: "Existing mounts at the default mount path prevent mounting of the API token")."""
+TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 OUTPUT_RESOURCES = Resources(limits_cpu="100m", limits_memory="64Mi", requests_cpu="5m", requests_memory="16Mi")
 API_PROXY_TOKEN_KEY = "token"
 """The key of the proxy token in a task's ``<job>-api-proxy`` Secret."""
@@ -204,6 +212,7 @@ def _pod_spec(
     if settings.task_outputs:
         pod.setdefault("initContainers", []).append(output_sidecar(settings))
         pod["volumes"].append({"name": OUTPUT_VOLUME, "emptyDir": {"sizeLimit": _output_volume_size(settings)}})
+        pod["volumes"].append({"name": NO_TOKEN_VOLUME, "emptyDir": {"sizeLimit": "1Ki"}})
     return pod
 
 
@@ -268,7 +277,10 @@ def output_sidecar(settings: JobSettings) -> dict[str, Any]:
         "command": ["python", "-m", "jes.runner.outputrelay", KUBERNETES_OUTPUT_FILE, str(settings.max_output_bytes)],
         "resources": OUTPUT_RESOURCES.as_k8s(),
         "securityContext": _deep_copy(OUTPUT_SECURITY_CONTEXT),
-        "volumeMounts": [{"name": OUTPUT_VOLUME, "mountPath": KUBERNETES_OUTPUT_DIR, "readOnly": True}],
+        "volumeMounts": [
+            {"name": OUTPUT_VOLUME, "mountPath": KUBERNETES_OUTPUT_DIR, "readOnly": True},
+            {"name": NO_TOKEN_VOLUME, "mountPath": TOKEN_PATH, "readOnly": True},
+        ],
     }
 
 

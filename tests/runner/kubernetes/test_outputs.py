@@ -57,11 +57,17 @@ def test_the_sidecar_shares_the_output_volume_and_is_restricted() -> None:
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     assert sidecar["resources"] == {"limits": {"cpu": "100m", "memory": "64Mi"}, "requests": {"cpu": "5m", "memory": "16Mi"}}
-    assert sidecar["volumeMounts"] == [{"name": "job-output", "mountPath": "/keptn-output", "readOnly": True}]
+    assert sidecar["volumeMounts"] == [
+        {"name": "job-output", "mountPath": "/keptn-output", "readOnly": True},
+        # an empty volume over the token's path: the ServiceAccount admission mounts no token here
+        {"name": "jes-output-no-token", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": True},
+    ]
     (main,) = pod["containers"]
     assert {"name": "KEPTN_OUTPUT_FILE", "value": "/keptn-output/output.json"} == main["env"][-1]
     assert {"name": "job-output", "mountPath": "/keptn-output"} in main["volumeMounts"]
     assert {"name": "job-output", "emptyDir": {"sizeLimit": "1Mi"}} in pod["volumes"]
+    assert {"name": "jes-output-no-token", "emptyDir": {"sizeLimit": "1Ki"}} in pod["volumes"]
+    assert not any(m["mountPath"].startswith("/var/run/secrets") for m in main["volumeMounts"])
 
 
 def test_the_sidecar_comes_after_the_files_init_container_and_replaces_a_tasks_own_variable() -> None:
