@@ -131,11 +131,13 @@ class EventInfo:
     time: str = ""
 
 
-#: Names of the volumes jes itself puts into a task's pod (the ``/keptn`` emptyDir and the files
-#: ConfigMaps' projection, :mod:`jes.runner.kubernetes.manifests`): a task's volumes may not use them.
-JES_VOLUME_NAMES = ("job-volume", "job-files")
-#: Where jes mounts into the task container: a task's volume may not be mounted there, inside or above.
-JES_MOUNT_PATHS = ("/keptn",)
+#: Names of the volumes jes itself puts into a task's pod (the ``/keptn`` emptyDir, the files
+#: ConfigMaps' projection, the outputs' emptyDir and the sidecar's token blocker,
+#: :mod:`jes.runner.kubernetes.manifests`): a task's volumes may not use them.
+JES_VOLUME_NAMES = ("job-volume", "job-files", "job-output", "jes-output-no-token")
+#: Where jes mounts into the task container (the task's files; ``$KEPTN_OUTPUT_FILE``'s folder): a
+#: task's volume may not be mounted there, inside or above.
+JES_MOUNT_PATHS = ("/keptn", "/keptn-output")
 
 
 @dataclass(frozen=True)
@@ -299,6 +301,9 @@ class Outcome:
     finished_at: datetime
     events: tuple[str, ...] = ()
     """Messages of the Job's ``Failed*`` Kubernetes events, as ``Reason: message``."""
+    output: Mapping[str, Any] | None = None
+    """The JSON object the task wrote to ``$KEPTN_OUTPUT_FILE`` (None: no output); merged into the
+    ``.finished`` data (:func:`jes.reporter.events.merge_outputs`)."""
 
     @property
     def succeeded(self) -> bool:
@@ -355,6 +360,10 @@ class TaskFiles:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
         return cls(root, {k: len(v) for k, v in sorted(contents.items())})
+
+
+#: The variable naming the file a task may write its output (a JSON object) to; jes sets it.
+OUTPUT_FILE_ENV = "KEPTN_OUTPUT_FILE"
 
 
 #: The variables a task gets when it may use the API proxy (:class:`ApiProxyAccess`). They are

@@ -153,6 +153,8 @@ class FakeKube:
         self.clock = FakeClock(ticking=True)
         self.faults = Faults()
         self.created_jobs: list[Obj] = []
+        self.native_sidecars = True
+        """False: the API server drops ``initContainers[].restartPolicy`` (Kubernetes before 1.29)."""
         """Every Job create request body as the client sent it (also rejected or duplicate ones)."""
         self._by_job: dict[str, Behaviour] = {}
         self._by_image: dict[str, Behaviour] = {}
@@ -207,6 +209,7 @@ class FakeKube:
         self._by_job.clear()
         self._by_image.clear()
         self.default = self._initial_default
+        self.native_sidecars = True
         self.created_jobs.clear()
 
         def reset() -> None:
@@ -240,6 +243,7 @@ class FakeKube:
             bookmark_interval_s=self.bookmark_interval_s,
             container_log_max_bytes=self.container_log_max_bytes,
             on_job_create=self.created_jobs.append,
+            native_sidecars=lambda: self.native_sidecars,
         )
         self._store, self._cluster, self._api = store, cluster, api
         return api.app

@@ -307,9 +307,13 @@ class Cluster:
         scripts = [script for script, init in self._scripts.get((namespace, name), {}).values() if not init]
         exits = [s.sigterm_exit_s for s in scripts if s.sigterm_exit_s is not None]
         stop_s = min([grace_s, *exits]) if exits and len(exits) == len(scripts) else grace_s
-        if not self._running_containers(namespace, name):
-            stop_s = 0.0  # nothing to signal (waiting for an image, a volume...): the kubelet is quick
+        if not self._running_containers(namespace, name, relays=False):
+            # nothing to signal (waiting for an image, a volume...): the kubelet is quick; jes's output
+            # relay (a native sidecar, SIGTERM-ed after the main containers on 1.29+) exits at once on
+            # SIGTERM, having printed its report
+            stop_s = 0.0
         await self.timers.sleep(stop_s)
+        self._stop_relays(namespace, name)  # after the main containers (1.29+: sidecars stop last)
         code = 143 if stop_s < grace_s else 137
         now = self.timestamp()
 
@@ -329,10 +333,45 @@ class Cluster:
         self.mutate_status("pods", namespace, name, stopped)
         self.store.remove("pods", namespace, name)
 
-    def _running_containers(self, namespace: str, name: str) -> bool:
+    def _stop_relays(self, namespace: str, name: str) -> None:
+        """jes's output relay in a pod being deleted: SIGTERM makes it print its report (of the
+        file the main container wrote, as far as it did) and exit 0."""
         pod = self.store.get("pods", namespace, name) or {}
+        scripts = self._scripts.get((namespace, name), {})
+        mains = [c for c in (pod.get("spec") or {}).get("containers") or []]
+        main = scripts[mains[0]["name"]][0] if mains and mains[0]["name"] in scripts else Behaviour()
+        now = self.timestamp()
+        for container in (pod.get("spec") or {}).get("initContainers") or []:
+            if not _kubelet.is_relay(container) or not self._running(pod, container["name"]):
+                continue
+            scripts[container["name"]] = (Behaviour(logs=_kubelet.relay_log(container, main)), True)
+
+            def ended(o: Obj, sidecar: str = container["name"]) -> None:
+                for cstatus in (o.get("status") or {}).get("initContainerStatuses") or []:
+                    if cstatus.get("name") == sidecar and "running" in (cstatus.get("state") or {}):
+                        started = cstatus["state"]["running"].get("startedAt", now)
+                        done = {"exitCode": 0, "reason": "Completed", "startedAt": started, "finishedAt": now}
+                        cstatus["state"] = {"terminated": done}
+                        cstatus["ready"], cstatus["started"] = False, False
+
+            self.mutate_status("pods", namespace, name, ended)
+
+    @staticmethod
+    def _running(pod: Obj, container: str) -> bool:
         status = pod.get("status") or {}
         entries = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+        return any(e.get("name") == container and "running" in (e.get("state") or {}) for e in entries)
+
+    def _running_containers(self, namespace: str, name: str, *, relays: bool = True) -> bool:
+        pod = self.store.get("pods", namespace, name) or {}
+        status = pod.get("status") or {}
+        spec = pod.get("spec") or {}
+        skipped = set() if relays else {c["name"] for c in spec.get("initContainers") or [] if _kubelet.is_relay(c)}
+        entries = [
+            e
+            for e in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+            if e.get("name") not in skipped
+        ]
         return any("running" in (entry.get("state") or {}) for entry in entries)
 
     def _finish_foreground(self, owner_uid: str) -> None:

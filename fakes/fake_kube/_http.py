@@ -265,6 +265,15 @@ def default_job(job: Obj, uid: str) -> None:
     job["status"] = {}
 
 
+def drop_sidecar_restart_policy(job: Obj) -> None:
+    """What an API server without native sidecars does with ``initContainers[].restartPolicy``: it
+    drops the field (before 1.28 an unknown field; in 1.28 with the SidecarContainers gate off,
+    ``dropDisabledFields`` in ``pkg/api/pod/util.go`` clears it) — the init container then has to
+    run to completion before the main container starts."""
+    for container in ((job.get("spec") or {}).get("template") or {}).get("spec", {}).get("initContainers") or []:
+        container.pop("restartPolicy", None)
+
+
 def default_secret(secret: Obj) -> None:
     string_data = secret.pop("stringData", None) or {}
     data = secret.setdefault("data", {}) or {}
@@ -306,7 +315,9 @@ class Api:
         bookmark_interval_s: float,
         on_job_create: Callable[[Obj], None],
         container_log_max_bytes: int = 10 * 1024 * 1024,
+        native_sidecars: Callable[[], bool] = lambda: True,
     ) -> None:
+        self.native_sidecars = native_sidecars
         self.container_log_max_bytes = container_log_max_bytes
         self.store = store
         self.cluster = cluster
@@ -576,6 +587,8 @@ class Api:
         uid = _store.new_uid()
         if kind.plural == "jobs":
             default_job(body, uid)
+            if not self.native_sidecars():
+                drop_sidecar_restart_policy(body)
         elif kind.plural == "secrets":
             default_secret(body)
         if request.query_params.get("dryRun"):

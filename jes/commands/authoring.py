@@ -257,7 +257,7 @@ def render_documents(result: Plan, job_settings: manifests.JobSettings) -> str:
             continue
         for task in action.tasks:
             job = manifests.build_job(task, result.event, config_hash=result.config_hash, settings=job_settings)
-            note = _files_note(task.files) + _on_error_note(task) + _claims_note(task)
+            note = _files_note(task.files) + _on_error_note(task) + _claims_note(task) + _outputs_note(job_settings)
             parts.append(note + yaml.safe_dump(job, sort_keys=False, allow_unicode=True))
     if not parts:
         return "# no action matches this event: no Job would be created\n"
@@ -277,6 +277,15 @@ def _on_error_note(task: RenderedTask) -> str:
     if task.on_error != "warning":
         return ""
     return f"# task {task.name!r} has onError: warning: if it fails, the next tasks still run\n"
+
+
+def _outputs_note(job_settings: manifests.JobSettings) -> str:
+    if not job_settings.task_outputs:
+        return ""
+    return (
+        "# the task may write a JSON object to $KEPTN_OUTPUT_FILE: the jes-output sidecar relays it\n"
+        "# when the task ended, and its keys are merged into the .finished data (JES_TASK_OUTPUTS)\n"
+    )
 
 
 def _files_note(files: Sequence[str]) -> str:

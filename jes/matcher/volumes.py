@@ -6,7 +6,8 @@
 * ``name``: unique in the task and none of jes's own (:data:`jes.models.JES_VOLUME_NAMES`);
   Kubernetes' DNS-1123 label rule is :mod:`.checks`' (with the other names a Job carries).
 * ``mountPath``: absolute and normalised (no ``.`` or ``..`` parts, no ``//``, no trailing ``/``),
-  unique in the task, not ``/keptn`` (where jes puts the task's files), inside or above it.
+  unique in the task, not ``/keptn`` (where jes puts the task's files) or ``/keptn-output`` (task outputs),
+  inside or above them.
 * ``emptyDir.sizeLimit``: a Kubernetes quantity, not negative.
 * ``persistentVolumeClaim.claimName``: allowed by ``JES_ALLOWED_VOLUME_CLAIMS``, a list of globs
   (:func:`fnmatch.fnmatchcase`: ``*``, ``?``, ``[a-z]``, ``[!a]``); an empty list allows none.
@@ -25,6 +26,7 @@ from jes.models import JES_MOUNT_PATHS, JES_VOLUME_NAMES, TaskVolume
 from jes.util import parsing
 
 SOURCES = ("emptyDir", "persistentVolumeClaim")
+_WHAT_JES_MOUNTS = {"/keptn": "the task's files", "/keptn-output": "the folder of $KEPTN_OUTPUT_FILE"}
 SETTING = "JES_ALLOWED_VOLUME_CLAIMS"
 CHART_VALUE = "jobConfig.allowedVolumeClaims"
 
@@ -90,8 +92,8 @@ def mount_path_problem(path: str) -> str | None:
         relation = _relation(path, own)
         if relation:
             return (
-                f"{path!r} is {relation} {own}, where jes mounts the task's files; mount the volume elsewhere, "
-                "e.g. /data or /cache"
+                f"{path!r} is {relation} {own}, where jes mounts {_WHAT_JES_MOUNTS.get(own, 'its own volume')}; "
+                "mount the volume elsewhere, e.g. /data or /cache"
             )
     return None
 

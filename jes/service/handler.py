@@ -322,7 +322,8 @@ class EventHandler:
                 finished = self._finished(
                     info, action, reports, status="succeeded", result="pass", message=message, window=window
                 )
-            result = await self._send_finished(claim, info, finished, errored=failed is not None)
+            errored = failed is not None or finished["data"]["status"] == "errored"  # (outputs too big)
+            result = await self._send_finished(claim, info, finished, errored=errored)
             await self.tasks.forget_jobs(reports)
             return result
 
@@ -346,6 +347,7 @@ class EventHandler:
             max_bytes=self.max_event_bytes,
             jes_data=events.summary(self.identity, action.name, reports),
             test_window=window,
+            outputs=[r.outcome.output for r in reports if r.outcome.output],
         )
 
     async def _run_tasks(

@@ -425,3 +425,12 @@ def test_allowed_volume_claims(helm: Helm) -> None:
     assert settings.load({"JES_ALLOWED_VOLUME_CLAIMS": value}).allowed_volume_claims == ("shared-data", "cache-*")
     error = helm.template_error([*USER_SETS, "jobConfig.allowedVolumeClaims[0]=a\\,b"])
     assert "allowedVolumeClaims" in error
+
+
+def test_task_outputs_are_on_by_default_and_can_be_turned_off(helm: Helm) -> None:
+    rendered = helm.template(USER_SETS)
+    assert (rendered.value("JES_TASK_OUTPUTS"), rendered.value("JES_MAX_OUTPUT_BYTES")) == ("true", "64Ki")
+    assert rendered.value("JES_INIT_IMAGE") == JES_IMAGE  # the sidecar runs jes's own image
+    off = helm.template([*USER_SETS, "jobConfig.taskOutputs=false", "jobConfig.maxOutputBytes=256Ki"])
+    assert (off.value("JES_TASK_OUTPUTS"), off.value("JES_MAX_OUTPUT_BYTES")) == ("false", "256Ki")
+    settings.load({"JES_TASK_OUTPUTS": "false", "JES_MAX_OUTPUT_BYTES": "256Ki"})  # jes reads them

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fakes.fake_kube import FakeKube
 from jes.devtools.controlplane.server import LocalControlPlane
+from jes.models import JES_VOLUME_NAMES
 from jes.runner.local.runner import RUNS_DIR, VOLUMES_DIR
 from tests.conftest import k8s_valid
 from tests.service.support import (
@@ -128,18 +129,21 @@ async def test_kubernetes_jobs_mount_an_empty_dir_and_an_existing_claim(
     write, read = kube.created_jobs
     for job in kube.created_jobs:
         k8s_valid(job)
+    def own(entries: list[dict[str, object]]) -> list[dict[str, object]]:  # the task's, not jes's own
+        return [e for e in entries if e["name"] not in JES_VOLUME_NAMES]
+
     pod = write["spec"]["template"]["spec"]
-    assert pod["volumes"][1:] == [
+    assert own(pod["volumes"]) == [
         {"name": "data", "persistentVolumeClaim": {"claimName": CLAIM}},
         {"name": "cache", "emptyDir": {"sizeLimit": "1Gi"}},
     ]
-    assert pod["containers"][0]["volumeMounts"][1:] == [
+    assert own(pod["containers"][0]["volumeMounts"]) == [
         {"name": "data", "mountPath": "/data"},
         {"name": "cache", "mountPath": "/cache"},
     ]
     pod = read["spec"]["template"]["spec"]
-    assert pod["volumes"][1:] == [{"name": "data", "persistentVolumeClaim": {"claimName": CLAIM, "readOnly": True}}]
-    assert pod["containers"][0]["volumeMounts"][1:] == [{"name": "data", "mountPath": "/data", "readOnly": True}]
+    assert own(pod["volumes"]) == [{"name": "data", "persistentVolumeClaim": {"claimName": CLAIM, "readOnly": True}}]
+    assert own(pod["containers"][0]["volumeMounts"]) == [{"name": "data", "mountPath": "/data", "readOnly": True}]
     ledger_check(plane)
 
 

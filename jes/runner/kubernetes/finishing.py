@@ -20,6 +20,7 @@ from datetime import datetime
 
 from jes import errors
 from jes.models import Outcome, Status
+from jes.runner import outputrelay, outputs
 from jes.runner.kubernetes import events as kube_events
 from jes.runner.kubernetes import status as kube_status
 from jes.runner.kubernetes import watch as kube_watch
@@ -59,7 +60,7 @@ async def finish(
     finished = now()
     if adopted:  # the cluster's clock for both ends
         finished = kube_status.finished_at(tracker.job or {}) or finished
-    return Outcome(
+    outcome = Outcome(
         job_name=spec.job_name,
         status=verdict.status,
         reason=reason,
@@ -69,6 +70,62 @@ async def finish(
         finished_at=max(finished, started_at),
         events=events,
     )
+    if _has_relay(spec) and verdict.status in (Status.SUCCEEDED, Status.FAILED):
+        outcome = await _with_output(api, namespace, pods, outcome)
+    return outcome
+
+
+#: The most of the relay's log jes reads: the largest output (1 MiB) in base64 lines, and slack.
+RELAY_LOG_MAX_BYTES = 2 * 1024 * 1024
+
+
+def _has_relay(spec: JobTask) -> bool:
+    return any(c.get("name") == kube_status.RELAY_CONTAINER for c in spec.pod_spec.get("initContainers") or [])
+
+
+async def _with_output(api: ApiLookup, namespace: str, pods: list[Obj], outcome: Outcome) -> Outcome:
+    """The outcome with the task's output, as its ``jes-output`` sidecar printed it at its end.
+
+    A pod ends only after its sidecars ended (kubelet ``getPhase``: a running restartable init
+    container keeps the pod ``Running``), so the relay's log is complete when the Job has its final
+    condition. A task that failed before its relay ended (an eviction) simply has no output."""
+    relay = kube_status.relay_state(pods)
+    if relay is None:
+        if not outcome.succeeded:
+            return outcome
+        return outputs.judged(
+            outcome,
+            None,
+            outputs.KUBERNETES_OUTPUT_FILE,
+            "the output relay (container jes-output) did not end, its output is unknown",
+        )
+    pod, _ = relay
+    try:
+        log = await _read_relay_log(api, namespace, pod)
+    except errors.KubeError as exc:
+        return outputs.judged(
+            outcome, None, outputs.KUBERNETES_OUTPUT_FILE, f"could not read the log of container jes-output: {exc}"
+        )
+    relayed = outputrelay.decode(log)
+    return outputs.judged(outcome, relayed.data, outputs.KUBERNETES_OUTPUT_FILE, relayed.problem)
+
+
+async def _read_relay_log(api: ApiLookup, namespace: str, pod: str) -> bytes:
+    """The relay's log, at most :data:`RELAY_LOG_MAX_BYTES` of it."""
+    kube = api()
+    response = await kube.open_log_retrying(namespace, pod, kube_status.RELAY_CONTAINER)
+    chunks: list[bytes] = []
+    size, complete = 0, False
+    try:
+        while size < RELAY_LOG_MAX_BYTES and (chunk := await kube.read_chunk(response, namespace)):
+            chunks.append(chunk)
+            size += len(chunk)
+        complete = size < RELAY_LOG_MAX_BYTES
+    finally:
+        if not complete:  # a connection with unread data cannot be reused
+            response.close()
+        response.release_conn()
+    return b"".join(chunks)
 
 
 async def _final_pods(api: ApiLookup, namespace: str, tracker: kube_watch.Tracker) -> list[Obj]:

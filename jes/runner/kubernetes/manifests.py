@@ -21,11 +21,15 @@ The Job has the shape of those upstream (Keptn's job-executor-service) creates, 
   ``KEPTN_API_PROXY_URL`` as a value and ``KEPTN_API_PROXY_TOKEN`` through ``secretKeyRef`` from
   the Secret ``<job>-api-proxy`` (key ``token``, :func:`build_api_proxy_secret`): the token itself
   is never part of the Job. Both come after the task's own variables, so nothing overrides them.
+* **Outputs** (``JobSettings.task_outputs``): an emptyDir at ``/keptn-output`` shared by the task
+  (``KEPTN_OUTPUT_FILE=/keptn-output/output.json``, replacing a variable of the task's own of that
+  name) and the ``jes-output`` native sidecar (:func:`output_sidecar`), which relays the file.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -34,6 +38,7 @@ from typing import Any
 from jes.models import (
     API_PROXY_TOKEN_ENV,
     API_PROXY_URL_ENV,
+    OUTPUT_FILE_ENV,
     EnvSecret,
     EnvValue,
     EventInfo,
@@ -45,6 +50,8 @@ from jes.models import (
     job_name,
     k8s_literal,
 )
+from jes.runner.kubernetes.status import RELAY_CONTAINER
+from jes.runner.outputs import KUBERNETES_OUTPUT_DIR, KUBERNETES_OUTPUT_FILE
 from jes.settings import Settings
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -65,6 +72,15 @@ JOB_VOLUME = "job-volume"
 FILES_VOLUME = "job-files"
 CONFIGMAP_CHUNK_BYTES = 900 * 1024
 """A ConfigMap holds at most 1 MiB; files are spread over as many as needed."""
+OUTPUT_CONTAINER = RELAY_CONTAINER
+"""The native sidecar that relays the task's output file (:mod:`jes.runner.outputrelay`)."""
+OUTPUT_VOLUME = "job-output"
+NO_TOKEN_VOLUME = "jes-output-no-token"
+"""An empty volume mounted over the service account token's path in the sidecar only: the
+ServiceAccount admission plugin then mounts no token into it (``plugin/pkg/admission/serviceaccount/
+admission.go``: "Existing mounts at the default mount path prevent mounting of the API token")."""
+TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+OUTPUT_RESOURCES = Resources(limits_cpu="100m", limits_memory="64Mi", requests_cpu="5m", requests_memory="16Mi")
 API_PROXY_TOKEN_KEY = "token"
 """The key of the proxy token in a task's ``<job>-api-proxy`` Secret."""
 
@@ -83,6 +99,9 @@ class JobSettings:
     files_size_limit: str = "20Mi"
     init_image: str = "ghcr.io/jes-project/jes:0.1.0"
     init_resources: Resources = Resources("1", "512Mi", "50m", "128Mi")
+    task_outputs: bool = False
+    """Give tasks ``$KEPTN_OUTPUT_FILE`` and the ``jes-output`` sidecar that relays it (JES_TASK_OUTPUTS)."""
+    max_output_bytes: int = 64 * 1024
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobSettings:
@@ -95,6 +114,8 @@ class JobSettings:
             files_size_limit=settings.files_size_limit,
             init_image=settings.init_image,
             init_resources=Resources.defaults_of(settings),
+            task_outputs=settings.task_outputs,
+            max_output_bytes=settings.max_output_bytes,
         )
 
 
@@ -183,7 +204,7 @@ def _pod_spec(
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "securityContext": dict(settings.pod_security_context or {}),
-        "containers": [_main_container(name, task, api_proxy_url)],
+        "containers": [_main_container(name, task, api_proxy_url, outputs=settings.task_outputs)],
         "volumes": [{"name": JOB_VOLUME, "emptyDir": {"sizeLimit": settings.files_size_limit}}],
     }
     if task.service_account:
@@ -194,6 +215,10 @@ def _pod_spec(
         pod["initContainers"] = [_init_container(name, task, settings)]
         pod["volumes"].append(_files_volume(name, files))
     pod["volumes"] += [task_volume(volume) for volume in task.volumes]
+    if settings.task_outputs:
+        pod.setdefault("initContainers", []).append(output_sidecar(settings))
+        pod["volumes"].append({"name": OUTPUT_VOLUME, "emptyDir": {"sizeLimit": _output_volume_size(settings)}})
+        pod["volumes"].append({"name": NO_TOKEN_VOLUME, "emptyDir": {"sizeLimit": "1Ki"}})
     return pod
 
 
@@ -214,7 +239,9 @@ def task_volume_mount(volume: TaskVolume) -> dict[str, Any]:
     return mount
 
 
-def _main_container(name: str, task: RenderedTask, api_proxy_url: str | None) -> dict[str, Any]:
+def _main_container(
+    name: str, task: RenderedTask, api_proxy_url: str | None, *, outputs: bool = False
+) -> dict[str, Any]:
     container: dict[str, Any] = {"name": name, "image": task.image}
     if task.image_pull_policy:
         container["imagePullPolicy"] = task.image_pull_policy
@@ -225,10 +252,14 @@ def _main_container(name: str, task: RenderedTask, api_proxy_url: str | None) ->
     if task.working_dir:
         container["workingDir"] = task.working_dir
     env: list[dict[str, Any]] = [
-        {"name": e.name, "value": e.manifest_value} for e in task.env if isinstance(e, EnvValue)
+        {"name": e.name, "value": e.manifest_value}
+        for e in task.env
+        if isinstance(e, EnvValue) and not (outputs and e.name == OUTPUT_FILE_ENV)
     ]
     if api_proxy_url is not None:
         env += api_proxy_env(name, api_proxy_url)
+    if outputs:
+        env.append({"name": OUTPUT_FILE_ENV, "value": KUBERNETES_OUTPUT_FILE})
     if env:
         container["env"] = env
     env_from = [{"secretRef": {"name": e.secret}} for e in task.env if isinstance(e, EnvSecret)]
@@ -240,7 +271,46 @@ def _main_container(name: str, task: RenderedTask, api_proxy_url: str | None) ->
     container["securityContext"] = dict(task.security_context)
     container["volumeMounts"] = [{"name": JOB_VOLUME, "mountPath": FILES_MOUNT}]
     container["volumeMounts"] += [task_volume_mount(volume) for volume in task.volumes]
+    if outputs:
+        container["volumeMounts"].append({"name": OUTPUT_VOLUME, "mountPath": KUBERNETES_OUTPUT_DIR})
     return container
+
+
+#: The sidecar's container security context: the restricted Pod Security Standard, whatever the
+#: task's (it runs jes's own code, as the jes image's non-root user).
+OUTPUT_SECURITY_CONTEXT: Mapping[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "privileged": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def output_sidecar(settings: JobSettings) -> dict[str, Any]:
+    """The ``jes-output`` native sidecar (an init container with ``restartPolicy: Always``,
+    Kubernetes 1.29+): started before the task, it waits for SIGTERM — sent once the task's
+    container ended (KEP-753) — and then prints the output file to its log
+    (:mod:`jes.runner.outputrelay`)."""
+    return {
+        "name": OUTPUT_CONTAINER,
+        "image": settings.init_image,
+        "imagePullPolicy": "IfNotPresent",
+        "restartPolicy": "Always",
+        "command": ["python", "-m", "jes.runner.outputrelay", KUBERNETES_OUTPUT_FILE, str(settings.max_output_bytes)],
+        "resources": OUTPUT_RESOURCES.as_k8s(),
+        "securityContext": copy.deepcopy(OUTPUT_SECURITY_CONTEXT),
+        "volumeMounts": [
+            {"name": OUTPUT_VOLUME, "mountPath": KUBERNETES_OUTPUT_DIR, "readOnly": True},
+            {"name": NO_TOKEN_VOLUME, "mountPath": TOKEN_PATH, "readOnly": True},
+        ],
+    }
+
+
+def _output_volume_size(settings: JobSettings) -> str:
+    """Room for the output file and some slack (a task may write it more than once)."""
+    return f"{max(1, -(-4 * settings.max_output_bytes // (1024 * 1024)))}Mi"
 
 
 def api_proxy_env(job: str, url: str) -> list[dict[str, Any]]:

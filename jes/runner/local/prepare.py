@@ -56,6 +56,7 @@ from pathlib import Path, PurePosixPath
 from jes.models import (
     API_PROXY_TOKEN_ENV,
     API_PROXY_URL_ENV,
+    OUTPUT_FILE_ENV,
     EnvSecret,
     EnvValue,
     RenderedTask,
@@ -122,9 +123,11 @@ def prepare(
     secrets_dir: Path | None,
     deadline_s: int,
     volume_dirs: Mapping[str, Path] | None = None,
+    output_file: Path | None = None,
 ) -> Launch:
     """The launch of ``spec`` with its files in ``files_dir``; ``deadline_s``: activeDeadlineSeconds;
-    ``volume_dirs``: the directory of each of the task's volumes, by mountPath."""
+    ``volume_dirs``: the directory of each of the task's volumes, by mountPath; ``output_file``: the
+    task's ``$KEPTN_OUTPUT_FILE`` (None: task outputs are off)."""
     task = spec.task
     command = [*(task.cmd or ()), *(task.args or ())]
     if not command:
@@ -137,6 +140,8 @@ def prepare(
     variables = _task_variables(task, secrets_dir)
     if spec.api_proxy is not None:
         variables |= {API_PROXY_URL_ENV: spec.api_proxy.url, API_PROXY_TOKEN_ENV: spec.api_proxy.token}
+    if output_file is not None:
+        variables[OUTPUT_FILE_ENV] = str(output_file)  # jes's, as on Kubernetes: it replaces the task's own
     mounts = _mounts(files_dir, volume_dirs or {})
     argv = tuple(_map_path(expand(part, variables), mounts) for part in command)
     env = {**base_env(), "JES_FILES_DIR": str(files_dir), **volume_env(task, volume_dirs or {}), **variables}

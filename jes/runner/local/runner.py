@@ -31,7 +31,7 @@ from pathlib import Path
 
 from jes import errors, settings
 from jes.models import Outcome, Status, TaskSpec
-from jes.runner import base, logs
+from jes.runner import base, logs, outputrelay, outputs
 from jes.runner.local import jobdir
 from jes.runner.local.following import Sink, follow
 from jes.runner.local.jobdir import JobDir, Phase
@@ -45,6 +45,8 @@ RUNS_DIR = "local-runner"
 VOLUMES_DIR = "volumes"
 """``<state_dir>/volumes/<claimName>``: a persistentVolumeClaim's directory; in a job's directory
 ``volumes/<name>``: an emptyDir's."""
+OUTPUT_FILE = "output.json"
+"""A task's ``$KEPTN_OUTPUT_FILE``, in its state directory."""
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 
@@ -83,6 +85,8 @@ class LocalRunner:
         log_tail_bytes: int = 64 * 1024,
         kill_grace_s: float = 2.0,
         task_deadline_s: int = 0,
+        task_outputs: bool = False,
+        max_output_bytes: int = 64 * 1024,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.task_deadline_s = task_deadline_s
@@ -91,6 +95,9 @@ class LocalRunner:
         self.log_head_bytes = log_head_bytes
         self.log_tail_bytes = log_tail_bytes
         self.kill_grace_s = kill_grace_s
+        self.task_outputs = task_outputs
+        """Tasks get ``$KEPTN_OUTPUT_FILE`` (``output.json`` in their state directory), read when they end."""
+        self.max_output_bytes = max_output_bytes
         self._runs = self.state_dir / RUNS_DIR
         self._locks = _KeyedLocks()
         self._starting: set[asyncio.Task[None]] = set()
@@ -103,6 +110,8 @@ class LocalRunner:
             state_dir=settings.state_dir,
             secrets_dir=settings.local_secrets_dir,
             task_deadline_s=settings.task_deadline_seconds,
+            task_outputs=settings.task_outputs,
+            max_output_bytes=settings.max_output_bytes,
         )
 
     async def start(self) -> None:
@@ -145,7 +154,20 @@ class LocalRunner:
         buffer = logs.BoundedBuffer(head_bytes=self.log_head_bytes, tail_bytes=self.log_tail_bytes)
         sink = Sink(buffer, spec.job_name, on_log, on_running)
         status = await follow(job, sink)
-        return outcome(spec.job_name, status, buffer.result())
+        result = outcome(spec.job_name, status, buffer.result())
+        if self.task_outputs and result.status in (Status.SUCCEEDED, Status.FAILED):
+            result = await asyncio.to_thread(self._with_output, job, result)
+        return result
+
+    def _with_output(self, job: JobDir, result: Outcome) -> Outcome:
+        """The outcome with the task's output file judged (it stays in the job's directory, so a
+        restarted jes reads it again)."""
+        path = job.file(OUTPUT_FILE)
+        try:
+            raw = outputrelay.read_output_file(str(path), self.max_output_bytes)
+        except outputrelay.OutputFileError as exc:
+            return outputs.judged(result, None, str(path), str(exc))
+        return outputs.judged(result, raw, str(path))
 
     async def list_jobs(self) -> list[str]:
         """Job names that have state on disk (running, finished and not yet forgotten, lost)."""
@@ -226,9 +248,10 @@ class LocalRunner:
             await asyncio.to_thread(self._launch, spec, job)
 
     def _launch(self, spec: TaskSpec, job: JobDir) -> None:
+        output_file = job.file(OUTPUT_FILE) if self.task_outputs else None
         prepared = prepare(
             spec, job.files, secrets_dir=self.secrets_dir, deadline_s=self.task_deadline_s,
-            volume_dirs=self.volume_dirs(spec, job),
+            volume_dirs=self.volume_dirs(spec, job), output_file=output_file,
         )  # fmt: skip
         launch(job, prepared, kill_grace_s=self.kill_grace_s)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from jes.matcher import matching as matcher
 from jes.models import JES_MOUNT_PATHS, JES_VOLUME_NAMES
 from jes.runner.kubernetes import manifests
+from jes.runner.outputs import KUBERNETES_OUTPUT_DIR
 from tests.conftest import k8s_valid
 from tests.runner.kubernetes.test_manifests import job_for, plan_for
 
@@ -22,8 +23,9 @@ ALLOWED = matcher.Executor(allowed_volume_claims=("shared-*",))
 
 
 def test_jes_own_names_and_mounts_are_the_ones_the_matcher_keeps_free() -> None:
-    assert set(JES_VOLUME_NAMES) == {manifests.JOB_VOLUME, manifests.FILES_VOLUME}
-    assert JES_MOUNT_PATHS == (manifests.FILES_MOUNT,)
+    assert set(JES_VOLUME_NAMES) == {
+        manifests.JOB_VOLUME, manifests.FILES_VOLUME, manifests.OUTPUT_VOLUME, manifests.NO_TOKEN_VOLUME}  # fmt: skip
+    assert JES_MOUNT_PATHS == (manifests.FILES_MOUNT, KUBERNETES_OUTPUT_DIR)
 
 
 def test_volumes_and_mounts_in_the_job() -> None:
