@@ -12,6 +12,9 @@ for ``lease_duration_s`` *as observed on its own monotonic clock* (:mod:`jes.led
 frozen or partitioned holder is replaced, clock skew between nodes plays no part. A claim released
 at shutdown has no holder and is free at once.
 
+Concurrency queues (``actions[].concurrency``, :mod:`jes.ledger.slots`) are Leases too
+(``jes-queue-<hash>``, labelled ``queue``), written with the same ``resourceVersion`` condition.
+
 RBAC (jes's namespace): ``coordination.k8s.io/leases``: create, get, list, update, delete.
 """
 
@@ -33,12 +36,14 @@ from jes import errors
 from jes.clients import kube as kube_client
 from jes.ledger.claim import Claim
 from jes.ledger.liveness import Liveness
+from jes.ledger.slots import Queue
 from jes.settings import Settings
 from jes.util import retry
 
 logger = logging.getLogger(__name__)
 
 RECORD_ANNOTATION = "jes.keptn.sh/claim"
+QUEUE_ANNOTATION = "jes.keptn.sh/queue"
 CLAIM_LABEL = "jes.keptn.sh/claim"
 STATE_LABEL = "jes.keptn.sh/state"
 EXECUTOR_LABEL = "jes.keptn.sh/executor"
@@ -119,6 +124,9 @@ class LeaseLedger:
 
     def claim_name(self, event_id: str) -> str:
         return f"jes-claim-{_digest(self.executor_id, event_id)}"
+
+    def queue_name(self, queue: str) -> str:
+        return f"jes-queue-{_digest(self.executor_id, queue)}"
 
     def holder_name(self, holder: str) -> str:
         return f"jes-holder-{_digest(self.executor_id, holder)}"
@@ -413,3 +421,63 @@ class LeaseLedger:
             )
         except (errors.KubeNotFoundError, errors.KubeConflictError):
             pass  # gone already, or changed since it was read: the next sweep looks again
+
+    # -- concurrency queues (:mod:`jes.ledger.slots`): one Lease each, written like claims --------
+
+    async def read_queue(self, name: str) -> Queue | None:
+        try:
+            lease = await self._send("GET", self._path(self.queue_name(name)), "get")
+        except errors.KubeNotFoundError:
+            return None
+        except errors.KubeError as exc:
+            raise errors.StateError(f"cannot read the concurrency queue {name!r}: {exc}") from exc
+        metadata = lease.get("metadata", {})
+        text = (metadata.get("annotations") or {}).get(QUEUE_ANNOTATION)
+        if not isinstance(text, str):
+            raise errors.StateError(f"concurrency queue lease {metadata.get('name')} has no record")
+        return Queue.loads(text, version=str(metadata.get("resourceVersion", "")))
+
+    async def write_queue(self, queue: Queue) -> bool:
+        """Create (version "") or update the queue's Lease; a 409 (or 404: deleted meanwhile) means
+        another writer was first. A retried write whose first attempt was applied also answers 409:
+        the caller reads again and finds its change there."""
+        record = queue.dumps()
+        if len(record.encode()) > MAX_RECORD_BYTES:
+            raise errors.StateError(
+                f"the concurrency queue {queue.name!r} has {len(queue.entries)} events, more than a Lease can hold"
+            )
+        metadata: Obj = {
+            "name": self.queue_name(queue.name),
+            "labels": self._labels("queue"),
+            "annotations": {QUEUE_ANNOTATION: record},
+        }
+        if queue.version:
+            metadata["resourceVersion"] = queue.version
+        body: Obj = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": {}}
+        try:
+            if queue.version:
+                written = await self._send("PUT", self._path(metadata["name"]), "update", body=body)
+            else:
+                written = await self._send("POST", self._path(), "create", body=body)
+        except (errors.KubeConflictError, errors.KubeNotFoundError):
+            return False
+        except errors.KubeError as exc:
+            raise errors.StateError(f"cannot write the concurrency queue {queue.name!r}: {exc}") from exc
+        queue.version = str(written["metadata"].get("resourceVersion", ""))
+        return True
+
+    async def delete_queue(self, queue: Queue) -> bool:
+        try:
+            await self._send(
+                "DELETE",
+                self._path(self.queue_name(queue.name)),
+                "delete",
+                body={"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"resourceVersion": queue.version}},
+            )
+        except errors.KubeNotFoundError:
+            return True
+        except errors.KubeConflictError:
+            return False
+        except errors.KubeError as exc:
+            raise errors.StateError(f"cannot delete the concurrency queue {queue.name!r}: {exc}") from exc
+        return True

@@ -168,6 +168,33 @@ def status_changed(
     return _envelope(info, response_type(info.type, "status.changed"), data, identity, now or utc_now())
 
 
+def queued(
+    info: EventInfo,
+    identity: Identity,
+    *,
+    action: str,
+    position: int,
+    limit: int,
+    key: str,
+    value: str,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Best effort progress report of an event waiting for a slot of its action's ``concurrency``:
+    "queued, position 3: ..." (position 1 runs next). Never counts against the exactly-once rules
+    of ``.started`` and ``.finished``."""
+    scope = f" for {key} = {json.dumps(value, ensure_ascii=False)}" if key else ""
+    data = _scope(info)
+    data["message"] = (
+        f"queued, position {position}: action '{action}' runs for at most {limit} "
+        f"event{'s' if limit != 1 else ''} at a time{scope}"
+    )
+    data["jes"] = {
+        "executor": identity.executor,
+        "queue": {"action": action, "position": position, "limit": limit, "key": key, "value": value},
+    }
+    return _envelope(info, response_type(info.type, "status.changed"), data, identity, now or utc_now())
+
+
 # ---------------------------------------------------------------------------------------------
 # The finished event
 

@@ -48,6 +48,7 @@ from jes.service.health import HealthServer
 from jes.service.health import app as health_app
 from jes.service.intake import Intake
 from jes.service.metrics import Metrics
+from jes.service.queues import QUEUE_POLL_S
 from jes.util import parsing, retry
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class Service:
         intake_backoff: retry.Backoff = INTAKE_BACKOFF,
         rejected_retry_s: float = reporter.REJECTED_RETRY_S,
         wall_clock: Callable[[], float] = time.time,
+        queue_poll_s: float = QUEUE_POLL_S,
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
@@ -127,9 +129,7 @@ class Service:
         self._slots = asyncio.Semaphore(settings.max_concurrent_events)
         self.handler = handler.EventHandler(
             configs=providers.ControlPlaneConfigs(source, max_config_bytes=settings.max_config_bytes),
-            files=providers.ControlPlaneFiles(
-                source, max_total_bytes=parsing.size_in_bytes(settings.files_size_limit)
-            ),
+            files=providers.ControlPlaneFiles(source, max_total_bytes=parsing.size_in_bytes(settings.files_size_limit)),
             runner=self.runner,
             reporter=self.reporter,
             store=self.store,
@@ -141,6 +141,7 @@ class Service:
             triggered=self.triggered,
             fence_s=getattr(self.store, "fence_s", None),
             proxy_access=self.api_proxy.task_access() if self.api_proxy is not None else None,
+            queue_poll_s=queue_poll_s,
         )
         self.health = HealthServer(
             health_app(problems=self.problems, metrics=self.metrics),

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -56,11 +57,13 @@ from jes.service.ports import (
     Result,
     TriggeredEvents,
 )
+from jes.service.queues import QUEUE_POLL_S, Queues
 from jes.service.reports import ClaimReports
 from jes.service.tasks import ProxyAccess, TaskRunner
 from jes.util import logfmt
 
 logger = logging.getLogger(__name__)
+
 
 def _no_slot() -> contextlib.AbstractAsyncContextManager[None]:
     return contextlib.nullcontext()
@@ -90,6 +93,8 @@ class EventHandler:
     """How many tasks may hold spooled files at once (until their Job or process exists)."""
     proxy_access: ProxyAccess | None = None
     """Mints a task's API-proxy token (None: tasks get no proxy access)."""
+    queue_poll_s: float = QUEUE_POLL_S
+    """How often an event waiting for a slot of its action's ``concurrency`` reads its queue."""
 
     def __post_init__(self) -> None:
         self.reports = ClaimReports(
@@ -101,6 +106,7 @@ class EventHandler:
             metrics=self.metrics, on_log=self.on_log, clock=self.clock, file_slots=self.file_slots,
             proxy_access=self.proxy_access,
         )  # fmt: skip
+        self.queues = Queues(self.store, poll_s=self.queue_poll_s, monotonic=self.monotonic)
 
     # -- entry points ------------------------------------------------------------------------------
 
@@ -232,15 +238,47 @@ class EventHandler:
         deciding = next((a for a in plan.actions if not a.silent), None)
         if deciding is not None:
             await self._send_started(claim, info, action=deciding.name)
-        if self._must_wait_for_slot() and claim.delivery(Report.STARTED) is Delivery.SENT:
+        queued = [a for a in plan.actions if a.concurrency is not None and not a.error]
+        if (queued or self._must_wait_for_slot()) and claim.delivery(Report.STARTED) is Delivery.SENT:
             await self.store.save(claim)  # otherwise the next task record carries ".started sent"
-        async with self._free_slot():
+        async with self._queued(claim, plan, queued, reports=deciding is not None), self._free_slot():
             for action in plan.actions:
                 if action.silent:
                     await self._run_silent(claim, plan, action)
                 else:
                     return await self._run_reporting(claim, plan, action)
         return Result(info.id, "silent")
+
+    @contextlib.asynccontextmanager
+    async def _queued(
+        self, claim: Claim, plan: Plan, actions: list[PlannedAction], *, reports: bool
+    ) -> AsyncIterator[None]:
+        """Hold a slot of each action's ``concurrency`` queue, in the plan's order (so no two events
+        wait for each other); while waiting, "queued, position N" progress when the event reports."""
+        waiting = self.metrics.events_waiting if self.metrics and actions else None
+        async with contextlib.AsyncExitStack() as stack:
+            if waiting is not None:
+                waiting.inc()
+            try:
+                for action in actions:
+                    assert action.concurrency is not None
+                    on_position = functools.partial(self._send_queued, plan.event, action) if reports else None
+                    slot = self.queues.slot(action.concurrency, claim.event_id, on_position=on_position)
+                    with logfmt.bind(action=action.name):
+                        await stack.enter_async_context(slot)
+            finally:
+                if waiting is not None:
+                    waiting.dec()
+            yield
+
+    async def _send_queued(self, info: EventInfo, action: PlannedAction, position: int) -> None:
+        concurrency = action.concurrency
+        assert concurrency is not None
+        queued = events.queued(
+            info, self.identity, action=action.name, position=position,
+            limit=concurrency.limit, key=concurrency.key, value=concurrency.value,
+        )  # fmt: skip
+        await self.reporter.best_effort(queued)
 
     def _must_wait_for_slot(self) -> bool:
         locked = getattr(self.run_slot(), "locked", None)
@@ -360,9 +398,7 @@ class EventHandler:
     async def _send_started(self, claim: Claim, info: EventInfo, *, action: str) -> None:
         await self.reports.deliver(claim, Report.STARTED, events.started(info, self.identity, action=action))
 
-    async def _send_finished(
-        self, claim: Claim, info: EventInfo, finished: dict[str, Any], *, errored: bool
-    ) -> Result:
+    async def _send_finished(self, claim: Claim, info: EventInfo, finished: dict[str, Any], *, errored: bool) -> Result:
         await self.reports.deliver(claim, Report.FINISHED, finished)
         if self.metrics:
             self.metrics.events_finished.labels(finished["data"]["result"]).inc()
@@ -374,4 +410,3 @@ class EventHandler:
     def _count_skip(self, reason: str) -> None:
         if self.metrics:
             self.metrics.events_skipped.labels(reason).inc()
-

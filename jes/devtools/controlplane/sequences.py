@@ -386,5 +386,3 @@ class ShipyardController:
         if gitcommitid:
             event["gitcommitid"] = gitcommitid
         return event
-
-
