@@ -16,6 +16,7 @@ from jes.clients import kube as kube_client
 from jes.ledger import Claim, EventRef, FileLedger, MemoryLedger
 from jes.ledger.leases import LeaseLedger
 from jes.ledger.slots import Entry, Queue, QueueStore, Slots, admit, standing
+from tests.conftest import k8s_valid
 from tests.service.support import FAST
 
 QUEUE = "my-project\0load-test\0dev"
@@ -161,6 +162,7 @@ async def test_the_two_replicas_of_a_lease_ledger_share_the_queue(kube: FakeKube
         assert len(queues) == 2  # one per executor
         (lease,) = [q for q in queues if q["metadata"]["name"] == first.queue_name(QUEUE)]
         assert lease["metadata"]["labels"]["jes.keptn.sh/claim"] == "queue"
+        k8s_valid({k: v for k, v in lease.items() if k != "status"})
     pool.shutdown()
 
 
