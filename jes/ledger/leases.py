@@ -36,6 +36,7 @@ from jes import errors
 from jes.clients import kube as kube_client
 from jes.ledger.claim import Claim
 from jes.ledger.liveness import Liveness
+from jes.ledger.queueleases import QueueLeases
 from jes.ledger.slots import Queue
 from jes.settings import Settings
 from jes.util import retry
@@ -43,7 +44,6 @@ from jes.util import retry
 logger = logging.getLogger(__name__)
 
 RECORD_ANNOTATION = "jes.keptn.sh/claim"
-QUEUE_ANNOTATION = "jes.keptn.sh/queue"
 CLAIM_LABEL = "jes.keptn.sh/claim"
 STATE_LABEL = "jes.keptn.sh/state"
 EXECUTOR_LABEL = "jes.keptn.sh/executor"
@@ -89,6 +89,7 @@ class LeaseLedger:
         self._liveness = Liveness(lease_duration_s, clock=monotonic)
         self._stale: Liveness | None = None
         self._executor_label = _digest(executor_id, length=40)
+        self._queues = QueueLeases(self._send, self._path, self._labels("queue"), self.queue_name)
 
     @classmethod
     def from_settings(
@@ -422,62 +423,13 @@ class LeaseLedger:
         except (errors.KubeNotFoundError, errors.KubeConflictError):
             pass  # gone already, or changed since it was read: the next sweep looks again
 
-    # -- concurrency queues (:mod:`jes.ledger.slots`): one Lease each, written like claims --------
+    # -- concurrency queues (:mod:`jes.ledger.slots`, :mod:`jes.ledger.queueleases`) ------------
 
     async def read_queue(self, name: str) -> Queue | None:
-        try:
-            lease = await self._send("GET", self._path(self.queue_name(name)), "get")
-        except errors.KubeNotFoundError:
-            return None
-        except errors.KubeError as exc:
-            raise errors.StateError(f"cannot read the concurrency queue {name!r}: {exc}") from exc
-        metadata = lease.get("metadata", {})
-        text = (metadata.get("annotations") or {}).get(QUEUE_ANNOTATION)
-        if not isinstance(text, str):
-            raise errors.StateError(f"concurrency queue lease {metadata.get('name')} has no record")
-        return Queue.loads(text, version=str(metadata.get("resourceVersion", "")))
+        return await self._queues.read(name)
 
     async def write_queue(self, queue: Queue) -> bool:
-        """Create (version "") or update the queue's Lease; a 409 (or 404: deleted meanwhile) means
-        another writer was first. A retried write whose first attempt was applied also answers 409:
-        the caller reads again and finds its change there."""
-        record = queue.dumps()
-        if len(record.encode()) > MAX_RECORD_BYTES:
-            raise errors.StateError(
-                f"the concurrency queue {queue.name!r} has {len(queue.entries)} events, more than a Lease can hold"
-            )
-        metadata: Obj = {
-            "name": self.queue_name(queue.name),
-            "labels": self._labels("queue"),
-            "annotations": {QUEUE_ANNOTATION: record},
-        }
-        if queue.version:
-            metadata["resourceVersion"] = queue.version
-        body: Obj = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": {}}
-        try:
-            if queue.version:
-                written = await self._send("PUT", self._path(metadata["name"]), "update", body=body)
-            else:
-                written = await self._send("POST", self._path(), "create", body=body)
-        except (errors.KubeConflictError, errors.KubeNotFoundError):
-            return False
-        except errors.KubeError as exc:
-            raise errors.StateError(f"cannot write the concurrency queue {queue.name!r}: {exc}") from exc
-        queue.version = str(written["metadata"].get("resourceVersion", ""))
-        return True
+        return await self._queues.write(queue)
 
     async def delete_queue(self, queue: Queue) -> bool:
-        try:
-            await self._send(
-                "DELETE",
-                self._path(self.queue_name(queue.name)),
-                "delete",
-                body={"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"resourceVersion": queue.version}},
-            )
-        except errors.KubeNotFoundError:
-            return True
-        except errors.KubeConflictError:
-            return False
-        except errors.KubeError as exc:
-            raise errors.StateError(f"cannot delete the concurrency queue {queue.name!r}: {exc}") from exc
-        return True
+        return await self._queues.delete(queue)
