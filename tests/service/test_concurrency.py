@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 from fakes.fake_kube import FakeKube
 from jes.devtools.controlplane.server import LocalControlPlane
 from tests.service.support import (
+    jes_environment,
+    jes_process,
     jes_settings,
     job_uids,
     jobs_created,
@@ -249,3 +252,30 @@ def assert_order_kept(lines: list[tuple[str, str, dict[str, Any]]], *, before_re
     waiting = sorted(first_positions, key=first_positions.__getitem__)
     assert run_order(lines)[1:] == waiting, (run_order(lines), first_positions)
     assert set(before_restart) == set(waiting)
+
+
+async def test_local_kill_9_while_one_runs_and_two_wait(plane: LocalControlPlane, tmp_path: Path) -> None:
+    """A real ``jes serve`` (local runner, file ledger) killed with SIGKILL while one event runs and
+    two wait; the restarted process adopts the running task (its slot still counts: nobody starts
+    beside it) and runs the waiting ones in their order, each task once."""
+    log = tmp_path / "windows.log"
+    setup_project(plane, logging_script(log, 1.5))
+    env = jes_environment(plane, tmp_path / "state")
+    with jes_process(env, tmp_path / "jes-1.log") as first:
+        ids = inject(plane, "dev", count=3)
+
+        def queued() -> list[str]:
+            return [e for e, kind, _ in timeline(plane, ids) if kind == "queued"]
+
+        await wait_until(lambda: len(queued()) == 2 and log.exists(), timeout_s=20, what="one running, two queued")
+        before = queued()
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    with jes_process(env, tmp_path / "jes-2.log"):
+        await wait_until(lambda: all_finished(plane, ids), timeout_s=40, what="the three events")
+    lines = timeline(plane, ids)
+    assert_order_kept(lines, before_restart=before)
+    spans = sorted(windows(log).values())
+    assert len(spans) == 3, f"each task runs once: {log.read_text()}"
+    for earlier, later in zip(spans, spans[1:], strict=False):
+        assert earlier[1] <= later[0], f"task windows overlap: {spans}"
