@@ -2,7 +2,9 @@
 
 Writes are atomic (temporary file, fsync, rename, fsync of the folder), so a ``kill -9`` at any
 moment leaves either the old or the new record. A lock file keeps a second process away from the
-folder, so no other writer can exist and every write is trivially fenced.
+folder, so no other writer can exist and every write is trivially fenced. Concurrency queues
+(:mod:`jes.ledger.slots`) are files under ``<state_dir>/queues``, changed by compare-and-swap on a
+revision stored in the file.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Shared by ``jes serve`` (control-plane config and files, a ledger that survives restarts, the
 Keptn reporter) and ``jes run`` (a config file, an in-memory ledger, events printed).
 
-For a matching non-silent action: ``.started`` at once (before waiting for a free slot), a
-``.status.changed`` per task (best effort), the tasks in order up to the first failure of an
+For a matching non-silent action: ``.started`` at once (before waiting for a free slot, or for a
+slot of the action's ``concurrency`` queue — :mod:`jes.service.queues` — with "queued, position N"
+progress), a ``.status.changed`` per task (best effort), the tasks in order up to the first failure of an
 ``onError: fail`` task (a failed ``onError: warning`` task lets the next ones run and makes the
 result ``succeeded/warning``), then one ``.finished`` within the size budget (an errored one is
 also posted as an error log entry).
