@@ -12,8 +12,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from fakes.fake_kube import FakeKube
 from jes.devtools.controlplane.server import LocalControlPlane
+from jes.ledger import Claim, EventRef, FileLedger
+from jes.ledger.slots import Slots
+from jes.models import queue_of
 from tests.service.support import (
     jes_environment,
     jes_process,
@@ -208,11 +213,13 @@ async def test_two_replicas_share_the_queue(plane: LocalControlPlane, kube: Fake
     assert set(jobs_created(kube).values()) == {1}
 
 
+@pytest.mark.parametrize("successor", ["jes-0", "jes-1"])
 async def test_a_restart_keeps_the_holder_and_the_places(
-    plane: LocalControlPlane, kube: FakeKube, tmp_path: Path
+    plane: LocalControlPlane, kube: FakeKube, tmp_path: Path, successor: str
 ) -> None:
-    """jes dies while one event runs and two wait; the restarted jes finds the running Job (the
-    holder keeps its slot: nobody starts beside it) and the waiting ones run in their order."""
+    """jes dies while one event runs and two wait; the restarted jes (``jes-0``) — or another
+    replica that takes the dead one's claims over after the lease (``jes-1``) — finds the running
+    Job (the holder keeps its slot: nobody starts beside it) and the waiting ones run in their order."""
     setup_project(plane)
     kube.behave(image="alpine", logs="load\n", duration_s=1.5)
     options = {"queue_poll_s": POLL_S}
@@ -226,7 +233,7 @@ async def test_a_restart_keeps_the_holder_and_the_places(
     await wait_until(lambda: len(queued()) == 2 and len(kube.created_jobs) == 1, what="one running, two queued")
     original = job_uids(kube)
     await first.abandon()
-    async with started(make_kube_service(plane, kube, tmp_path, "jes-0", service_options=options)):
+    async with started(make_kube_service(plane, kube, tmp_path, successor, service_options=options)):
         await wait_until(lambda: all_finished(plane, ids), timeout_s=30, what="the three events")
     lines = timeline(plane, ids)
     holder = run_order(lines)[0]
@@ -279,3 +286,24 @@ async def test_local_kill_9_while_one_runs_and_two_wait(plane: LocalControlPlane
     assert len(spans) == 3, f"each task runs once: {log.read_text()}"
     for earlier, later in zip(spans, spans[1:], strict=False):
         assert earlier[1] <= later[0], f"task windows overlap: {spans}"
+
+
+async def test_a_holder_that_ended_without_leaving_frees_its_slot(plane: LocalControlPlane, tmp_path: Path) -> None:
+    """A queue left holding by an event whose claim is done (it ended another way, e.g. Keptn closed
+    it): the next event waits, finds the claim done after a few polls, and runs."""
+    setup_project(plane)
+    state = tmp_path / "state"
+    files = FileLedger(state)
+    await files.start()
+    ghost = Claim(ref=EventRef(id="ghost", type="sh.keptn.event.sayhello.triggered"), holder="jes-test")
+    ghost.mark_done()
+    await files.claim(ghost)
+    assert (await Slots(files).enter(queue_of(PROJECT, "load-test", "dev"), "ghost", 1)).holding
+    await files.close()
+    async with running(jes_settings(plane, state), queue_poll_s=POLL_S):
+        ids = inject(plane, "dev")
+        await wait_until(lambda: all_finished(plane, ids), timeout_s=20, what="the event behind the ghost")
+    lines = timeline(plane, ids)
+    assert [kind for _, kind, _ in lines] == ["started", "queued", "task", "finished"]
+    assert lines[-1][2]["result"] == "pass"
+    assert not list((state / "queues").iterdir())
