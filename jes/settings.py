@@ -353,9 +353,7 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings
     if values.get("keptn_api_token_file") and not problems:
         values["keptn_api_token"] = token_from_file(values["keptn_api_token_file"], problems)
     if values.get("oauth_client_secret_file") and not problems:
-        values["oauth_client_secret"] = token_from_file(
-            values["oauth_client_secret_file"], problems, "OAUTH_CLIENT_SECRET_FILE"
-        )
+        values["oauth_client_secret"] = token_from_file(values["oauth_client_secret_file"], problems, "OAUTH_CLIENT_SECRET_FILE")
     if problems:
         raise errors.SettingsError(problems)
     known = {f.name for f in fields(Settings)}

@@ -32,6 +32,7 @@ def copy_tree(source: str | Path, target: str | Path) -> int:
     return count
 
 
+
 def _join_parts(parts: Path, target: Path) -> int:
     """Join every ``<path>/<number>`` folder of pieces under ``parts`` into ``target/<path>``."""
     count = 0

@@ -39,10 +39,7 @@ TIME_LIMIT_S = 60.0
 def trigger(location: str = "APAC") -> dict[str, Any]:
     return {
         "data": {
-            "project": "my-first-project",
-            "stage": "dev",
-            "service": "service1",
-            "sayhello": {"location": location},
+            "project": "my-first-project", "stage": "dev", "service": "service1", "sayhello": {"location": location}
         },  # fmt: skip
         "source": "integration-demo",
         "type": "sh.keptn.event.dev.sequence1.triggered",

@@ -231,13 +231,9 @@ def _recipient_host(raw: str) -> str:
     host = value.split("://", 1)[1]
     bare = re.sub(r"^\[[0-9A-Fa-f:.]+\]", "", host)
     if not host or "/" in bare or "?" in bare or "#" in bare:
-        raise ValueError(
-            f"must be a host only, such as http://my-service; put the path in PUBSUB_RECIPIENT_PATH, got {raw!r}"
-        )
+        raise ValueError(f"must be a host only, such as http://my-service; put the path in PUBSUB_RECIPIENT_PATH, got {raw!r}")
     if ":" in bare:
-        raise ValueError(
-            f"must not carry a port (the URL would be {value}:<PUBSUB_RECIPIENT_PORT>); set PUBSUB_RECIPIENT_PORT instead, got {raw!r}"
-        )
+        raise ValueError(f"must not carry a port (the URL would be {value}:<PUBSUB_RECIPIENT_PORT>); set PUBSUB_RECIPIENT_PORT instead, got {raw!r}")
     return value
 
 
@@ -323,9 +319,7 @@ def load(environ: Mapping[str, str] | None = None) -> DistributorConfig:
         except ValueError as exc:
             problems.append(f"{var.env}: {exc}")
     if "REGISTRATION_INTERVAL" in env and env["REGISTRATION_INTERVAL"].strip():
-        warnings.append(
-            f"REGISTRATION_INTERVAL is not used (as in the distributor): registration is retried every {REGISTRATION_PAUSE_S:g}s"
-        )
+        warnings.append(f"REGISTRATION_INTERVAL is not used (as in the distributor): registration is retried every {REGISTRATION_PAUSE_S:g}s")
     problems.extend(_cross_checks(values))
     if problems:
         raise errors.SettingsError(problems)

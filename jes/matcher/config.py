@@ -50,7 +50,9 @@ def load(
     parsing is bounded (:mod:`jes.matcher.yamlsource`), so a hostile file costs little time and memory."""
     raw = data.encode() if isinstance(data, str) else data
     if len(raw) > max_bytes:
-        message = f"the file has more than {max_bytes} bytes (JES_MAX_CONFIG_BYTES); split it, or raise the limit"
+        message = (
+            f"the file has more than {max_bytes} bytes (JES_MAX_CONFIG_BYTES); split it, or raise the limit"
+        )
         raise errors.ConfigError([errors.Problem(file, 1, 1, "", message)])
     try:
         text = raw.decode("utf-8")

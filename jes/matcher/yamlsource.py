@@ -263,3 +263,4 @@ class _Builder:
     def _problem(self, node: yaml.Node, path: Path, message: str) -> None:
         mark = node.start_mark
         self.problems.append(errors.Problem(self.file, mark.line + 1, mark.column + 1, format_path(path), message))
+

@@ -47,7 +47,9 @@ class ApiProxy:
         self.settings = settings
         self._sender = sender
         self._reporter = reporter
-        self.scopes: LedgerScopes | None = LedgerScopes(store) if settings.api_proxy_task_port is not None else None
+        self.scopes: LedgerScopes | None = (
+            LedgerScopes(store) if settings.api_proxy_task_port is not None else None
+        )
         self.server = ProxyServer.from_settings(
             settings, http=http, forward_event=self.forward, on_error_log=self.error_log, scopes=self.scopes
         )

@@ -129,7 +129,9 @@ class Service:
         self._slots = asyncio.Semaphore(settings.max_concurrent_events)
         self.handler = handler.EventHandler(
             configs=providers.ControlPlaneConfigs(source, max_config_bytes=settings.max_config_bytes),
-            files=providers.ControlPlaneFiles(source, max_total_bytes=parsing.size_in_bytes(settings.files_size_limit)),
+            files=providers.ControlPlaneFiles(
+                source, max_total_bytes=parsing.size_in_bytes(settings.files_size_limit)
+            ),
             runner=self.runner,
             reporter=self.reporter,
             store=self.store,

@@ -65,7 +65,6 @@ from jes.util import logfmt
 
 logger = logging.getLogger(__name__)
 
-
 def _no_slot() -> contextlib.AbstractAsyncContextManager[None]:
     return contextlib.nullcontext()
 
@@ -399,7 +398,9 @@ class EventHandler:
     async def _send_started(self, claim: Claim, info: EventInfo, *, action: str) -> None:
         await self.reports.deliver(claim, Report.STARTED, events.started(info, self.identity, action=action))
 
-    async def _send_finished(self, claim: Claim, info: EventInfo, finished: dict[str, Any], *, errored: bool) -> Result:
+    async def _send_finished(
+        self, claim: Claim, info: EventInfo, finished: dict[str, Any], *, errored: bool
+    ) -> Result:
         await self.reports.deliver(claim, Report.FINISHED, finished)
         if self.metrics:
             self.metrics.events_finished.labels(finished["data"]["result"]).inc()
@@ -411,3 +412,4 @@ class EventHandler:
     def _count_skip(self, reason: str) -> None:
         if self.metrics:
             self.metrics.events_skipped.labels(reason).inc()
+

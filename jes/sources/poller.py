@@ -180,7 +180,9 @@ class Poller:
         if services and not s.stage_filter:
             # The control plane refuses a services filter without stages (400); applied here instead.
             services = ()
-        sub_filter = wire.SubscriptionFilter(projects=s.project_filter, stages=s.stage_filter, services=services)
+        sub_filter = wire.SubscriptionFilter(
+            projects=s.project_filter, stages=s.stage_filter, services=services
+        )
         return wire.Registration(
             name=s.integration_name,
             metadata=wire.IntegrationMetadata(

@@ -75,10 +75,8 @@ class NatsBridge:
         except (nats.errors.Error, OSError, TimeoutError) as exc:
             self.stop()
             raise errors.SettingsError(
-                [
-                    f"--nats: cannot reach NATS at {self.url} ({type(exc).__name__}: {exc}); start nats-server "
-                    "(e.g. `nats-server -js -p 4222`) or leave out --nats"
-                ]  # fmt: skip
+                [f"--nats: cannot reach NATS at {self.url} ({type(exc).__name__}: {exc}); start nats-server "
+                 "(e.g. `nats-server -js -p 4222`) or leave out --nats"]  # fmt: skip
             ) from exc
         self._state.publishers.append(self.publish)
 
@@ -203,8 +201,6 @@ def _reachable_or_say_so(url: str) -> None:
         socket.create_connection((host, port), timeout=2.0).close()
     except OSError as exc:
         raise errors.SettingsError(
-            [
-                f"--nats: cannot reach NATS at {url} ({exc.strerror or exc}); start nats-server "
-                "(e.g. `nats-server -js -p 4222`) or leave out --nats"
-            ]  # fmt: skip
+            [f"--nats: cannot reach NATS at {url} ({exc.strerror or exc}); start nats-server "
+             "(e.g. `nats-server -js -p 4222`) or leave out --nats"]  # fmt: skip
         ) from exc

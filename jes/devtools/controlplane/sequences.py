@@ -386,3 +386,5 @@ class ShipyardController:
         if gitcommitid:
             event["gitcommitid"] = gitcommitid
         return event
+
+

@@ -190,7 +190,9 @@ class LocalRunner:
         if not task.cancelled() and task.exception() is not None:
             log.debug("starting %s failed: %s", task.get_name(), task.exception())
 
-    async def _start_or_adopt_locked(self, spec: TaskSpec, job: JobDir, *, adopt_only: bool, fence: base.Fence) -> None:
+    async def _start_or_adopt_locked(
+        self, spec: TaskSpec, job: JobDir, *, adopt_only: bool, fence: base.Fence
+    ) -> None:
         async with self._locks.hold(job.name):
             phase = job.phase()
             if adopt_only and phase in (Phase.ABSENT, Phase.UNSTARTED):
