@@ -21,7 +21,7 @@ from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
 
-from jes.models import ContainerLog, EventInfo, EventRef, Outcome
+from jes.models import Concurrency, ContainerLog, EventInfo, EventRef, Outcome
 from jes.util.textutil import clean
 
 SPEC_VERSION = "1.0"
@@ -158,40 +158,78 @@ def status_changed(
     job: str,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Best effort progress report (the control plane may reject it; nothing depends on it)."""
-    data = _scope(info)
-    data["message"] = f"Task '{task}' ({index + 1}/{count}) started: image {image}"
-    data["jes"] = {
-        "executor": identity.executor,
-        "task": {"name": task, "index": index, "count": count, "image": image, "job": job},
-    }
-    return _envelope(info, response_type(info.type, "status.changed"), data, identity, now or utc_now())
+    """Best effort progress report of a task that starts: "task 2/3 'Run tests' started (image ...)"."""
+    detail = {"name": task, "index": index, "count": count, "image": image, "job": job}
+    return progress(info, identity, f"{_task_label(task, index, count)} started (image {image})", detail, now=now)
 
 
-def queued(
+def task_ended(
     info: EventInfo,
     identity: Identity,
     *,
-    action: str,
-    position: int,
-    limit: int,
-    key: str,
-    value: str,
+    task: str,
+    index: int,
+    count: int,
+    outcome: Outcome,
+    on_error: str = "fail",
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Best effort progress report of an event waiting for a slot of its action's ``concurrency``:
-    "queued, position 3: ..." (position 1 runs next). Never counts against the exactly-once rules
-    of ``.started`` and ``.finished``."""
-    scope = f" for {key} = {json.dumps(value, ensure_ascii=False)}" if key else ""
-    data = _scope(info)
-    data["message"] = (
-        f"queued, position {position}: action '{action}' runs for at most {limit} "
-        f"event{'s' if limit != 1 else ''} at a time{scope}"
-    )
-    data["jes"] = {
-        "executor": identity.executor,
-        "queue": {"action": action, "position": position, "limit": limit, "key": key, "value": value},
+    """Best effort progress report of a task that ended: "task 2/3 'Run tests' succeeded in 41 s"."""
+    took = _duration_text(outcome.duration_s)
+    label = _task_label(task, index, count)
+    if outcome.succeeded:
+        message = f"{label} succeeded in {took}"
+    else:
+        message = f"{label} failed after {took}: {outcome.reason}"
+        if on_error == "warning":
+            message += " — onError: warning, the next tasks still run"
+    detail = {
+        "name": task,
+        "index": index,
+        "count": count,
+        "job": outcome.job_name,
+        "status": outcome.status.value,
+        "exitCode": outcome.exit_code,
+        "durationSeconds": round(outcome.duration_s, 3),
+        "reason": outcome.reason,
     }
+    return progress(info, identity, message, detail, now=now)
+
+
+def progress(
+    info: EventInfo, identity: Identity, message: str, task: Mapping[str, Any], *, now: datetime | None = None
+) -> dict[str, Any]:
+    """A ``.status.changed`` event (best effort: the control plane may reject it; nothing depends on it,
+    and it never counts against the exactly-once rules of ``.started`` and ``.finished``)."""
+    data = _scope(info)
+    data["message"] = message
+    data["jes"] = {"executor": identity.executor, "task": dict(task)}
+    return _envelope(info, response_type(info.type, "status.changed"), data, identity, now or utc_now())
+
+
+def _task_label(task: str, index: int, count: int) -> str:
+    return f"task {index + 1}/{count} '{task}'"
+
+
+def _duration_text(seconds: float) -> str:
+    """41 s, 3.2 s, 0.4 s; minutes from 100 s on (2 min 5 s)."""
+    if seconds >= 100:
+        minutes, rest = divmod(round(seconds), 60)
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+    return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+
+
+def queued(
+    info: EventInfo, identity: Identity, *, action: str, position: int, queue: Concurrency, now: datetime | None = None
+) -> dict[str, Any]:
+    """Best effort progress of an event waiting for a slot of its action's ``concurrency`` queue:
+    "queued, position 3: ..." (1 runs next); outside the exactly-once rules of .started/.finished."""
+    scope = f" for {queue.key} = {json.dumps(queue.value, ensure_ascii=False)}" if queue.key else ""
+    at_most = f"at most {queue.limit} {'event' if queue.limit == 1 else 'events'} at a time"
+    data = _scope(info)
+    data["message"] = f"queued, position {position}: action '{action}' runs for {at_most}{scope}"
+    where = {"action": action, "position": position, "limit": queue.limit, "key": queue.key, "value": queue.value}
+    data["jes"] = {"executor": identity.executor, "queue": where}
     return _envelope(info, response_type(info.type, "status.changed"), data, identity, now or utc_now())
 
 

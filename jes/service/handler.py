@@ -5,8 +5,9 @@ Keptn reporter) and ``jes run`` (a config file, an in-memory ledger, events prin
 
 For a matching non-silent action: ``.started`` at once (before waiting for a free slot, or for a
 slot of the action's ``concurrency`` queue — :mod:`jes.service.queues` — with "queued, position N"
-progress), a ``.status.changed`` per task (best effort), the tasks in order up to the first failure of an
-``onError: fail`` task (a failed ``onError: warning`` task lets the next ones run and makes the
+progress), a ``.status.changed`` as each task starts and ends (best effort), the tasks in order up
+to the first failure of an ``onError: fail`` task (a failed ``onError: warning`` task lets the next
+ones run and makes the
 result ``succeeded/warning``), then one ``.finished`` within the size budget (an errored one is
 also posted as an error log entry).
 
@@ -272,12 +273,8 @@ class EventHandler:
             yield
 
     async def _send_queued(self, info: EventInfo, action: PlannedAction, position: int) -> None:
-        concurrency = action.concurrency
-        assert concurrency is not None
-        queued = events.queued(
-            info, self.identity, action=action.name, position=position,
-            limit=concurrency.limit, key=concurrency.key, value=concurrency.value,
-        )  # fmt: skip
+        assert action.concurrency is not None
+        queued = events.queued(info, self.identity, action=action.name, position=position, queue=action.concurrency)
         await self.reporter.best_effort(queued)
 
     def _must_wait_for_slot(self) -> bool:

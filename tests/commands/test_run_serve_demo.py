@@ -32,8 +32,10 @@ def test_run_local_prints_started_status_and_finished_and_streams_logs() -> None
     assert [e["type"] for e in lines] == [
         "sh.keptn.event.sayhello.started",
         "sh.keptn.event.sayhello.status.changed",
+        "sh.keptn.event.sayhello.status.changed",
         "sh.keptn.event.sayhello.finished",
     ]
+    assert "'Say Hello World' succeeded in" in lines[2]["data"]["message"]
     finished = lines[-1]
     assert finished["triggeredid"] == "0b9f6c52-6a8e-4c70-9d6b-1f0f3c8e2a11"
     assert (finished["data"]["status"], finished["data"]["result"]) == ("succeeded", "pass")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from jes.models import EventInfo
+from jes.models import Concurrency, EventInfo
 from jes.reporter import events
 
 INFO = EventInfo(
@@ -16,7 +16,7 @@ IDENTITY = events.Identity(source="job-executor-service", executor="keptn-jes/-"
 
 def test_queued_names_the_position_the_action_and_the_key() -> None:
     event = events.queued(
-        INFO, IDENTITY, action="load-test", position=3, limit=1, key="$.data.stage", value="dev",
+        INFO, IDENTITY, action="load-test", position=3, queue=Concurrency(1, "$.data.stage", "dev", "q"),
         now=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
     )  # fmt: skip
     assert event["type"] == "sh.keptn.event.test.status.changed"
@@ -34,5 +34,5 @@ def test_queued_names_the_position_the_action_and_the_key() -> None:
 
 
 def test_queued_without_a_key() -> None:
-    event = events.queued(INFO, IDENTITY, action="a", position=1, limit=2, key="", value="")
+    event = events.queued(INFO, IDENTITY, action="a", position=1, queue=Concurrency(2, "", "", "q"))
     assert event["data"]["message"] == "queued, position 1: action 'a' runs for at most 2 events at a time"

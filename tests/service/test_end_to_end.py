@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -44,7 +45,10 @@ async def test_hello_world_apac_and_eu(plane: LocalControlPlane, tmp_path: Path)
     for location, greeting in (("APAC", "Hello, world from APAC!"), ("EU", "Hello, world from Europe!")):
         events = task_events(plane, contexts[location])
         types = [e["type"].removeprefix("sh.keptn.event.sayhello.") for e in events]
-        assert types == ["triggered", "started", "status.changed", "finished"]
+        assert types == ["triggered", "started", "status.changed", "status.changed", "finished"]
+        progress = [e["data"]["message"] for e in events[2:4]]
+        assert progress[0] == "task 1/1 'Say Hello World' started (image alpine)"
+        assert re.fullmatch(r"task 1/1 'Say Hello World' succeeded in \d+\.\d s", progress[1])
         finished = events[-1]
         assert finished["triggeredid"] == events[0]["id"]
         assert (finished["data"]["status"], finished["data"]["result"]) == ("succeeded", "pass")
