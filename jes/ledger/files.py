@@ -134,7 +134,7 @@ class FileLedger:
         return self.queue_dir / f"{claim_key(name)}.json"
 
     async def read_queue(self, name: str) -> Queue | None:
-        return await asyncio.to_thread(self._read_queue, self._queue_path(name))
+        return await asyncio.to_thread(self._read_queue, name)
 
     async def write_queue(self, queue: Queue) -> bool:
         return await asyncio.to_thread(self._swap_queue, queue, delete=False)
@@ -142,7 +142,8 @@ class FileLedger:
     async def delete_queue(self, queue: Queue) -> bool:
         return await asyncio.to_thread(self._swap_queue, queue, delete=True)
 
-    def _read_queue(self, path: Path) -> Queue | None:
+    def _read_queue(self, name: str) -> Queue | None:
+        path = self._queue_path(name)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -153,12 +154,12 @@ class FileLedger:
             raise errors.StateError(f"concurrency queue {path}: {exc}") from exc
         if not isinstance(data, dict) or not isinstance(data.get("record"), str):
             raise errors.StateError(f"concurrency queue {path}: not a queue record")
-        return Queue.loads(data["record"], version=str(data.get("revision", "")))
+        return Queue.loads(name, data["record"], version=str(data.get("revision", "")))
 
     def _swap_queue(self, queue: Queue, *, delete: bool) -> bool:
         path = self._queue_path(queue.name)
         with self._queue_lock:
-            current = self._read_queue(path)
+            current = self._read_queue(queue.name)
             if (current.version if current is not None else "") != queue.version:
                 return False
             try:

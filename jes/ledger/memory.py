@@ -72,7 +72,7 @@ class MemoryLedger:
 
     async def read_queue(self, name: str) -> Queue | None:
         stored = self.queues.get(name)
-        return Queue.loads(stored[0], version=stored[1]) if stored is not None else None
+        return Queue.loads(name, stored[0], version=stored[1]) if stored is not None else None
 
     async def write_queue(self, queue: Queue) -> bool:
         if self.queues.get(queue.name, ("", ""))[1] != queue.version:

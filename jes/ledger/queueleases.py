@@ -38,7 +38,7 @@ class QueueLeases:
         text = (metadata.get("annotations") or {}).get(QUEUE_ANNOTATION)
         if not isinstance(text, str):
             raise errors.StateError(f"concurrency queue lease {metadata.get('name')} has no record")
-        return Queue.loads(text, version=str(metadata.get("resourceVersion", "")))
+        return Queue.loads(name, text, version=str(metadata.get("resourceVersion", "")))
 
     async def write(self, queue: Queue) -> bool:
         """Create (version "") or update the queue's Lease; a 409 (or 404: deleted meanwhile) means

@@ -27,6 +27,8 @@ from jes.ledger.claim import Claim
 
 #: Version of the persisted record; a record of another version is refused, not misread.
 RECORD_VERSION = 1
+#: A record shows this much of its queue's name (the key's value comes from the event: unbounded).
+MAX_SHOWN_NAME_CHARS = 200
 
 
 @dataclass
@@ -49,7 +51,7 @@ class Queue:
     def to_json(self) -> dict[str, Any]:
         return {
             "v": RECORD_VERSION,
-            "queue": self.name,
+            "queue": self.name[:MAX_SHOWN_NAME_CHARS],  # for people; the key's value may be long
             "entries": [{"event": e.event_id, "holding": e.holding} for e in self.entries],
         }
 
@@ -57,14 +59,15 @@ class Queue:
         return json.dumps(self.to_json(), separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
-    def loads(cls, text: str, *, version: str = "") -> Queue:
-        """Raises :class:`errors.StateError` for a record that is not one of ours."""
+    def loads(cls, name: str, text: str, *, version: str = "") -> Queue:
+        """The record of queue ``name`` (stores find records by name). Raises
+        :class:`errors.StateError` for a record that is not one of ours."""
         try:
             data = json.loads(text)
             if not isinstance(data, dict) or data.get("v") != RECORD_VERSION:
                 raise ValueError(f"record version {data.get('v') if isinstance(data, dict) else None!r}")
             entries = [Entry(str(e["event"]), bool(e["holding"])) for e in data["entries"]]
-            return cls(str(data["queue"]), entries, version)
+            return cls(name, entries, version)
         except (KeyError, ValueError, TypeError) as exc:
             raise errors.StateError(f"unreadable concurrency queue record: {exc}") from exc
 

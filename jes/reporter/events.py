@@ -224,11 +224,12 @@ def queued(
 ) -> dict[str, Any]:
     """Best effort progress of an event waiting for a slot of its action's ``concurrency`` queue:
     "queued, position 3: ..." (1 runs next); outside the exactly-once rules of .started/.finished."""
-    scope = f" for {queue.key} = {json.dumps(queue.value, ensure_ascii=False)}" if queue.key else ""
+    value = cut_middle(queue.value, 200)  # the key's value comes from the event: unbounded
+    scope = f" for {queue.key} = {json.dumps(value, ensure_ascii=False)}" if queue.key else ""
     at_most = f"at most {queue.limit} {'event' if queue.limit == 1 else 'events'} at a time"
     data = _scope(info)
     data["message"] = f"queued, position {position}: action '{action}' runs for {at_most}{scope}"
-    where = {"action": action, "position": position, "limit": queue.limit, "key": queue.key, "value": queue.value}
+    where = {"action": action, "position": position, "limit": queue.limit, "key": queue.key, "value": value}
     data["jes"] = {"executor": identity.executor, "queue": where}
     return _envelope(info, response_type(info.type, "status.changed"), data, identity, now or utc_now())
 

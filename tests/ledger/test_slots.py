@@ -178,5 +178,17 @@ def test_admission_and_standing_rules() -> None:
 
 def test_a_record_of_another_version_is_refused() -> None:
     with pytest.raises(errors.StateError, match="unreadable"):
-        Queue.loads('{"v": 99, "queue": "q", "entries": []}')
-    assert Queue.loads(Queue("q", [Entry("a", True)]).dumps()).entries == [Entry("a", True)]
+        Queue.loads("q", '{"v": 99, "queue": "q", "entries": []}')
+    assert Queue.loads("q", Queue("q", [Entry("a", True)]).dumps()).entries == [Entry("a", True)]
+
+
+async def test_a_queue_named_by_a_long_key_value_stays_small(store: QueueStore) -> None:
+    """The key's value comes from the event (unbounded); the record shows only its head."""
+    name = "p\0a\0" + "v" * 300_000
+    slots = Slots(store)
+    assert (await slots.enter(name, "a", 1)).holding
+    assert (await slots.enter(name, "b", 1)).position == 1
+    queue = await store.read_queue(name)
+    assert queue is not None and queue.name == name and len(queue.dumps()) < 1000
+    await slots.leave(name, "a", 1)
+    assert (await slots.enter(name, "b", 1)).holding

@@ -36,3 +36,11 @@ def test_queued_names_the_position_the_action_and_the_key() -> None:
 def test_queued_without_a_key() -> None:
     event = events.queued(INFO, IDENTITY, action="a", position=1, queue=Concurrency(2, "", "", "q"))
     assert event["data"]["message"] == "queued, position 1: action 'a' runs for at most 2 events at a time"
+
+
+def test_a_long_key_value_is_cut_in_the_report() -> None:
+    long = "x" * 5000
+    event = events.queued(INFO, IDENTITY, action="a", position=1, queue=Concurrency(1, "$.data.blob", long, "q"))
+    shown = event["data"]["jes"]["queue"]["value"]
+    assert len(shown) < 300 and "bytes omitted" in shown
+    assert len(event["data"]["message"]) < 500
