@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -288,8 +289,14 @@ async def test_health_ready_and_metrics(plane: LocalControlPlane, tmp_path: Path
         "jes_events_in_flight 0.0",
         "jes_jobs_in_flight 0.0",
         'jes_report_delivery_seconds_count{kind="finished"} 1.0',
+        "jes_event_pickup_seconds_count 1.0",
+        "jes_event_completion_seconds_count 1.0",
     ):
         assert name in text, name
+    last_poll = re.search(r"^jes_poll_last_success_timestamp_seconds (\S+)$", text, re.MULTILINE)
+    assert last_poll and abs(float(last_poll.group(1)) - time.time()) < 60, "the last successful poll is recent"
+    pickup_sum = re.search(r"^jes_event_pickup_seconds_sum (\S+)$", text, re.MULTILINE)
+    assert pickup_sum and 0 <= float(pickup_sum.group(1)) < 10, "from the event's own time to jes taking it"
 
 
 async def test_two_located_executors_run_each_event_in_exactly_one_region(
