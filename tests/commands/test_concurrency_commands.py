@@ -71,7 +71,7 @@ def test_render_notes_the_queue(tmp_path: Path) -> None:
 
 
 def test_run_an_action_with_concurrency_runs_at_once(tmp_path: Path) -> None:
-    done = jes("run", "--config", write(tmp_path), "--event", APAC, "--runner", "local")
+    done = jes("run", "--config", write(tmp_path), "--event", APAC, "--runner", "local", "--yes")
     assert done.returncode == 0, done.stderr
     types = [json.loads(line)["type"].rsplit(".", 1)[-1] for line in done.stdout.splitlines()]
     assert types[0] == "started" and types[-1] == "finished"
