@@ -131,6 +131,32 @@ class EventInfo:
     time: str = ""
 
 
+#: Names of the volumes jes itself puts into a task's pod (the ``/keptn`` emptyDir and the files
+#: ConfigMaps' projection, :mod:`jes.runner.kubernetes.manifests`): a task's volumes may not use them.
+JES_VOLUME_NAMES = ("job-volume", "job-files")
+#: Where jes mounts into the task container: a task's volume may not be mounted there, inside or above.
+JES_MOUNT_PATHS = ("/keptn",)
+
+
+@dataclass(frozen=True)
+class TaskVolume:
+    """A volume of a task (jes extension ``tasks[].volumes``): an emptyDir (``claim_name`` empty)
+    or an existing PersistentVolumeClaim, mounted into the task container at ``mount_path``."""
+
+    name: str
+    mount_path: str
+    size_limit: str = ""
+    """emptyDir only: its ``sizeLimit`` (a Kubernetes quantity); empty: none."""
+    claim_name: str = ""
+    """persistentVolumeClaim only: the claim's name, in the task's namespace."""
+    read_only: bool = False
+    """persistentVolumeClaim only: mounted read-only."""
+
+    @property
+    def kind(self) -> str:
+        return "persistentVolumeClaim" if self.claim_name else "emptyDir"
+
+
 @dataclass(frozen=True)
 class RenderedTask:
     """One task of one action, rendered for one event: ready for a runner."""
@@ -159,6 +185,8 @@ class RenderedTask:
     on_error: str = "fail"
     """``fail``: a failure ends the action errored/fail; ``warning``: the next tasks run and the
     action ends succeeded/warning (unless a ``fail`` task fails later)."""
+    volumes: tuple[TaskVolume, ...] = ()
+    """The task's own volumes (``tasks[].volumes``), in file order."""
 
 
 @dataclass(frozen=True)
@@ -261,6 +289,8 @@ class Status(enum.StrEnum):
     """The Job (or process) disappeared before its result was known."""
     ERROR = "error"
     """jes could not create the Job at all (permission, invalid spec, API error)."""
+    CANCELLED = "cancelled"
+    """Its sequence was aborted in Keptn: the Job (or process) was stopped (README "Cancellation")."""
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,13 @@ background thread), and it plays the controllers a real cluster runs. Tests and 
         kube.clock.advance(3600)              # jump over deadlines and TTLs
         kube.faults.fail(503, times=3, verb="create", resource="batch/jobs")
 
-**Objects.** Namespaced batch/v1 jobs, v1 pods, events, configmaps, secrets, serviceaccounts and
-coordination.k8s.io/v1 leases, stored generically with ``uid``, ``resourceVersion`` (one global
-counter) and ``creationTimestamp``. Verbs: create (409 ``AlreadyExists``; 422 ``Invalid`` for bad
-names, labels and Job specs), get (404 ``NotFound``), list (``labelSelector``: ``a=b``, ``a!=b``,
-``a``, ``!a``, ``a in (x,y)``, ``a notin (x)``; ``fieldSelector``: ``path=value``/``!=`` such as
+**Objects.** Namespaced batch/v1 jobs, v1 pods, events, configmaps, secrets, serviceaccounts,
+persistentvolumeclaims and coordination.k8s.io/v1 leases, stored generically with ``uid``,
+``resourceVersion`` (one global counter) and ``creationTimestamp``. Verbs: create (409
+``AlreadyExists``; 422 ``Invalid`` for bad names, labels and Job specs — including pod volumes:
+unique names, exactly one source, mounts that name a volume at a path of their own), get (404
+``NotFound``), list (``labelSelector``: ``a=b``, ``a!=b``, ``a``, ``!a``, ``a in (x,y)``,
+``a notin (x)``; ``fieldSelector``: ``path=value``/``!=`` such as
 ``metadata.name=`` or ``involvedObject.name=``; ``limit``/``continue``), update (a stale
 ``metadata.resourceVersion`` → 409 ``Conflict``), patch (merge, strategic merge with merge keys for
 containers/env/volumes/ownerReferences/conditions, JSON patch; a ``resourceVersion`` in the patch is a
@@ -52,7 +54,10 @@ cluster records: a container image that is not a valid reference → ``InvalidIm
 object or key → ``CreateContainerConfigError`` (``secret "x" not found``, ``couldn't find key k in
 Secret ns/x``), the pod ``Pending``, tried again every ``config_retry_s`` (fake clock; a real
 kubelet's pod worker backs off 10 s) until the object appears, then the container starts; a missing
-ConfigMap/Secret volume → stuck in ``ContainerCreating`` with ``FailedMount``; with
+ConfigMap/Secret volume → stuck in ``ContainerCreating`` with ``FailedMount``; a
+``persistentVolumeClaim`` naming a claim that does not exist in the pod's namespace → the pod stays
+``PodScheduled=False``/``Unschedulable`` with ``FailedScheduling`` ``persistentvolumeclaim "x" not
+found`` (the scheduler's VolumeBinding plugin), tried again every ``config_retry_s`` until it exists; with
 ``check_service_accounts=True`` a missing ``serviceAccountName`` (other than ``default``) → no pod,
 a repeated ``FailedCreate`` event on the Job.
 

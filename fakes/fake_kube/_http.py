@@ -192,6 +192,41 @@ def _validate_job(job: Obj) -> list[tuple[str, str]]:
             causes.append((f"spec.template.spec.containers[{i}].name", "Invalid value: must be a DNS-1123 label"))
         if not container.get("image"):
             causes.append((f"spec.template.spec.containers[{i}].image", "Required value"))
+    return causes + _validate_volumes(spec)
+
+
+def _validate_volumes(spec: Obj) -> list[tuple[str, str]]:
+    """``ValidateVolumes`` and ``ValidateVolumeMounts`` (``pkg/apis/core/validation/validation.go``):
+    volume names are unique DNS-1123 labels with exactly one source ("must specify a volume type",
+    "may not specify more than 1 volume type" at the second source), and each container's mounts
+    name a volume of the pod at a path of their own."""
+    causes: list[tuple[str, str]] = []
+    names: set[str] = set()
+    for i, volume in enumerate(spec.get("volumes") or []):
+        where, name = f"spec.template.spec.volumes[{i}]", volume.get("name", "")
+        if not name or not _DNS_LABEL.match(name):
+            causes.append((f"{where}.name", f'Invalid value: "{name}": must be a DNS-1123 label'))
+        elif name in names:
+            causes.append((f"{where}.name", f'Duplicate value: "{name}"'))
+        names.add(name)
+        sources = [key for key in volume if key != "name"]
+        if not sources:
+            causes.append((where, "Required value: must specify a volume type"))
+        for extra in sources[1:]:
+            causes.append((f"{where}.{extra}", "Forbidden: may not specify more than 1 volume type"))
+    for group in ("containers", "initContainers"):
+        for c, container in enumerate(spec.get(group) or []):
+            paths: set[str] = set()
+            for m, mount in enumerate(container.get("volumeMounts") or []):
+                where = f"spec.template.spec.{group}[{c}].volumeMounts[{m}]"
+                if mount.get("name") not in names:
+                    causes.append((f"{where}.name", f'Not found: "{mount.get("name", "")}"'))
+                path = mount.get("mountPath", "")
+                if not path:
+                    causes.append((f"{where}.mountPath", "Required value"))
+                elif path in paths:
+                    causes.append((f"{where}.mountPath", f'Invalid value: "{path}": must be unique'))
+                paths.add(path)
     return causes
 
 

@@ -104,6 +104,7 @@ class Kubelet:
         if main_script.unschedulable:
             self._unschedulable()
             return
+        await self._wait_for_claims(spec)
         self._schedule(inits, mains)
         await self.cluster.timers.sleep(main_script.pending_s)
         if main_script.never_start or not self._volumes_ready(spec):
@@ -121,6 +122,39 @@ class Kubelet:
         now = self._now()
         self._update(lambda pod: set_condition(pod["status"], "PodScheduled", "False", now, "Unschedulable", message))
         self._event("Warning", "FailedScheduling", message, "default-scheduler")
+
+    async def _wait_for_claims(self, spec: Obj) -> None:
+        """Until every PersistentVolumeClaim the pod's volumes name exists in its namespace.
+
+        As the real scheduler: the VolumeBinding plugin's PreFilter (``podHasPVCs`` in
+        ``pkg/scheduler/framework/plugins/volumebinding/volume_binding.go``) looks each claim up and
+        answers ``UnschedulableAndUnresolvable`` with the lister's NotFound error, ``persistentvolumeclaim
+        "<name>" not found``; the pod gets ``PodScheduled=False``, reason ``Unschedulable``, and a
+        ``FailedScheduling`` event "0/N nodes are available: <that error>. preemption: ...". The pod is
+        tried again when a claim is added (the plugin registers for PVC events; every ``config_retry_s``
+        here) and is scheduled once all exist. Claims that exist are taken as bound."""
+        shown = ""
+        while claim := self._missing_claim(spec):
+            message = (
+                f'0/3 nodes are available: persistentvolumeclaim "{claim}" not found. preemption: 0/3 nodes are '
+                "available: 3 Preemption is not helpful for scheduling."
+            )
+            if message != shown:  # the status manager writes only changes; events repeat
+                self._unschedulable_because(message)
+                shown = message
+            self._event("Warning", "FailedScheduling", message, "default-scheduler")
+            await self.cluster.timers.sleep(self.cluster.config_retry_s)
+
+    def _unschedulable_because(self, message: str) -> None:
+        now = self._now()
+        self._update(lambda pod: set_condition(pod["status"], "PodScheduled", "False", now, "Unschedulable", message))
+
+    def _missing_claim(self, spec: Obj) -> str:
+        for volume in spec.get("volumes") or []:
+            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim and self.cluster.store.get("persistentvolumeclaims", self.namespace, claim) is None:
+                return str(claim)
+        return ""
 
     def _schedule(self, inits: list[Obj], mains: list[Obj]) -> None:
         now = self._now()

@@ -19,7 +19,7 @@ from jes import errors, settings
 from jes.matcher import checks, schema
 from jes.matcher import config as cfg
 from jes.matcher import matching as matcher
-from jes.models import Concurrency, EnvSecret, EnvValue, Plan, RenderedTask
+from jes.models import Concurrency, EnvSecret, EnvValue, Plan, RenderedTask, TaskVolume
 from jes.runner.kubernetes import manifests
 
 
@@ -103,6 +103,7 @@ def policy_of(settings_: settings.Settings, *, check_images: bool) -> checks.Pol
         allow_privileged=settings_.allow_privileged_jobs,
         protected_secrets=settings_.protected_secrets,
         protected_service_accounts=settings_.protected_service_accounts,
+        allowed_volume_claims=settings_.allowed_volume_claims,
     )
 
 
@@ -155,6 +156,7 @@ def _task_document(task: RenderedTask) -> dict[str, Any]:
         "workingDir": task.working_dir,
         "env": env,
         "onError": task.on_error,
+        "volumes": [_volume_document(volume) for volume in task.volumes],
     }
 
 
@@ -175,6 +177,25 @@ def local_commands(result: Plan) -> list[str]:
             label = f"task {task.task_index + 1}/{len(action.tasks)} {task.name!r}"
             lines.append(f"{label} (image {task.image}){where}: {argv}")
     return lines
+
+
+def _volume_document(volume: TaskVolume) -> dict[str, Any]:
+    """A volume as job/config.yaml writes it."""
+    source: dict[str, Any]
+    if volume.claim_name:
+        source = {"persistentVolumeClaim": {"claimName": volume.claim_name, "readOnly": volume.read_only}}
+    else:
+        source = {"emptyDir": {"sizeLimit": volume.size_limit} if volume.size_limit else {}}
+    return {"name": volume.name, "mountPath": volume.mount_path, **source}
+
+
+def volume_text(volume: TaskVolume) -> str:
+    """One line of ``jes match``: "cache at /cache: emptyDir (sizeLimit 1Gi)"."""
+    if volume.claim_name:
+        what = f"persistentVolumeClaim {volume.claim_name!r}" + (" (read-only)" if volume.read_only else "")
+    else:
+        what = "emptyDir" + (f" (sizeLimit {volume.size_limit})" if volume.size_limit else "")
+    return f"volume {volume.name!r} at {volume.mount_path}: {what}"
 
 
 def match_text(result: Plan) -> str:
@@ -198,6 +219,7 @@ def match_text(result: Plan) -> str:
                     lines.append(f"    {entry.name}={shown}")
                 else:
                     lines.append(f"    (every key of Secret {entry.secret!r})")
+            lines.extend(f"    {volume_text(volume)}" for volume in task.volumes)
     return "\n".join(lines) + "\n"
 
 
@@ -261,13 +283,22 @@ def render_documents(result: Plan, job_settings: manifests.JobSettings) -> str:
             continue
         for task in action.tasks:
             job = manifests.build_job(task, result.event, config_hash=result.config_hash, settings=job_settings)
-            note = _files_note(task.files) + _on_error_note(task)
+            note = _files_note(task.files) + _on_error_note(task) + _claims_note(task)
             if action.concurrency and task is action.tasks[0]:
                 note = f"# action {action.name!r}: {concurrency_text(action.concurrency)}\n" + note
             parts.append(note + yaml.safe_dump(job, sort_keys=False, allow_unicode=True))
     if not parts:
         return "# no action matches this event: no Job would be created\n"
     return "---\n".join(parts)
+
+
+def _claims_note(task: RenderedTask) -> str:
+    return "".join(
+        f"# task {task.name!r} mounts persistentVolumeClaim {v.claim_name!r}: it must exist in namespace "
+        f"{task.namespace!r}, or the pod stays Pending (Unschedulable) until JES_PENDING_GRACE_S ends the task\n"
+        for v in task.volumes
+        if v.claim_name
+    )
 
 
 def _on_error_note(task: RenderedTask) -> str:

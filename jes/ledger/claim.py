@@ -100,6 +100,8 @@ class Claim:
     """Wall time (informational: when the event was completed)."""
     unlisted_at: float | None = None
     """Wall time at which a done event was first seen no longer listed by the control plane."""
+    cancelled: bool = False
+    """Done because its sequence was aborted: its work was stopped and nothing more is sent."""
     # -- not persisted -----------------------------------------------------------------------
     version: str = ""
     """Opaque concurrency token of the store (a Lease's resourceVersion)."""
@@ -146,6 +148,7 @@ class Claim:
             "done": self.done,
             "done_at": self.done_at,
             "unlisted_at": self.unlisted_at,
+            **({"cancelled": True} if self.cancelled else {}),
         }
 
     def dumps(self) -> str:
@@ -173,6 +176,7 @@ class Claim:
                 done=bool(data.get("done")),
                 done_at=data.get("done_at"),
                 unlisted_at=data.get("unlisted_at"),
+                cancelled=bool(data.get("cancelled")),
                 version=version,
                 resumed=True,
             )

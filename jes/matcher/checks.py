@@ -15,7 +15,7 @@ from typing import Any
 import pydantic
 
 from jes import errors
-from jes.matcher import imagepolicy, jsonpath, yamlsource
+from jes.matcher import imagepolicy, jsonpath, volumes, yamlsource
 from jes.matcher.fieldtypes import ModelT
 from jes.matcher.schema import (
     MIN_TTL_SECONDS_AFTER_FINISHED,
@@ -41,6 +41,8 @@ class Policy:
     """Secrets holding jes's own credentials (API token, OAuth secret): no task may reference them."""
     protected_service_accounts: tuple[str, ...] = ()
     """jes's own service account(s): no task may run with it."""
+    allowed_volume_claims: tuple[str, ...] = ()
+    """Globs of the PersistentVolumeClaims a task may mount (JES_ALLOWED_VOLUME_CLAIMS); none: no claim."""
 
 
 def protected_references(
@@ -178,6 +180,8 @@ def _check_task(checker: Checker, path: yamlsource.Path, task: Task, policy: Pol
     _check_resources(checker, path, task.resources)
     _check_security_context(checker, (*path, "securityContext"), task.securityContext)
     _check_names(checker, path, task)
+    for where, message in volumes.volume_problems(task):
+        checker.add((*path, *where), message)
     if task.ttlSecondsAfterFinished is not None and task.ttlSecondsAfterFinished < MIN_TTL_SECONDS_AFTER_FINISHED:
         checker.add(
             (*path, "ttlSecondsAfterFinished"),
@@ -223,6 +227,11 @@ def _check_names(checker: Checker, path: yamlsource.Path, task: Task) -> None:
     named += [((*path, "imagePullSecrets", i), n, False) for i, n in enumerate(task.imagePullSecrets or ())]
     secrets = [(i, e.name) for i, e in enumerate(task.env or ()) if e.valueFrom == "secret"]
     named += [((*path, "env", i, "name"), name, False) for i, name in secrets]
+    for i, volume in enumerate(task.volumes or ()):
+        named.append(((*path, "volumes", i, "name"), volume.name, True))
+        if volume.persistentVolumeClaim is not None:
+            claim = volume.persistentVolumeClaim.claimName
+            named.append(((*path, "volumes", i, "persistentVolumeClaim", "claimName"), claim, False))
     for where, name, label in named:
         if (problem := _dns_problem(name, label=label)) is not None:
             checker.add(where, problem)
@@ -307,6 +316,8 @@ def _check_policy(checker: Checker, path: yamlsource.Path, task: Task, policy: P
         checker.add((*path, *where), message)
     if policy.allowed_images is not None and not imagepolicy.allowed(task.image, policy.allowed_images):
         checker.add((*path, "image"), f"image {task.image!r} does not match the allowed image list")
+    for where, message in volumes.forbidden_claims(task, policy.allowed_volume_claims):
+        checker.add((*path, *where), message)
     context = task.securityContext
     if context and context.privileged and not policy.allow_privileged:
         checker.add(

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from jes import errors
-from jes.matcher import checks, imagepolicy, jsonpath, schema
+from jes.matcher import checks, imagepolicy, jsonpath, schema, volumes
 from jes.matcher import config as cfg
 from jes.models import (
     Concurrency,
@@ -54,6 +54,8 @@ class Executor:
     allow_privileged: bool = False
     protected_secrets: tuple[str, ...] = ()
     protected_service_accounts: tuple[str, ...] = ()
+    allowed_volume_claims: tuple[str, ...] = ()
+    """Globs of the PersistentVolumeClaims tasks may mount; none: no claim."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,13 +268,15 @@ def render_concurrency(action: schema.Action, event: Mapping[str, Any], info: Ev
 
 def _check_policy(tasks: Sequence[schema.Task], executor: Executor) -> None:
     """All tasks are checked before any runs, as upstream did for images: the image allowlist, no
-    reference to jes's own Secrets or service account, and no variable jes sets itself."""
+    reference to jes's own Secrets or service account, no variable jes sets itself, and only the
+    PersistentVolumeClaims the executor allows."""
     for task in tasks:
         if not imagepolicy.allowed(task.image, executor.allowed_images):
             raise errors.PolicyError(imagepolicy.forbidden_message(task.image))
         refused = checks.reserved_references(task) + checks.protected_references(
             task, secrets=executor.protected_secrets, service_accounts=executor.protected_service_accounts
         )
+        refused += volumes.forbidden_claims(task, executor.allowed_volume_claims)
         if refused:
             raise errors.PolicyError(f"Forbidden: task {task.name!r}: {refused[0][1]}")
 
@@ -314,6 +318,7 @@ def render_task(
         annotations=dict(task.annotations or {}),
         image_pull_secrets=tuple(task.imagePullSecrets or ()),
         on_error=task.onError,
+        volumes=volumes.rendered(task),
     )
 
 
@@ -400,4 +405,5 @@ def executor_from_settings(settings: Settings) -> Executor:
         allow_privileged=settings.allow_privileged_jobs,
         protected_secrets=settings.protected_secrets,
         protected_service_accounts=settings.protected_service_accounts,
+        allowed_volume_claims=settings.allowed_volume_claims,
     )

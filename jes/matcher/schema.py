@@ -1,7 +1,8 @@
 """The ``job/config.yaml`` model (apiVersion v2) and its constants.
 
 Every field of the original job-executor-service is here with its upstream default, plus the
-extensions ``actions[].locations``, ``tasks[].imagePullSecrets`` and ``tasks[].onError``. The field
+extensions ``actions[].locations``, ``tasks[].imagePullSecrets``, ``tasks[].onError`` and
+``tasks[].volumes``. The field
 descriptions feed the JSON Schema and the reference table in README.md.
 """
 
@@ -101,6 +102,33 @@ class SecurityContext(StrictModel):
         return self.model_dump(exclude_none=True, exclude_unset=True, mode="json")
 
 
+class EmptyDirVolume(StrictModel):
+    """A fresh, empty directory for one run of the task, removed with it."""
+
+    sizeLimit: YStr = Field("", description="Kubernetes quantity, e.g. 1Gi; empty: no limit")
+
+
+class PersistentVolumeClaimVolume(StrictModel):
+    """An existing PersistentVolumeClaim in the task's namespace; jes never creates one."""
+
+    claimName: YStr = Field(description="the claim's name; must match JES_ALLOWED_VOLUME_CLAIMS")
+    readOnly: YBool = Field(False, description="mount it read-only")
+
+
+class Volume(StrictModel):
+    """A volume of a task: exactly one of ``emptyDir`` or ``persistentVolumeClaim`` (no other volume
+    types: a task must not reach the node's files, Secrets or other storage through one)."""
+
+    name: YStr = Field(description="DNS-1123 label, unique in the task")
+    mountPath: YStr = Field(description="absolute path in the task container; not /keptn, inside or above it")
+    emptyDir: Annotated[EmptyDirVolume | None, BeforeValidator(optional_block)] = Field(
+        None, description="a fresh empty directory (write emptyDir: {} for no sizeLimit)"
+    )
+    persistentVolumeClaim: Annotated[PersistentVolumeClaimVolume | None, BeforeValidator(optional_block)] = Field(
+        None, description="an existing claim allowed by JES_ALLOWED_VOLUME_CLAIMS"
+    )
+
+
 class Task(StrictModel):
     name: YStr = Field("", description="shown in reports and the Job's labels")
     image: YStr = Field("", description="container image, checked against the allowlist as written")
@@ -132,6 +160,9 @@ class Task(StrictModel):
         "fail",
         description="jes extension: fail ends the action errored/fail; warning lets the next tasks run "
         "and makes the action succeeded/warning",
+    )
+    volumes: Annotated[list[Volume] | None, BeforeValidator(list_or_none)] = Field(
+        None, description="jes extension: emptyDir or persistentVolumeClaim volumes mounted into the task"
     )
 
 

@@ -43,12 +43,11 @@ from jes.reporter import delivery as reporter
 from jes.reporter import events
 from jes.runner import base as runner_base
 from jes.runner import choice
-from jes.service import apiproxy, handler, ports, providers, retention
+from jes.service import apiproxy, cancelling, handler, ports, providers, queues, retention
 from jes.service.health import HealthServer
 from jes.service.health import app as health_app
 from jes.service.intake import Intake
 from jes.service.metrics import Metrics
-from jes.service.queues import QUEUE_POLL_S
 from jes.util import parsing, retry
 
 logger = logging.getLogger(__name__)
@@ -89,7 +88,7 @@ class Service:
         intake_backoff: retry.Backoff = INTAKE_BACKOFF,
         rejected_retry_s: float = reporter.REJECTED_RETRY_S,
         wall_clock: Callable[[], float] = time.time,
-        queue_poll_s: float = QUEUE_POLL_S,
+        queue_poll_s: float = queues.QUEUE_POLL_S,
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
@@ -102,10 +101,8 @@ class Service:
         source = configsource.ConfigSource(self.client)
         self.runner = runner or choice.build_runner(settings, self.kube)
         self.store = store or build_ledger(settings, self.kube)
-        self.intake = Intake(
-            self.client, settings, self._on_event, on_poll_error=self._poll_error,
-            on_malformed=lambda: self.metrics.poll_errors.labels("malformed").inc(),
-        )  # fmt: skip
+        bad = self.metrics.poll_errors.labels("malformed").inc
+        self.intake = Intake(self.client, settings, self._on_event, on_poll_error=self._poll_error, on_malformed=bad)
         self.poller = self.intake.poller
         self.metrics.last_poll_ok.set_function(lambda: self.poller.stats.last_poll_ok_at)
         self.reporter = reporter.KeptnReporter(
@@ -146,6 +143,7 @@ class Service:
             proxy_access=self.api_proxy.task_access() if self.api_proxy is not None else None,
             queue_poll_s=queue_poll_s,
         )
+        self.cancel_checker = cancelling.checker(self.handler.running, self.client, settings.cancel_check_s)
         self.health = HealthServer(
             health_app(problems=self.problems, metrics=self.metrics),
             host=health_host,
@@ -239,6 +237,8 @@ class Service:
         self._started_parts.append("ledger")
         await self.store.start()
         self._supervise("ledger-heartbeat", self.store.maintain)
+        if self.settings.cancel_check_s > 0:
+            self._supervise("cancel-check", self.cancel_checker.run_forever)
         try:
             await self._resume_open_claims()
         except errors.JesError as exc:  # e.g. the Kubernetes API is down: the sweep tries again

@@ -44,10 +44,12 @@ from jes.models import (
     EventInfo,
     Plan,
     PlannedAction,
+    Status,
 )
 from jes.reporter import events
 from jes.reporter.delivery import Arrival, Reporter
 from jes.runner import base as runner_base
+from jes.service.cancelling import RunningEvents
 from jes.service.metrics import Metrics
 from jes.service.ports import (
     ConfigNotFound,
@@ -96,6 +98,8 @@ class EventHandler:
     """Mints a task's API-proxy token (None: tasks get no proxy access)."""
     queue_poll_s: float = QUEUE_POLL_S
     """How often an event waiting for a slot of its action's ``concurrency`` reads its queue."""
+    running: RunningEvents = field(default_factory=RunningEvents)
+    """Events whose tasks run now; :mod:`jes.service.cancelling` marks those aborted in Keptn."""
 
     def __post_init__(self) -> None:
         self.reports = ClaimReports(
@@ -242,12 +246,17 @@ class EventHandler:
         queued = [a for a in plan.actions if a.concurrency is not None and not a.error]
         if (queued or self._must_wait_for_slot()) and claim.delivery(Report.STARTED) is Delivery.SENT:
             await self.store.save(claim)  # otherwise the next task record carries ".started sent"
-        async with self._queued(claim, plan, queued, reports=deciding is not None), self._free_slot():
-            for action in plan.actions:
-                if action.silent:
-                    await self._run_silent(claim, plan, action)
-                else:
-                    return await self._run_reporting(claim, plan, action)
+        with self.running.watching(claim.ref):
+            async with self._queued(claim, plan, queued, reports=deciding is not None), self._free_slot():
+                for action in plan.actions:
+                    if self.running.aborted(claim.event_id):
+                        return await self._cancelled(claim, [])
+                    if action.silent:
+                        await self._run_silent(claim, plan, action)
+                    else:
+                        return await self._run_reporting(claim, plan, action)
+            if self.running.aborted(claim.event_id):
+                return await self._cancelled(claim, [])
         return Result(info.id, "silent")
 
     @contextlib.asynccontextmanager
@@ -328,6 +337,9 @@ class EventHandler:
                 reports = await self._run_tasks(claim, plan, action, progress=progress)
             finally:
                 await asyncio.gather(*progress, return_exceptions=True)  # in order: before .finished
+            if self.running.aborted(claim.event_id):
+                return await self._cancelled(claim, reports)
+            self.running.unwatch(claim.event_id)  # its .finished closes the event: no abort from here on
             window = (window_start, self.clock())
             failed = next((r for r in reports if not r.outcome.succeeded and not r.warned), None)
             count = len(action.tasks)
@@ -377,8 +389,12 @@ class EventHandler:
         """``progress`` collects the status.changed deliveries (None: a silent action sends none)."""
         reports: list[events.TaskReport] = []
         for task in action.tasks:
+            if self.running.aborted(claim.event_id):
+                break  # its sequence was aborted: no further task starts
             with logfmt.bind(task=task.name):
-                outcome = await self.tasks.run(claim, plan, task, len(action.tasks), progress=progress)
+                outcome = await self.tasks.run(
+                    claim, plan, task, len(action.tasks), progress=progress, abort=self.running.signal(claim.event_id)
+                )
             report = events.TaskReport(task.name, outcome, task.on_error)
             reports.append(report)
             stops = not outcome.succeeded and not report.warned  # onError: warning goes on
@@ -389,6 +405,21 @@ class EventHandler:
             if stops:
                 break
         return reports
+
+    async def _cancelled(self, claim: Claim, reports: list[events.TaskReport]) -> Result:
+        """The sequence was aborted in Keptn: its running task was stopped, no further task started.
+        Nothing is sent — the shipyard-controller deleted the ``.triggered`` event and finished the
+        sequence itself (status ``aborted``); a ``.finished`` now would be stored and ignored. The
+        claim is recorded done and cancelled, so no restart or replica runs or reports it again."""
+        stopped = [r.name for r in reports if r.outcome.status is Status.CANCELLED]
+        logger.warning(
+            "event %s: its sequence was aborted in Keptn; %s, no further task started, nothing sent",
+            claim.event_id, f"task {stopped[0]!r} stopped" if stopped else "its work stopped",
+        )  # fmt: skip
+        self._count_skip("cancelled")
+        claim.cancelled = True
+        await self.tasks.forget_jobs(reports)
+        return Result(claim.event_id, "cancelled")
 
     # -- reports ---------------------------------------------------------------------------------
 

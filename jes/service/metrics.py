@@ -60,6 +60,9 @@ class Metrics:
         self.claims_forgotten = Counter(
             "jes_claims_forgotten", "Done claims deleted after JES_DONE_RETENTION_S", registry=r
         )
+        self.tasks_cancelled = Counter(
+            "jes_tasks_cancelled", "Running tasks stopped because their sequence was aborted in Keptn", registry=r
+        )
         self.ready = Gauge("jes_ready", "1 when registered and polling", registry=r)
         self.pickup_latency = Histogram(
             "jes_event_pickup_seconds",

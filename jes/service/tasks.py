@@ -81,7 +81,9 @@ class TaskRunner:
         count: int,
         *,
         progress: list[asyncio.Task[None]] | None,
+        abort: asyncio.Event | None = None,
     ) -> Outcome:
+        """``abort`` set while the task runs (its sequence was aborted): the task is stopped."""
         info = plan.event
         job_name = models.job_name(info.id, task.action_index, task.task_index, executor=self.identity.executor)
         record = claim.task(task.action_index, task.task_index)
@@ -105,7 +107,10 @@ class TaskRunner:
             if files:
                 await _released_or_done(files, running)  # the file slot is free again after this
         try:
-            return self._ended(claim, plan, task, count, await running, progress)
+            outcome = await self._unless_aborted(plan, task, job_name, running, abort)
+            if outcome.status is Status.CANCELLED:  # nothing more is sent for an aborted sequence
+                return self._record_outcome(claim, task, outcome)
+            return self._ended(claim, plan, task, count, outcome, progress)
         except asyncio.CancelledError:
             running.cancel()
             raise
@@ -160,6 +165,46 @@ class TaskRunner:
                 # best effort and concurrent: a slow or refusing control plane must not delay the task
                 self._announce(progress, changed, job_name)
         return asyncio.create_task(self._run_with_metrics(spec, fence=lambda: self.fence(claim)))
+
+    async def _unless_aborted(
+        self, plan: Plan, task: RenderedTask, job_name: str, running: asyncio.Task[Outcome], abort: asyncio.Event | None
+    ) -> Outcome:
+        """The task's outcome, or — ``abort`` set first — the task stopped: README "Cancellation"."""
+        if abort is None:
+            return await running
+        aborted = asyncio.ensure_future(abort.wait())
+        try:
+            await asyncio.wait([running, aborted], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            aborted.cancel()
+        if running.done():
+            return running.result()
+        started_at = self.clock()
+        running.cancel()  # stops waiting only: the runner leaves the task running ...
+        await asyncio.gather(running, return_exceptions=True)
+        how = await self._cancel(self._spec(plan, task, job_name))  # ... so it is stopped here
+        if self.metrics:
+            self.metrics.tasks_cancelled.inc()
+        return Outcome(
+            job_name=job_name,
+            status=Status.CANCELLED,
+            reason=f"its sequence was aborted in Keptn; {how}",
+            exit_code=None,
+            logs=(),
+            started_at=started_at,
+            finished_at=self.clock(),
+        )
+
+    async def _cancel(self, spec: TaskSpec) -> str:
+        """Stop the task's Job (or process); what was done."""
+        cancel = getattr(self.runner, "cancel", None)
+        if cancel is None:
+            return f"the {self.runner.name} runner cannot stop it"
+        try:
+            return str(await cancel(spec))
+        except errors.JesError as exc:
+            logger.warning("stopping the task of an aborted sequence failed: %s", exc)
+            return f"stopping it failed: {exc}"
 
     def _ended(
         self,

@@ -14,6 +14,9 @@ The Job has the shape of those upstream (Keptn's job-executor-service) creates, 
   init container when a task has no files. A ConfigMap may hold 1 MiB (the API server refuses
   more), so files are packed into ConfigMaps of at most :data:`CONFIGMAP_CHUNK_BYTES`, and a bigger
   file is cut into pieces (``.jes-parts/<path>/00000``, ``00001``...) that the init container joins.
+* **Volumes** (``tasks[].volumes``): each an ``emptyDir`` (with its ``sizeLimit``) or a
+  ``persistentVolumeClaim`` (``readOnly`` on the source and the mount), after jes's own volumes,
+  mounted into the task container only (never the init container), after ``/keptn``.
 * **API proxy**: a task that may use jes's API proxy (:class:`~jes.models.ApiProxyAccess`) gets
   ``KEPTN_API_PROXY_URL`` as a value and ``KEPTN_API_PROXY_TOKEN`` through ``secretKeyRef`` from
   the Secret ``<job>-api-proxy`` (key ``token``, :func:`build_api_proxy_secret`): the token itself
@@ -37,6 +40,7 @@ from jes.models import (
     RenderedTask,
     Resources,
     TaskSpec,
+    TaskVolume,
     api_proxy_secret_name,
     job_name,
     k8s_literal,
@@ -189,7 +193,25 @@ def _pod_spec(
     if files:
         pod["initContainers"] = [_init_container(name, task, settings)]
         pod["volumes"].append(_files_volume(name, files))
+    pod["volumes"] += [task_volume(volume) for volume in task.volumes]
     return pod
+
+
+def task_volume(volume: TaskVolume) -> dict[str, Any]:
+    """A task's own volume in the pod spec."""
+    if volume.claim_name:
+        claim: dict[str, Any] = {"claimName": volume.claim_name}
+        if volume.read_only:
+            claim["readOnly"] = True
+        return {"name": volume.name, "persistentVolumeClaim": claim}
+    return {"name": volume.name, "emptyDir": {"sizeLimit": volume.size_limit} if volume.size_limit else {}}
+
+
+def task_volume_mount(volume: TaskVolume) -> dict[str, Any]:
+    mount: dict[str, Any] = {"name": volume.name, "mountPath": volume.mount_path}
+    if volume.read_only:
+        mount["readOnly"] = True
+    return mount
 
 
 def _main_container(name: str, task: RenderedTask, api_proxy_url: str | None) -> dict[str, Any]:
@@ -217,6 +239,7 @@ def _main_container(name: str, task: RenderedTask, api_proxy_url: str | None) ->
         container["resources"] = resources
     container["securityContext"] = dict(task.security_context)
     container["volumeMounts"] = [{"name": JOB_VOLUME, "mountPath": FILES_MOUNT}]
+    container["volumeMounts"] += [task_volume_mount(volume) for volume in task.volumes]
     return container
 
 

@@ -238,6 +238,14 @@ class KubernetesRunner:
             trackers.untrack(tracker)
             spec.files.discard()  # (already, once the ConfigMaps exist)
 
+    async def cancel(self, spec: TaskSpec) -> str:
+        """Stop the task: delete its Job with foreground propagation (its pods are deleted first,
+        with their grace period; the ConfigMaps and the token Secret it owns follow). What was done."""
+        await self.start()
+        job = JobTask.of(spec, self._build_job(spec, self.job_settings))
+        await self._require_api().delete_job(job.namespace, spec.job_name)
+        return f"its Job {job.namespace}/{spec.job_name} was deleted"
+
     async def _run(
         self,
         spec: JobTask,

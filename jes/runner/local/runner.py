@@ -13,6 +13,8 @@ directory adopts the running task or returns the recorded outcome; a directory w
 without a status gives Status.LOST. The directory stays until :meth:`LocalRunner.forget`; the full
 output is on disk until then, while jes itself only keeps the head and the tail
 (:class:`jes.runner.logs.BoundedBuffer`). One jes process uses a state directory at a time.
+A task's ``persistentVolumeClaim`` volumes are directories ``<state_dir>/volumes/<claimName>``,
+which outlive every task; its ``emptyDir`` volumes live in its job directory (:mod:`.prepare`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ from jes.runner.local.prepare import expand, prepare
 log = logging.getLogger(__name__)
 
 RUNS_DIR = "local-runner"
+VOLUMES_DIR = "volumes"
+"""``<state_dir>/volumes/<claimName>``: a persistentVolumeClaim's directory; in a job's directory
+``volumes/<name>``: an emptyDir's."""
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 
@@ -167,6 +172,12 @@ class LocalRunner:
                 raise errors.StateError(f"cannot remove {job.path}: {exc}") from exc
             await asyncio.to_thread(shutil.rmtree, trash, ignore_errors=True)
 
+    async def cancel(self, spec: TaskSpec) -> str:
+        """Stop the task — SIGTERM to its whole process group, SIGKILL after the grace period — and
+        remove its state, as deleting its Job would. What was done."""
+        await self.forget(spec.job_name)
+        return "its process group was stopped"
+
     # -- starting and adopting -----------------------------------------------------------------
 
     def _job(self, job_name: str) -> JobDir:
@@ -215,8 +226,24 @@ class LocalRunner:
             await asyncio.to_thread(self._launch, spec, job)
 
     def _launch(self, spec: TaskSpec, job: JobDir) -> None:
-        prepared = prepare(spec, job.files, secrets_dir=self.secrets_dir, deadline_s=self.task_deadline_s)
+        prepared = prepare(
+            spec, job.files, secrets_dir=self.secrets_dir, deadline_s=self.task_deadline_s,
+            volume_dirs=self.volume_dirs(spec, job),
+        )  # fmt: skip
         launch(job, prepared, kill_grace_s=self.kill_grace_s)
 
+    def volume_dirs(self, spec: TaskSpec, job: JobDir) -> dict[str, Path]:
+        """Each volume's directory by mountPath: an emptyDir's in the job's own directory (removed
+        with it), a claim's ``<state_dir>/volumes/<claimName>`` (kept, shared by every task naming it)."""
+        dirs = {}
+        for volume in spec.task.volumes:
+            if not _JOB_NAME.match(volume.claim_name or volume.name):  # validated names; never a path
+                raise Refused(Status.ERROR, f"volume {volume.name!r} cannot name a local directory")
+            if volume.claim_name:
+                dirs[volume.mount_path] = self.state_dir / VOLUMES_DIR / volume.claim_name
+            else:
+                dirs[volume.mount_path] = job.path / VOLUMES_DIR / volume.name
+        return dirs
 
-__all__ = ["RUNS_DIR", "LocalRunner", "expand"]
+
+__all__ = ["RUNS_DIR", "VOLUMES_DIR", "LocalRunner", "expand"]
