@@ -192,6 +192,26 @@ class RenderedTask:
 
 
 @dataclass(frozen=True)
+class Concurrency:
+    """``actions[].concurrency`` rendered for one event: at most ``limit`` events of one queue run
+    the action at once; the others wait in arrival order."""
+
+    limit: int
+    key: str
+    """The JSONPath (``""``: no key, one queue for the action)."""
+    value: str
+    """What the key found in the event: a string as it is, anything else as compact JSON."""
+    queue: str
+    """The queue's identity: the Keptn project, the action's name and ``value`` — events share a
+    queue (and its slots) when all three are equal (the ledger hashes it for object names)."""
+
+
+def queue_of(project: str, action: str, value: str) -> str:
+    """The identity of a concurrency queue (:attr:`Concurrency.queue`)."""
+    return "\0".join((project, action, value))
+
+
+@dataclass(frozen=True)
 class PlannedAction:
     index: int
     name: str
@@ -200,6 +220,8 @@ class PlannedAction:
     error: str | None = None
     """Set when the action cannot run for this event (a task failed to render, or breaks policy);
     then ``tasks`` is empty and the action reports this error without creating any Job."""
+    concurrency: Concurrency | None = None
+    """``actions[].concurrency`` for this event (None: the action runs at once)."""
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from typing import Any
 import yaml
 
 from jes import errors, settings
-from jes.matcher import checks
+from jes.matcher import checks, schema
 from jes.matcher import config as cfg
 from jes.matcher import matching as matcher
-from jes.models import EnvSecret, EnvValue, Plan, RenderedTask, TaskVolume
+from jes.models import Concurrency, EnvSecret, EnvValue, Plan, RenderedTask, TaskVolume
 from jes.runner.kubernetes import manifests
 
 
@@ -122,10 +122,22 @@ def match_document(result: Plan) -> dict[str, Any]:
                 "silent": action.silent,
                 "tasks": [_task_document(task) for task in action.tasks],
                 **({"error": action.error} if action.error else {}),
+                **({"concurrency": _concurrency_document(action.concurrency)} if action.concurrency else {}),
             }
             for action in result.actions
         ],
     }
+
+
+def _concurrency_document(concurrency: Concurrency) -> dict[str, Any]:
+    return {"limit": concurrency.limit, "key": concurrency.key, "value": concurrency.value}
+
+
+def concurrency_text(concurrency: Concurrency) -> str:
+    """``at most 1 event at a time for $.data.stage = "dev"``."""
+    plural = "s" if concurrency.limit != 1 else ""
+    scope = f" for {concurrency.key} = {json.dumps(concurrency.value, ensure_ascii=False)}" if concurrency.key else ""
+    return f"at most {concurrency.limit} event{plural} at a time{scope}; others wait in arrival order"
 
 
 def _task_document(task: RenderedTask) -> dict[str, Any]:
@@ -195,6 +207,8 @@ def match_text(result: Plan) -> str:
         lines.append(f"action {action.index} {action.name!r} ({mode})")
         if action.error:
             lines.append(f"  error: {action.error.strip()}")
+        if action.concurrency:
+            lines.append(f"  concurrency: {concurrency_text(action.concurrency)}")
         for task in action.tasks:
             argv = " ".join(json.dumps(part) for part in (*(task.cmd or ()), *(task.args or ())))
             warning = " (onError: warning)" if task.on_error == "warning" else ""
@@ -221,6 +235,8 @@ def explain_text(loaded: cfg.LoadedConfig, event: Mapping[str, Any], *, location
         lines.append("the config has no actions")
     for verdict in verdicts:
         lines.extend(_explain_action(verdict))
+        if verdict.runs:
+            lines.extend(_explain_concurrency((loaded.config.actions or [])[verdict.index], event))
     runs = [v for v in verdicts if v.runs]
     lines.append("")
     if not runs:
@@ -244,6 +260,16 @@ def _explain_action(verdict: matcher.ActionVerdict) -> list[str]:
     return lines
 
 
+def _explain_concurrency(action: schema.Action, event: Mapping[str, Any]) -> list[str]:
+    if action.concurrency is None:
+        return []
+    try:
+        concurrency = matcher.render_concurrency(action, event, matcher.event_info(event))
+    except errors.RenderError as exc:
+        return [f"    concurrency: cannot run: {exc}"]
+    return [f"    concurrency: {concurrency_text(concurrency)}"] if concurrency else []
+
+
 # ---------------------------------------------------------------------------------------------
 # render
 
@@ -258,6 +284,8 @@ def render_documents(result: Plan, job_settings: manifests.JobSettings) -> str:
         for task in action.tasks:
             job = manifests.build_job(task, result.event, config_hash=result.config_hash, settings=job_settings)
             note = _files_note(task.files) + _on_error_note(task) + _claims_note(task) + _outputs_note(job_settings)
+            if action.concurrency and task is action.tasks[0]:
+                note = f"# action {action.name!r}: {concurrency_text(action.concurrency)}\n" + note
             parts.append(note + yaml.safe_dump(job, sort_keys=False, allow_unicode=True))
     if not parts:
         return "# no action matches this event: no Job would be created\n"

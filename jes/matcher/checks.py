@@ -20,6 +20,7 @@ from jes.matcher.fieldtypes import ModelT
 from jes.matcher.schema import (
     MIN_TTL_SECONDS_AFTER_FINISHED,
     VALUE_FROM,
+    Concurrency,
     Env,
     EventTrigger,
     ResourceRequirements,
@@ -129,6 +130,9 @@ def semantic_checks(document: yamlsource.Document, file: str, policy: Policy | N
             _check_task(checker, (*here, "tasks", t), task, policy)
         if not events:
             checker.add(here, "action has no events, so it never runs", warning=True)
+        if isinstance(action.get("concurrency"), dict):
+            for _, concurrency in _valid_parts([action["concurrency"]], Concurrency):
+                _check_concurrency(checker, (*here, "concurrency"), concurrency)
     return checker
 
 
@@ -149,6 +153,16 @@ def _check_trigger(checker: Checker, path: yamlsource.Path, trigger: EventTrigge
         checker.add((*path, "name"), f"invalid regular expression {trigger.name!r}: {exc}")
     if trigger.jsonpath and trigger.jsonpath.property:
         _check_jsonpath(checker, (*path, "jsonpath", "property"), trigger.jsonpath.property)
+
+
+def _check_concurrency(checker: Checker, path: yamlsource.Path, concurrency: Concurrency) -> None:
+    if concurrency.limit < 1:
+        checker.add(
+            (*path, "limit"),
+            f"must be at least 1 (how many events may run this action at once), got {concurrency.limit}",
+        )
+    if concurrency.key:
+        _check_jsonpath(checker, (*path, "key"), concurrency.key)
 
 
 def _check_jsonpath(checker: Checker, path: yamlsource.Path, expression: str) -> None:

@@ -25,7 +25,18 @@ import yaml
 from jes import errors
 from jes.matcher import checks, imagepolicy, jsonpath, schema, volumes
 from jes.matcher import config as cfg
-from jes.models import EnvEntry, EnvSecret, EnvValue, EventInfo, Plan, PlannedAction, RenderedTask, Resources
+from jes.models import (
+    Concurrency,
+    EnvEntry,
+    EnvSecret,
+    EnvValue,
+    EventInfo,
+    Plan,
+    PlannedAction,
+    RenderedTask,
+    Resources,
+    queue_of,
+)
 from jes.settings import Settings
 from jes.util.textutil import whole_characters
 
@@ -232,9 +243,27 @@ def _plan_action(
     try:
         _check_policy(tasks, executor)
         rendered = tuple(render_task(index, i, action, t, event, info, executor) for i, t in enumerate(tasks))
+        concurrency = render_concurrency(action, event, info)
     except errors.RenderError as exc:
         return PlannedAction(index, action.name, action.silent, (), error=str(exc))
-    return PlannedAction(index, action.name, action.silent, rendered)
+    return PlannedAction(index, action.name, action.silent, rendered, concurrency=concurrency)
+
+
+def render_concurrency(action: schema.Action, event: Mapping[str, Any], info: EventInfo) -> Concurrency | None:
+    """The action's queue for this event. A key that finds nothing makes the action unable to run
+    (:class:`errors.RenderError`), as an env JSONPath that finds nothing does."""
+    if action.concurrency is None:
+        return None
+    key = action.concurrency.key
+    value = ""
+    if key:
+        try:
+            found = jsonpath.find(key, event_map(event))
+        except errors.RenderError as exc:
+            raise errors.RenderError(f"action {action.name!r}: concurrency key {key}: {exc}") from exc
+        value = found if isinstance(found, str) else jsonpath.json_text(found)
+    limit = action.concurrency.limit
+    return Concurrency(limit, key, value, queue_of(info.project, action.name, value))
 
 
 def _check_policy(tasks: Sequence[schema.Task], executor: Executor) -> None:

@@ -166,6 +166,16 @@ class Task(StrictModel):
     )
 
 
+class Concurrency(StrictModel):
+    """jes extension: how many events may run the action at once; the others wait in arrival order."""
+
+    limit: YInt = Field(description="at least 1: how many events may run the action at the same time")
+    key: YStr = Field(
+        "",
+        description="JSONPath on the event, e.g. $.data.stage: one queue per value found; empty = one queue",
+    )
+
+
 class Action(StrictModel):
     name: YStr = Field("", description="shown in reports and the Jobs' labels")
     silent: YBool = Field(False, description="run without sending any event")
@@ -176,6 +186,9 @@ class Action(StrictModel):
         None, description="run in order, one Job each, stopping at the first failure of an onError: fail task"
     )
     locations: YStrList = Field(None, description="jes extension: run only on executors whose LOCATION is listed")
+    concurrency: Annotated[Concurrency | None, BeforeValidator(optional_block)] = Field(
+        None, description="jes extension: at most limit events run the action at once per key value; others queue"
+    )
 
 
 class JobConfig(StrictModel):

@@ -12,6 +12,7 @@ were omitted.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
 
-from jes.models import ContainerLog, EventInfo, EventRef, Outcome
-from jes.reporter.budget import body_size, encode, fit_to_budget
+from jes.models import Concurrency, ContainerLog, EventInfo, EventRef, Outcome
+from jes.reporter.budget import body_size, cut_middle, encode, fit_to_budget
 from jes.util.textutil import clean
 
 SPEC_VERSION = "1.0"
@@ -217,6 +218,21 @@ def _duration_text(seconds: float) -> str:
         minutes, rest = divmod(round(seconds), 60)
         return f"{minutes} min {rest} s" if rest else f"{minutes} min"
     return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+
+
+def queued(
+    info: EventInfo, identity: Identity, *, action: str, position: int, queue: Concurrency, now: datetime | None = None
+) -> dict[str, Any]:
+    """Best effort progress of an event waiting for a slot of its action's ``concurrency`` queue:
+    "queued, position 3: ..." (1 runs next); outside the exactly-once rules of .started/.finished."""
+    value = cut_middle(queue.value, 200)  # the key's value comes from the event: unbounded
+    scope = f" for {queue.key} = {json.dumps(value, ensure_ascii=False)}" if queue.key else ""
+    at_most = f"at most {queue.limit} {'event' if queue.limit == 1 else 'events'} at a time"
+    data = _scope(info)
+    data["message"] = f"queued, position {position}: action '{action}' runs for {at_most}{scope}"
+    where = {"action": action, "position": position, "limit": queue.limit, "key": queue.key, "value": value}
+    data["jes"] = {"executor": identity.executor, "queue": where}
+    return _envelope(info, response_type(info.type, "status.changed"), data, identity, now or utc_now())
 
 
 # ---------------------------------------------------------------------------------------------

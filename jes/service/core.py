@@ -43,7 +43,7 @@ from jes.reporter import delivery as reporter
 from jes.reporter import events
 from jes.runner import base as runner_base
 from jes.runner import choice
-from jes.service import apiproxy, cancelling, handler, ports, providers, retention
+from jes.service import apiproxy, cancelling, handler, ports, providers, queues, retention
 from jes.service.health import HealthServer
 from jes.service.health import app as health_app
 from jes.service.intake import Intake
@@ -88,6 +88,7 @@ class Service:
         intake_backoff: retry.Backoff = INTAKE_BACKOFF,
         rejected_retry_s: float = reporter.REJECTED_RETRY_S,
         wall_clock: Callable[[], float] = time.time,
+        queue_poll_s: float = queues.QUEUE_POLL_S,
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
@@ -140,6 +141,7 @@ class Service:
             triggered=self.triggered,
             fence_s=getattr(self.store, "fence_s", None),
             proxy_access=self.api_proxy.task_access() if self.api_proxy is not None else None,
+            queue_poll_s=queue_poll_s,
         )
         self.cancel_checker = cancelling.checker(self.handler.running, self.client, settings.cancel_check_s)
         self.health = HealthServer(

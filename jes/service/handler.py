@@ -3,9 +3,11 @@
 Shared by ``jes serve`` (control-plane config and files, a ledger that survives restarts, the
 Keptn reporter) and ``jes run`` (a config file, an in-memory ledger, events printed).
 
-For a matching non-silent action: ``.started`` at once (before waiting for a free slot), a
-``.status.changed`` as each task starts and ends (best effort), the tasks in order up to the first
-failure of an ``onError: fail`` task (a failed ``onError: warning`` task lets the next ones run and makes the
+For a matching non-silent action: ``.started`` at once (before waiting for a free slot, or for a
+slot of the action's ``concurrency`` queue — :mod:`jes.service.queues` — with "queued, position N"
+progress), a ``.status.changed`` as each task starts and ends (best effort), the tasks in order up
+to the first failure of an ``onError: fail`` task (a failed ``onError: warning`` task lets the next
+ones run and makes the
 result ``succeeded/warning``), then one ``.finished`` within the size budget (an errored one is
 also posted as an error log entry).
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -58,6 +61,7 @@ from jes.service.ports import (
     Result,
     TriggeredEvents,
 )
+from jes.service.queues import QUEUE_POLL_S, Queues
 from jes.service.reports import ClaimReports
 from jes.service.tasks import ProxyAccess, TaskRunner
 from jes.util import logfmt
@@ -92,6 +96,8 @@ class EventHandler:
     """How many tasks may hold spooled files at once (until their Job or process exists)."""
     proxy_access: ProxyAccess | None = None
     """Mints a task's API-proxy token (None: tasks get no proxy access)."""
+    queue_poll_s: float = QUEUE_POLL_S
+    """How often an event waiting for a slot of its action's ``concurrency`` reads its queue."""
     running: RunningEvents = field(default_factory=RunningEvents)
     """Events whose tasks run now; :mod:`jes.service.cancelling` marks those aborted in Keptn."""
 
@@ -105,6 +111,7 @@ class EventHandler:
             metrics=self.metrics, on_log=self.on_log, clock=self.clock, file_slots=self.file_slots,
             proxy_access=self.proxy_access,
         )  # fmt: skip
+        self.queues = Queues(self.store, poll_s=self.queue_poll_s, monotonic=self.monotonic)
 
     # -- entry points ------------------------------------------------------------------------------
 
@@ -236,10 +243,11 @@ class EventHandler:
         deciding = next((a for a in plan.actions if not a.silent), None)
         if deciding is not None:
             await self._send_started(claim, info, action=deciding.name)
-        if self._must_wait_for_slot() and claim.delivery(Report.STARTED) is Delivery.SENT:
+        queued = [a for a in plan.actions if a.concurrency is not None and not a.error]
+        if (queued or self._must_wait_for_slot()) and claim.delivery(Report.STARTED) is Delivery.SENT:
             await self.store.save(claim)  # otherwise the next task record carries ".started sent"
         with self.running.watching(claim.ref):
-            async with self._free_slot():
+            async with self._queued(claim, plan, queued, reports=deciding is not None), self._free_slot():
                 for action in plan.actions:
                     if self.running.aborted(claim.event_id):
                         return await self._cancelled(claim, [])
@@ -250,6 +258,33 @@ class EventHandler:
             if self.running.aborted(claim.event_id):
                 return await self._cancelled(claim, [])
         return Result(info.id, "silent")
+
+    @contextlib.asynccontextmanager
+    async def _queued(
+        self, claim: Claim, plan: Plan, actions: list[PlannedAction], *, reports: bool
+    ) -> AsyncIterator[None]:
+        """Hold a slot of each action's ``concurrency`` queue, in the plan's order (so no two events
+        wait for each other); while waiting, "queued, position N" progress when the event reports."""
+        waiting = self.metrics.events_waiting if self.metrics and actions else None
+        async with contextlib.AsyncExitStack() as stack:
+            if waiting is not None:
+                waiting.inc()
+            try:
+                for action in actions:
+                    assert action.concurrency is not None
+                    on_position = functools.partial(self._send_queued, plan.event, action) if reports else None
+                    slot = self.queues.slot(action.concurrency, claim.event_id, on_position=on_position)
+                    with logfmt.bind(action=action.name):
+                        await stack.enter_async_context(slot)
+            finally:
+                if waiting is not None:
+                    waiting.dec()
+            yield
+
+    async def _send_queued(self, info: EventInfo, action: PlannedAction, position: int) -> None:
+        assert action.concurrency is not None
+        queued = events.queued(info, self.identity, action=action.name, position=position, queue=action.concurrency)
+        await self.reporter.best_effort(queued)
 
     def _must_wait_for_slot(self) -> bool:
         locked = getattr(self.run_slot(), "locked", None)
