@@ -159,6 +159,19 @@ class RenderedTask:
     on_error: str = "fail"
     """``fail``: a failure ends the action errored/fail; ``warning``: the next tasks run and the
     action ends succeeded/warning (unless a ``fail`` task fails later)."""
+    retries: int = 0
+    """How often the task runs again after failing (Kubernetes: the Job's ``backoffLimit``)."""
+    retry_on_exit_codes: tuple[int, ...] = ()
+    """Only these exit codes are retried, in ascending order; empty: every non-zero exit code."""
+
+    def may_retry(self, exit_code: int | None) -> bool:
+        """Whether an attempt that failed with ``exit_code`` (None: no exit code, such as a failed
+        start) is retried, attempts left aside; the same rule as the Job's ``podFailurePolicy``."""
+        if self.retries <= 0:
+            return False
+        if not self.retry_on_exit_codes:
+            return True
+        return exit_code in self.retry_on_exit_codes
 
 
 @dataclass(frozen=True)
@@ -269,6 +282,9 @@ class Outcome:
     finished_at: datetime
     events: tuple[str, ...] = ()
     """Messages of the Job's ``Failed*`` Kubernetes events, as ``Reason: message``."""
+    attempts: tuple[int | None, ...] = ()
+    """The exit code of each attempt, in order (None: the attempt ended without one), for a task
+    with ``retries``; empty for a task without (it has one attempt)."""
 
     @property
     def succeeded(self) -> bool:

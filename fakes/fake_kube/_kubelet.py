@@ -350,8 +350,8 @@ class Kubelet:
             if init_failed:
                 set_condition(status, "Initialized", "False", now, "PodFailed")
 
-        self._update(change)
-        self.cluster.pod_finished(self.namespace, self.job_name, self.job_uid, succeeded)
+        ended = self._update(change)
+        self.cluster.pod_finished(self.namespace, self.job_name, self.job_uid, succeeded, ended)
 
 
 def container_status(container: Obj, state: Obj) -> Obj:

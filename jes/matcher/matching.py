@@ -285,6 +285,8 @@ def render_task(
         annotations=dict(task.annotations or {}),
         image_pull_secrets=tuple(task.imagePullSecrets or ()),
         on_error=task.onError,
+        retries=task.retries,
+        retry_on_exit_codes=tuple(sorted(task.retryOnExitCodes or ())) if task.retries > 0 else (),
     )
 
 

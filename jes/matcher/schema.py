@@ -1,7 +1,8 @@
 """The ``job/config.yaml`` model (apiVersion v2) and its constants.
 
 Every field of the original job-executor-service is here with its upstream default, plus the
-extensions ``actions[].locations``, ``tasks[].imagePullSecrets`` and ``tasks[].onError``. The field
+extensions ``actions[].locations``, ``tasks[].imagePullSecrets``, ``tasks[].onError`` and
+``tasks[].retries``/``retryOnExitCodes``. The field
 descriptions feed the JSON Schema and the reference table in README.md.
 """
 
@@ -15,6 +16,7 @@ from jes.matcher.fieldtypes import (
     StrictModel,
     YBool,
     YInt,
+    YIntList,
     YStr,
     YStrList,
     YStrMap,
@@ -34,6 +36,10 @@ PROC_MOUNTS = ("Default", "Unmasked")
 PROFILE_TYPES = ("RuntimeDefault", "Unconfined", "Localhost")
 #: What a failed task does to its action (jes extension ``tasks[].onError``); the first is the default.
 ON_ERROR = ("fail", "warning")
+#: The most retries a task may have (jes extension ``tasks[].retries``): 11 runs of one task at most.
+MAX_RETRIES = 10
+#: The exit codes ``retryOnExitCodes`` may list: a process's non-zero exit codes.
+EXIT_CODES = (1, 255)
 
 
 class JsonPathFilter(StrictModel):
@@ -132,6 +138,16 @@ class Task(StrictModel):
         "fail",
         description="jes extension: fail ends the action errored/fail; warning lets the next tasks run "
         "and makes the action succeeded/warning",
+    )
+    retries: YInt = Field(
+        0,
+        description=f"jes extension: how often a failed task runs again, 0 to {MAX_RETRIES} "
+        "(Kubernetes: the Job's backoffLimit)",
+    )
+    retryOnExitCodes: YIntList = Field(
+        None,
+        description="jes extension: only these exit codes (1-255) are retried, any other fails at once; "
+        "none: every non-zero exit code",
     )
 
 

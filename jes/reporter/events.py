@@ -168,6 +168,32 @@ def status_changed(
     return _envelope(info, response_type(info.type, "status.changed"), data, identity, now or utc_now())
 
 
+def status_changed_attempt(
+    info: EventInfo,
+    identity: Identity,
+    *,
+    task: str,
+    index: int,
+    count: int,
+    attempt: int,
+    attempts: int,
+    exit_code: int | None,
+    job: str,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Best effort report of a retry: "task 1/2 'tests' attempt 2/3 after exit code 2" (``attempt``
+    counts from 1; ``attempts`` is 1 + the task's retries; ``exit_code`` is the previous attempt's)."""
+    data = _scope(info)
+    after = f"exit code {exit_code}" if exit_code is not None else "a failure without exit code"
+    data["message"] = f"task {index + 1}/{count} '{task}' attempt {attempt}/{attempts} after {after}"
+    data["jes"] = {
+        "executor": identity.executor,
+        "task": {"name": task, "index": index, "count": count, "job": job},
+        "attempt": {"number": attempt, "of": attempts, "previousExitCode": exit_code},
+    }
+    return _envelope(info, response_type(info.type, "status.changed"), data, identity, now or utc_now())
+
+
 # ---------------------------------------------------------------------------------------------
 # The finished event
 
@@ -269,10 +295,18 @@ def summary(identity: Identity, action: str, reports: Sequence[TaskReport]) -> d
                 "durationSeconds": round(r.outcome.duration_s, 3),
                 "reason": r.outcome.reason,
                 "onError": r.on_error,
+                **_attempts(r.outcome),
             }
             for r in reports
         ],
     }
+
+
+def _attempts(outcome: Outcome) -> dict[str, Any]:
+    """``attempts`` and ``exitCodes`` (per attempt) of a task with retries; nothing for one without."""
+    if not outcome.attempts:
+        return {}
+    return {"attempts": len(outcome.attempts), "exitCodes": list(outcome.attempts)}
 
 
 def finished(

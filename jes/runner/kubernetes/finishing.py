@@ -20,6 +20,7 @@ from datetime import datetime
 
 from jes import errors
 from jes.models import Outcome, Status
+from jes.runner import retries
 from jes.runner.kubernetes import events as kube_events
 from jes.runner.kubernetes import status as kube_status
 from jes.runner.kubernetes import watch as kube_watch
@@ -54,6 +55,13 @@ async def finish(
     if verdict.status is not Status.SUCCEEDED:
         events = await kube_events.failure_messages(api, namespace, spec.job_name, pods)
     reason = verdict.reason
+    attempts: tuple[int | None, ...] = ()
+    if spec.task.retries > 0:  # one pod per attempt; the Job's condition says why there was no other
+        attempts = tuple(kube_status.pod_exit_code(pod, main) for pod in kube_status.pods_in_order(pods))
+        if verdict.status in (Status.SUCCEEDED, Status.FAILED):
+            cause = kube_status.job_failed_reason(tracker.job or {})
+            succeeded = verdict.status is Status.SUCCEEDED
+            reason = retries.final_reason(reason, spec.task, attempts, succeeded=succeeded, cause=cause)
     if stopping:
         reason += await _stop_job(api, namespace, spec.job_name)
     finished = now()
@@ -68,6 +76,7 @@ async def finish(
         started_at=started_at,
         finished_at=max(finished, started_at),
         events=events,
+        attempts=attempts,
     )
 
 

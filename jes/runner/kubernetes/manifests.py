@@ -14,6 +14,9 @@ The Job has the shape of those upstream (Keptn's job-executor-service) creates, 
   init container when a task has no files. A ConfigMap may hold 1 MiB (the API server refuses
   more), so files are packed into ConfigMaps of at most :data:`CONFIGMAP_CHUNK_BYTES`, and a bigger
   file is cut into pieces (``.jes-parts/<path>/00000``, ``00001``...) that the init container joins.
+* **Retries**: ``tasks[].retries`` sets ``backoffLimit`` (else 0: one pod) and a ``podFailurePolicy``
+  (:func:`pod_failure_policy`): disruptions do not count, exit codes outside ``retryOnExitCodes``
+  fail the Job at once.
 * **API proxy**: a task that may use jes's API proxy (:class:`~jes.models.ApiProxyAccess`) gets
   ``KEPTN_API_PROXY_URL`` as a value and ``KEPTN_API_PROXY_TOKEN`` through ``secretKeyRef`` from
   the Secret ``<job>-api-proxy`` (key ``token``, :func:`build_api_proxy_secret`): the token itself
@@ -160,6 +163,9 @@ def build_job(
     }
     if settings.task_deadline_seconds > 0:
         spec["activeDeadlineSeconds"] = settings.task_deadline_seconds
+    if task.retries > 0:
+        spec["backoffLimit"] = task.retries
+        spec["podFailurePolicy"] = pod_failure_policy(task, name)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -171,6 +177,23 @@ def build_job(
         },
         "spec": spec,
     }
+
+
+def pod_failure_policy(task: RenderedTask, container: str) -> dict[str, Any]:
+    """The Job's ``podFailurePolicy`` for a task with retries (batch/v1; the pod's restartPolicy is
+    Never, as the API requires). A pod failed by a disruption (eviction, preemption, node drain: the
+    ``DisruptionTarget`` condition) is replaced without counting against ``backoffLimit``; with
+    ``retryOnExitCodes``, the task container ending with any other non-zero exit code fails the Job
+    at once (reason ``PodFailurePolicy``). The API wants the values unique and ascending, at most 255."""
+    rules: list[dict[str, Any]] = [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+    ]
+    if task.retry_on_exit_codes:
+        values = sorted(set(task.retry_on_exit_codes))
+        rules.append(
+            {"action": "FailJob", "onExitCodes": {"containerName": container, "operator": "NotIn", "values": values}}
+        )
+    return {"rules": rules}
 
 
 def _pod_spec(
