@@ -98,6 +98,8 @@ def _task_document(task: RenderedTask) -> dict[str, Any]:
         "workingDir": task.working_dir,
         "env": env,
         "onError": task.on_error,
+        "retries": task.retries,
+        "retryOnExitCodes": list(task.retry_on_exit_codes),
     }
 
 
@@ -113,6 +115,7 @@ def match_text(result: Plan) -> str:
         for task in action.tasks:
             argv = " ".join(json.dumps(part) for part in (*(task.cmd or ()), *(task.args or ())))
             warning = " (onError: warning)" if task.on_error == "warning" else ""
+            warning += _retries_text(task)
             lines.append(f"  task {task.task_index} {task.name!r}{warning}: {task.image} {argv}".rstrip())
             for entry in task.env:
                 if isinstance(entry, EnvValue):
@@ -171,7 +174,7 @@ def render_documents(result: Plan, job_settings: manifests.JobSettings) -> str:
             continue
         for task in action.tasks:
             job = manifests.build_job(task, result.event, config_hash=result.config_hash, settings=job_settings)
-            note = _files_note(task.files) + _on_error_note(task)
+            note = _files_note(task.files) + _on_error_note(task) + _retries_note(task)
             parts.append(note + yaml.safe_dump(job, sort_keys=False, allow_unicode=True))
     if not parts:
         return "# no action matches this event: no Job would be created\n"
@@ -182,6 +185,24 @@ def _on_error_note(task: RenderedTask) -> str:
     if task.on_error != "warning":
         return ""
     return f"# task {task.name!r} has onError: warning: if it fails, the next tasks still run\n"
+
+
+def _retries_text(task: RenderedTask) -> str:
+    """" (retries: 2 on exit codes 2, 3)" for ``jes match``; nothing for a task without retries."""
+    if task.retries <= 0:
+        return ""
+    codes = ", ".join(str(code) for code in task.retry_on_exit_codes)
+    return f" (retries: {task.retries} on exit codes {codes})" if codes else f" (retries: {task.retries})"
+
+
+def _retries_note(task: RenderedTask) -> str:
+    if task.retries <= 0:
+        return ""
+    which = f"exit codes {list(task.retry_on_exit_codes)}" if task.retry_on_exit_codes else "any failure"
+    return (
+        f"# task {task.name!r} runs up to {task.retries + 1} times after {which} "
+        "(backoffLimit; podFailurePolicy: disruptions do not count)\n"
+    )
 
 
 def _files_note(files: Sequence[str]) -> str:
