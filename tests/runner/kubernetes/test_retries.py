@@ -14,7 +14,7 @@ import kubernetes.client
 import pytest
 
 from fakes.fake_kube import FakeKube
-from jes.models import Status, TaskSpec, TaskFiles
+from jes.models import Status, TaskFiles, TaskSpec
 from jes.runner.kubernetes.runner import KubernetesRunner
 from tests.runner.kubernetes import helpers
 from tests.runner.kubernetes.conftest import FAST
