@@ -112,7 +112,7 @@ def test_a_disruption_is_not_counted(kube: FakeKube, api: kubernetes.client.ApiC
     first = helpers.wait_until(
         lambda: (
             (found := pods(kube, "evicted"))
-            and "running" in found[0]["status"]["containerStatuses"][0]["state"]
+            and "running" in (found[0]["status"].get("containerStatuses") or [{"state": {}}])[0]["state"]
             and found[0]
         )
     )
@@ -134,7 +134,7 @@ def test_without_a_policy_a_disruption_counts(kube: FakeKube, api: kubernetes.cl
     pod = helpers.wait_until(
         lambda: (
             (found := pods(kube, "plain"))
-            and "running" in found[0]["status"]["containerStatuses"][0]["state"]
+            and "running" in (found[0]["status"].get("containerStatuses") or [{"state": {}}])[0]["state"]
             and found[0]
         )
     )

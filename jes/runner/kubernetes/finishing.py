@@ -26,6 +26,7 @@ from jes.runner.kubernetes import status as kube_status
 from jes.runner.kubernetes import watch as kube_watch
 from jes.runner.kubernetes.task import ApiLookup, JobTask, Obj, now
 from jes.runner.kubernetes.tasklogs import TaskLogs
+from jes.runner.kubernetes.waiting import Attempts
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +42,14 @@ async def finish(
     *,
     adopted: bool,
     delete_unstartable: bool,
+    attempts_seen: Attempts | None = None,
 ) -> Outcome:
-    """The task's outcome from ``verdict``, its pods, logs and events; the Job stopped if need be."""
+    """The task's outcome from ``verdict``, its pods, logs and events; the Job stopped if need be.
+    ``attempts_seen`` hears of the pods the watch had not shown yet (a retry that ended quickly)."""
     main = spec.main_container
     pods = await _final_pods(api, namespace, tracker)
+    if attempts_seen is not None:
+        attempts_seen.observe({pod["metadata"]["name"]: pod for pod in pods})
     if verdict.status is Status.FAILED:
         verdict = kube_status.failure_detail(pods, main) or verdict
     exit_code = verdict.exit_code if verdict.exit_code is not None else kube_status.main_exit_code(pods, main)
@@ -81,10 +86,14 @@ async def finish(
 
 
 async def _final_pods(api: ApiLookup, namespace: str, tracker: kube_watch.Tracker) -> list[Obj]:
-    """The Job's pods: as watched when every one of them has ended, else read once now (the
-    pod watch may lag behind the Job watch)."""
+    """The Job's pods: as watched when every one of them has ended and none is missing, else read
+    once now (the pod watch may lag behind the Job watch: a retried Job may be over before its
+    last pod was seen; the Job's ``succeeded`` + ``failed`` count its pods)."""
     watched = list(tracker.pods.values())
-    if watched and all((p.get("status") or {}).get("phase") in ("Succeeded", "Failed") for p in watched):
+    counts = (tracker.job or {}).get("status") or {}
+    counted = int(counts.get("succeeded") or 0) + int(counts.get("failed") or 0)
+    ended = all((p.get("status") or {}).get("phase") in ("Succeeded", "Failed") for p in watched)
+    if watched and ended and len(watched) >= counted:
         return watched
     try:
         pods = await api().list_pods(namespace, f"job-name={tracker.name}")

@@ -316,11 +316,11 @@ class KubernetesRunner:
         on_attempt: AttemptSink | None = None,
     ) -> Outcome:
         graces = waiting.Graces(self.pending_grace_s, self.transient_grace_s, self.missing_pod_check_s)
+        attempts = waiting.Attempts(on_attempt, spec.main_container, known=None if adopted else set())
         try:
             verdict = await waiting.wait_for_job(
-                self._require_api, spec, namespace, tracker, deadline, graces, on_running, logs, on_attempt,
-                adopted=adopted,
-            )  # fmt: skip
+                self._require_api, spec, namespace, tracker, deadline, graces, on_running, logs, attempts
+            )
         except errors.KubeError as exc:
             return outcome_without_logs(spec, Status.ERROR, str(exc), started_at)
         if verdict.status is Status.LOST:
@@ -336,6 +336,7 @@ class KubernetesRunner:
             logs,
             adopted=adopted,
             delete_unstartable=self.delete_unstartable,
+            attempts_seen=attempts,
         )
 
 

@@ -72,15 +72,12 @@ async def wait_for_job(
     graces: Graces,
     on_running: Callable[[], None] | None,
     logs: TaskLogs,
-    on_attempt: AttemptSink | None = None,
-    *,
-    adopted: bool = False,
+    attempts: Attempts | None = None,
 ) -> kube_status.Verdict:
     """Until the Job ends, or a timer says to stop waiting; following its logs (every pod's: one
-    per attempt of a task with retries) meanwhile. Each new pod after the first is a retry, told to
-    ``on_attempt`` (for an ``adopted`` Job, only those after the pods it had already)."""
+    per attempt of a task with retries) meanwhile, and telling ``attempts`` of its pods."""
     loop = asyncio.get_running_loop()
-    attempts = Attempts(on_attempt, spec.main_container, known=None if adopted else set())
+    attempts = attempts or Attempts(None, spec.main_container, known=set())
     main = spec.main_container
     running_reported = on_running is None
     unschedulable = kube_timers.Grace(graces.pending_grace_s, "Unschedulable for more than {grace}: {problem}")
@@ -116,7 +113,8 @@ async def wait_for_job(
 
 class Attempts:
     """Notices the Job's new pods: each one after the first is another attempt (the Job controller
-    replaced a failed pod, :mod:`jes.runner.kubernetes.manifests` ``podFailurePolicy``)."""
+    replaced a failed pod, :mod:`jes.runner.kubernetes.manifests` ``podFailurePolicy``), told to the
+    sink — for an adopted Job (``known`` None) only the pods after those it had already."""
 
     def __init__(self, sink: AttemptSink | None, main: str, *, known: set[str] | None) -> None:
         self.sink = sink
