@@ -24,6 +24,7 @@ from jes import __version__, errors, settings
 from jes.commands import authoring
 from jes.matcher import config as cfg
 from jes.matcher import matching as matcher
+from jes.models import Plan
 from jes.runner.kubernetes import manifests
 from jes.util import parsing
 
@@ -31,6 +32,11 @@ from jes.util import parsing
 def _fail(message: str, code: int = 1) -> NoReturn:
     click.echo(message.rstrip("\n"), err=True)
     sys.exit(code)
+
+
+def _fail_problems(command: str, exc: errors.SettingsError) -> NoReturn:
+    """One line per problem, each naming the command: what is wrong and how to fix it."""
+    _fail("\n".join(f"jes {command}: {problem}" for problem in exc.problems))
 
 
 def load_settings(**overrides: Any) -> settings.Settings:
@@ -112,11 +118,19 @@ def _inputs(config_path: str, event_path: str) -> tuple[cfg.LoadedConfig, dict[s
         loaded = authoring.read_config(config_path, max_bytes=load_settings().max_config_bytes)
     except errors.ConfigError as exc:
         _fail(str(exc))
+    notes: list[str] = []
     try:
-        event = authoring.read_event(event_path)
+        event = authoring.read_event(event_path, notes)
     except errors.EventError as exc:
         _fail(str(exc))
+    for note in notes:
+        click.echo(f"jes: {note}", err=True)
     return loaded, event
+
+
+BLOCKED_EXIT = 3
+"""``jes match``/``jes render``: an action matched but cannot run for this event (0: it can, or nothing
+matched; 1: invalid input)."""
 
 
 _config_option = click.option(
@@ -142,6 +156,7 @@ def match(config_path: str, event_path: str, location: str | None, as_json: bool
         click.echo(json.dumps(authoring.match_document(result), indent=2))
     else:
         click.echo(authoring.match_text(result), nl=False)
+    sys.exit(BLOCKED_EXIT if authoring.blocked(result) else 0)
 
 
 @main.command()
@@ -166,6 +181,7 @@ def render(config_path: str, event_path: str, location: str | None, namespace: s
     loaded, event = _inputs(config_path, event_path)
     result = matcher.plan(loaded, event, matcher.executor_from_settings(current))
     click.echo(authoring.render_documents(result, manifests.JobSettings.from_settings(current)), nl=False)
+    sys.exit(BLOCKED_EXIT if authoring.blocked(result) else 0)
 
 
 @main.command()
@@ -191,12 +207,22 @@ def schema() -> None:
     default=None,
     help="folder standing in for the service's resources (files); default: the folder above job/",
 )
+@click.option(
+    "--yes", "-y", is_flag=True, help="with the local runner: run the config's commands here without asking"
+)
 def run(
-    config_path: str, event_path: str, location: str | None, runner_name: str | None, resources: str | None
+    config_path: str,
+    event_path: str,
+    location: str | None,
+    runner_name: str | None,
+    resources: str | None,
+    yes: bool,
 ) -> None:
     """Run the matching actions once; events as JSON lines on stdout, task logs on stderr.
 
-    Exit 0 when every finished event is succeeded (or nothing ran), 1 otherwise.
+    The local runner runs the tasks' commands on this machine: jes shows them and asks first (no
+    terminal to ask on: it refuses, exit 2, unless --yes). Exit 0 when every finished event is
+    succeeded (or nothing ran), 1 otherwise.
     """
     import asyncio
 
@@ -205,12 +231,30 @@ def run(
 
     current = load_settings(location=location, runner=runner_name)
     loaded, event = _inputs(config_path, event_path)
+    if current.runner == "local":
+        _confirm_local_run(matcher.plan(loaded, event, matcher.executor_from_settings(current)), yes=yes)
     root = resources or str(localsources.default_resources_root(config_path))
     try:
         code = asyncio.run(oneshot.run_once(current, loaded, event, runner_name=current.runner, resources_root=root))
     except errors.JesError as exc:
         _fail(f"jes: {exc}")
     sys.exit(code)
+
+
+def _confirm_local_run(result: Plan, *, yes: bool) -> None:
+    """Show what the local runner would run on this machine; ask unless ``yes`` (refuse without a terminal)."""
+    commands = authoring.local_commands(result)
+    if not commands:
+        return
+    click.echo("jes run --runner local runs these commands on this machine, as you (no container):", err=True)
+    for line in commands:
+        click.echo(f"  {line}", err=True)
+    if yes:
+        return
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        _fail("jes run: not run — no terminal to ask on; add --yes to run them, or use --runner kubernetes", code=2)
+    if not click.confirm("Run them?", default=False, err=True):
+        _fail("jes run: not run", code=2)
 
 
 def _settings_epilog() -> str:
@@ -314,7 +358,7 @@ def control_plane(
             nats_url=nats_url,
         )
     except errors.SettingsError as exc:
-        _fail(f"jes control-plane: {exc}")
+        _fail_problems("control-plane", exc)
 
 
 @main.command()
@@ -362,7 +406,9 @@ def demo(regions: bool, nats: bool, keep_running: bool, port: int | None) -> Non
             keep_running=keep_running,
             port=port if port is not None else (8090 if keep_running else 0),
         )
-    except (FileNotFoundError, errors.SettingsError) as exc:
+    except errors.SettingsError as exc:
+        _fail_problems("demo", exc)
+    except FileNotFoundError as exc:
         _fail(f"jes demo: {exc}")
     except KeyboardInterrupt:
         code = 0

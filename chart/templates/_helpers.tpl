@@ -234,11 +234,24 @@ app.kubernetes.io/part-of starts with "keptn", in autoDetect.namespace or in any
 {{- end }}
 {{- end }}
 
-{{/* PUBSUB_TOPIC: remoteControlPlane.topicSubscription wins over subscription.pubsubTopic. */}}
+{{/* The original chart's default remoteControlPlane.topicSubscription, which the original ignored
+(since 0.3.0 it subscribed to subscription.pubsubTopic): a values file copied from it means no choice. */}}
+{{- define "jes.upstreamDefaultTopics" -}}
+sh.keptn.event.test.triggered,sh.keptn.event.deployment.triggered,sh.keptn.event.evaluation.triggered,sh.keptn.event.release.triggered,sh.keptn.event.approval.triggered
+{{- end }}
+
+{{/* "true" when remoteControlPlane.topicSubscription is the original chart's default (then ignored). */}}
+{{- define "jes.topicSubscriptionIsUpstreamDefault" -}}
+{{- $given := .Values.remoteControlPlane.topicSubscription | default "" | replace " " "" }}
+{{- if eq $given (include "jes.upstreamDefaultTopics" .) }}true{{ end }}
+{{- end }}
+
+{{/* PUBSUB_TOPIC: remoteControlPlane.topicSubscription wins over subscription.pubsubTopic, unless it is
+the original chart's default (which the original ignored). */}}
 {{- define "jes.pubsubTopic" -}}
 {{- $source := "subscription.pubsubTopic" }}
 {{- $topics := .Values.subscription.pubsubTopic | default "" }}
-{{- if .Values.remoteControlPlane.topicSubscription }}
+{{- if and .Values.remoteControlPlane.topicSubscription (not (include "jes.topicSubscriptionIsUpstreamDefault" .)) }}
 {{- $source = "remoteControlPlane.topicSubscription" }}
 {{- $topics = .Values.remoteControlPlane.topicSubscription }}
 {{- end }}
@@ -581,4 +594,25 @@ each; `make scan` fails on any other finding). Called with (dict "kind" ... "dig
 {{- range $i, $skip := $skips }}
 checkov.io/skip{{ add1 $i }}: {{ $skip | quote }}
 {{- end }}
+{{- end }}
+
+{{/* A securityContext from values written for the original chart, whose podSecurityContext spelled
+RunAsUser, RunAsGroup, RunAsNonRoot: such keys are renamed (runAsUser, ...) and win over the same key
+in lower case, which can only come from this chart's defaults merged in by Helm. As JSON. */}}
+{{- define "jes.lowerKeysJson" -}}
+{{- $out := dict }}
+{{- range $key, $value := (. | default dict) }}
+{{- if not (regexMatch "^[A-Z]" $key) }}{{ $_ := set $out $key $value }}{{ end }}
+{{- end }}
+{{- range $key, $value := (. | default dict) }}
+{{- if regexMatch "^[A-Z]" $key }}{{ $_ := set $out (printf "%s%s" (lower (substr 0 1 $key)) (substr 1 -1 $key)) $value }}{{ end }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}
+
+{{/* The capitalised keys of a map (the original chart's spelling), comma separated. */}}
+{{- define "jes.capitalisedKeys" -}}
+{{- $keys := list }}
+{{- range $key, $value := (. | default dict) }}{{ if regexMatch "^[A-Z]" $key }}{{ $keys = append $keys $key }}{{ end }}{{ end }}
+{{- join ", " $keys }}
 {{- end }}

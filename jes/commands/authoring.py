@@ -7,6 +7,8 @@ and tests can call these directly.
 from __future__ import annotations
 
 import json
+import shlex
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,23 +23,66 @@ from jes.models import EnvSecret, EnvValue, Plan, RenderedTask
 from jes.runner.kubernetes import manifests
 
 
-def read_event(path: str) -> dict[str, Any]:
-    """An event file: a Keptn CloudEvent as JSON. Raises :class:`errors.EventError`."""
+def read_event(path: str, notes: list[str] | None = None) -> dict[str, Any]:
+    """An event file: a Keptn CloudEvent as JSON, or the datastore's answer (``{"events": [...]}``) or a
+    list of events, from which the triggered event is picked. An event without an ``id`` gets one
+    derived from its content. What was picked or added is appended to ``notes`` (for stderr).
+    Raises :class:`errors.EventError`."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise errors.EventError(f"{path}: cannot read the event file: {exc.strerror}") from exc
     try:
-        event = json.loads(text)
+        document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise errors.EventError(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from exc
-    if not isinstance(event, dict):
-        raise errors.EventError(f"{path}: an event must be a JSON object, got {type(event).__name__}")
+    event = _one_event(path, document, notes if notes is not None else [])
+    if not _is_text(event.get("id")):
+        event = {**event, "id": _content_id(event)}
+        if notes is not None:
+            notes.append(f"{path}: the event has no id; using {event['id']} (derived from its content)")
     try:
         matcher.event_info(event)
     except errors.EventError as exc:
         raise errors.EventError(f"{path}: {exc}") from exc
     return event
+
+
+def _one_event(path: str, document: Any, notes: list[str]) -> dict[str, Any]:
+    """The event of a file holding one event, ``{"events": [...]}`` (the datastore) or a list."""
+    if isinstance(document, dict) and "events" in document and "type" not in document:
+        document = document["events"]
+    if isinstance(document, dict):
+        return document
+    if not isinstance(document, list):
+        raise errors.EventError(f"{path}: an event must be a JSON object, got {type(document).__name__}")
+    events = [e for e in document if isinstance(e, dict)]
+    triggered = [e for e in events if str(e.get("type", "")).endswith(".triggered")]
+    # a task's event (sh.keptn.event.<task>.triggered) over its sequence's (….<stage>.<sequence>.triggered)
+    tasks = [e for e in triggered if str(e.get("type")).count(".") == 4]
+    triggered = tasks or triggered
+    if not triggered:
+        raise errors.EventError(
+            f"{path}: none of its {len(events)} event(s) is a .triggered event (jes handles "
+            "sh.keptn.event.<task>.triggered); fetch one with ?type=sh.keptn.event.<task>.triggered"
+        )
+    chosen = triggered[0]
+    others = f" (the first of {len(triggered)} triggered events; the datastore lists the newest first)"
+    notes.append(
+        f"{path}: using the triggered event {chosen.get('id', '(no id)')} of type {chosen.get('type')}"
+        + (others if len(triggered) > 1 else "")
+    )
+    return chosen
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _content_id(event: Mapping[str, Any]) -> str:
+    """A stable id for an event without one: the same file gives the same Job names."""
+    text = json.dumps(event, sort_keys=True, ensure_ascii=False)
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "jes-event:" + text))
 
 
 def read_config(
@@ -101,6 +146,25 @@ def _task_document(task: RenderedTask) -> dict[str, Any]:
         "retries": task.retries,
         "retryOnExitCodes": list(task.retry_on_exit_codes),
     }
+
+
+def blocked(result: Plan) -> bool:
+    """An action matched but cannot run for this event (an allowlist, a JSONPath that finds nothing)."""
+    return any(action.error for action in result.actions)
+
+
+def local_commands(result: Plan) -> list[str]:
+    """One line per task the local runner would start: "task 1/2 'Say hello' (image alpine): echo hi"."""
+    lines = []
+    for action in result.actions:
+        if action.error:
+            continue
+        for task in action.tasks:
+            argv = shlex.join([*(task.cmd or ()), *(task.args or ())]) or "(no cmd)"
+            where = f" in {task.working_dir}" if task.working_dir else ""
+            label = f"task {task.task_index + 1}/{len(action.tasks)} {task.name!r}"
+            lines.append(f"{label} (image {task.image}){where}: {argv}")
+    return lines
 
 
 def match_text(result: Plan) -> str:

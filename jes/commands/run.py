@@ -10,8 +10,11 @@ from __future__ import annotations
 import contextlib
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TextIO
+
+from rich.console import Console
+from rich.text import Text
 
 from jes import ledger, settings
 from jes.commands import localsources
@@ -30,6 +33,46 @@ def stderr_sink(stream: TextIO) -> runner_base.LogSink:
         stream.flush()
 
     return write
+
+
+def progress_lines(err: TextIO) -> Callable[[dict[str, Any]], None]:
+    """A line on stderr per progress event and per ``.finished``: coloured (rich) on a terminal,
+    plain ``jes: ...`` lines otherwise (logs, CI)."""
+    console = Console(file=err, highlight=False, soft_wrap=True) if err.isatty() else None
+
+    def show(event: dict[str, Any]) -> None:
+        line = _progress_text(event)
+        if line is None:
+            return
+        if console is None:
+            err.write(f"jes: {line}\n")
+            err.flush()
+            return
+        console.print(_styled(event, line))
+
+    return show
+
+
+def _progress_text(event: dict[str, Any]) -> str | None:
+    event_type = str(event.get("type", ""))
+    data = event.get("data") or {}
+    if event_type.endswith(".status.changed"):
+        return str(data.get("message", ""))
+    if event_type.endswith(".finished"):
+        return f"{event_type.removeprefix('sh.keptn.event.')}: {data.get('status')}/{data.get('result')}"
+    return None
+
+
+def _styled(event: dict[str, Any], line: str) -> Text:
+    task = (event.get("data") or {}).get("jes", {}).get("task", {})
+    status = task.get("status") or (event.get("data") or {}).get("result")
+    mark, style = {
+        None: ("▶", "bold cyan"),
+        "succeeded": ("✓", "bold green"),
+        "pass": ("✓", "bold green"),
+        "warning": ("!", "bold yellow"),
+    }.get(status, ("✗", "bold red"))
+    return Text.assemble((f"{mark} ", style), (line, "bold" if str(event.get("type")).endswith(".finished") else ""))
 
 
 @contextlib.asynccontextmanager
@@ -60,7 +103,7 @@ async def run_once(
 ) -> int:
     """Exit code: 0 when every finished event succeeded (or nothing ran), 1 otherwise; a
     ``succeeded/warning`` event (an ``onError: warning`` task failed) counts as succeeded."""
-    printer = reporter.PrintReporter(out)
+    printer = reporter.PrintReporter(out, on_event=progress_lines(err))
     async with open_runner(current, runner_name) as runner:
         handle = handler.EventHandler(
             configs=localsources.FileConfig(loaded),

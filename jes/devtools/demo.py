@@ -17,6 +17,7 @@ import json
 import logging
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -38,19 +39,7 @@ SEQUENCE_FINISHED = "sh.keptn.event.dev.sequence1.finished"
 
 def _trigger(location: str) -> dict[str, Any]:
     """The user's trigger body (hello-world/trigger-<region>.json)."""
-    return {
-        "data": {
-            "labels": {"foo": "bar - labels are optional"},
-            "project": "my-first-project",
-            "service": "service1",
-            "stage": "dev",
-            "sayhello": {"location": location},
-        },
-        "source": "postman",
-        "type": "sh.keptn.event.dev.sequence1.triggered",
-        "specversion": "1.0",
-        "shkeptnspecversion": "0.2.3",
-    }
+    return examples.hello_world_trigger(location)
 
 
 @dataclass(frozen=True)
@@ -65,6 +54,7 @@ def run(
 ) -> int:
     token = secrets.token_urlsafe(16)
     logfmt.setup(fmt="console", level=logging.WARNING, secrets=(token,))
+    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)  # so that the temporary folders are removed
     with ExitStack() as stack:
         seed = stack.enter_context(_seed(regions=regions))
         nats_url = stack.enter_context(demonats.nats_server()) if nats else None
@@ -81,6 +71,12 @@ def run(
             stack.enter_context(demonats.in_cluster_names_to(plane.base_url))
         return asyncio.run(_main(plane, executors, state, keep_running=keep_running, out=out, nats_url=nats_url))
     return 1  # pragma: no cover - ExitStack does not swallow
+
+
+def _stop_like_ctrl_c(signum: int, frame: object) -> None:
+    """SIGTERM (``kill``, a service manager) stops the demo as Ctrl-C does: services shut down, the
+    temporary state folder is removed."""
+    raise KeyboardInterrupt
 
 
 @contextmanager

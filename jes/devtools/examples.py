@@ -8,6 +8,7 @@ keeps the two byte for byte equal), kept inside the package so an installed whee
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 #: A seed directory (see ``jes control-plane --seed``): project my-first-project, stage dev,
@@ -17,3 +18,20 @@ HELLO_WORLD_SEED = DATA_DIR / "control-plane"
 REGIONS_CONFIG = DATA_DIR / "job" / "regions.yaml"
 #: Where the config sits in the seed.
 SEED_CONFIG = Path("my-first-project/dev/service1/resources/job/config.yaml")
+
+
+def hello_world_trigger(location: str) -> dict[str, Any]:
+    """The hello-world's trigger body for a region (APAC or EU), as the users' trigger-<region>.json."""
+    return {
+        "data": {
+            "labels": {"foo": "bar - labels are optional"},
+            "project": "my-first-project",
+            "service": "service1",
+            "stage": "dev",
+            "sayhello": {"location": location},
+        },
+        "source": "postman",
+        "type": "sh.keptn.event.dev.sequence1.triggered",
+        "specversion": "1.0",
+        "shkeptnspecversion": "0.2.3",
+    }

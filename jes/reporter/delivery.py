@@ -226,11 +226,12 @@ class KeptnReporter:
 
 
 class PrintReporter:
-    """Writes every event as one JSON line (``jes run``)."""
+    """Writes every event as one JSON line (``jes run``); ``on_event`` also sees each (progress lines)."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.stream = stream
         self.events: list[dict[str, Any]] = []
+        self._on_event = on_event
 
     async def deliver(self, event: dict[str, Any], *, fence: Fence) -> Arrival:
         await fence()
@@ -250,6 +251,8 @@ class PrintReporter:
         self.events.append(event)
         self.stream.write(json.dumps(event, ensure_ascii=False) + "\n")
         self.stream.flush()
+        if self._on_event is not None:
+            self._on_event(event)
 
 
 def exc_retry_after(exc: BaseException) -> float:

@@ -158,13 +158,52 @@ def status_changed(
     job: str,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Best effort progress report (the control plane may reject it; nothing depends on it)."""
-    data = _scope(info)
-    data["message"] = f"Task '{task}' ({index + 1}/{count}) started: image {image}"
-    data["jes"] = {
-        "executor": identity.executor,
-        "task": {"name": task, "index": index, "count": count, "image": image, "job": job},
+    """Best effort progress report of a task that starts: "task 2/3 'Run tests' started (image ...)"."""
+    detail = {"name": task, "index": index, "count": count, "image": image, "job": job}
+    return progress(info, identity, f"{_task_label(task, index, count)} started (image {image})", detail, now=now)
+
+
+def task_ended(
+    info: EventInfo,
+    identity: Identity,
+    *,
+    task: str,
+    index: int,
+    count: int,
+    outcome: Outcome,
+    on_error: str = "fail",
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Best effort progress report of a task that ended: "task 2/3 'Run tests' succeeded in 41 s"."""
+    took = _duration_text(outcome.duration_s)
+    label = _task_label(task, index, count)
+    if outcome.succeeded:
+        message = f"{label} succeeded in {took}"
+    else:
+        message = f"{label} failed after {took}: {outcome.reason}"
+        if on_error == "warning":
+            message += " — onError: warning, the next tasks still run"
+    detail = {
+        "name": task,
+        "index": index,
+        "count": count,
+        "job": outcome.job_name,
+        "status": outcome.status.value,
+        "exitCode": outcome.exit_code,
+        "durationSeconds": round(outcome.duration_s, 3),
+        "reason": outcome.reason,
     }
+    return progress(info, identity, message, detail, now=now)
+
+
+def progress(
+    info: EventInfo, identity: Identity, message: str, task: Mapping[str, Any], *, now: datetime | None = None
+) -> dict[str, Any]:
+    """A ``.status.changed`` event (best effort: the control plane may reject it; nothing depends on it,
+    and it never counts against the exactly-once rules of ``.started`` and ``.finished``)."""
+    data = _scope(info)
+    data["message"] = message
+    data["jes"] = {"executor": identity.executor, "task": dict(task)}
     return _envelope(info, response_type(info.type, "status.changed"), data, identity, now or utc_now())
 
 
@@ -183,15 +222,25 @@ def status_changed_attempt(
 ) -> dict[str, Any]:
     """Best effort report of a retry: "task 1/2 'tests' attempt 2/3 after exit code 2" (``attempt``
     counts from 1; ``attempts`` is 1 + the task's retries; ``exit_code`` is the previous attempt's)."""
-    data = _scope(info)
     after = f"exit code {exit_code}" if exit_code is not None else "a failure without exit code"
-    data["message"] = f"task {index + 1}/{count} '{task}' attempt {attempt}/{attempts} after {after}"
-    data["jes"] = {
-        "executor": identity.executor,
-        "task": {"name": task, "index": index, "count": count, "job": job},
-        "attempt": {"number": attempt, "of": attempts, "previousExitCode": exit_code},
-    }
-    return _envelope(info, response_type(info.type, "status.changed"), data, identity, now or utc_now())
+    message = f"{_task_label(task, index, count)} attempt {attempt}/{attempts} after {after}"
+    detail = {
+        "name": task, "index": index, "count": count, "job": job,
+        "attempt": attempt, "attempts": attempts, "previousExitCode": exit_code,
+    }  # fmt: skip
+    return progress(info, identity, message, detail, now=now)
+
+
+def _task_label(task: str, index: int, count: int) -> str:
+    return f"task {index + 1}/{count} '{task}'"
+
+
+def _duration_text(seconds: float) -> str:
+    """41 s, 3.2 s, 0.4 s; minutes from 100 s on (2 min 5 s)."""
+    if seconds >= 100:
+        minutes, rest = divmod(round(seconds), 60)
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+    return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
 
 
 # ---------------------------------------------------------------------------------------------

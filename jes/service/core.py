@@ -30,6 +30,7 @@ import importlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -105,6 +106,7 @@ class Service:
             on_malformed=lambda: self.metrics.poll_errors.labels("malformed").inc(),
         )  # fmt: skip
         self.poller = self.intake.poller
+        self.metrics.last_poll_ok.set_function(lambda: self.poller.stats.last_poll_ok_at)
         self.reporter = reporter.KeptnReporter(
             self.client,
             sender=self.intake.sender,
@@ -374,7 +376,23 @@ class Service:
             await self._invalid_event(event, exc)
             return
         if info.id not in self._in_flight:
-            self._spawn(info.id, lambda: self.handler.handle(event), what="handling")
+            taken_at = self._wall_clock()
+            self._observe_pickup(info.time, taken_at)
+            self._spawn(info.id, lambda: self._handle_timed(event, taken_at), what="handling")
+
+    def _observe_pickup(self, event_time: str, taken_at: float) -> None:
+        """Pickup latency: from the triggered event's own time (its producer's clock) to now."""
+        try:
+            created = datetime.fromisoformat(event_time.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return
+        self.metrics.pickup_latency.observe(max(0.0, taken_at - created))
+
+    async def _handle_timed(self, event: dict[str, Any], taken_at: float) -> ports.Result:
+        result = await self.handler.handle(event)
+        if result.finished is not None:
+            self.metrics.completion_latency.observe(max(0.0, self._wall_clock() - taken_at))
+        return result
 
     def _spawn(self, event_id: str, work: Callable[[], Awaitable[ports.Result]], *, what: str) -> None:
         task = asyncio.create_task(self._until_handled(event_id, work, what), name=f"jes-event:{event_id}")

@@ -4,8 +4,8 @@ Shared by ``jes serve`` (control-plane config and files, a ledger that survives 
 Keptn reporter) and ``jes run`` (a config file, an in-memory ledger, events printed).
 
 For a matching non-silent action: ``.started`` at once (before waiting for a free slot), a
-``.status.changed`` per task (best effort), the tasks in order up to the first failure of an
-``onError: fail`` task (a failed ``onError: warning`` task lets the next ones run and makes the
+``.status.changed`` as each task starts and ends (best effort), the tasks in order up to the first
+failure of an ``onError: fail`` task (a failed ``onError: warning`` task lets the next ones run and makes the
 result ``succeeded/warning``), then one ``.finished`` within the size budget (an errored one is
 also posted as an error log entry).
 

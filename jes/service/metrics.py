@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _DURATION_BUCKETS_S = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+_PICKUP_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -58,6 +59,23 @@ class Metrics:
             "jes_claims_forgotten", "Done claims deleted after JES_DONE_RETENTION_S", registry=r
         )
         self.ready = Gauge("jes_ready", "1 when registered and polling", registry=r)
+        self.pickup_latency = Histogram(
+            "jes_event_pickup_seconds",
+            "From a triggered event's time to jes taking it",
+            buckets=_PICKUP_BUCKETS_S,
+            registry=r,
+        )
+        self.completion_latency = Histogram(
+            "jes_event_completion_seconds",
+            "From jes taking an event to its .finished being accepted",
+            buckets=_DURATION_BUCKETS_S,
+            registry=r,
+        )
+        self.last_poll_ok = Gauge(
+            "jes_poll_last_success_timestamp_seconds",
+            "Unix time of the last successful poll of the control plane (0: none yet)",
+            registry=r,
+        )
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from jes import errors, ledger, models
 from jes.ledger import Claim, TaskRecord, TaskState
@@ -93,21 +93,22 @@ class TaskRunner:
                 on_attempt=self._attempts_to(info, task, count, job_name, progress),
             )  # fmt: skip
             if adopted.status is not Status.LOST:
-                return self._record_outcome(claim, task, adopted)
+                return self._ended(claim, plan, task, count, adopted, progress)
             if not self.runner.absent_means_never_started:  # the Job may have existed and be gone
-                return self._record_outcome(claim, task, _with_reason(adopted, f"{_VANISHED} ({adopted.reason})"))
+                vanished = _with_reason(adopted, f"{_VANISHED} ({adopted.reason})")
+                return self._ended(claim, plan, task, count, vanished, progress)
         started_at = self.clock()
         async with self._spooling(task) as files:
             try:
                 await self._fetch_files(info, task, files)
             except errors.Permanent as exc:
                 outcome = _failed_before_start(job_name, f"could not fetch files: {exc}", started_at, self.clock())
-                return self._record_outcome(claim, task, outcome)
+                return self._ended(claim, plan, task, count, outcome, progress)
             running = await self._launch(claim, plan, task, job_name, files, count, record, progress)
             if files:
                 await _released_or_done(files, running)  # the file slot is free again after this
         try:
-            return self._record_outcome(claim, task, await running)
+            return self._ended(claim, plan, task, count, await running, progress)
         except asyncio.CancelledError:
             running.cancel()
             raise
@@ -160,7 +161,7 @@ class TaskRunner:
                     job=job_name,
                 )  # fmt: skip
                 # best effort and concurrent: a slow or refusing control plane must not delay the task
-                progress.append(asyncio.create_task(self.reporter.best_effort(changed), name=f"jes-status:{job_name}"))
+                self._announce(progress, changed, job_name)
         attempts = self._attempts_to(info, task, count, job_name, progress)
         return asyncio.create_task(self._run_with_metrics(spec, fence=lambda: self.fence(claim), on_attempt=attempts))
 
@@ -168,8 +169,8 @@ class TaskRunner:
         self, info: EventInfo, task: RenderedTask, count: int, job_name: str, progress: list[asyncio.Task[None]] | None
     ) -> runner_base.AttemptSink | None:
         """The runner's ``on_attempt`` for a reporting task with retries: each retry becomes a best
-        effort ``.status.changed`` ("task 1/2 'tests' attempt 2/3 after exit code 2"), sent
-        concurrently like the task's first one. None otherwise."""
+        effort ``.status.changed`` ("task 1/2 'tests' attempt 2/3 after exit code 2"), sent in order
+        after the task's earlier progress events. None otherwise."""
         if progress is None or task.retries <= 0:
             return None
 
@@ -178,10 +179,39 @@ class TaskRunner:
                 info, self.identity, task=task.name, index=task.task_index, count=count, attempt=attempt,
                 attempts=task.retries + 1, exit_code=exit_code, job=job_name,
             )  # fmt: skip
-            name = f"jes-status:{job_name}:{attempt}"
-            progress.append(asyncio.create_task(self.reporter.best_effort(changed), name=name))
+            self._announce(progress, changed, job_name)
 
         return on_attempt
+
+    def _ended(
+        self,
+        claim: Claim,
+        plan: Plan,
+        task: RenderedTask,
+        count: int,
+        outcome: Outcome,
+        progress: list[asyncio.Task[None]] | None,
+    ) -> Outcome:
+        """Record the outcome of a task that ran (or was adopted running) and announce its end (best
+        effort). A task read again after it was recorded done is not announced twice."""
+        if progress is not None:
+            ended = events.task_ended(
+                plan.event, self.identity, task=task.name, index=task.task_index, count=count, outcome=outcome,
+                on_error=task.on_error,
+            )  # fmt: skip
+            self._announce(progress, ended, outcome.job_name)
+        return self._record_outcome(claim, task, outcome)
+
+    def _announce(self, progress: list[asyncio.Task[None]], event: dict[str, Any], job_name: str) -> None:
+        """Send a progress event after the ones before it (in order, never delaying the task)."""
+        before = progress[-1] if progress else None
+
+        async def send() -> None:
+            if before is not None:
+                await asyncio.wait([before])
+            await self.reporter.best_effort(event)
+
+        progress.append(asyncio.create_task(send(), name=f"jes-status:{job_name}"))
 
     def _record_outcome(self, claim: Claim, task: RenderedTask, outcome: Outcome) -> Outcome:
         record = TaskRecord(

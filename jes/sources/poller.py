@@ -66,6 +66,8 @@ class PollerStats:
     """Counters the service can export as metrics."""
 
     polls_ok: int = 0
+    last_poll_ok_at: float = 0.0
+    """Wall-clock time (``time.time()``) of the last successful poll; 0 before the first."""
     polls_failed: int = 0
     poll_errors: Counter[str] = field(default_factory=Counter)
     events_delivered: int = 0
@@ -325,6 +327,7 @@ class Poller:
         self._log.project_known(query.get("project", ""))
         self._last_poll_ok[topic.key] = True
         self.stats.polls_ok += 1
+        self.stats.last_poll_ok_at = time.time()
         self._log.recovery(scope)
         return PollResult(delivered=await self._deliver(topic, event_filter, events))
 

@@ -300,8 +300,8 @@ def test_upstream_values_file_keeps_working(helm: Helm) -> None:
     assert rendered.value("PUBSUB_TOPIC") == "sh.keptn.event.sayhello.triggered"
     assert rendered.value("ALLOWED_IMAGE_LIST") == "docker.io/*,ghcr.io/my-org/*"
     assert rendered.value("TASK_DEADLINE_SECONDS") == "600"
-    # upstream's capitalised keys reach jes as they are (jes matches them case-insensitively)
-    assert json.loads(rendered.value("JES_POD_SECURITY_CONTEXT"))["RunAsUser"] == 1000
+    # upstream's capitalised keys reach jes renamed (runAsUser), winning over the chart's defaults
+    assert json.loads(rendered.value("JES_POD_SECURITY_CONTEXT"))["runAsUser"] == 1000
     assert json.loads(rendered.value("JES_JOB_SECURITY_CONTEXT"))["capabilities"] == {"drop": ["ALL"]}
     assert rendered.container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     pod = rendered.deployment["spec"]["template"]["spec"]

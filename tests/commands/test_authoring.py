@@ -136,9 +136,9 @@ def test_match_exit_1_for_invalid_config_or_event(tmp_path: Path) -> None:
     event.write_text("{not json")
     code, _, err = run("match", "--config", HELLO, "--event", str(event))
     assert code == 1 and f"{event}:1:2: not valid JSON" in err
-    event.write_text('{"type": "x"}')
+    event.write_text('{"id": "x"}')
     code, _, err = run("match", "--config", HELLO, "--event", str(event))
-    assert code == 1 and "id is missing" in err
+    assert code == 1 and "type is missing" in err
     config = tmp_path / "c.yaml"
     config.write_text("apiVersion: v3\n")
     code, _, err = run("match", "--config", str(config), "--event", APAC)

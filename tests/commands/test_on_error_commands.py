@@ -58,7 +58,7 @@ def test_render_notes_a_warning_task(tmp_path: Path) -> None:
 
 
 def test_run_a_failed_warning_task_exits_0_and_runs_the_next(tmp_path: Path) -> None:
-    done = jes("run", "--config", write(tmp_path), "--event", APAC, "--runner", "local")
+    done = jes("run", "--config", write(tmp_path), "--event", APAC, "--runner", "local", "--yes")
     assert done.returncode == 0, done.stderr
     finished = json.loads(done.stdout.splitlines()[-1])
     data = finished["data"]
@@ -70,7 +70,7 @@ def test_run_a_failed_warning_task_exits_0_and_runs_the_next(tmp_path: Path) -> 
 
 def test_run_a_failed_fail_task_after_a_warning_exits_1(tmp_path: Path) -> None:
     config = write(tmp_path, CONFIG.replace("cmd: [echo, deployed]", "cmd: [/bin/sh, -c, 'exit 5']"))
-    done = jes("run", "--config", config, "--event", APAC, "--runner", "local")
+    done = jes("run", "--config", config, "--event", APAC, "--runner", "local", "--yes")
     assert done.returncode == 1
     data = json.loads(done.stdout.splitlines()[-1])["data"]
     assert (data["status"], data["result"]) == ("errored", "fail")

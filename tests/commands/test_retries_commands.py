@@ -52,7 +52,7 @@ def test_render_shows_the_backoff_limit_and_the_policy(tmp_path: Path) -> None:
 
 
 def test_run_retries_with_the_local_runner(tmp_path: Path) -> None:
-    done = jes("run", "--config", config(tmp_path), "--event", APAC, "--runner", "local")
+    done = jes("run", "--config", config(tmp_path), "--event", APAC, "--runner", "local", "--yes")
     assert done.returncode == 1
     data = json.loads(done.stdout.splitlines()[-1])["data"]
     assert data["message"].startswith("Task 'tests' failed: exit code 2 after 3 attempts, no retry left\n")

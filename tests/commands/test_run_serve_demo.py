@@ -26,14 +26,16 @@ def jes(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> s
 
 
 def test_run_local_prints_started_status_and_finished_and_streams_logs() -> None:
-    done = jes("run", "--config", HELLO, "--event", APAC, "--runner", "local")
+    done = jes("run", "--config", HELLO, "--event", APAC, "--runner", "local", "--yes")
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert [e["type"] for e in lines] == [
         "sh.keptn.event.sayhello.started",
         "sh.keptn.event.sayhello.status.changed",
+        "sh.keptn.event.sayhello.status.changed",
         "sh.keptn.event.sayhello.finished",
     ]
+    assert "'Say Hello World' succeeded in" in lines[2]["data"]["message"]
     finished = lines[-1]
     assert finished["triggeredid"] == "0b9f6c52-6a8e-4c70-9d6b-1f0f3c8e2a11"
     assert (finished["data"]["status"], finished["data"]["result"]) == ("succeeded", "pass")
@@ -51,7 +53,7 @@ def test_run_failure_exit_1_with_reason_logs_and_budget(tmp_path: Path) -> None:
         '        args: [\'import sys; print("START"); print("x" * 300000); print("END"); sys.exit(4)\']\n'
     )
     done = jes(
-        "run", "--config", str(config), "--event", APAC, "--runner", "local", env={"JES_MAX_EVENT_BYTES": "20000"}
+        "run", "--config", str(config), "--event", APAC, "--runner", "local", "--yes", env={"JES_MAX_EVENT_BYTES": "20000"}
     )
     assert done.returncode == 1
     finished = json.loads(done.stdout.splitlines()[-1])
@@ -70,13 +72,13 @@ def test_run_with_files_from_the_resources_folder(tmp_path: Path) -> None:
         "apiVersion: v2\nactions:\n  - name: a\n    events: [{name: sayhello}]\n    tasks:\n"
         "      - name: t\n        image: alpine\n        files: [scripts]\n        cmd: [/bin/sh]\n        args: [/keptn/scripts/hello.sh]\n"
     )
-    done = jes("run", "--config", str(config), "--event", APAC, "--runner", "local")
+    done = jes("run", "--config", str(config), "--event", APAC, "--runner", "local", "--yes")
     assert done.returncode == 0, done.stderr
     assert "from a file: service1" in json.loads(done.stdout.splitlines()[-1])["data"]["message"]
 
 
 def test_run_with_nothing_matching_exits_0_and_prints_no_events() -> None:
-    done = jes("run", "--config", HELLO, "--event", TEST_EVENT, "--runner", "local")
+    done = jes("run", "--config", HELLO, "--event", TEST_EVENT, "--runner", "local", "--yes")
     assert done.returncode == 0 and done.stdout == ""
     assert "no action matches this event" in done.stderr
 

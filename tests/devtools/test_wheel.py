@@ -57,6 +57,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build = [*PIP, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(root / "dist"), str(source)]
     done = subprocess.run(build, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+    # a quiet install: no deprecation screens from the build backend (they preceded `make demo`'s output)
+    assert "Warning" not in done.stdout + done.stderr, done.stdout + done.stderr
     (built,) = (root / "dist").glob("jes-*.whl")
     return built
 

@@ -67,7 +67,7 @@ def test_started_envelope_and_data() -> None:
 def test_status_changed_names_task_index_and_image() -> None:
     event = events.status_changed(INFO, IDENTITY, task="Run", index=1, count=3, image="alpine", job="j")
     assert event["type"] == "sh.keptn.event.test.status.changed"
-    assert event["data"]["message"] == "Task 'Run' (2/3) started: image alpine"
+    assert event["data"]["message"] == "task 2/3 'Run' started (image alpine)"
     assert event["data"]["jes"]["task"] == {"name": "Run", "index": 1, "count": 3, "image": "alpine", "job": "j"}
 
 

@@ -17,7 +17,8 @@ def test_a_retry_is_a_status_changed_naming_task_attempt_and_exit_code() -> None
     )
     assert event["type"] == events.response_type(INFO.type, "status.changed")
     assert event["data"]["message"] == "task 1/2 'tests' attempt 2/3 after exit code 2"
-    assert event["data"]["jes"]["attempt"] == {"number": 2, "of": 3, "previousExitCode": 2}
+    task = event["data"]["jes"]["task"]
+    assert (task["name"], task["attempt"], task["attempts"], task["previousExitCode"]) == ("tests", 2, 3, 2)
     without = events.status_changed_attempt(
         INFO, IDENTITY, task="t", index=1, count=2, attempt=3, attempts=3, exit_code=None, job="jes-x"
     )

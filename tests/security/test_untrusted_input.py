@@ -129,7 +129,7 @@ def test_event_data_is_not_expanded_by_kubernetes(tmp_path: Path) -> None:
 
 
 def test_the_local_runner_follows_the_same_rule(tmp_path: Path) -> None:
-    done = jes("run", "--runner", "local", "--config", config_file(tmp_path, EXPANDING),
+    done = jes("run", "--runner", "local", "--yes", "--config", config_file(tmp_path, EXPANDING),
                "--event", event_file(tmp_path, target="$(DB_PASSWORD)"))  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "building for $(DB_PASSWORD) / hello s3cr3t-pw" in done.stderr
@@ -147,7 +147,7 @@ def test_escapes_of_lone_surrogates_in_events_and_configs_cannot_block_reports(t
                          "    tasks: [{name: t, image: alpine, cmd: [printf], args: [ok]}]\n"
                          "  - name: all\n    events: [{name: sayhello}]\n"
                          "    tasks: [{name: t, image: alpine, cmd: [printf, '%s', \"$(LABELS_HALF)\"]}]\n")  # fmt: skip
-    done = jes("run", "--runner", "local", "--config", config, "--event", str(event))
+    done = jes("run", "--runner", "local", "--yes", "--config", config, "--event", str(event))
     assert done.returncode == 0, done.stderr
     finished = json.loads(done.stdout.splitlines()[-1])
     assert finished["data"]["labels"]["half"] == "a\ufffdb"

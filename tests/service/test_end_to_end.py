@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import time
 from pathlib import Path
 
 import httpx
@@ -44,7 +46,10 @@ async def test_hello_world_apac_and_eu(plane: LocalControlPlane, tmp_path: Path)
     for location, greeting in (("APAC", "Hello, world from APAC!"), ("EU", "Hello, world from Europe!")):
         events = task_events(plane, contexts[location])
         types = [e["type"].removeprefix("sh.keptn.event.sayhello.") for e in events]
-        assert types == ["triggered", "started", "status.changed", "finished"]
+        assert types == ["triggered", "started", "status.changed", "status.changed", "finished"]
+        progress = [e["data"]["message"] for e in events[2:4]]
+        assert progress[0] == "task 1/1 'Say Hello World' started (image alpine)"
+        assert re.fullmatch(r"task 1/1 'Say Hello World' succeeded in \d+\.\d s", progress[1])
         finished = events[-1]
         assert finished["triggeredid"] == events[0]["id"]
         assert (finished["data"]["status"], finished["data"]["result"]) == ("succeeded", "pass")
@@ -284,8 +289,14 @@ async def test_health_ready_and_metrics(plane: LocalControlPlane, tmp_path: Path
         "jes_events_in_flight 0.0",
         "jes_jobs_in_flight 0.0",
         'jes_report_delivery_seconds_count{kind="finished"} 1.0',
+        "jes_event_pickup_seconds_count 1.0",
+        "jes_event_completion_seconds_count 1.0",
     ):
         assert name in text, name
+    last_poll = re.search(r"^jes_poll_last_success_timestamp_seconds (\S+)$", text, re.MULTILINE)
+    assert last_poll and abs(float(last_poll.group(1)) - time.time()) < 60, "the last successful poll is recent"
+    pickup_sum = re.search(r"^jes_event_pickup_seconds_sum (\S+)$", text, re.MULTILINE)
+    assert pickup_sum and 0 <= float(pickup_sum.group(1)) < 10, "from the event's own time to jes taking it"
 
 
 async def test_two_located_executors_run_each_event_in_exactly_one_region(

@@ -44,7 +44,7 @@ def retry_messages(plane: LocalControlPlane, context: str) -> list[str]:
     return [
         e["data"]["message"]
         for e in task_events(plane, context)
-        if e["type"].endswith(".status.changed") and "attempt" in e["data"].get("jes", {})
+        if e["type"].endswith(".status.changed") and "attempt" in e["data"].get("jes", {}).get("task", {})
     ]
 
 

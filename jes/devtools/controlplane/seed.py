@@ -61,7 +61,11 @@ def _files(resources_dir: Path) -> dict[str, bytes | None]:
 def _load_project(cp_state: state.ControlPlaneState, project_dir: Path) -> None:
     shipyard_file = project_dir / projects.SHIPYARD_URI
     if not shipyard_file.is_file():
-        raise _SeedProblem(f"{shipyard_file}: missing (every project folder needs its shipyard)")
+        raise _SeedProblem(
+            f"{shipyard_file}: missing — every folder in --seed is a project and needs its shipyard.yaml "
+            "(layout: <project>/shipyard.yaml, <project>/<stage>/<service>/resources/...; "
+            "`jes control-plane --hello-world` serves an example)"
+        )
     name = project_dir.name
     try:
         cp_state.create_project(name, shipyard_file.read_text(encoding="utf-8"))

@@ -8,6 +8,7 @@ serves it in the foreground until Ctrl-C.
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import math
 import signal
@@ -19,6 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from jes import errors
+from jes.devtools import examples
 from jes.devtools.controlplane import app, asgi, auth, datastore, faults, natsbridge, seed, state
 from jes.devtools.doubles import clock as clock_mod
 from jes.devtools.doubles import server as doubles_server
@@ -31,6 +33,8 @@ FaultInjector = faults.FaultInjector
 ControlPlaneState = state.ControlPlaneState
 
 DEFAULT_TOKEN = "local-token"
+#: The hello-world's sequence: the banner prints its users' trigger body (with sayhello.location).
+HELLO_WORLD_SEQUENCE = ("my-first-project", "dev", "sequence1")
 _START_TIMEOUT_S = 10.0
 
 
@@ -266,7 +270,12 @@ class LocalControlPlane:
 def _start_error(exc: OSError | doubles_server.ServerDidNotStart, host: str, port: int) -> errors.SettingsError:
     if isinstance(exc, doubles_server.ServerDidNotStart):
         return errors.SettingsError([f"the local control plane could not start on {host}:{port}"])
-    return errors.SettingsError([f"cannot listen on {host}:{port}: {exc.strerror}"])
+    if exc.errno == errno.EADDRINUSE:
+        return errors.SettingsError(
+            [f"cannot listen on {host}:{port}: port {port} is already in use (another jes control-plane or demo?); "
+             f"choose a free one with --port {port + 1}"]
+        )  # fmt: skip
+    return errors.SettingsError([f"cannot listen on {host}:{port}: {exc.strerror}; check --host and --port"])
 
 
 def run_control_plane(
@@ -322,6 +331,7 @@ def _banner(control_plane: LocalControlPlane) -> str:
         "Trigger a sequence:",
         f"  curl -X POST {url}/v1/event -H \"x-token: $KEPTN_API_TOKEN\" -H 'Content-Type: application/json' \\",
         f"    --data-raw '{_example_event(control_plane)}'",
+        *_region_note(control_plane),
         "Watch for the tasks it opens:",
         f'  curl -H "x-token: $KEPTN_API_TOKEN" {url}/controlPlane/v1/event/triggered/<event type>',
         "",
@@ -342,10 +352,18 @@ def _nats_lines(control_plane: LocalControlPlane) -> list[str]:
     ]
 
 
+def _region_note(control_plane: LocalControlPlane) -> list[str]:
+    if _example_event(control_plane) != json.dumps(examples.hello_world_trigger("APAC")):
+        return []
+    return ["  (the hello-world's config runs on sayhello.location APAC or EU: change it for the other region)"]
+
+
 def _example_event(control_plane: LocalControlPlane) -> str:
     for project in control_plane.state.projects.projects.values():
         for stage in project.shipyard.spec.stages:
             for sequence in stage.sequences:
+                if (project.name, stage.name, sequence.name) == HELLO_WORLD_SEQUENCE:
+                    return json.dumps(examples.hello_world_trigger("APAC"))  # its config matches on the location
                 service = project.services[0] if project.services else "service1"
                 data = {"project": project.name, "stage": stage.name, "service": service}
                 body = {"data": data, "source": "curl", "specversion": "1.0",
