@@ -30,7 +30,6 @@ import importlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from datetime import datetime
 from typing import Any
 
 import httpx
@@ -377,16 +376,8 @@ class Service:
             return
         if info.id not in self._in_flight:
             taken_at = self._wall_clock()
-            self._observe_pickup(info.time, taken_at)
+            self.metrics.observe_pickup(info.time, taken_at)
             self._spawn(info.id, lambda: self._handle_timed(event, taken_at), what="handling")
-
-    def _observe_pickup(self, event_time: str, taken_at: float) -> None:
-        """Pickup latency: from the triggered event's own time (its producer's clock) to now."""
-        try:
-            created = datetime.fromisoformat(event_time.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return
-        self.metrics.pickup_latency.observe(max(0.0, taken_at - created))
 
     async def _handle_timed(self, event: dict[str, Any], taken_at: float) -> ports.Result:
         result = await self.handler.handle(event)
