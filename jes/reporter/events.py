@@ -208,27 +208,16 @@ def progress(
 
 
 def status_changed_attempt(
-    info: EventInfo,
-    identity: Identity,
-    *,
-    task: str,
-    index: int,
-    count: int,
-    attempt: int,
-    attempts: int,
-    exit_code: int | None,
-    job: str,
-    now: datetime | None = None,
-) -> dict[str, Any]:
+    info: EventInfo, identity: Identity, *, task: str, index: int, count: int, attempt: int, attempts: int,
+    exit_code: int | None, job: str, now: datetime | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Best effort report of a retry: "task 1/2 'tests' attempt 2/3 after exit code 2" (``attempt``
     counts from 1; ``attempts`` is 1 + the task's retries; ``exit_code`` is the previous attempt's)."""
     after = f"exit code {exit_code}" if exit_code is not None else "a failure without exit code"
-    message = f"{_task_label(task, index, count)} attempt {attempt}/{attempts} after {after}"
-    detail = {
-        "name": task, "index": index, "count": count, "job": job,
-        "attempt": attempt, "attempts": attempts, "previousExitCode": exit_code,
-    }  # fmt: skip
-    return progress(info, identity, message, detail, now=now)
+    detail = {"name": task, "index": index, "count": count, "job": job, "attempt": attempt, "attempts": attempts,
+              "previousExitCode": exit_code}  # fmt: skip
+    return progress(info, identity, f"{_task_label(task, index, count)} attempt {attempt}/{attempts} after {after}",
+                    detail, now=now)  # fmt: skip
 
 
 def _task_label(task: str, index: int, count: int) -> str:
@@ -344,18 +333,13 @@ def summary(identity: Identity, action: str, reports: Sequence[TaskReport]) -> d
                 "durationSeconds": round(r.outcome.duration_s, 3),
                 "reason": r.outcome.reason,
                 "onError": r.on_error,
-                **_attempts(r.outcome),
+                # a task with retries: how many runs, and each one's exit code
+                **({"attempts": len(r.outcome.attempts), "exitCodes": list(r.outcome.attempts)} if r.outcome.attempts
+                   else {}),
             }
             for r in reports
         ],
     }
-
-
-def _attempts(outcome: Outcome) -> dict[str, Any]:
-    """``attempts`` and ``exitCodes`` (per attempt) of a task with retries; nothing for one without."""
-    if not outcome.attempts:
-        return {}
-    return {"attempts": len(outcome.attempts), "exitCodes": list(outcome.attempts)}
 
 
 def finished(
