@@ -189,6 +189,19 @@ class RenderedTask:
     action ends succeeded/warning (unless a ``fail`` task fails later)."""
     volumes: tuple[TaskVolume, ...] = ()
     """The task's own volumes (``tasks[].volumes``), in file order."""
+    retries: int = 0
+    """How often the task runs again after failing (Kubernetes: the Job's ``backoffLimit``)."""
+    retry_on_exit_codes: tuple[int, ...] = ()
+    """Only these exit codes are retried, in ascending order; empty: every non-zero exit code."""
+
+    def may_retry(self, exit_code: int | None) -> bool:
+        """Whether an attempt that failed with ``exit_code`` (None: no exit code, such as a failed
+        start) is retried, attempts left aside; the same rule as the Job's ``podFailurePolicy``."""
+        if self.retries <= 0:
+            return False
+        if not self.retry_on_exit_codes:
+            return True
+        return exit_code in self.retry_on_exit_codes
 
 
 @dataclass(frozen=True)
@@ -326,6 +339,9 @@ class Outcome:
     output: Mapping[str, Any] | None = None
     """The JSON object the task wrote to ``$KEPTN_OUTPUT_FILE`` (None: no output); merged into the
     ``.finished`` data (:func:`jes.reporter.events.merge_outputs`)."""
+    attempts: tuple[int | None, ...] = ()
+    """The exit code of each attempt, in order (None: the attempt ended without one), for a task
+    with ``retries``; empty for a task without (it has one attempt)."""
 
     @property
     def succeeded(self) -> bool:

@@ -192,6 +192,10 @@ def _validate_job(job: Obj) -> list[tuple[str, str]]:
             causes.append((f"spec.template.spec.containers[{i}].name", "Invalid value: must be a DNS-1123 label"))
         if not container.get("image"):
             causes.append((f"spec.template.spec.containers[{i}].image", "Required value"))
+    policy = (job.get("spec") or {}).get("podFailurePolicy")
+    if policy is not None:
+        names = {c.get("name") for c in [*containers, *(spec.get("initContainers") or [])]}
+        causes += _pod_failure_policy_problems(policy, spec.get("restartPolicy"), names)
     return causes + _validate_volumes(spec)
 
 
@@ -227,6 +231,42 @@ def _validate_volumes(spec: Obj) -> list[tuple[str, str]]:
                 elif path in paths:
                     causes.append((f"{where}.mountPath", f'Invalid value: "{path}": must be unique'))
                 paths.add(path)
+    return causes
+
+
+def _pod_failure_policy_problems(policy: Obj, restart_policy: Any, names: set[Any]) -> list[tuple[str, str]]:
+    """What batch validation.go (``validatePodFailurePolicy`` and its rules) refuses."""
+    causes = []
+    if restart_policy != "Never":
+        causes.append(
+            (
+                "spec.template.spec.restartPolicy",
+                'Invalid value: only "Never" is supported when podFailurePolicy is specified',
+            )
+        )
+    for i, rule in enumerate(policy.get("rules") or ()):
+        path = f"spec.podFailurePolicy.rules[{i}]"
+        if rule.get("action") not in ("Count", "FailIndex", "FailJob", "Ignore"):
+            causes.append((f"{path}.action", "Unsupported value"))
+        codes, conditions = rule.get("onExitCodes"), rule.get("onPodConditions")
+        if (codes is None) == (not conditions):
+            causes.append((path, "Invalid value: specifying one of OnExitCodes and OnPodConditions is required"))
+        if codes is None:
+            continue
+        values = list(codes.get("values") or ())
+        if codes.get("containerName") is not None and codes["containerName"] not in names:
+            causes.append(
+                (
+                    f"{path}.onExitCodes.containerName",
+                    "Invalid value: must be one of the container or initContainer names in the pod template",
+                )
+            )
+        if codes.get("operator") not in ("In", "NotIn"):
+            causes.append((f"{path}.onExitCodes.operator", 'Unsupported value: supported values: "In", "NotIn"'))
+        if not values or len(values) > 255 or len(set(values)) != len(values) or values != sorted(values):
+            causes.append((f"{path}.onExitCodes.values", "Invalid value: at least one, at most 255, unique, ordered"))
+        if codes.get("operator") == "In" and 0 in values:
+            causes.append((f"{path}.onExitCodes.values", "Invalid value: must not be 0 for the In operator"))
     return causes
 
 

@@ -432,8 +432,8 @@ class Kubelet:
             if init_failed:
                 set_condition(status, "Initialized", "False", now, "PodFailed")
 
-        self._update(change)
-        self.cluster.pod_finished(self.namespace, self.job_name, self.job_uid, succeeded)
+        ended = self._update(change)
+        self.cluster.pod_finished(self.namespace, self.job_name, self.job_uid, succeeded, ended)
 
 
 def is_sidecar(container: Obj) -> bool:

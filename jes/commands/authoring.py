@@ -157,6 +157,8 @@ def _task_document(task: RenderedTask) -> dict[str, Any]:
         "env": env,
         "onError": task.on_error,
         "volumes": [_volume_document(volume) for volume in task.volumes],
+        "retries": task.retries,
+        "retryOnExitCodes": list(task.retry_on_exit_codes),
     }
 
 
@@ -212,6 +214,7 @@ def match_text(result: Plan) -> str:
         for task in action.tasks:
             argv = " ".join(json.dumps(part) for part in (*(task.cmd or ()), *(task.args or ())))
             warning = " (onError: warning)" if task.on_error == "warning" else ""
+            warning += _retries_text(task)
             lines.append(f"  task {task.task_index} {task.name!r}{warning}: {task.image} {argv}".rstrip())
             for entry in task.env:
                 if isinstance(entry, EnvValue):
@@ -283,7 +286,10 @@ def render_documents(result: Plan, job_settings: manifests.JobSettings) -> str:
             continue
         for task in action.tasks:
             job = manifests.build_job(task, result.event, config_hash=result.config_hash, settings=job_settings)
-            note = _files_note(task.files) + _on_error_note(task) + _claims_note(task) + _outputs_note(job_settings)
+            note = (
+                _files_note(task.files) + _on_error_note(task) + _claims_note(task) + _outputs_note(job_settings)
+                + _retries_note(task)
+            )
             if action.concurrency and task is action.tasks[0]:
                 note = f"# action {action.name!r}: {concurrency_text(action.concurrency)}\n" + note
             parts.append(note + yaml.safe_dump(job, sort_keys=False, allow_unicode=True))
@@ -313,6 +319,24 @@ def _outputs_note(job_settings: manifests.JobSettings) -> str:
     return (
         "# the task may write a JSON object to $KEPTN_OUTPUT_FILE: the jes-output sidecar relays it\n"
         "# when the task ended, and its keys are merged into the .finished data (JES_TASK_OUTPUTS)\n"
+    )
+
+
+def _retries_text(task: RenderedTask) -> str:
+    """" (retries: 2 on exit codes 2, 3)" for ``jes match``; nothing for a task without retries."""
+    if task.retries <= 0:
+        return ""
+    codes = ", ".join(str(code) for code in task.retry_on_exit_codes)
+    return f" (retries: {task.retries} on exit codes {codes})" if codes else f" (retries: {task.retries})"
+
+
+def _retries_note(task: RenderedTask) -> str:
+    if task.retries <= 0:
+        return ""
+    which = f"exit codes {list(task.retry_on_exit_codes)}" if task.retry_on_exit_codes else "any failure"
+    return (
+        f"# task {task.name!r} runs up to {task.retries + 1} times after {which} "
+        "(backoffLimit; podFailurePolicy: disruptions do not count)\n"
     )
 
 

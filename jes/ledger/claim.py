@@ -58,6 +58,8 @@ class TaskRecord:
     finished_at: str = ""
     token_digest: str = ""
     """SHA-256 of the task's API-proxy token while it runs (any replica can check a token with it)."""
+    attempts: tuple[int | None, ...] = ()
+    """The exit code of each attempt of a task with retries (saved only when there are some)."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"state": self.state.value, "job": self.job}
@@ -71,6 +73,8 @@ class TaskRecord:
                 started_at=self.started_at,
                 finished_at=self.finished_at,
             )
+            if self.attempts:
+                data["attempts"] = list(self.attempts)
         return data
 
     @classmethod
@@ -84,6 +88,7 @@ class TaskRecord:
             started_at=str(data.get("started_at") or ""),
             finished_at=str(data.get("finished_at") or ""),
             token_digest=str(data.get("token_digest") or ""),
+            attempts=tuple(c if isinstance(c, int) else None for c in data.get("attempts") or ()),
         )
 
 

@@ -18,6 +18,8 @@ from jes import errors
 from jes.matcher import imagepolicy, jsonpath, volumes, yamlsource
 from jes.matcher.fieldtypes import ModelT
 from jes.matcher.schema import (
+    EXIT_CODES,
+    MAX_RETRIES,
     MIN_TTL_SECONDS_AFTER_FINISHED,
     VALUE_FROM,
     Concurrency,
@@ -192,8 +194,31 @@ def _check_task(checker: Checker, path: yamlsource.Path, task: Task, policy: Pol
         checker.add((*path, "maxPollDuration"), "must be greater than 0 seconds")
     if not task.image:
         checker.add((*path, "image"), "task has no image", warning=True)
+    _check_retries(checker, path, task)
     if policy is not None:
         _check_policy(checker, path, task, policy)
+
+
+def _check_retries(checker: Checker, path: yamlsource.Path, task: Task) -> None:
+    """``retries`` within 0..MAX_RETRIES; ``retryOnExitCodes`` only with retries, each 1-255, once."""
+    if not 0 <= task.retries <= MAX_RETRIES:
+        checker.add((*path, "retries"), f"{task.retries} is out of range: write 0 (no retry) to {MAX_RETRIES}")
+    codes = task.retryOnExitCodes
+    if codes is None:
+        return
+    where = (*path, "retryOnExitCodes")
+    if task.retries <= 0:
+        checker.add(where, "has no effect without retries: set retries (1 to 10) or remove retryOnExitCodes")
+    if not codes:
+        checker.add(where, "is empty: list the exit codes to retry, or remove it to retry every non-zero exit code")
+    low, high = EXIT_CODES
+    seen: set[int] = set()
+    for i, code in enumerate(codes):
+        if not low <= code <= high:
+            checker.add((*where, i), f"{code} is not a failing exit code: write {low} to {high} (0 is success)")
+        elif code in seen:
+            checker.add((*where, i), f"{code} is listed twice")
+        seen.add(code)
 
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -319,6 +319,8 @@ def render_task(
         image_pull_secrets=tuple(task.imagePullSecrets or ()),
         on_error=task.onError,
         volumes=volumes.rendered(task),
+        retries=task.retries,
+        retry_on_exit_codes=tuple(sorted(task.retryOnExitCodes or ())) if task.retries > 0 else (),
     )
 
 

@@ -1,8 +1,8 @@
 """The ``job/config.yaml`` model (apiVersion v2) and its constants.
 
 Every field of the original job-executor-service is here with its upstream default, plus the
-extensions ``actions[].locations``, ``tasks[].imagePullSecrets``, ``tasks[].onError`` and
-``tasks[].volumes``. The field
+extensions ``actions[].locations``, ``actions[].concurrency``, ``tasks[].imagePullSecrets``,
+``tasks[].onError``, ``tasks[].volumes`` and ``tasks[].retries``/``retryOnExitCodes``. The field
 descriptions feed the JSON Schema and the reference table in README.md.
 """
 
@@ -16,6 +16,7 @@ from jes.matcher.fieldtypes import (
     StrictModel,
     YBool,
     YInt,
+    YIntList,
     YStr,
     YStrList,
     YStrMap,
@@ -35,6 +36,10 @@ PROC_MOUNTS = ("Default", "Unmasked")
 PROFILE_TYPES = ("RuntimeDefault", "Unconfined", "Localhost")
 #: What a failed task does to its action (jes extension ``tasks[].onError``); the first is the default.
 ON_ERROR = ("fail", "warning")
+#: The most retries a task may have (jes extension ``tasks[].retries``): 11 runs of one task at most.
+MAX_RETRIES = 10
+#: The exit codes ``retryOnExitCodes`` may list: a process's non-zero exit codes.
+EXIT_CODES = (1, 255)
 
 
 class JsonPathFilter(StrictModel):
@@ -160,6 +165,16 @@ class Task(StrictModel):
         "fail",
         description="jes extension: fail ends the action errored/fail; warning lets the next tasks run "
         "and makes the action succeeded/warning",
+    )
+    retries: YInt = Field(
+        0,
+        description=f"jes extension: how often a failed task runs again, 0 to {MAX_RETRIES} "
+        "(Kubernetes: the Job's backoffLimit)",
+    )
+    retryOnExitCodes: YIntList = Field(
+        None,
+        description="jes extension: only these exit codes (1-255) are retried, any other fails at once; "
+        "none: every non-zero exit code",
     )
     volumes: Annotated[list[Volume] | None, BeforeValidator(list_or_none)] = Field(
         None, description="jes extension: emptyDir or persistentVolumeClaim volumes mounted into the task"

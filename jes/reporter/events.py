@@ -208,6 +208,19 @@ def progress(
     return _envelope(info, response_type(info.type, "status.changed"), data, identity, now or utc_now())
 
 
+def status_changed_attempt(
+    info: EventInfo, identity: Identity, *, task: str, index: int, count: int, attempt: int, attempts: int,
+    exit_code: int | None, job: str, now: datetime | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Best effort report of a retry: "task 1/2 'tests' attempt 2/3 after exit code 2" (``attempt``
+    counts from 1; ``attempts`` is 1 + the task's retries; ``exit_code`` is the previous attempt's)."""
+    after = f"exit code {exit_code}" if exit_code is not None else "a failure without exit code"
+    detail = {"name": task, "index": index, "count": count, "job": job, "attempt": attempt, "attempts": attempts,
+              "previousExitCode": exit_code}  # fmt: skip
+    return progress(info, identity, f"{_task_label(task, index, count)} attempt {attempt}/{attempts} after {after}",
+                    detail, now=now)  # fmt: skip
+
+
 def _task_label(task: str, index: int, count: int) -> str:
     return f"task {index + 1}/{count} '{task}'"
 
@@ -337,6 +350,9 @@ def summary(identity: Identity, action: str, reports: Sequence[TaskReport]) -> d
                 "reason": r.outcome.reason,
                 "onError": r.on_error,
                 **_output_summary(r.outcome.output),
+                # a task with retries: how many runs, and each one's exit code
+                **({"attempts": len(r.outcome.attempts), "exitCodes": list(r.outcome.attempts)} if r.outcome.attempts
+                   else {}),
             }
             for r in reports
         ],

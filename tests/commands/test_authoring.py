@@ -109,6 +109,8 @@ def test_match_json_contract() -> None:
                         ],
                         "onError": "fail",
                         "volumes": [],
+                        "retries": 0,
+                        "retryOnExitCodes": [],
                     }
                 ],
             }

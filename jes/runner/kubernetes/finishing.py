@@ -20,12 +20,13 @@ from datetime import datetime
 
 from jes import errors
 from jes.models import Outcome, Status
-from jes.runner import outputrelay, outputs
+from jes.runner import outputrelay, outputs, retries
 from jes.runner.kubernetes import events as kube_events
 from jes.runner.kubernetes import status as kube_status
 from jes.runner.kubernetes import watch as kube_watch
 from jes.runner.kubernetes.task import ApiLookup, JobTask, Obj, now
 from jes.runner.kubernetes.tasklogs import TaskLogs
+from jes.runner.kubernetes.waiting import Attempts
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +42,14 @@ async def finish(
     *,
     adopted: bool,
     delete_unstartable: bool,
+    attempts_seen: Attempts | None = None,
 ) -> Outcome:
-    """The task's outcome from ``verdict``, its pods, logs and events; the Job stopped if need be."""
+    """The task's outcome from ``verdict``, its pods, logs and events; the Job stopped if need be.
+    ``attempts_seen`` hears of the pods the watch had not shown yet (a retry that ended quickly)."""
     main = spec.main_container
     pods = await _final_pods(api, namespace, tracker)
+    if attempts_seen is not None:
+        attempts_seen.observe({pod["metadata"]["name"]: pod for pod in pods})
     if verdict.status is Status.FAILED:
         verdict = kube_status.failure_detail(pods, main) or verdict
     exit_code = verdict.exit_code if verdict.exit_code is not None else kube_status.main_exit_code(pods, main)
@@ -55,6 +60,13 @@ async def finish(
     if verdict.status is not Status.SUCCEEDED:
         events = await kube_events.failure_messages(api, namespace, spec.job_name, pods)
     reason = verdict.reason
+    attempts: tuple[int | None, ...] = ()
+    if spec.task.retries > 0:  # one pod per attempt; the Job's condition says why there was no other
+        attempts = tuple(kube_status.pod_exit_code(pod, main) for pod in kube_status.pods_in_order(pods))
+        if verdict.status in (Status.SUCCEEDED, Status.FAILED):
+            cause = kube_status.job_failed_reason(tracker.job or {})
+            succeeded = verdict.status is Status.SUCCEEDED
+            reason = retries.final_reason(reason, spec.task, attempts, succeeded=succeeded, cause=cause)
     if stopping:
         reason += await _stop_job(api, namespace, spec.job_name)
     finished = now()
@@ -69,6 +81,7 @@ async def finish(
         started_at=started_at,
         finished_at=max(finished, started_at),
         events=events,
+        attempts=attempts,
     )
     if _has_relay(spec) and verdict.status in (Status.SUCCEEDED, Status.FAILED):
         outcome = await _with_output(api, namespace, pods, outcome)
@@ -129,10 +142,14 @@ async def _read_relay_log(api: ApiLookup, namespace: str, pod: str) -> bytes:
 
 
 async def _final_pods(api: ApiLookup, namespace: str, tracker: kube_watch.Tracker) -> list[Obj]:
-    """The Job's pods: as watched when every one of them has ended, else read once now (the
-    pod watch may lag behind the Job watch)."""
+    """The Job's pods: as watched when every one of them has ended and none is missing, else read
+    once now (the pod watch may lag behind the Job watch: a retried Job may be over before its
+    last pod was seen; the Job's ``succeeded`` + ``failed`` count its pods)."""
     watched = list(tracker.pods.values())
-    if watched and all((p.get("status") or {}).get("phase") in ("Succeeded", "Failed") for p in watched):
+    counts = (tracker.job or {}).get("status") or {}
+    counted = int(counts.get("succeeded") or 0) + int(counts.get("failed") or 0)
+    ended = all((p.get("status") or {}).get("phase") in ("Succeeded", "Failed") for p in watched)
+    if watched and ended and len(watched) >= counted:
         return watched
     try:
         pods = await api().list_pods(namespace, f"job-name={tracker.name}")

@@ -17,6 +17,9 @@ The Job has the shape of those upstream (Keptn's job-executor-service) creates, 
 * **Volumes** (``tasks[].volumes``): each an ``emptyDir`` (with its ``sizeLimit``) or a
   ``persistentVolumeClaim`` (``readOnly`` on the source and the mount), after jes's own volumes,
   mounted into the task container only (never the init container), after ``/keptn``.
+* **Retries**: ``tasks[].retries`` sets ``backoffLimit`` (else 0: one pod) and a ``podFailurePolicy``
+  (:func:`pod_failure_policy`): disruptions do not count, exit codes outside ``retryOnExitCodes``
+  fail the Job at once.
 * **API proxy**: a task that may use jes's API proxy (:class:`~jes.models.ApiProxyAccess`) gets
   ``KEPTN_API_PROXY_URL`` as a value and ``KEPTN_API_PROXY_TOKEN`` through ``secretKeyRef`` from
   the Secret ``<job>-api-proxy`` (key ``token``, :func:`build_api_proxy_secret`): the token itself
@@ -29,7 +32,6 @@ The Job has the shape of those upstream (Keptn's job-executor-service) creates, 
 from __future__ import annotations
 
 import base64
-import copy
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -50,7 +52,10 @@ from jes.models import (
     job_name,
     k8s_literal,
 )
-from jes.runner.kubernetes.status import RELAY_CONTAINER
+from jes.runner.kubernetes.outputsidecar import NO_TOKEN_VOLUME as NO_TOKEN_VOLUME
+from jes.runner.kubernetes.outputsidecar import OUTPUT_CONTAINER as OUTPUT_CONTAINER
+from jes.runner.kubernetes.outputsidecar import OUTPUT_VOLUME as OUTPUT_VOLUME
+from jes.runner.kubernetes.outputsidecar import output_sidecar, output_volume_size
 from jes.runner.outputs import KUBERNETES_OUTPUT_DIR, KUBERNETES_OUTPUT_FILE
 from jes.settings import Settings
 
@@ -72,15 +77,6 @@ JOB_VOLUME = "job-volume"
 FILES_VOLUME = "job-files"
 CONFIGMAP_CHUNK_BYTES = 900 * 1024
 """A ConfigMap holds at most 1 MiB; files are spread over as many as needed."""
-OUTPUT_CONTAINER = RELAY_CONTAINER
-"""The native sidecar that relays the task's output file (:mod:`jes.runner.outputrelay`)."""
-OUTPUT_VOLUME = "job-output"
-NO_TOKEN_VOLUME = "jes-output-no-token"
-"""An empty volume mounted over the service account token's path in the sidecar only: the
-ServiceAccount admission plugin then mounts no token into it (``plugin/pkg/admission/serviceaccount/
-admission.go``: "Existing mounts at the default mount path prevent mounting of the API token")."""
-TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
-OUTPUT_RESOURCES = Resources(limits_cpu="100m", limits_memory="64Mi", requests_cpu="5m", requests_memory="16Mi")
 API_PROXY_TOKEN_KEY = "token"
 """The key of the proxy token in a task's ``<job>-api-proxy`` Secret."""
 
@@ -185,6 +181,9 @@ def build_job(
     }
     if settings.task_deadline_seconds > 0:
         spec["activeDeadlineSeconds"] = settings.task_deadline_seconds
+    if task.retries > 0:
+        spec["backoffLimit"] = task.retries
+        spec["podFailurePolicy"] = pod_failure_policy(task, name)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -196,6 +195,23 @@ def build_job(
         },
         "spec": spec,
     }
+
+
+def pod_failure_policy(task: RenderedTask, container: str) -> dict[str, Any]:
+    """The Job's ``podFailurePolicy`` for a task with retries (batch/v1; the pod's restartPolicy is
+    Never, as the API requires). A pod failed by a disruption (eviction, preemption, node drain: the
+    ``DisruptionTarget`` condition) is replaced without counting against ``backoffLimit``; with
+    ``retryOnExitCodes``, the task container ending with any other non-zero exit code fails the Job
+    at once (reason ``PodFailurePolicy``). The API wants the values unique and ascending, at most 255."""
+    rules: list[dict[str, Any]] = [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+    ]
+    if task.retry_on_exit_codes:
+        values = sorted(set(task.retry_on_exit_codes))
+        rules.append(
+            {"action": "FailJob", "onExitCodes": {"containerName": container, "operator": "NotIn", "values": values}}
+        )
+    return {"rules": rules}
 
 
 def _pod_spec(
@@ -216,8 +232,9 @@ def _pod_spec(
         pod["volumes"].append(_files_volume(name, files))
     pod["volumes"] += [task_volume(volume) for volume in task.volumes]
     if settings.task_outputs:
-        pod.setdefault("initContainers", []).append(output_sidecar(settings))
-        pod["volumes"].append({"name": OUTPUT_VOLUME, "emptyDir": {"sizeLimit": _output_volume_size(settings)}})
+        pod.setdefault("initContainers", []).append(output_sidecar(settings.init_image, settings.max_output_bytes))
+        room = output_volume_size(settings.max_output_bytes)
+        pod["volumes"].append({"name": OUTPUT_VOLUME, "emptyDir": {"sizeLimit": room}})
         pod["volumes"].append({"name": NO_TOKEN_VOLUME, "emptyDir": {"sizeLimit": "1Ki"}})
     return pod
 
@@ -274,43 +291,6 @@ def _main_container(
     if outputs:
         container["volumeMounts"].append({"name": OUTPUT_VOLUME, "mountPath": KUBERNETES_OUTPUT_DIR})
     return container
-
-
-#: The sidecar's container security context: the restricted Pod Security Standard, whatever the
-#: task's (it runs jes's own code, as the jes image's non-root user).
-OUTPUT_SECURITY_CONTEXT: Mapping[str, Any] = {
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "privileged": False,
-    "readOnlyRootFilesystem": True,
-    "runAsNonRoot": True,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-
-
-def output_sidecar(settings: JobSettings) -> dict[str, Any]:
-    """The ``jes-output`` native sidecar (an init container with ``restartPolicy: Always``,
-    Kubernetes 1.29+): started before the task, it waits for SIGTERM — sent once the task's
-    container ended (KEP-753) — and then prints the output file to its log
-    (:mod:`jes.runner.outputrelay`)."""
-    return {
-        "name": OUTPUT_CONTAINER,
-        "image": settings.init_image,
-        "imagePullPolicy": "IfNotPresent",
-        "restartPolicy": "Always",
-        "command": ["python", "-m", "jes.runner.outputrelay", KUBERNETES_OUTPUT_FILE, str(settings.max_output_bytes)],
-        "resources": OUTPUT_RESOURCES.as_k8s(),
-        "securityContext": copy.deepcopy(OUTPUT_SECURITY_CONTEXT),
-        "volumeMounts": [
-            {"name": OUTPUT_VOLUME, "mountPath": KUBERNETES_OUTPUT_DIR, "readOnly": True},
-            {"name": NO_TOKEN_VOLUME, "mountPath": TOKEN_PATH, "readOnly": True},
-        ],
-    }
-
-
-def _output_volume_size(settings: JobSettings) -> str:
-    """Room for the output file and some slack (a task may write it more than once)."""
-    return f"{max(1, -(-4 * settings.max_output_bytes // (1024 * 1024)))}Mi"
 
 
 def api_proxy_env(job: str, url: str) -> list[dict[str, Any]]:

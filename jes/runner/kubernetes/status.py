@@ -239,6 +239,31 @@ def failure_detail(pods: list[Obj], main: str) -> Verdict | None:
     return None
 
 
+def job_failed_reason(job: Obj) -> str:
+    """The reason of the Job's ``Failed`` condition (``BackoffLimitExceeded``, ``PodFailurePolicy``,
+    ``DeadlineExceeded``), or ""."""
+    for condition in _conditions(job):
+        if condition.get("type") == "Failed":
+            return str(condition.get("reason") or "")
+    return ""
+
+
+def pods_in_order(pods: dict[str, Obj] | list[Obj]) -> list[Obj]:
+    """The Job's pods oldest first: one per attempt. (``creationTimestamp`` has whole seconds; the
+    Job controller waits at least 10 s before it replaces a failed pod, so attempts do not share one.)"""
+    return _by_age(pods)
+
+
+def pod_exit_code(pod: Obj, main: str) -> int | None:
+    """The exit code of the pod's main container once it ended (None: not ended, or never ran)."""
+    for init, status in _statuses(pod):
+        terminated = _terminated(status)
+        if not init and status.get("name") == main and terminated is not None:
+            code = terminated.get("exitCode")
+            return int(code) if code is not None else None
+    return None
+
+
 def main_exit_code(pods: list[Obj], main: str) -> int | None:
     for pod in reversed(_by_age(pods)):
         for init, status in _statuses(pod):

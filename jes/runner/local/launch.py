@@ -117,6 +117,9 @@ def _spec_json(prepared: Launch, kill_grace_s: float) -> bytes:
         "limits": [{"name": name, "seconds": seconds} for name, seconds in prepared.limits],
         "kill_grace_s": kill_grace_s,
     }
+    if prepared.retries > 0:
+        spec["retries"] = prepared.retries
+        spec["retry_on_exit_codes"] = list(prepared.retry_on_exit_codes)
     return json.dumps(spec).encode()
 
 

@@ -38,6 +38,8 @@ limits, with the semantics a container would give them.
   process ends, what is left of its group is killed, as a container's processes end with it
   (processes that start a session of their own escape this, as they would escape any supervisor
   without cgroups).
+- **retries**: a task with ``retries`` is run again by the shim, at once, after an exit code the
+  rule allows (:meth:`~jes.models.RenderedTask.may_retry`); the limits count from its first start.
 
 A task that cannot be prepared is :class:`~jes.runner.local.outcome.Refused`; the errors a kubelet
 would report (a missing secret, a working directory that does not exist) as CANNOT_START with the
@@ -86,6 +88,9 @@ class Launch:
     note: str
     volume_dirs: tuple[Path, ...] = ()
     """The task's volumes' directories, created (if missing) before it starts."""
+    retries: int = 0
+    """Further attempts after a failure (``tasks[].retries``); the shim runs them."""
+    retry_on_exit_codes: tuple[int, ...] = ()
 
 
 def expand(text: str, variables: Mapping[str, str]) -> str:
@@ -154,6 +159,8 @@ def prepare(
         limits=_limits(spec, deadline_s),
         note=_note(task, command),
         volume_dirs=tuple((volume_dirs or {}).values()),
+        retries=task.retries,
+        retry_on_exit_codes=task.retry_on_exit_codes,
     )
 
 

@@ -100,7 +100,7 @@ class LocalRunner:
         self.max_output_bytes = max_output_bytes
         self._runs = self.state_dir / RUNS_DIR
         self._locks = _KeyedLocks()
-        self._starting: set[asyncio.Task[None]] = set()
+        self._starting: set[asyncio.Task[bool]] = set()
 
     @classmethod
     def from_settings(cls, settings: settings.Settings) -> LocalRunner:
@@ -135,26 +135,29 @@ class LocalRunner:
         on_running: Callable[[], None] | None = None,
         adopt_only: bool = False,
         fence: base.Fence = base.no_fence,
+        on_attempt: base.AttemptSink | None = None,
     ) -> Outcome:
         """Start the task (or adopt it, or return its recorded outcome) and wait until it ends.
 
         ``on_running`` is called once when the process has started (also when adopting one).
         Cancelling stops waiting; the process keeps running and can be adopted later. With
         ``adopt_only`` nothing is started: a job without state yields Status.LOST. ``fence`` is
-        awaited right before a process is started.
+        awaited right before a process is started. ``on_attempt`` hears of each retry of a task
+        with ``retries`` (the shim runs them) that starts while jes follows it.
         """
         started_at = now()
         try:
             job = self._job(spec.job_name)
-            await self._start_or_adopt(spec, job, adopt_only=adopt_only, fence=fence)
+            adopted = await self._start_or_adopt(spec, job, adopt_only=adopt_only, fence=fence)
         except Refused as exc:
             return refused_outcome(spec.job_name, exc, started_at)
         finally:
             spec.files.discard()  # copied into the task's own folder (or not needed): the spool goes
         buffer = logs.BoundedBuffer(head_bytes=self.log_head_bytes, tail_bytes=self.log_tail_bytes)
-        sink = Sink(buffer, spec.job_name, on_log, on_running)
+        sink = Sink(buffer, spec.job_name, on_log, on_running, on_attempt if spec.task.retries > 0 else None)
+        sink.attempts_seen = None if adopted else 0  # an adopted task's earlier attempts were reported
         status = await follow(job, sink)
-        result = outcome(spec.job_name, status, buffer.result())
+        result = outcome(spec.job_name, status, buffer.result(), spec.task)
         if self.task_outputs and result.status in (Status.SUCCEEDED, Status.FAILED):
             result = await asyncio.to_thread(self._with_output, job, result)
         return result
@@ -209,36 +212,37 @@ class LocalRunner:
 
     async def _start_or_adopt(
         self, spec: TaskSpec, job: JobDir, *, adopt_only: bool, fence: base.Fence = base.no_fence
-    ) -> None:
+    ) -> bool:
+        """Whether the task existed already (adopted, or finished: nothing was started)."""
         # Shielded: once jes decided to start a task it finishes starting it, even when the
         # caller is cancelled, so that a later run() finds a started task and not half a one.
         starting = self._start_or_adopt_locked(spec, job, adopt_only=adopt_only, fence=fence)
         task = asyncio.create_task(starting, name=f"local-start-{job.name}")
         self._starting.add(task)
         task.add_done_callback(self._started)
-        await asyncio.shield(task)
+        return await asyncio.shield(task)
 
-    def _started(self, task: asyncio.Task[None]) -> None:
+    def _started(self, task: asyncio.Task[bool]) -> None:
         self._starting.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.debug("starting %s failed: %s", task.get_name(), task.exception())
 
     async def _start_or_adopt_locked(
         self, spec: TaskSpec, job: JobDir, *, adopt_only: bool, fence: base.Fence
-    ) -> None:
+    ) -> bool:
         async with self._locks.hold(job.name):
             phase = job.phase()
             if adopt_only and phase in (Phase.ABSENT, Phase.UNSTARTED):
                 raise Refused(Status.LOST, f"the local runner has no process or outcome for {job.name}")
             if phase is Phase.ACTIVE:
                 log.info("local runner: adopting %s, which is still running", job.name)
-                return
+                return True
             if phase is Phase.FINISHED:
                 log.info("local runner: %s already finished; reporting its recorded outcome", job.name)
-                return
+                return True
             if phase is Phase.LOST:
                 jobdir.record_lost(job)
-                return
+                return True
             if phase is Phase.UNSTARTED:  # jes died while preparing it: start afresh
                 try:
                     await asyncio.to_thread(shutil.rmtree, job.path)
@@ -246,6 +250,7 @@ class LocalRunner:
                     raise errors.StateError(f"cannot clear the unstarted task in {job.path}: {exc}") from exc
             await fence()
             await asyncio.to_thread(self._launch, spec, job)
+            return False
 
     def _launch(self, spec: TaskSpec, job: JobDir) -> None:
         output_file = job.file(OUTPUT_FILE) if self.task_outputs else None
