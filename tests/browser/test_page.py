@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,8 @@ def test_abort_sends_keptns_sequence_control_request(page: Page, plane: LocalCon
     assert request.post_data_json == {"state": "abort", "stage": ""}
     assert request.headers["x-token"] == TOKEN
     expect(details(page).locator("h2")).to_contain_text("aborted")
+    expect(details(page).locator('[data-task="nobody"] .badge')).to_have_text("unfinished")
+    expect(details(page).get_by_role("note")).to_have_count(0)  # no longer waiting for anybody
     expect(page.locator(f'#sequences [data-context="{context}"]')).to_contain_text("aborted")
     expect(page.get_by_role("alert").filter(has_text="Abort failed")).to_have_count(0)
 
@@ -262,3 +265,28 @@ def test_the_page_fits_1280_by_800_and_its_screenshot(
     assert shot.stat().st_size < 300 * 1024
     if os.environ.get("JES_PAGE_SCREENSHOT"):
         Path(os.environ["JES_PAGE_SCREENSHOT"]).write_bytes(shot.read_bytes())
+
+
+def test_projects_stages_and_services_narrow_the_newest_first_list(page: Page, plane: LocalControlPlane) -> None:
+    lonely_project(plane)
+    first = plane.trigger_sequence(examples.hello_world_trigger("EU"))  # nobody runs it here: it stays open
+    time.sleep(0.002)  # Keptn's times have milliseconds: three triggers in one would have no order
+    second = plane.trigger_sequence(lonely_trigger())
+    time.sleep(0.002)
+    third = plane.trigger_sequence(examples.hello_world_trigger("APAC"))  # waits behind the first
+    connect(page)
+    listed = page.locator("#sequences .sequence")
+    expect(listed).to_have_count(3)
+    assert [listed.nth(i).get_attribute("data-context") for i in range(3)] == [third, second, first]
+    expect(listed.nth(0)).to_contain_text("waiting")
+
+    tree = page.get_by_role("navigation", name="Projects")
+    tree.get_by_role("button", name="qa", exact=True).click()
+    expect(listed).to_have_count(1)
+    expect(listed.nth(0)).to_have_attribute("data-context", second)
+    expect(tree.get_by_role("button", name="qa", exact=True)).to_have_attribute("aria-current", "true")
+    tree.get_by_role("button", name="service1", exact=True).click()
+    expect(listed).to_have_count(2)
+    expect(page.locator("#sequences-scope")).to_have_text("my-first-project › dev › service1")
+    tree.get_by_role("button", name="lonely", exact=True).click()
+    expect(listed).to_have_count(1)

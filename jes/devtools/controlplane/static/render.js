@@ -152,14 +152,15 @@ function taskBlock(task, sequence, integrations) {
   const last = task.finished.at(-1);
   const total = last ? since(task.triggered.time, last.time) : NaN;
   const result = last ? (last.data || {}).result : undefined;
-  const status = last ? (last.data || {}).status : "open";
+  const running = RUNNING_STATES.includes(sequence.state);
+  const status = last ? (last.data || {}).status : running ? "open" : "unfinished";
   return h("li", { class: "task", "data-task": task.name },
     h("div", { class: "task-head" },
       h("h3", {}, "Task ", h("code", {}, task.name)),
       badge(status || "finished", result),
       last ? h("span", { class: "meta" }, `took ${duration(total)}`) : null,
     ),
-    open && RUNNING_STATES.includes(sequence.state) ? nobodyFlag(task, integrations) : null,
+    open && running ? nobodyFlag(task, integrations) : null,
     eventTable(task),
     task.finished.map((finished) => finishedBlock(task, finished)),
   );
