@@ -22,6 +22,12 @@ EU = str(REPO / "examples/events/sayhello-eu.json")
 TEST_EVENT = str(REPO / "examples/events/test-triggered.json")
 
 
+@pytest.fixture(autouse=True)
+def locust_claims_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """all-features.yaml mounts the claim locust-reports, which the executor must allow."""
+    monkeypatch.setenv("JES_ALLOWED_VOLUME_CLAIMS", "locust-*")
+
+
 def run(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(cli.main, list(args))
     if result.exception and not isinstance(result.exception, SystemExit):
