@@ -218,3 +218,17 @@ def wait_for_sigterm_handler(process: subprocess.Popen[bytes], timeout_s: float 
         if process.poll() is not None or time.monotonic() > deadline:
             raise AssertionError("jes never installed its SIGTERM handler")
         time.sleep(0.002)
+
+
+async def restarted_between_tasks(plane: LocalControlPlane, kube: FakeKube, tmp_path: Path, config: str) -> str:
+    """Run ``config`` (two tasks) for one EU sequence on the fake API: jes dies (no handover) once the
+    second task's Job exists, and a new jes of the same pod finishes it. The sequence's context."""
+    put_config(plane, config)
+    first = make_kube_service(plane, kube, tmp_path, "jes-0")
+    await first.start()
+    context = plane.trigger_sequence(trigger_body("EU"))
+    await wait_until(lambda: len(kube.created_jobs) == 2, what="the second task's Job")
+    await first.abandon()
+    async with started(make_kube_service(plane, kube, tmp_path, "jes-0")):
+        await wait_until(lambda: sequence_done(plane, context), timeout_s=20)
+    return context

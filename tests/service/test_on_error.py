@@ -14,6 +14,7 @@ from tests.service.support import (
     ledger_check,
     make_kube_service,
     put_config,
+    restarted_between_tasks,
     running,
     sequence_done,
     started,
@@ -123,14 +124,7 @@ async def test_kubernetes_restart_after_a_warning_task_reaches_the_same_result(
     nor forgets it."""
     kube.behave(image="example.com/lint:1", exit_code=1, logs="lint output\n")
     kube.behave(image="alpine", logs="slow deploy\n", duration_s=1.5)
-    put_config(plane, config_with(image_task("lint", "example.com/lint:1", "warning") + image_task("deploy", "alpine")))
-    first = make_kube_service(plane, kube, tmp_path, "jes-0")
-    await first.start()
-    context = plane.trigger_sequence(trigger_body("EU"))
-    await wait_until(lambda: len(kube.created_jobs) == 2, what="the second task's Job")
-    await first.abandon()
-    async with started(make_kube_service(plane, kube, tmp_path, "jes-0")):
-        await wait_until(lambda: sequence_done(plane, context), timeout_s=20)
+    context = await restarted_between_tasks(plane, kube, tmp_path, config_with(image_task("lint", "example.com/lint:1", "warning") + image_task("deploy", "alpine")))
     ledger_check(plane)
     assert set(jobs_created(kube).values()) == {1}, "no Job is created twice"
     data = task_events(plane, context)[-1]["data"]

@@ -19,6 +19,7 @@ from tests.service.support import (
     ledger_check,
     make_kube_service,
     put_config,
+    restarted_between_tasks,
     running,
     sequence_done,
     started,
@@ -137,14 +138,7 @@ async def test_kubernetes_restart_after_a_task_ended_reads_its_output_again(
 ) -> None:
     kube.behave(image="example.com/locust:1", output='{"test": {"result": "pass"}}')
     kube.behave(image="alpine", logs="slow deploy\n", duration_s=1.5)
-    put_config(plane, config_with(image_task("test", "example.com/locust:1") + image_task("deploy", "alpine")))
-    first = make_kube_service(plane, kube, tmp_path, "jes-0")
-    await first.start()
-    context = plane.trigger_sequence(trigger_body("EU"))
-    await wait_until(lambda: len(kube.created_jobs) == 2, what="the second task's Job")
-    await first.abandon()
-    async with started(make_kube_service(plane, kube, tmp_path, "jes-0")):
-        await wait_until(lambda: sequence_done(plane, context), timeout_s=20)
+    context = await restarted_between_tasks(plane, kube, tmp_path, config_with(image_task("test", "example.com/locust:1") + image_task("deploy", "alpine")))
     assert set(jobs_created(kube).values()) == {1}, "no Job is created twice"
     data = task_events(plane, context)[-1]["data"]
     assert data["status"] == "succeeded" and data["test"] == {"result": "pass"}

@@ -11,11 +11,10 @@ from fakes.fake_kube import FakeKube
 from jes.devtools.controlplane.server import LocalControlPlane
 from tests.service.support import (
     jes_settings,
-    make_kube_service,
     put_config,
+    restarted_between_tasks,
     running,
     sequence_done,
-    started,
     task_events,
     trigger_body,
     wait_until,
@@ -62,14 +61,7 @@ async def test_kubernetes_a_task_done_before_a_restart_is_not_announced_again(
 ) -> None:
     kube.behave(image="example.com/first:1", logs="first\n")
     kube.behave(image="alpine", logs="slow\n", duration_s=1.5)
-    put_config(plane, config_with(image_task("first", "example.com/first:1") + image_task("second", "alpine")))
-    first = make_kube_service(plane, kube, tmp_path, "jes-0")
-    await first.start()
-    context = plane.trigger_sequence(trigger_body("EU"))
-    await wait_until(lambda: len(kube.created_jobs) == 2, what="the second task's Job")
-    await first.abandon()
-    async with started(make_kube_service(plane, kube, tmp_path, "jes-0")):
-        await wait_until(lambda: sequence_done(plane, context), timeout_s=20)
+    context = await restarted_between_tasks(plane, kube, tmp_path, config_with(image_task("first", "example.com/first:1") + image_task("second", "alpine")))
     messages = progress_messages(plane, context)
     assert [m.split(" ", 3)[1:3] + [m.split(" ")[3]] for m in messages] == [
         ["1/2", "'first'", "started"],
