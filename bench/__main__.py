@@ -45,8 +45,8 @@ def _options(args: argparse.Namespace) -> scenarios.Options:
         opts.throughput_runs = 1
         opts.scale_events = (30, 100)
         opts.scale_runs = 1
-        opts.inflight_checkpoint = 50
-        opts.inflight_jobs = 150
+        opts.inflight_checkpoint = 30
+        opts.inflight_jobs = 100
         opts.file_bytes = 4 * 1024 * 1024
         opts.output_bytes = 20_000_000
         opts.idle_warmup_s = 2.0
