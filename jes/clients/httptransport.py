@@ -146,11 +146,17 @@ class LeanTransport(httpx.AsyncBaseTransport):
         return self._ssl_context
 
     async def aclose(self) -> None:
+        """Close the idle connections and wait (briefly) until their sockets are closed: a loop that
+        ends right after would leave them open (``ResourceWarning: unclosed transport``)."""
         self._closed = True
-        for idle in self._idle.values():
-            for connection in idle:
-                connection.close()
+        idle = [connection for connections in self._idle.values() for connection in connections]
         self._idle.clear()
+        for connection in idle:
+            connection.close()
+        if idle:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await asyncio.gather(*(c.writer.wait_closed() for c in idle), return_exceptions=True)
 
     # -- one request --------------------------------------------------------------------------
 
