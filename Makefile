@@ -5,12 +5,13 @@ BIN    := $(VENV)/bin
 TOOLS  := .tools
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install tools test lint typecheck unit demo demo-regions demo-integration bench bench-quick scan clean
+.PHONY: help install tools test test-browser lint typecheck unit demo demo-regions demo-integration bench bench-quick scan clean
 
 help:
 	@echo "make demo   - install and run the embedded hello-world (control plane + jes + local runner)"
 	@echo "make demo-integration - an integration (examples/integration) served by jes distributor"
 	@echo "make test   - lint (ruff, import-linter layers), type-check (mypy) and run the test suite"
+	@echo "make test-browser - the control plane's web page in headless Chromium (needs: apt-get install chromium)"
 	@echo "make bench  - benchmarks; prints a table, writes bench/results.json and bench/scale.png (~15 min)"
 	@echo "make bench-quick - the benchmarks at small sizes (under 2 minutes; not a measurement)"
 	@echo "make scan   - slow scanners: checkov on the rendered chart, pinned image requirements"
@@ -40,6 +41,16 @@ unit: install tools
 	  $(BIN)/pytest -q -p no:cacheprovider -n 2
 
 test: lint typecheck unit
+
+BROWSER_STAMP := $(VENV)/.browser-installed
+
+$(BROWSER_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[test,browser]'
+	touch $(BROWSER_STAMP)
+
+# Debian's chromium (JES_CHROMIUM=/path for another); Playwright's own browser download is not used
+test-browser: $(BROWSER_STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider tests/browser
 
 demo: install
 	$(BIN)/jes demo

@@ -73,12 +73,18 @@ def main() -> None:
     metavar="LIST",
     help="jes's own service accounts (default: JES_PROTECTED_SERVICE_ACCOUNTS)",
 )
+@click.option(
+    "--allowed-volume-claims",
+    metavar="LIST",
+    help="comma list of globs of the PersistentVolumeClaims tasks may mount (default: JES_ALLOWED_VOLUME_CLAIMS)",
+)
 def validate(
     files: tuple[str, ...],
     allowed_images: str | None,
     allow_privileged_jobs: bool | None,
     protected_secrets: str | None,
     protected_service_accounts: str | None,
+    allowed_volume_claims: str | None,
 ) -> None:
     """Check job/config.yaml files; print FILE:LINE:COL: problems (and warnings), exit 1 if any."""
     overrides: dict[str, Any] = {"allow_privileged_jobs": allow_privileged_jobs}
@@ -88,6 +94,8 @@ def validate(
         overrides["protected_secrets"] = parsing.comma_list(protected_secrets)
     if protected_service_accounts is not None:
         overrides["protected_service_accounts"] = parsing.comma_list(protected_service_accounts)
+    if allowed_volume_claims is not None:
+        overrides["allowed_volume_claims"] = parsing.comma_list(allowed_volume_claims)
     current = load_settings(**overrides)
     check_images = allowed_images is not None or "ALLOWED_IMAGE_LIST" in os.environ
     policy = authoring.policy_of(current, check_images=check_images)

@@ -131,6 +131,34 @@ class EventInfo:
     time: str = ""
 
 
+#: Names of the volumes jes itself puts into a task's pod (the ``/keptn`` emptyDir, the files
+#: ConfigMaps' projection, the outputs' emptyDir and the sidecar's token blocker,
+#: :mod:`jes.runner.kubernetes.manifests`): a task's volumes may not use them.
+JES_VOLUME_NAMES = ("job-volume", "job-files", "job-output", "jes-output-no-token")
+#: Where jes mounts into the task container (the task's files; ``$KEPTN_OUTPUT_FILE``'s folder): a
+#: task's volume may not be mounted there, inside or above.
+JES_MOUNT_PATHS = ("/keptn", "/keptn-output")
+
+
+@dataclass(frozen=True)
+class TaskVolume:
+    """A volume of a task (jes extension ``tasks[].volumes``): an emptyDir (``claim_name`` empty)
+    or an existing PersistentVolumeClaim, mounted into the task container at ``mount_path``."""
+
+    name: str
+    mount_path: str
+    size_limit: str = ""
+    """emptyDir only: its ``sizeLimit`` (a Kubernetes quantity); empty: none."""
+    claim_name: str = ""
+    """persistentVolumeClaim only: the claim's name, in the task's namespace."""
+    read_only: bool = False
+    """persistentVolumeClaim only: mounted read-only."""
+
+    @property
+    def kind(self) -> str:
+        return "persistentVolumeClaim" if self.claim_name else "emptyDir"
+
+
 @dataclass(frozen=True)
 class RenderedTask:
     """One task of one action, rendered for one event: ready for a runner."""
@@ -159,6 +187,41 @@ class RenderedTask:
     on_error: str = "fail"
     """``fail``: a failure ends the action errored/fail; ``warning``: the next tasks run and the
     action ends succeeded/warning (unless a ``fail`` task fails later)."""
+    volumes: tuple[TaskVolume, ...] = ()
+    """The task's own volumes (``tasks[].volumes``), in file order."""
+    retries: int = 0
+    """How often the task runs again after failing (Kubernetes: the Job's ``backoffLimit``)."""
+    retry_on_exit_codes: tuple[int, ...] = ()
+    """Only these exit codes are retried, in ascending order; empty: every non-zero exit code."""
+
+    def may_retry(self, exit_code: int | None) -> bool:
+        """Whether an attempt that failed with ``exit_code`` (None: no exit code, such as a failed
+        start) is retried, attempts left aside; the same rule as the Job's ``podFailurePolicy``."""
+        if self.retries <= 0:
+            return False
+        if not self.retry_on_exit_codes:
+            return True
+        return exit_code in self.retry_on_exit_codes
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """``actions[].concurrency`` rendered for one event: at most ``limit`` events of one queue run
+    the action at once; the others wait in arrival order."""
+
+    limit: int
+    key: str
+    """The JSONPath (``""``: no key, one queue for the action)."""
+    value: str
+    """What the key found in the event: a string as it is, anything else as compact JSON."""
+    queue: str
+    """The queue's identity: the Keptn project, the action's name and ``value`` — events share a
+    queue (and its slots) when all three are equal (the ledger hashes it for object names)."""
+
+
+def queue_of(project: str, action: str, value: str) -> str:
+    """The identity of a concurrency queue (:attr:`Concurrency.queue`)."""
+    return "\0".join((project, action, value))
 
 
 @dataclass(frozen=True)
@@ -170,6 +233,8 @@ class PlannedAction:
     error: str | None = None
     """Set when the action cannot run for this event (a task failed to render, or breaks policy);
     then ``tasks`` is empty and the action reports this error without creating any Job."""
+    concurrency: Concurrency | None = None
+    """``actions[].concurrency`` for this event (None: the action runs at once)."""
 
 
 @dataclass(frozen=True)
@@ -239,6 +304,8 @@ class Status(enum.StrEnum):
     """The Job (or process) disappeared before its result was known."""
     ERROR = "error"
     """jes could not create the Job at all (permission, invalid spec, API error)."""
+    CANCELLED = "cancelled"
+    """Its sequence was aborted in Keptn: the Job (or process) was stopped (README "Cancellation")."""
 
 
 @dataclass(frozen=True)
@@ -269,6 +336,12 @@ class Outcome:
     finished_at: datetime
     events: tuple[str, ...] = ()
     """Messages of the Job's ``Failed*`` Kubernetes events, as ``Reason: message``."""
+    output: Mapping[str, Any] | None = None
+    """The JSON object the task wrote to ``$KEPTN_OUTPUT_FILE`` (None: no output); merged into the
+    ``.finished`` data (:func:`jes.reporter.events.merge_outputs`)."""
+    attempts: tuple[int | None, ...] = ()
+    """The exit code of each attempt, in order (None: the attempt ended without one), for a task
+    with ``retries``; empty for a task without (it has one attempt)."""
 
     @property
     def succeeded(self) -> bool:
@@ -325,6 +398,10 @@ class TaskFiles:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
         return cls(root, {k: len(v) for k, v in sorted(contents.items())})
+
+
+#: The variable naming the file a task may write its output (a JSON object) to; jes sets it.
+OUTPUT_FILE_ENV = "KEPTN_OUTPUT_FILE"
 
 
 #: The variables a task gets when it may use the API proxy (:class:`ApiProxyAccess`). They are

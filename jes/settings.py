@@ -119,7 +119,10 @@ class Settings:
     max_config_bytes: int = 1024 * 1024
     protected_secrets: tuple[str, ...] = ()
     protected_service_accounts: tuple[str, ...] = ()
+    allowed_volume_claims: tuple[str, ...] = ()
     init_image: str = "ghcr.io/jes-project/jes:0.1.0"
+    task_outputs: bool = True
+    max_output_bytes: int = 64 * 1024
     # runner and service
     runner: str = "kubernetes"
     max_event_bytes: int = 65536
@@ -130,6 +133,7 @@ class Settings:
     lease_duration_s: float = 15.0
     lease_renew_s: float = 5.0
     datastore_settle_s: float = 10.0
+    cancel_check_s: float = 5.0
     done_retention_s: float = 86400.0
     state_dir: str = field(default_factory=default_state_dir)
     local_secrets_dir: str | None = None
@@ -169,6 +173,19 @@ def image_list(raw: str) -> tuple[str, ...]:
     # Upstream splits on "," and drops empty items without trimming; we trim surrounding spaces
     # because a space can never be part of an image reference.
     return parsing.comma_list(raw)
+
+
+#: A task's output: at least what Keptn users were promised (16 KiB), at most what one event may
+#: reasonably carry (outputs are kept whole within JES_MAX_EVENT_BYTES).
+MIN_OUTPUT_BYTES = 16 * 1024
+MAX_OUTPUT_BYTES = 1024 * 1024
+
+
+def _output_bytes(raw: str) -> int:
+    size = parsing.byte_size(raw)
+    if not MIN_OUTPUT_BYTES <= size <= MAX_OUTPUT_BYTES:
+        raise ValueError(f"expected a size between 16Ki and 1Mi, got {raw!r}")
+    return size
 
 
 def _wildcard_topics(topics: tuple[str, ...]) -> list[str]:
@@ -310,7 +327,10 @@ _VARS: tuple[_Var, ...] = (
     _Var("JES_MAX_CONFIG_BYTES", "max_config_bytes", parsing.byte_size, "largest job/config.yaml; aliases and nesting are bounded too [1Mi]"),
     _Var("JES_PROTECTED_SECRETS", "protected_secrets", parsing.comma_list, "Secrets with jes's own credentials: no task may use them (the chart sets it)"),
     _Var("JES_PROTECTED_SERVICE_ACCOUNTS", "protected_service_accounts", parsing.comma_list, "jes's own service account(s): no task may run as them (the chart sets it)"),
-    _Var("JES_INIT_IMAGE", "init_image", parsing.text, "image of the init container that copies files to /keptn (the jes image)"),
+    _Var("JES_ALLOWED_VOLUME_CLAIMS", "allowed_volume_claims", parsing.comma_list, "comma list of globs of the PersistentVolumeClaims tasks may mount (tasks[].volumes); empty = none (the chart's jobConfig.allowedVolumeClaims)"),
+    _Var("JES_INIT_IMAGE", "init_image", parsing.text, "the jes image: of the init container that copies files to /keptn and of the jes-output sidecar"),
+    _Var("JES_TASK_OUTPUTS", "task_outputs", parsing.boolean, "tasks get $KEPTN_OUTPUT_FILE, merged into .finished data; kubernetes: a jes-output sidecar (Kubernetes 1.29+) [true]"),
+    _Var("JES_MAX_OUTPUT_BYTES", "max_output_bytes", _output_bytes, "largest output file of one task; more fails the task [64Ki]"),
     _Var("JES_RUNNER", "runner", parsing.choice("kubernetes", "local"), "kubernetes or local [kubernetes]"),
     _Var("JES_MAX_EVENT_BYTES", "max_event_bytes", parsing.positive_int, "budget of one outgoing event in bytes [65536]"),
     _Var("JES_MAX_CONCURRENT_EVENTS", "max_concurrent_events", parsing.positive_int, "events handled at once; more wait [64]"),
@@ -320,6 +340,7 @@ _VARS: tuple[_Var, ...] = (
     _Var("JES_LEASE_DURATION_S", "lease_duration_s", parsing.positive_seconds, "a replica seen making no progress this long (on the reader's monotonic clock) is taken over [15]"),
     _Var("JES_LEASE_RENEW_S", "lease_renew_s", parsing.positive_seconds, "how often a replica renews its heartbeat Lease [5]"),
     _Var("JES_DATASTORE_SETTLE_S", "datastore_settle_s", parsing.non_negative_seconds, "how long the datastore may lag behind an accepted event; 'not arrived' only after it [10]"),
+    _Var("JES_CANCEL_CHECK_S", "cancel_check_s", parsing.non_negative_seconds, "seconds between checks whether the triggered events of running tasks are still open; an aborted sequence's work is stopped; 0 = no checks [5]"),
     _Var("JES_DONE_RETENTION_S", "done_retention_s", parsing.non_negative_seconds, "a done claim is kept this long after the control plane stops listing its event [86400]"),
     _Var("JES_STATE_DIR", "state_dir", parsing.text, "local runner: state that survives a restart [~/.local/state/jes]"),
     _Var("JES_LOCAL_SECRETS_DIR", "local_secrets_dir", parsing.optional_text, "local runner: DIR/<secret>/<key> files stand in for Secrets"),

@@ -16,11 +16,13 @@ background thread), and it plays the controllers a real cluster runs. Tests and 
         kube.clock.advance(3600)              # jump over deadlines and TTLs
         kube.faults.fail(503, times=3, verb="create", resource="batch/jobs")
 
-**Objects.** Namespaced batch/v1 jobs, v1 pods, events, configmaps, secrets, serviceaccounts and
-coordination.k8s.io/v1 leases, stored generically with ``uid``, ``resourceVersion`` (one global
-counter) and ``creationTimestamp``. Verbs: create (409 ``AlreadyExists``; 422 ``Invalid`` for bad
-names, labels and Job specs), get (404 ``NotFound``), list (``labelSelector``: ``a=b``, ``a!=b``,
-``a``, ``!a``, ``a in (x,y)``, ``a notin (x)``; ``fieldSelector``: ``path=value``/``!=`` such as
+**Objects.** Namespaced batch/v1 jobs, v1 pods, events, configmaps, secrets, serviceaccounts,
+persistentvolumeclaims and coordination.k8s.io/v1 leases, stored generically with ``uid``,
+``resourceVersion`` (one global counter) and ``creationTimestamp``. Verbs: create (409
+``AlreadyExists``; 422 ``Invalid`` for bad names, labels and Job specs — including pod volumes:
+unique names, exactly one source, mounts that name a volume at a path of their own), get (404
+``NotFound``), list (``labelSelector``: ``a=b``, ``a!=b``, ``a``, ``!a``, ``a in (x,y)``,
+``a notin (x)``; ``fieldSelector``: ``path=value``/``!=`` such as
 ``metadata.name=`` or ``involvedObject.name=``; ``limit``/``continue``), update (a stale
 ``metadata.resourceVersion`` → 409 ``Conflict``), patch (merge, strategic merge with merge keys for
 containers/env/volumes/ownerReferences/conditions, JSON patch; a ``resourceVersion`` in the patch is a
@@ -44,7 +46,13 @@ with a ``FailedScheduling`` event), waits in ``ContainerCreating``, runs its ini
 one, then its containers, and ends ``Succeeded`` or ``Failed`` with terminated states (``exitCode``,
 ``reason`` ``Completed``/``Error``/``OOMKilled``, ``message``). The Job then gets ``Complete``
 (after ``SuccessCriteriaMet``) with ``completionTime`` and ``succeeded``, or — once ``backoffLimit``
-retries are used — ``FailureTarget`` + ``Failed`` (``BackoffLimitExceeded``) and ``failed``.
+retries are used — ``FailureTarget`` + ``Failed`` (``BackoffLimitExceeded``) and ``failed``. A failed
+pod is replaced after the controller's back-off (``pod_failure_backoff_s``, 10 s as in Kubernetes,
+doubling per failure; on the fake clock, so a test can ``advance`` over it). A ``podFailurePolicy`` is
+followed: a ``FailJob`` rule fails the Job at once (reason ``PodFailurePolicy``), an ``Ignore`` rule
+replaces the pod without counting it in ``failed``. A pod deleted or disrupted
+(:meth:`FakeKube.disrupt`: condition ``DisruptionTarget``) while running ends ``Failed`` and counts
+as a failed pod of its Job.
 ``activeDeadlineSeconds`` fails it with ``DeadlineExceeded`` and deletes its pods;
 ``ttlSecondsAfterFinished`` deletes it (foreground). Automatic problems, each with the event a real
 cluster records: a container image that is not a valid reference → ``InvalidImageName``; an
@@ -52,7 +60,10 @@ cluster records: a container image that is not a valid reference → ``InvalidIm
 object or key → ``CreateContainerConfigError`` (``secret "x" not found``, ``couldn't find key k in
 Secret ns/x``), the pod ``Pending``, tried again every ``config_retry_s`` (fake clock; a real
 kubelet's pod worker backs off 10 s) until the object appears, then the container starts; a missing
-ConfigMap/Secret volume → stuck in ``ContainerCreating`` with ``FailedMount``; with
+ConfigMap/Secret volume → stuck in ``ContainerCreating`` with ``FailedMount``; a
+``persistentVolumeClaim`` naming a claim that does not exist in the pod's namespace → the pod stays
+``PodScheduled=False``/``Unschedulable`` with ``FailedScheduling`` ``persistentvolumeclaim "x" not
+found`` (the scheduler's VolumeBinding plugin), tried again every ``config_retry_s`` until it exists; with
 ``check_service_accounts=True`` a missing ``serviceAccountName`` (other than ``default``) → no pod,
 a repeated ``FailedCreate`` event on the Job.
 
@@ -63,7 +74,8 @@ image script follow the ``init_*`` fields of the Job's (or the default) script. 
 ``duration_s``, ``pending_s``, ``message``, ``oom_killed``, ``image_pull`` (``"ErrImagePull"``,
 which turns into ``ImagePullBackOff`` after ``image_backoff_s``, or ``"InvalidImageName"``),
 ``unschedulable``, ``never_start``, ``init_exit_code``, ``init_logs``, ``init_message``,
-``init_duration_s``. The log endpoint (``GET .../pods/{name}/log?container=&follow=&timestamps=
+``init_duration_s``. :meth:`FakeKube.behave_attempts` gives a Job's successive pods different
+scripts. The log endpoint (``GET .../pods/{name}/log?container=&follow=&timestamps=
 &limitBytes=&tailLines=``) streams the script's output chunked; a container that has not started
 answers 400 "is waiting to start", as Kubernetes does.
 
@@ -133,6 +145,7 @@ class FakeKube:
         bookmark_interval_s: float = 1.0,
         image_backoff_s: float = 0.2,
         config_retry_s: float = 10.0,
+        pod_failure_backoff_s: float = 10.0,
         start_timeout_s: float = 10.0,
         container_log_max_bytes: int = 10 * 1024 * 1024,
     ) -> None:
@@ -144,13 +157,18 @@ class FakeKube:
         self.bookmark_interval_s = bookmark_interval_s
         self.image_backoff_s = image_backoff_s
         self.config_retry_s = config_retry_s
+        self.pod_failure_backoff_s = pod_failure_backoff_s
         self.start_timeout_s = start_timeout_s
         self.clock = FakeClock(ticking=True)
         self.faults = Faults()
         self.created_jobs: list[Obj] = []
+        self.native_sidecars = True
+        """False: the API server drops ``initContainers[].restartPolicy`` (Kubernetes before 1.29)."""
         """Every Job create request body as the client sent it (also rejected or duplicate ones)."""
         self._by_job: dict[str, Behaviour] = {}
         self._by_image: dict[str, Behaviour] = {}
+        self._by_attempt: dict[str, list[Behaviour]] = {}
+        self._pods_of: dict[str, int] = {}
         self._server = ThreadedServer(
             self._build,
             name="fake-kube",
@@ -201,7 +219,10 @@ class FakeKube:
         self.faults.clear()
         self._by_job.clear()
         self._by_image.clear()
+        self._by_attempt.clear()
+        self._pods_of.clear()
         self.default = self._initial_default
+        self.native_sidecars = True
         self.created_jobs.clear()
 
         def reset() -> None:
@@ -227,6 +248,7 @@ class FakeKube:
             check_service_accounts=self.check_service_accounts,
             image_backoff_s=self.image_backoff_s,
             config_retry_s=self.config_retry_s,
+            pod_failure_backoff_s=self.pod_failure_backoff_s,
         )
         api = _http.Api(
             store,
@@ -235,6 +257,7 @@ class FakeKube:
             bookmark_interval_s=self.bookmark_interval_s,
             container_log_max_bytes=self.container_log_max_bytes,
             on_job_create=self.created_jobs.append,
+            native_sidecars=lambda: self.native_sidecars,
         )
         self._store, self._cluster, self._api = store, cluster, api
         return api.app
@@ -306,7 +329,26 @@ class FakeKube:
             self.default = behaviour
         return behaviour
 
+    def behave_attempts(self, job: str, *scripts: Mapping[str, Any]) -> list[Behaviour]:
+        """Per pod of a Job (of one container): its first pod follows the first script, the second
+        pod the second..., later pods the last one (a task that fails, then succeeds on a retry)."""
+        behaviours = [Behaviour(**script) for script in scripts]
+        self._by_attempt[job] = behaviours
+        self._by_job[job] = behaviours[0]
+        return behaviours
+
+    def disrupt(self, namespace: str, pod: str, *, reason: str = "EvictionByEvictionAPI") -> bool:
+        """Disrupt a pod as an eviction or preemption does: it gets the ``DisruptionTarget``
+        condition and is stopped gracefully; its Job sees it fail (False: no such pod)."""
+        cluster = self._parts()[1]
+        return self._call(lambda: cluster.disrupt(namespace, pod, reason)) is not None
+
     def _behaviour_for(self, job_name: str, container: Obj, init: bool) -> Behaviour:
+        if not init and job_name in self._by_attempt:
+            attempt = self._pods_of.get(job_name, 0)
+            self._pods_of[job_name] = attempt + 1
+            scripts = self._by_attempt[job_name]
+            return scripts[min(attempt, len(scripts) - 1)]
         image = container.get("image", "")
         by_image = self._by_image.get(image) or self._by_image.get(_image_repository(image))
         if init:

@@ -54,6 +54,9 @@ class Behaviour:
     sigterm_exit_s: float | None = None
     """When the pod is deleted: the container exits (143) this long after SIGTERM. None: it ignores
     SIGTERM, as a shell running as PID 1 does, and is killed (137) at the end of the grace period."""
+    output: str | bytes | None = None
+    """What the task writes to ``$KEPTN_OUTPUT_FILE`` (None: nothing); the ``jes-output`` sidecar
+    relays it when it is stopped."""
     init_exit_code: int = 0
     init_logs: str | bytes = ""
     init_message: str = ""

@@ -85,7 +85,7 @@ class Cluster:
         check_service_accounts: bool,
         image_backoff_s: float,
         config_retry_s: float = 10.0,
-        pod_retry_delay_s: float = 0.1,
+        pod_failure_backoff_s: float = 10.0,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -95,7 +95,10 @@ class Cluster:
         self.image_backoff_s = image_backoff_s
         self.config_retry_s = config_retry_s
         """How often the kubelet tries again to start a container whose Secret/ConfigMap is missing."""
-        self.pod_retry_delay_s = pod_retry_delay_s
+        self.pod_failure_backoff_s = pod_failure_backoff_s
+        """The Job controller's delay before the pod after the first failed one; it doubles with every
+        further failure, up to 60 times this (job_controller.go: ``DefaultJobPodFailureBackOff`` 10 s,
+        ``MaxJobPodFailureBackOff`` 10 min; backoff_utils.go ``getRemainingTimeForFailuresCount``)."""
         self._tasks: dict[str, set[asyncio.Task[None]]] = {}
         """Running coroutines per owner uid (job or pod)."""
         self._scripts: dict[tuple[str, str], dict[str, tuple[Behaviour, bool]]] = {}
@@ -307,9 +310,13 @@ class Cluster:
         scripts = [script for script, init in self._scripts.get((namespace, name), {}).values() if not init]
         exits = [s.sigterm_exit_s for s in scripts if s.sigterm_exit_s is not None]
         stop_s = min([grace_s, *exits]) if exits and len(exits) == len(scripts) else grace_s
-        if not self._running_containers(namespace, name):
-            stop_s = 0.0  # nothing to signal (waiting for an image, a volume...): the kubelet is quick
+        if not self._running_containers(namespace, name, relays=False):
+            # nothing to signal (waiting for an image, a volume...): the kubelet is quick; jes's output
+            # relay (a native sidecar, SIGTERM-ed after the main containers on 1.29+) exits at once on
+            # SIGTERM, having printed its report
+            stop_s = 0.0
         await self.timers.sleep(stop_s)
+        self._stop_relays(namespace, name)  # after the main containers (1.29+: sidecars stop last)
         code = 143 if stop_s < grace_s else 137
         now = self.timestamp()
 
@@ -326,13 +333,59 @@ class Cluster:
             if status.get("phase") not in ("Succeeded", "Failed"):
                 status["phase"] = "Failed"  # kubelet status manager: a terminated pod is terminal first
 
-        self.mutate_status("pods", namespace, name, stopped)
+        ended = self.mutate_status("pods", namespace, name, stopped)
         self.store.remove("pods", namespace, name)
+        if ended is not None:
+            self._owner_sees_failed_pod(ended)
 
-    def _running_containers(self, namespace: str, name: str) -> bool:
+    def _owner_sees_failed_pod(self, pod: Obj) -> None:
+        """A Job's pod that was stopped (deleted, evicted) ended Failed: its Job counts it as a failed
+        pod like any other (the Job controller's pod-tracking finalizer keeps the pod until it is
+        counted) — unless the Job itself is being deleted or has finished (:meth:`pod_finished`)."""
+        for ref in pod["metadata"].get("ownerReferences") or ():
+            if ref.get("kind") == "Job" and ref.get("controller"):
+                meta = pod["metadata"]
+                self.pod_finished(meta.get("namespace", ""), str(ref["name"]), str(ref["uid"]), False, pod)
+
+    def _stop_relays(self, namespace: str, name: str) -> None:
+        """jes's output relay in a pod being deleted: SIGTERM makes it print its report (of the
+        file the main container wrote, as far as it did) and exit 0."""
         pod = self.store.get("pods", namespace, name) or {}
+        scripts = self._scripts.get((namespace, name), {})
+        mains = [c for c in (pod.get("spec") or {}).get("containers") or []]
+        main = scripts[mains[0]["name"]][0] if mains and mains[0]["name"] in scripts else Behaviour()
+        now = self.timestamp()
+        for container in (pod.get("spec") or {}).get("initContainers") or []:
+            if not _kubelet.is_relay(container) or not self._running(pod, container["name"]):
+                continue
+            scripts[container["name"]] = (Behaviour(logs=_kubelet.relay_log(container, main)), True)
+
+            def ended(o: Obj, sidecar: str = container["name"]) -> None:
+                for cstatus in (o.get("status") or {}).get("initContainerStatuses") or []:
+                    if cstatus.get("name") == sidecar and "running" in (cstatus.get("state") or {}):
+                        started = cstatus["state"]["running"].get("startedAt", now)
+                        done = {"exitCode": 0, "reason": "Completed", "startedAt": started, "finishedAt": now}
+                        cstatus["state"] = {"terminated": done}
+                        cstatus["ready"], cstatus["started"] = False, False
+
+            self.mutate_status("pods", namespace, name, ended)
+
+    @staticmethod
+    def _running(pod: Obj, container: str) -> bool:
         status = pod.get("status") or {}
         entries = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+        return any(e.get("name") == container and "running" in (e.get("state") or {}) for e in entries)
+
+    def _running_containers(self, namespace: str, name: str, *, relays: bool = True) -> bool:
+        pod = self.store.get("pods", namespace, name) or {}
+        status = pod.get("status") or {}
+        spec = pod.get("spec") or {}
+        skipped = set() if relays else {c["name"] for c in spec.get("initContainers") or [] if _kubelet.is_relay(c)}
+        entries = [
+            e
+            for e in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+            if e.get("name") not in skipped
+        ]
         return any("running" in (entry.get("state") or {}) for entry in entries)
 
     def _finish_foreground(self, owner_uid: str) -> None:
@@ -481,7 +534,10 @@ class Cluster:
         kubelet = _kubelet.Kubelet(self, namespace, pod_name, meta["name"], uid, scripts)
         self._spawn(created["metadata"]["uid"], kubelet.run(), "fake-kubelet")
 
-    def pod_finished(self, namespace: str, job_name: str, job_uid: str, succeeded: bool) -> None:
+    def pod_finished(
+        self, namespace: str, job_name: str, job_uid: str, succeeded: bool, pod: Obj | None = None
+    ) -> None:
+        """The Job controller on a pod of the Job that ended (``pod``: as it ended)."""
         job = self._job(namespace, job_name, job_uid)
         if job is None or _finished(job) or job["metadata"].get("deletionTimestamp"):
             return
@@ -499,22 +555,57 @@ class Cluster:
             done = self.mutate("jobs", namespace, job_name, complete)
             self.event(job, "Normal", "Completed", "Job completed", "job-controller")
         else:
-            failed = (job.get("status") or {}).get("failed", 0) + 1
+            action, message = _match_pod_failure_policy(job["spec"].get("podFailurePolicy"), pod or {})
+            if action == "FailJob":
+                done = self._fail_job(namespace, job_name, "PodFailurePolicy", message)
+                if done is not None:
+                    self._after_finish(done)
+                return
+            failed = (job.get("status") or {}).get("failed", 0) + (0 if action == "Ignore" else 1)
             if failed <= int(job["spec"].get("backoffLimit", 6)):
 
                 def count(j: Obj) -> None:
                     j["status"].update(failed=failed, active=0, ready=0)
 
                 self.mutate("jobs", namespace, job_name, count)
-                self._spawn(job_uid, self._retry_pod(namespace, job_name, job_uid), "fake-job-retry")
+                delay_s = self._pod_backoff_s(namespace, job_uid)
+                self._spawn(job_uid, self._retry_pod(namespace, job_name, job_uid, delay_s), "fake-job-retry")
                 return
             done = self._fail_job(namespace, job_name, "BackoffLimitExceeded", _BACKOFF_MESSAGE)
         if done is not None:
             self._after_finish(done)
 
-    async def _retry_pod(self, namespace: str, name: str, uid: str) -> None:
-        await self.timers.sleep(self.pod_retry_delay_s)
+    def _pod_backoff_s(self, namespace: str, job_uid: str) -> float:
+        """The delay before the Job's next pod: the base doubled for every failed pod after the first,
+        ignored ones too (backoff_utils.go counts every new failed pod), at most 60 times the base."""
+        failures = sum(
+            1
+            for pod in self.store.query("pods", namespace)
+            if (pod.get("status") or {}).get("phase") == "Failed"
+            and any(r.get("uid") == job_uid for r in pod["metadata"].get("ownerReferences") or ())
+        )
+        delay_s: float = self.pod_failure_backoff_s * 2 ** max(failures - 1, 0)
+        return min(delay_s, self.pod_failure_backoff_s * 60)
+
+    async def _retry_pod(self, namespace: str, name: str, uid: str, delay_s: float) -> None:
+        await self.timers.sleep(delay_s)
         await self._create_pod_when_possible(namespace, name, uid)
+
+    def disrupt(self, namespace: str, name: str, reason: str) -> Obj | None:
+        """A disruption of a running pod (eviction, preemption, node drain): the ``DisruptionTarget``
+        condition, then the pod is stopped gracefully and ends Failed (disruption controller and
+        eviction API, pkg/registry/core/pod/storage/eviction.go: condition type DisruptionTarget,
+        reason e.g. ``EvictionByEvictionAPI``, message "Eviction API: evicting")."""
+        now = self.timestamp()
+        messages = {"EvictionByEvictionAPI": "Eviction API: evicting", "PreemptionByScheduler": "preempted"}
+
+        def mark(pod: Obj) -> None:
+            status = pod.setdefault("status", {})
+            _kubelet.set_condition(status, "DisruptionTarget", "True", now, reason, messages.get(reason, reason))
+
+        if self.mutate_status("pods", namespace, name, mark) is None:
+            return None
+        return self._delete_pod(namespace, name, None)
 
     def _fail_job(self, namespace: str, name: str, reason: str, message: str) -> Obj | None:
         now = self.timestamp()
@@ -554,6 +645,52 @@ class Cluster:
         done = self._fail_job(namespace, name, "DeadlineExceeded", "Job was active longer than specified deadline")
         if done is not None:
             asyncio.get_running_loop().call_soon(self._after_finish, done)
+
+
+def _match_pod_failure_policy(policy: Obj | None, pod: Obj) -> tuple[str, str]:
+    """(action, message) of the first rule of a Job's ``podFailurePolicy`` that a failed pod matches;
+    ("", "") when none does (the failure counts against backoffLimit). As pod_failure_policy.go,
+    ``matchPodFailurePolicy``: ``onExitCodes`` looks at terminated containers (then init containers)
+    with a non-zero exit code, named ``containerName`` if given, ``In``/``NotIn`` the values;
+    ``onPodConditions`` at the pod's conditions of that type and status."""
+    status = pod.get("status") or {}
+    for index, rule in enumerate((policy or {}).get("rules") or ()):
+        action = str(rule.get("action") or "")
+        if rule.get("onExitCodes") is not None:
+            matched = _matching_container(status, rule["onExitCodes"])
+            if matched is not None:
+                code = matched["state"]["terminated"]["exitCode"]
+                where = f"{pod['metadata'].get('namespace', '')}/{pod['metadata']['name']}"
+                return action, (
+                    f"Container {matched['name']} for pod {where} failed with exit code {code} "
+                    f"matching {action} rule at index {index}"
+                )
+        elif rule.get("onPodConditions"):
+            for condition in status.get("conditions") or ():
+                for pattern in rule["onPodConditions"]:
+                    if condition.get("type") == pattern.get("type") and condition.get("status") == pattern.get(
+                        "status", "True"
+                    ):
+                        where = f"{pod['metadata'].get('namespace', '')}/{pod['metadata']['name']}"
+                        return action, (
+                            f"Pod {where} has condition {condition['type']} matching {action} rule at index {index}"
+                        )
+    return "", ""
+
+
+def _matching_container(status: Obj, requirement: Obj) -> Obj | None:
+    for key in ("containerStatuses", "initContainerStatuses"):
+        for container in status.get(key) or ():
+            terminated = (container.get("state") or {}).get("terminated")
+            if terminated is None or not terminated.get("exitCode"):
+                continue
+            if requirement.get("containerName") not in (None, container.get("name")):
+                continue
+            inside = terminated["exitCode"] in (requirement.get("values") or ())
+            if inside == (requirement.get("operator") == "In"):
+                matched: Obj = container
+                return matched
+    return None
 
 
 def _finished(job: Obj) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ class Fault(shared.FaultRule):
     resource: str | None = None
     namespace: str | None = None
     name: str | None = None
+    """The object's name, or a glob of it (``jes-claim-*``)."""
     drop: bool = False
     """Send the response headers, then close the connection."""
     commit: bool = False
@@ -55,7 +57,7 @@ class Fault(shared.FaultRule):
             (self.verb is None or self.verb == verb)
             and (self.resource is None or normal_resource(self.resource) == resource)
             and (self.namespace is None or self.namespace == namespace)
-            and (self.name is None or self.name == name)
+            and (self.name is None or fnmatch.fnmatchcase(name or "", self.name))
         )
 
 

@@ -192,6 +192,81 @@ def _validate_job(job: Obj) -> list[tuple[str, str]]:
             causes.append((f"spec.template.spec.containers[{i}].name", "Invalid value: must be a DNS-1123 label"))
         if not container.get("image"):
             causes.append((f"spec.template.spec.containers[{i}].image", "Required value"))
+    policy = (job.get("spec") or {}).get("podFailurePolicy")
+    if policy is not None:
+        names = {c.get("name") for c in [*containers, *(spec.get("initContainers") or [])]}
+        causes += _pod_failure_policy_problems(policy, spec.get("restartPolicy"), names)
+    return causes + _validate_volumes(spec)
+
+
+def _validate_volumes(spec: Obj) -> list[tuple[str, str]]:
+    """``ValidateVolumes`` and ``ValidateVolumeMounts`` (``pkg/apis/core/validation/validation.go``):
+    volume names are unique DNS-1123 labels with exactly one source ("must specify a volume type",
+    "may not specify more than 1 volume type" at the second source), and each container's mounts
+    name a volume of the pod at a path of their own."""
+    causes: list[tuple[str, str]] = []
+    names: set[str] = set()
+    for i, volume in enumerate(spec.get("volumes") or []):
+        where, name = f"spec.template.spec.volumes[{i}]", volume.get("name", "")
+        if not name or not _DNS_LABEL.match(name):
+            causes.append((f"{where}.name", f'Invalid value: "{name}": must be a DNS-1123 label'))
+        elif name in names:
+            causes.append((f"{where}.name", f'Duplicate value: "{name}"'))
+        names.add(name)
+        sources = [key for key in volume if key != "name"]
+        if not sources:
+            causes.append((where, "Required value: must specify a volume type"))
+        for extra in sources[1:]:
+            causes.append((f"{where}.{extra}", "Forbidden: may not specify more than 1 volume type"))
+    for group in ("containers", "initContainers"):
+        for c, container in enumerate(spec.get(group) or []):
+            paths: set[str] = set()
+            for m, mount in enumerate(container.get("volumeMounts") or []):
+                where = f"spec.template.spec.{group}[{c}].volumeMounts[{m}]"
+                if mount.get("name") not in names:
+                    causes.append((f"{where}.name", f'Not found: "{mount.get("name", "")}"'))
+                path = mount.get("mountPath", "")
+                if not path:
+                    causes.append((f"{where}.mountPath", "Required value"))
+                elif path in paths:
+                    causes.append((f"{where}.mountPath", f'Invalid value: "{path}": must be unique'))
+                paths.add(path)
+    return causes
+
+
+def _pod_failure_policy_problems(policy: Obj, restart_policy: Any, names: set[Any]) -> list[tuple[str, str]]:
+    """What batch validation.go (``validatePodFailurePolicy`` and its rules) refuses."""
+    causes = []
+    if restart_policy != "Never":
+        causes.append(
+            (
+                "spec.template.spec.restartPolicy",
+                'Invalid value: only "Never" is supported when podFailurePolicy is specified',
+            )
+        )
+    for i, rule in enumerate(policy.get("rules") or ()):
+        path = f"spec.podFailurePolicy.rules[{i}]"
+        if rule.get("action") not in ("Count", "FailIndex", "FailJob", "Ignore"):
+            causes.append((f"{path}.action", "Unsupported value"))
+        codes, conditions = rule.get("onExitCodes"), rule.get("onPodConditions")
+        if (codes is None) == (not conditions):
+            causes.append((path, "Invalid value: specifying one of OnExitCodes and OnPodConditions is required"))
+        if codes is None:
+            continue
+        values = list(codes.get("values") or ())
+        if codes.get("containerName") is not None and codes["containerName"] not in names:
+            causes.append(
+                (
+                    f"{path}.onExitCodes.containerName",
+                    "Invalid value: must be one of the container or initContainer names in the pod template",
+                )
+            )
+        if codes.get("operator") not in ("In", "NotIn"):
+            causes.append((f"{path}.onExitCodes.operator", 'Unsupported value: supported values: "In", "NotIn"'))
+        if not values or len(values) > 255 or len(set(values)) != len(values) or values != sorted(values):
+            causes.append((f"{path}.onExitCodes.values", "Invalid value: at least one, at most 255, unique, ordered"))
+        if codes.get("operator") == "In" and 0 in values:
+            causes.append((f"{path}.onExitCodes.values", "Invalid value: must not be 0 for the In operator"))
     return causes
 
 
@@ -228,6 +303,15 @@ def default_job(job: Obj, uid: str) -> None:
         latest = ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest")
         container.setdefault("imagePullPolicy", "Always" if latest else "IfNotPresent")
     job["status"] = {}
+
+
+def drop_sidecar_restart_policy(job: Obj) -> None:
+    """What an API server without native sidecars does with ``initContainers[].restartPolicy``: it
+    drops the field (before 1.28 an unknown field; in 1.28 with the SidecarContainers gate off,
+    ``dropDisabledFields`` in ``pkg/api/pod/util.go`` clears it) — the init container then has to
+    run to completion before the main container starts."""
+    for container in ((job.get("spec") or {}).get("template") or {}).get("spec", {}).get("initContainers") or []:
+        container.pop("restartPolicy", None)
 
 
 def default_secret(secret: Obj) -> None:
@@ -271,7 +355,9 @@ class Api:
         bookmark_interval_s: float,
         on_job_create: Callable[[Obj], None],
         container_log_max_bytes: int = 10 * 1024 * 1024,
+        native_sidecars: Callable[[], bool] = lambda: True,
     ) -> None:
+        self.native_sidecars = native_sidecars
         self.container_log_max_bytes = container_log_max_bytes
         self.store = store
         self.cluster = cluster
@@ -541,6 +627,8 @@ class Api:
         uid = _store.new_uid()
         if kind.plural == "jobs":
             default_job(body, uid)
+            if not self.native_sidecars():
+                drop_sidecar_restart_policy(body)
         elif kind.plural == "secrets":
             default_secret(body)
         if request.query_params.get("dryRun"):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Callable
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from fakes.fake_kube import _store
 from fakes.fake_kube._behaviour import Behaviour
+from jes.runner import outputrelay
 
 if TYPE_CHECKING:
     from fakes.fake_kube._cluster import Cluster
@@ -104,14 +107,59 @@ class Kubelet:
         if main_script.unschedulable:
             self._unschedulable()
             return
+        await self._wait_for_claims(spec)
         self._schedule(inits, mains)
         await self.cluster.timers.sleep(main_script.pending_s)
         if main_script.never_start or not self._volumes_ready(spec):
             return
         for container in inits:
+            if is_sidecar(container):
+                if not await self._start_sidecar(container):
+                    return
+                continue
+            if is_relay(container):  # a relay that is no sidecar (restartPolicy dropped): it waits for
+                await self._start_sidecar(container)  # SIGTERM, so the pod never gets past it
+                return
             if not await self._run_init(container):
                 return
         await self._run_mains(mains)
+
+    async def _start_sidecar(self, container: Obj) -> bool:
+        """A native sidecar (an init container with ``restartPolicy: Always``, KEP-753): started in
+        its place among the init containers, and the next one starts as soon as it runs (it has no
+        startup probe) — it does not run to completion first. It keeps running beside the main
+        containers; :meth:`_stop_sidecars` ends it."""
+        name = container["name"]
+        if await self._cannot_start(container, True):
+            return False
+        self._set_state(name, True, {"running": {"startedAt": self._now()}}, ready=True)
+        return True
+
+    def _stop_sidecars(self, mains: list[Obj]) -> None:
+        """Once every main container ended, the kubelet sends SIGTERM to the sidecars, in the
+        reverse of their order (kubernetes PR #120620, 1.29: "terminate sidecars after main
+        containers"); the pod stays ``Running`` until they ended (kubelet ``getPhase``: a running
+        restartable init container counts as running, a terminated one not at all — its exit code
+        never decides the pod's phase). The ``jes-output`` sidecar runs jes's relay on what the
+        main container wrote to its output file; its log is what the relay printed."""
+        main_script = self.scripts[mains[0]["name"]][0] if mains else Behaviour()
+        sidecars = [c for c in self._spec().get("initContainers") or [] if is_sidecar(c)]
+        for container in reversed(sidecars):
+            name = container["name"]
+            state = self._state(name)
+            if "running" not in state:
+                continue
+            self.scripts[name] = (Behaviour(logs=relay_log(container, main_script)), True)
+            started = state["running"].get("startedAt", self._now())
+            ended = {"exitCode": 0, "reason": "Completed", "startedAt": started, "finishedAt": self._now()}
+            self._set_state(name, True, {"terminated": {**ended, "containerID": container_id()}})
+
+    def _state(self, name: str) -> Obj:
+        pod = self.cluster.store.get("pods", self.namespace, self.pod) or {}
+        for status in (pod.get("status") or {}).get("initContainerStatuses") or []:
+            if status["name"] == name:
+                return dict(status.get("state") or {})
+        return {}
 
     def _unschedulable(self) -> None:
         message = (
@@ -121,6 +169,39 @@ class Kubelet:
         now = self._now()
         self._update(lambda pod: set_condition(pod["status"], "PodScheduled", "False", now, "Unschedulable", message))
         self._event("Warning", "FailedScheduling", message, "default-scheduler")
+
+    async def _wait_for_claims(self, spec: Obj) -> None:
+        """Until every PersistentVolumeClaim the pod's volumes name exists in its namespace.
+
+        As the real scheduler: the VolumeBinding plugin's PreFilter (``podHasPVCs`` in
+        ``pkg/scheduler/framework/plugins/volumebinding/volume_binding.go``) looks each claim up and
+        answers ``UnschedulableAndUnresolvable`` with the lister's NotFound error, ``persistentvolumeclaim
+        "<name>" not found``; the pod gets ``PodScheduled=False``, reason ``Unschedulable``, and a
+        ``FailedScheduling`` event "0/N nodes are available: <that error>. preemption: ...". The pod is
+        tried again when a claim is added (the plugin registers for PVC events; every ``config_retry_s``
+        here) and is scheduled once all exist. Claims that exist are taken as bound."""
+        shown = ""
+        while claim := self._missing_claim(spec):
+            message = (
+                f'0/3 nodes are available: persistentvolumeclaim "{claim}" not found. preemption: 0/3 nodes are '
+                "available: 3 Preemption is not helpful for scheduling."
+            )
+            if message != shown:  # the status manager writes only changes; events repeat
+                self._unschedulable_because(message)
+                shown = message
+            self._event("Warning", "FailedScheduling", message, "default-scheduler")
+            await self.cluster.timers.sleep(self.cluster.config_retry_s)
+
+    def _unschedulable_because(self, message: str) -> None:
+        now = self._now()
+        self._update(lambda pod: set_condition(pod["status"], "PodScheduled", "False", now, "Unschedulable", message))
+
+    def _missing_claim(self, spec: Obj) -> str:
+        for volume in spec.get("volumes") or []:
+            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim and self.cluster.store.get("persistentvolumeclaims", self.namespace, claim) is None:
+                return str(claim)
+        return ""
 
     def _schedule(self, inits: list[Obj], mains: list[Obj]) -> None:
         now = self._now()
@@ -337,6 +418,7 @@ class Kubelet:
         for container, script in zip(mains, scripts, strict=True):
             self._set_state(container["name"], False, self._terminated(script, started, False))
             ok = ok and script.final_exit_code == 0 and not script.oom_killed
+        self._stop_sidecars(mains)
         self._end(ok)
 
     def _end(self, succeeded: bool, init_failed: bool = False) -> None:
@@ -350,8 +432,33 @@ class Kubelet:
             if init_failed:
                 set_condition(status, "Initialized", "False", now, "PodFailed")
 
-        self._update(change)
-        self.cluster.pod_finished(self.namespace, self.job_name, self.job_uid, succeeded)
+        ended = self._update(change)
+        self.cluster.pod_finished(self.namespace, self.job_name, self.job_uid, succeeded, ended)
+
+
+def is_sidecar(container: Obj) -> bool:
+    """A native sidecar: an init container with ``restartPolicy: Always`` (SidecarContainers)."""
+    return container.get("restartPolicy") == "Always"
+
+
+def is_relay(container: Obj) -> bool:
+    """jes's output relay (whatever its restartPolicy): it waits for SIGTERM, then prints and exits 0."""
+    return "jes.runner.outputrelay" in [str(part) for part in container.get("command") or []]
+
+
+def relay_log(container: Obj, main: Behaviour) -> bytes:
+    """What jes's output relay prints (the jes image's program, run here on the file the main
+    container wrote): its PATH and MAX_BYTES are the last two words of the container's command."""
+    command = [str(part) for part in container.get("command") or []]
+    if "jes.runner.outputrelay" not in command or len(command) < 2:
+        return b""
+    path, max_bytes = command[-2], int(command[-1])
+    if main.output is None:
+        return outputrelay.report(b"")  # no file: the relay says "none"
+    with tempfile.TemporaryDirectory(prefix="fake-kubelet-") as folder:
+        written = Path(folder) / PurePosixPath(path).name
+        written.write_bytes(main.output.encode() if isinstance(main.output, str) else main.output)
+        return outputrelay.encode(str(written), max_bytes)
 
 
 def container_status(container: Obj, state: Obj) -> Obj:

@@ -51,6 +51,7 @@ KINDS: dict[str, Kind] = {
         Kind("configmaps", "ConfigMap", "", "v1"),
         Kind("secrets", "Secret", "", "v1"),
         Kind("serviceaccounts", "ServiceAccount", "", "v1"),
+        Kind("persistentvolumeclaims", "PersistentVolumeClaim", "", "v1"),
         Kind("leases", "Lease", "coordination.k8s.io", "v1"),
     )
 }

@@ -16,10 +16,10 @@ from typing import Any
 import yaml
 
 from jes import errors, settings
-from jes.matcher import checks
+from jes.matcher import checks, schema
 from jes.matcher import config as cfg
 from jes.matcher import matching as matcher
-from jes.models import EnvSecret, EnvValue, Plan, RenderedTask
+from jes.models import Concurrency, EnvSecret, EnvValue, Plan, RenderedTask, TaskVolume
 from jes.runner.kubernetes import manifests
 
 
@@ -103,6 +103,7 @@ def policy_of(settings_: settings.Settings, *, check_images: bool) -> checks.Pol
         allow_privileged=settings_.allow_privileged_jobs,
         protected_secrets=settings_.protected_secrets,
         protected_service_accounts=settings_.protected_service_accounts,
+        allowed_volume_claims=settings_.allowed_volume_claims,
     )
 
 
@@ -121,10 +122,22 @@ def match_document(result: Plan) -> dict[str, Any]:
                 "silent": action.silent,
                 "tasks": [_task_document(task) for task in action.tasks],
                 **({"error": action.error} if action.error else {}),
+                **({"concurrency": _concurrency_document(action.concurrency)} if action.concurrency else {}),
             }
             for action in result.actions
         ],
     }
+
+
+def _concurrency_document(concurrency: Concurrency) -> dict[str, Any]:
+    return {"limit": concurrency.limit, "key": concurrency.key, "value": concurrency.value}
+
+
+def concurrency_text(concurrency: Concurrency) -> str:
+    """``at most 1 event at a time for $.data.stage = "dev"``."""
+    plural = "s" if concurrency.limit != 1 else ""
+    scope = f" for {concurrency.key} = {json.dumps(concurrency.value, ensure_ascii=False)}" if concurrency.key else ""
+    return f"at most {concurrency.limit} event{plural} at a time{scope}; others wait in arrival order"
 
 
 def _task_document(task: RenderedTask) -> dict[str, Any]:
@@ -143,6 +156,9 @@ def _task_document(task: RenderedTask) -> dict[str, Any]:
         "workingDir": task.working_dir,
         "env": env,
         "onError": task.on_error,
+        "volumes": [_volume_document(volume) for volume in task.volumes],
+        "retries": task.retries,
+        "retryOnExitCodes": list(task.retry_on_exit_codes),
     }
 
 
@@ -165,6 +181,25 @@ def local_commands(result: Plan) -> list[str]:
     return lines
 
 
+def _volume_document(volume: TaskVolume) -> dict[str, Any]:
+    """A volume as job/config.yaml writes it."""
+    source: dict[str, Any]
+    if volume.claim_name:
+        source = {"persistentVolumeClaim": {"claimName": volume.claim_name, "readOnly": volume.read_only}}
+    else:
+        source = {"emptyDir": {"sizeLimit": volume.size_limit} if volume.size_limit else {}}
+    return {"name": volume.name, "mountPath": volume.mount_path, **source}
+
+
+def volume_text(volume: TaskVolume) -> str:
+    """One line of ``jes match``: "cache at /cache: emptyDir (sizeLimit 1Gi)"."""
+    if volume.claim_name:
+        what = f"persistentVolumeClaim {volume.claim_name!r}" + (" (read-only)" if volume.read_only else "")
+    else:
+        what = "emptyDir" + (f" (sizeLimit {volume.size_limit})" if volume.size_limit else "")
+    return f"volume {volume.name!r} at {volume.mount_path}: {what}"
+
+
 def match_text(result: Plan) -> str:
     if not result.matched:
         return "no action matches this event: nothing runs and no events are sent\n"
@@ -174,9 +209,12 @@ def match_text(result: Plan) -> str:
         lines.append(f"action {action.index} {action.name!r} ({mode})")
         if action.error:
             lines.append(f"  error: {action.error.strip()}")
+        if action.concurrency:
+            lines.append(f"  concurrency: {concurrency_text(action.concurrency)}")
         for task in action.tasks:
             argv = " ".join(json.dumps(part) for part in (*(task.cmd or ()), *(task.args or ())))
             warning = " (onError: warning)" if task.on_error == "warning" else ""
+            warning += _retries_text(task)
             lines.append(f"  task {task.task_index} {task.name!r}{warning}: {task.image} {argv}".rstrip())
             for entry in task.env:
                 if isinstance(entry, EnvValue):
@@ -184,6 +222,7 @@ def match_text(result: Plan) -> str:
                     lines.append(f"    {entry.name}={shown}")
                 else:
                     lines.append(f"    (every key of Secret {entry.secret!r})")
+            lines.extend(f"    {volume_text(volume)}" for volume in task.volumes)
     return "\n".join(lines) + "\n"
 
 
@@ -199,6 +238,8 @@ def explain_text(loaded: cfg.LoadedConfig, event: Mapping[str, Any], *, location
         lines.append("the config has no actions")
     for verdict in verdicts:
         lines.extend(_explain_action(verdict))
+        if verdict.runs:
+            lines.extend(_explain_concurrency((loaded.config.actions or [])[verdict.index], event))
     runs = [v for v in verdicts if v.runs]
     lines.append("")
     if not runs:
@@ -222,6 +263,16 @@ def _explain_action(verdict: matcher.ActionVerdict) -> list[str]:
     return lines
 
 
+def _explain_concurrency(action: schema.Action, event: Mapping[str, Any]) -> list[str]:
+    if action.concurrency is None:
+        return []
+    try:
+        concurrency = matcher.render_concurrency(action, event, matcher.event_info(event))
+    except errors.RenderError as exc:
+        return [f"    concurrency: cannot run: {exc}"]
+    return [f"    concurrency: {concurrency_text(concurrency)}"] if concurrency else []
+
+
 # ---------------------------------------------------------------------------------------------
 # render
 
@@ -235,17 +286,58 @@ def render_documents(result: Plan, job_settings: manifests.JobSettings) -> str:
             continue
         for task in action.tasks:
             job = manifests.build_job(task, result.event, config_hash=result.config_hash, settings=job_settings)
-            note = _files_note(task.files) + _on_error_note(task)
+            note = (
+                _files_note(task.files) + _on_error_note(task) + _claims_note(task) + _outputs_note(job_settings)
+                + _retries_note(task)
+            )
+            if action.concurrency and task is action.tasks[0]:
+                note = f"# action {action.name!r}: {concurrency_text(action.concurrency)}\n" + note
             parts.append(note + yaml.safe_dump(job, sort_keys=False, allow_unicode=True))
     if not parts:
         return "# no action matches this event: no Job would be created\n"
     return "---\n".join(parts)
 
 
+def _claims_note(task: RenderedTask) -> str:
+    return "".join(
+        f"# task {task.name!r} mounts persistentVolumeClaim {v.claim_name!r}: it must exist in namespace "
+        f"{task.namespace!r}, or the pod stays Pending (Unschedulable) until JES_PENDING_GRACE_S ends the task\n"
+        for v in task.volumes
+        if v.claim_name
+    )
+
+
 def _on_error_note(task: RenderedTask) -> str:
     if task.on_error != "warning":
         return ""
     return f"# task {task.name!r} has onError: warning: if it fails, the next tasks still run\n"
+
+
+def _outputs_note(job_settings: manifests.JobSettings) -> str:
+    if not job_settings.task_outputs:
+        return ""
+    return (
+        "# the task may write a JSON object to $KEPTN_OUTPUT_FILE: the jes-output sidecar relays it\n"
+        "# when the task ended, and its keys are merged into the .finished data (JES_TASK_OUTPUTS)\n"
+    )
+
+
+def _retries_text(task: RenderedTask) -> str:
+    """" (retries: 2 on exit codes 2, 3)" for ``jes match``; nothing for a task without retries."""
+    if task.retries <= 0:
+        return ""
+    codes = ", ".join(str(code) for code in task.retry_on_exit_codes)
+    return f" (retries: {task.retries} on exit codes {codes})" if codes else f" (retries: {task.retries})"
+
+
+def _retries_note(task: RenderedTask) -> str:
+    if task.retries <= 0:
+        return ""
+    which = f"exit codes {list(task.retry_on_exit_codes)}" if task.retry_on_exit_codes else "any failure"
+    return (
+        f"# task {task.name!r} runs up to {task.retries + 1} times after {which} "
+        "(backoffLimit; podFailurePolicy: disruptions do not count)\n"
+    )
 
 
 def _files_note(files: Sequence[str]) -> str:

@@ -216,7 +216,9 @@ def _task_output(message: str) -> list[str]:
 def _keep_running_help(plane: LocalControlPlane) -> str:
     body = json.dumps(_trigger("APAC"))
     return (
-        "Still running; press Ctrl-C to stop. Trigger the hello-world yourself:\n"
+        "Still running; press Ctrl-C to stop.\n"
+        f"Watch and trigger sequences in a browser: {plane.base_url}/ (token {plane.token})\n"
+        "Or trigger the hello-world yourself:\n"
         f"  curl -X POST {plane.url}/v1/event -H 'x-token: {plane.token}' -H 'Content-Type: application/json' \\\n"
         f"    --data-raw '{body}'\n"
         f"  curl -H 'x-token: {plane.token}' '{plane.url}/mongodb-datastore/event?project=my-first-project'\n\n"

@@ -21,6 +21,7 @@ from typing import Protocol
 from jes.ledger.claim import Claim, Delivery, Report, TaskRecord, TaskState
 from jes.ledger.files import FileLedger
 from jes.ledger.memory import MemoryLedger
+from jes.ledger.slots import Queue
 from jes.models import EventRef
 
 
@@ -68,6 +69,14 @@ class Ledger(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+    # concurrency queues (:mod:`jes.ledger.slots`): compare-and-swap on one record per queue
+
+    async def read_queue(self, name: str) -> Queue | None: ...
+
+    async def write_queue(self, queue: Queue) -> bool: ...
+
+    async def delete_queue(self, queue: Queue) -> bool: ...
 
 
 __all__ = [

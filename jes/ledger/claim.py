@@ -58,6 +58,8 @@ class TaskRecord:
     finished_at: str = ""
     token_digest: str = ""
     """SHA-256 of the task's API-proxy token while it runs (any replica can check a token with it)."""
+    attempts: tuple[int | None, ...] = ()
+    """The exit code of each attempt of a task with retries (saved only when there are some)."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"state": self.state.value, "job": self.job}
@@ -71,6 +73,8 @@ class TaskRecord:
                 started_at=self.started_at,
                 finished_at=self.finished_at,
             )
+            if self.attempts:
+                data["attempts"] = list(self.attempts)
         return data
 
     @classmethod
@@ -84,6 +88,7 @@ class TaskRecord:
             started_at=str(data.get("started_at") or ""),
             finished_at=str(data.get("finished_at") or ""),
             token_digest=str(data.get("token_digest") or ""),
+            attempts=tuple(c if isinstance(c, int) else None for c in data.get("attempts") or ()),
         )
 
 
@@ -100,6 +105,8 @@ class Claim:
     """Wall time (informational: when the event was completed)."""
     unlisted_at: float | None = None
     """Wall time at which a done event was first seen no longer listed by the control plane."""
+    cancelled: bool = False
+    """Done because its sequence was aborted: its work was stopped and nothing more is sent."""
     # -- not persisted -----------------------------------------------------------------------
     version: str = ""
     """Opaque concurrency token of the store (a Lease's resourceVersion)."""
@@ -146,6 +153,7 @@ class Claim:
             "done": self.done,
             "done_at": self.done_at,
             "unlisted_at": self.unlisted_at,
+            **({"cancelled": True} if self.cancelled else {}),
         }
 
     def dumps(self) -> str:
@@ -173,6 +181,7 @@ class Claim:
                 done=bool(data.get("done")),
                 done_at=data.get("done_at"),
                 unlisted_at=data.get("unlisted_at"),
+                cancelled=bool(data.get("cancelled")),
                 version=version,
                 resumed=True,
             )

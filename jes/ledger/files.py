@@ -2,7 +2,9 @@
 
 Writes are atomic (temporary file, fsync, rename, fsync of the folder), so a ``kill -9`` at any
 moment leaves either the old or the new record. A lock file keeps a second process away from the
-folder, so no other writer can exist and every write is trivially fenced.
+folder, so no other writer can exist and every write is trivially fenced. Concurrency queues
+(:mod:`jes.ledger.slots`) are files under ``<state_dir>/queues``, changed by compare-and-swap on a
+revision stored in the file.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
+import json
+import threading
 import time
+import uuid
 from pathlib import Path
 from typing import IO
 
 from jes import errors
 from jes.ledger.claim import Claim, on_record
+from jes.ledger.slots import Queue
 from jes.util import fsutil
 
 
@@ -28,8 +34,11 @@ class FileLedger:
     def __init__(self, state_dir: str | Path, *, holder: str = "local") -> None:
         self.root = Path(state_dir)
         self.dir = self.root / "claims"
+        self.queue_dir = self.root / "queues"
         self.holder = holder
         self._lock_file: IO[str] | None = None
+        self._queue_lock = threading.Lock()
+        """Makes each compare-and-swap of a queue file atomic (the folder lock keeps other processes out)."""
 
     async def maintain(self) -> None:
         """Nothing to keep alive (one process): waits until cancelled."""
@@ -41,6 +50,7 @@ class FileLedger:
     def _start(self) -> None:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
+            self.queue_dir.mkdir(exist_ok=True)
             lock = (self.root / "jes.lock").open("a")
         except OSError as exc:
             raise errors.StateError(f"cannot use JES_STATE_DIR={self.root}: {exc.strerror}") from exc
@@ -52,7 +62,7 @@ class FileLedger:
                 f"another jes process uses JES_STATE_DIR={self.root}; give each executor its own state directory"
             ) from exc
         self._lock_file = lock
-        for leftover in self.dir.glob(".*.tmp"):  # a write interrupted by kill -9
+        for leftover in [*self.dir.glob(".*.tmp"), *self.queue_dir.glob(".*.tmp")]:  # a write interrupted by kill -9
             with contextlib.suppress(OSError):
                 leftover.unlink()
 
@@ -117,3 +127,48 @@ class FileLedger:
             fsutil.write_json_atomic(path, claim.to_json())
         except OSError as exc:
             raise errors.StateError(f"cannot write claim {path}: {exc.strerror}") from exc
+
+    # -- concurrency queues (:mod:`jes.ledger.slots`): one file each, with a revision never used before -----
+
+    def _queue_path(self, name: str) -> Path:
+        return self.queue_dir / f"{claim_key(name)}.json"
+
+    async def read_queue(self, name: str) -> Queue | None:
+        return await asyncio.to_thread(self._read_queue, name)
+
+    async def write_queue(self, queue: Queue) -> bool:
+        return await asyncio.to_thread(self._swap_queue, queue, delete=False)
+
+    async def delete_queue(self, queue: Queue) -> bool:
+        return await asyncio.to_thread(self._swap_queue, queue, delete=True)
+
+    def _read_queue(self, name: str) -> Queue | None:
+        path = self._queue_path(name)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise errors.StateError(f"cannot read concurrency queue {path}: {exc.strerror}") from exc
+        except ValueError as exc:
+            raise errors.StateError(f"concurrency queue {path}: {exc}") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("record"), str):
+            raise errors.StateError(f"concurrency queue {path}: not a queue record")
+        return Queue.loads(name, data["record"], version=str(data.get("revision", "")))
+
+    def _swap_queue(self, queue: Queue, *, delete: bool) -> bool:
+        path = self._queue_path(queue.name)
+        with self._queue_lock:
+            current = self._read_queue(queue.name)
+            if (current.version if current is not None else "") != queue.version:
+                return False
+            try:
+                if delete:
+                    path.unlink(missing_ok=True)
+                    return True
+                revision = uuid.uuid4().hex  # never reused, also after a delete (no ABA)
+                fsutil.write_json_atomic(path, {"revision": revision, "record": queue.dumps()})
+            except OSError as exc:
+                raise errors.StateError(f"cannot write concurrency queue {path}: {exc.strerror}") from exc
+            queue.version = revision
+            return True

@@ -12,6 +12,9 @@ for ``lease_duration_s`` *as observed on its own monotonic clock* (:mod:`jes.led
 frozen or partitioned holder is replaced, clock skew between nodes plays no part. A claim released
 at shutdown has no holder and is free at once.
 
+Concurrency queues (``actions[].concurrency``, :mod:`jes.ledger.slots`) are Leases too
+(``jes-queue-<hash>``, labelled ``queue``), written with the same ``resourceVersion`` condition.
+
 RBAC (jes's namespace): ``coordination.k8s.io/leases``: create, get, list, update, delete.
 """
 
@@ -33,6 +36,8 @@ from jes import errors
 from jes.clients import kube as kube_client
 from jes.ledger.claim import Claim
 from jes.ledger.liveness import Liveness
+from jes.ledger.queueleases import QueueLeases
+from jes.ledger.slots import Queue
 from jes.settings import Settings
 from jes.util import retry
 
@@ -86,6 +91,7 @@ class LeaseLedger:
         self._liveness = Liveness(lease_duration_s, clock=monotonic)
         self._stale: Liveness | None = None
         self._executor_label = _digest(executor_id, length=40)
+        self._queues = QueueLeases(self._send, self._path, self._labels("queue"), self.queue_name)
         # New claims use at most half of the ledger's threads: under a burst the writes of events
         # already running (and the heartbeat) are not queued behind hundreds of creations
         self._creating = asyncio.Semaphore(CREATES_AT_ONCE)
@@ -124,6 +130,9 @@ class LeaseLedger:
 
     def claim_name(self, event_id: str) -> str:
         return f"jes-claim-{_digest(self.executor_id, event_id)}"
+
+    def queue_name(self, queue: str) -> str:
+        return f"jes-queue-{_digest(self.executor_id, queue)}"
 
     def holder_name(self, holder: str) -> str:
         return f"jes-holder-{_digest(self.executor_id, holder)}"
@@ -419,3 +428,14 @@ class LeaseLedger:
             )
         except (errors.KubeNotFoundError, errors.KubeConflictError):
             pass  # gone already, or changed since it was read: the next sweep looks again
+
+    # -- concurrency queues (:mod:`jes.ledger.slots`, :mod:`jes.ledger.queueleases`) ------------
+
+    async def read_queue(self, name: str) -> Queue | None:
+        return await self._queues.read(name)
+
+    async def write_queue(self, queue: Queue) -> bool:
+        return await self._queues.write(queue)
+
+    async def delete_queue(self, queue: Queue) -> bool:
+        return await self._queues.delete(queue)

@@ -10,6 +10,7 @@ import asyncio
 import time
 
 from jes.ledger.claim import Claim, on_record
+from jes.ledger.slots import Queue
 
 
 class MemoryLedger:
@@ -17,6 +18,8 @@ class MemoryLedger:
         self.holder = holder
         self.records: dict[str, str] = {}
         self._versions = 0
+        self.queues: dict[str, tuple[str, str]] = {}
+        """Concurrency queues: name → (record, version)."""
 
     def get(self, event_id: str) -> Claim | None:
         """The stored claim (tests)."""
@@ -64,3 +67,23 @@ class MemoryLedger:
 
     async def close(self) -> None:
         return None
+
+    # -- concurrency queues (:mod:`jes.ledger.slots`) ---------------------------------------------
+
+    async def read_queue(self, name: str) -> Queue | None:
+        stored = self.queues.get(name)
+        return Queue.loads(name, stored[0], version=stored[1]) if stored is not None else None
+
+    async def write_queue(self, queue: Queue) -> bool:
+        if self.queues.get(queue.name, ("", ""))[1] != queue.version:
+            return False
+        self._versions += 1
+        queue.version = str(self._versions)
+        self.queues[queue.name] = (queue.dumps(), queue.version)
+        return True
+
+    async def delete_queue(self, queue: Queue) -> bool:
+        if self.queues.get(queue.name, ("", ""))[1] != queue.version:
+            return False
+        self.queues.pop(queue.name, None)
+        return True

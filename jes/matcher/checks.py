@@ -15,11 +15,14 @@ from typing import Any
 import pydantic
 
 from jes import errors
-from jes.matcher import imagepolicy, jsonpath, yamlsource
+from jes.matcher import imagepolicy, jsonpath, volumes, yamlsource
 from jes.matcher.fieldtypes import ModelT
 from jes.matcher.schema import (
+    EXIT_CODES,
+    MAX_RETRIES,
     MIN_TTL_SECONDS_AFTER_FINISHED,
     VALUE_FROM,
+    Concurrency,
     Env,
     EventTrigger,
     ResourceRequirements,
@@ -40,6 +43,8 @@ class Policy:
     """Secrets holding jes's own credentials (API token, OAuth secret): no task may reference them."""
     protected_service_accounts: tuple[str, ...] = ()
     """jes's own service account(s): no task may run with it."""
+    allowed_volume_claims: tuple[str, ...] = ()
+    """Globs of the PersistentVolumeClaims a task may mount (JES_ALLOWED_VOLUME_CLAIMS); none: no claim."""
 
 
 def protected_references(
@@ -127,6 +132,9 @@ def semantic_checks(document: yamlsource.Document, file: str, policy: Policy | N
             _check_task(checker, (*here, "tasks", t), task, policy)
         if not events:
             checker.add(here, "action has no events, so it never runs", warning=True)
+        if isinstance(action.get("concurrency"), dict):
+            for _, concurrency in _valid_parts([action["concurrency"]], Concurrency):
+                _check_concurrency(checker, (*here, "concurrency"), concurrency)
     return checker
 
 
@@ -149,6 +157,16 @@ def _check_trigger(checker: Checker, path: yamlsource.Path, trigger: EventTrigge
         _check_jsonpath(checker, (*path, "jsonpath", "property"), trigger.jsonpath.property)
 
 
+def _check_concurrency(checker: Checker, path: yamlsource.Path, concurrency: Concurrency) -> None:
+    if concurrency.limit < 1:
+        checker.add(
+            (*path, "limit"),
+            f"must be at least 1 (how many events may run this action at once), got {concurrency.limit}",
+        )
+    if concurrency.key:
+        _check_jsonpath(checker, (*path, "key"), concurrency.key)
+
+
 def _check_jsonpath(checker: Checker, path: yamlsource.Path, expression: str) -> None:
     try:
         jsonpath.compile(expression)
@@ -164,6 +182,8 @@ def _check_task(checker: Checker, path: yamlsource.Path, task: Task, policy: Pol
     _check_resources(checker, path, task.resources)
     _check_security_context(checker, (*path, "securityContext"), task.securityContext)
     _check_names(checker, path, task)
+    for where, message in volumes.volume_problems(task):
+        checker.add((*path, *where), message)
     if task.ttlSecondsAfterFinished is not None and task.ttlSecondsAfterFinished < MIN_TTL_SECONDS_AFTER_FINISHED:
         checker.add(
             (*path, "ttlSecondsAfterFinished"),
@@ -174,8 +194,31 @@ def _check_task(checker: Checker, path: yamlsource.Path, task: Task, policy: Pol
         checker.add((*path, "maxPollDuration"), "must be greater than 0 seconds")
     if not task.image:
         checker.add((*path, "image"), "task has no image", warning=True)
+    _check_retries(checker, path, task)
     if policy is not None:
         _check_policy(checker, path, task, policy)
+
+
+def _check_retries(checker: Checker, path: yamlsource.Path, task: Task) -> None:
+    """``retries`` within 0..MAX_RETRIES; ``retryOnExitCodes`` only with retries, each 1-255, once."""
+    if not 0 <= task.retries <= MAX_RETRIES:
+        checker.add((*path, "retries"), f"{task.retries} is out of range: write 0 (no retry) to {MAX_RETRIES}")
+    codes = task.retryOnExitCodes
+    if codes is None:
+        return
+    where = (*path, "retryOnExitCodes")
+    if task.retries <= 0:
+        checker.add(where, "has no effect without retries: set retries (1 to 10) or remove retryOnExitCodes")
+    if not codes:
+        checker.add(where, "is empty: list the exit codes to retry, or remove it to retry every non-zero exit code")
+    low, high = EXIT_CODES
+    seen: set[int] = set()
+    for i, code in enumerate(codes):
+        if not low <= code <= high:
+            checker.add((*where, i), f"{code} is not a failing exit code: write {low} to {high} (0 is success)")
+        elif code in seen:
+            checker.add((*where, i), f"{code} is listed twice")
+        seen.add(code)
 
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -209,6 +252,11 @@ def _check_names(checker: Checker, path: yamlsource.Path, task: Task) -> None:
     named += [((*path, "imagePullSecrets", i), n, False) for i, n in enumerate(task.imagePullSecrets or ())]
     secrets = [(i, e.name) for i, e in enumerate(task.env or ()) if e.valueFrom == "secret"]
     named += [((*path, "env", i, "name"), name, False) for i, name in secrets]
+    for i, volume in enumerate(task.volumes or ()):
+        named.append(((*path, "volumes", i, "name"), volume.name, True))
+        if volume.persistentVolumeClaim is not None:
+            claim = volume.persistentVolumeClaim.claimName
+            named.append(((*path, "volumes", i, "persistentVolumeClaim", "claimName"), claim, False))
     for where, name, label in named:
         if (problem := _dns_problem(name, label=label)) is not None:
             checker.add(where, problem)
@@ -293,6 +341,8 @@ def _check_policy(checker: Checker, path: yamlsource.Path, task: Task, policy: P
         checker.add((*path, *where), message)
     if policy.allowed_images is not None and not imagepolicy.allowed(task.image, policy.allowed_images):
         checker.add((*path, "image"), f"image {task.image!r} does not match the allowed image list")
+    for where, message in volumes.forbidden_claims(task, policy.allowed_volume_claims):
+        checker.add((*path, *where), message)
     context = task.securityContext
     if context and context.privileged and not policy.allow_privileged:
         checker.add(

@@ -21,6 +21,7 @@ from jes.matcher import yamlsource
 from jes.matcher.checks import Policy, semantic_checks
 from jes.matcher.fieldtypes import kind_of
 from jes.matcher.schema import JobConfig
+from jes.matcher.volumes import volume_type_message
 
 DEFAULT_MAX_CONFIG_BYTES = 1024 * 1024
 
@@ -116,7 +117,8 @@ def _problems_from(exc: pydantic.ValidationError, document: yamlsource.Document,
 def _strip_union_parts(loc: tuple[Any, ...]) -> list[str | int]:
     # pydantic adds the chosen union member ("Action", "list[...]", "function-before[...]") to locs
     models = {"JobConfig", "Action", "EventTrigger", "JsonPathFilter", "Task", "Env", "ResourceList",
-              "ResourceRequirements", "Capabilities", "SeccompProfile", "SecurityContext"}  # fmt: skip
+              "ResourceRequirements", "Capabilities", "SeccompProfile", "SecurityContext",
+              "Volume", "EmptyDirVolume", "PersistentVolumeClaimVolume"}  # fmt: skip
     return [p for p in loc if not (isinstance(p, str) and (p in models or "[" in p))]
 
 
@@ -136,6 +138,8 @@ def _message(error: Any, loc: tuple[Any, ...]) -> str:
 
 def _unknown_field_message(loc: tuple[Any, ...]) -> str:
     name = str(loc[-1])
+    if len(loc) >= 3 and loc[-3] == "volumes" and isinstance(loc[-2], int):
+        return volume_type_message(name)
     allowed = _allowed_fields(loc[:-1])
     message = f"unknown field {name!r}"
     close = difflib.get_close_matches(name, allowed, n=1)

@@ -74,6 +74,20 @@ def _list_of_text(value: Any) -> list[str] | None:
     return out
 
 
+def _list_of_int(value: Any) -> list[int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of whole numbers, got {kind_of(value)}")
+    out = []
+    for i, item in enumerate(value):
+        try:
+            out.append(_int(item))
+        except ValueError:
+            raise ValueError(f"expected a list of whole numbers, but item {i} is {kind_of(item)}") from None
+    return out
+
+
 def _map_of_text(value: Any) -> dict[str, str] | None:
     if value is None:
         return None
@@ -122,6 +136,11 @@ YStrList = Annotated[
     list[str] | None,
     BeforeValidator(_list_of_text),
     WithJsonSchema({"type": ["array", "null"], "items": _SCALAR_SCHEMA}),
+]
+YIntList = Annotated[
+    list[int] | None,
+    BeforeValidator(_list_of_int),
+    WithJsonSchema({"type": ["array", "null"], "items": {"type": "integer"}}),
 ]
 YStrMap = Annotated[
     dict[str, str] | None,

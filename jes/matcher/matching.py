@@ -23,9 +23,20 @@ from typing import Any
 import yaml
 
 from jes import errors
-from jes.matcher import checks, imagepolicy, jsonpath, schema
+from jes.matcher import checks, imagepolicy, jsonpath, schema, volumes
 from jes.matcher import config as cfg
-from jes.models import EnvEntry, EnvSecret, EnvValue, EventInfo, Plan, PlannedAction, RenderedTask, Resources
+from jes.models import (
+    Concurrency,
+    EnvEntry,
+    EnvSecret,
+    EnvValue,
+    EventInfo,
+    Plan,
+    PlannedAction,
+    RenderedTask,
+    Resources,
+    queue_of,
+)
 from jes.settings import Settings
 from jes.util.textutil import whole_characters
 
@@ -43,6 +54,8 @@ class Executor:
     allow_privileged: bool = False
     protected_secrets: tuple[str, ...] = ()
     protected_service_accounts: tuple[str, ...] = ()
+    allowed_volume_claims: tuple[str, ...] = ()
+    """Globs of the PersistentVolumeClaims tasks may mount; none: no claim."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,20 +243,40 @@ def _plan_action(
     try:
         _check_policy(tasks, executor)
         rendered = tuple(render_task(index, i, action, t, event, info, executor) for i, t in enumerate(tasks))
+        concurrency = render_concurrency(action, event, info)
     except errors.RenderError as exc:
         return PlannedAction(index, action.name, action.silent, (), error=str(exc))
-    return PlannedAction(index, action.name, action.silent, rendered)
+    return PlannedAction(index, action.name, action.silent, rendered, concurrency=concurrency)
+
+
+def render_concurrency(action: schema.Action, event: Mapping[str, Any], info: EventInfo) -> Concurrency | None:
+    """The action's queue for this event. A key that finds nothing makes the action unable to run
+    (:class:`errors.RenderError`), as an env JSONPath that finds nothing does."""
+    if action.concurrency is None:
+        return None
+    key = action.concurrency.key
+    value = ""
+    if key:
+        try:
+            found = jsonpath.find(key, event_map(event))
+        except errors.RenderError as exc:
+            raise errors.RenderError(f"action {action.name!r}: concurrency key {key}: {exc}") from exc
+        value = found if isinstance(found, str) else jsonpath.json_text(found)
+    limit = action.concurrency.limit
+    return Concurrency(limit, key, value, queue_of(info.project, action.name, value))
 
 
 def _check_policy(tasks: Sequence[schema.Task], executor: Executor) -> None:
     """All tasks are checked before any runs, as upstream did for images: the image allowlist, no
-    reference to jes's own Secrets or service account, and no variable jes sets itself."""
+    reference to jes's own Secrets or service account, no variable jes sets itself, and only the
+    PersistentVolumeClaims the executor allows."""
     for task in tasks:
         if not imagepolicy.allowed(task.image, executor.allowed_images):
             raise errors.PolicyError(imagepolicy.forbidden_message(task.image))
         refused = checks.reserved_references(task) + checks.protected_references(
             task, secrets=executor.protected_secrets, service_accounts=executor.protected_service_accounts
         )
+        refused += volumes.forbidden_claims(task, executor.allowed_volume_claims)
         if refused:
             raise errors.PolicyError(f"Forbidden: task {task.name!r}: {refused[0][1]}")
 
@@ -285,6 +318,9 @@ def render_task(
         annotations=dict(task.annotations or {}),
         image_pull_secrets=tuple(task.imagePullSecrets or ()),
         on_error=task.onError,
+        volumes=volumes.rendered(task),
+        retries=task.retries,
+        retry_on_exit_codes=tuple(sorted(task.retryOnExitCodes or ())) if task.retries > 0 else (),
     )
 
 
@@ -371,4 +407,5 @@ def executor_from_settings(settings: Settings) -> Executor:
         allow_privileged=settings.allow_privileged_jobs,
         protected_secrets=settings.protected_secrets,
         protected_service_accounts=settings.protected_service_accounts,
+        allowed_volume_claims=settings.allowed_volume_claims,
     )

@@ -1,7 +1,8 @@
 """The ``job/config.yaml`` model (apiVersion v2) and its constants.
 
 Every field of the original job-executor-service is here with its upstream default, plus the
-extensions ``actions[].locations``, ``tasks[].imagePullSecrets`` and ``tasks[].onError``. The field
+extensions ``actions[].locations``, ``actions[].concurrency``, ``tasks[].imagePullSecrets``,
+``tasks[].onError``, ``tasks[].volumes`` and ``tasks[].retries``/``retryOnExitCodes``. The field
 descriptions feed the JSON Schema and the reference table in README.md.
 """
 
@@ -15,6 +16,7 @@ from jes.matcher.fieldtypes import (
     StrictModel,
     YBool,
     YInt,
+    YIntList,
     YStr,
     YStrList,
     YStrMap,
@@ -34,6 +36,10 @@ PROC_MOUNTS = ("Default", "Unmasked")
 PROFILE_TYPES = ("RuntimeDefault", "Unconfined", "Localhost")
 #: What a failed task does to its action (jes extension ``tasks[].onError``); the first is the default.
 ON_ERROR = ("fail", "warning")
+#: The most retries a task may have (jes extension ``tasks[].retries``): 11 runs of one task at most.
+MAX_RETRIES = 10
+#: The exit codes ``retryOnExitCodes`` may list: a process's non-zero exit codes.
+EXIT_CODES = (1, 255)
 
 
 class JsonPathFilter(StrictModel):
@@ -101,6 +107,33 @@ class SecurityContext(StrictModel):
         return self.model_dump(exclude_none=True, exclude_unset=True, mode="json")
 
 
+class EmptyDirVolume(StrictModel):
+    """A fresh, empty directory for one run of the task, removed with it."""
+
+    sizeLimit: YStr = Field("", description="Kubernetes quantity, e.g. 1Gi; empty: no limit")
+
+
+class PersistentVolumeClaimVolume(StrictModel):
+    """An existing PersistentVolumeClaim in the task's namespace; jes never creates one."""
+
+    claimName: YStr = Field(description="the claim's name; must match JES_ALLOWED_VOLUME_CLAIMS")
+    readOnly: YBool = Field(False, description="mount it read-only")
+
+
+class Volume(StrictModel):
+    """A volume of a task: exactly one of ``emptyDir`` or ``persistentVolumeClaim`` (no other volume
+    types: a task must not reach the node's files, Secrets or other storage through one)."""
+
+    name: YStr = Field(description="DNS-1123 label, unique in the task")
+    mountPath: YStr = Field(description="absolute path in the task container; not /keptn, inside or above it")
+    emptyDir: Annotated[EmptyDirVolume | None, BeforeValidator(optional_block)] = Field(
+        None, description="a fresh empty directory (write emptyDir: {} for no sizeLimit)"
+    )
+    persistentVolumeClaim: Annotated[PersistentVolumeClaimVolume | None, BeforeValidator(optional_block)] = Field(
+        None, description="an existing claim allowed by JES_ALLOWED_VOLUME_CLAIMS"
+    )
+
+
 class Task(StrictModel):
     name: YStr = Field("", description="shown in reports and the Job's labels")
     image: YStr = Field("", description="container image, checked against the allowlist as written")
@@ -133,6 +166,29 @@ class Task(StrictModel):
         description="jes extension: fail ends the action errored/fail; warning lets the next tasks run "
         "and makes the action succeeded/warning",
     )
+    retries: YInt = Field(
+        0,
+        description=f"jes extension: how often a failed task runs again, 0 to {MAX_RETRIES} "
+        "(Kubernetes: the Job's backoffLimit)",
+    )
+    retryOnExitCodes: YIntList = Field(
+        None,
+        description="jes extension: only these exit codes (1-255) are retried, any other fails at once; "
+        "none: every non-zero exit code",
+    )
+    volumes: Annotated[list[Volume] | None, BeforeValidator(list_or_none)] = Field(
+        None, description="jes extension: emptyDir or persistentVolumeClaim volumes mounted into the task"
+    )
+
+
+class Concurrency(StrictModel):
+    """jes extension: how many events may run the action at once; the others wait in arrival order."""
+
+    limit: YInt = Field(description="at least 1: how many events may run the action at the same time")
+    key: YStr = Field(
+        "",
+        description="JSONPath on the event, e.g. $.data.stage: one queue per value found; empty = one queue",
+    )
 
 
 class Action(StrictModel):
@@ -145,6 +201,9 @@ class Action(StrictModel):
         None, description="run in order, one Job each, stopping at the first failure of an onError: fail task"
     )
     locations: YStrList = Field(None, description="jes extension: run only on executors whose LOCATION is listed")
+    concurrency: Annotated[Concurrency | None, BeforeValidator(optional_block)] = Field(
+        None, description="jes extension: at most limit events run the action at once per key value; others queue"
+    )
 
 
 class JobConfig(StrictModel):

@@ -21,7 +21,8 @@ from typing import Any
 
 from cloudevents.core.v1.event import CloudEvent
 
-from jes.models import ContainerLog, EventInfo, EventRef, Outcome
+from jes.models import Concurrency, ContainerLog, EventInfo, EventRef, Outcome
+from jes.reporter.budget import body_size, cut_middle, encode, fit_to_budget
 from jes.util.textutil import clean
 
 SPEC_VERSION = "1.0"
@@ -207,6 +208,19 @@ def progress(
     return _envelope(info, response_type(info.type, "status.changed"), data, identity, now or utc_now())
 
 
+def status_changed_attempt(
+    info: EventInfo, identity: Identity, *, task: str, index: int, count: int, attempt: int, attempts: int,
+    exit_code: int | None, job: str, now: datetime | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Best effort report of a retry: "task 1/2 'tests' attempt 2/3 after exit code 2" (``attempt``
+    counts from 1; ``attempts`` is 1 + the task's retries; ``exit_code`` is the previous attempt's)."""
+    after = f"exit code {exit_code}" if exit_code is not None else "a failure without exit code"
+    detail = {"name": task, "index": index, "count": count, "job": job, "attempt": attempt, "attempts": attempts,
+              "previousExitCode": exit_code}  # fmt: skip
+    return progress(info, identity, f"{_task_label(task, index, count)} attempt {attempt}/{attempts} after {after}",
+                    detail, now=now)  # fmt: skip
+
+
 def _task_label(task: str, index: int, count: int) -> str:
     return f"task {index + 1}/{count} '{task}'"
 
@@ -217,6 +231,21 @@ def _duration_text(seconds: float) -> str:
         minutes, rest = divmod(round(seconds), 60)
         return f"{minutes} min {rest} s" if rest else f"{minutes} min"
     return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+
+
+def queued(
+    info: EventInfo, identity: Identity, *, action: str, position: int, queue: Concurrency, now: datetime | None = None
+) -> dict[str, Any]:
+    """Best effort progress of an event waiting for a slot of its action's ``concurrency`` queue:
+    "queued, position 3: ..." (1 runs next); outside the exactly-once rules of .started/.finished."""
+    value = cut_middle(queue.value, 200)  # the key's value comes from the event: unbounded
+    scope = f" for {queue.key} = {json.dumps(value, ensure_ascii=False)}" if queue.key else ""
+    at_most = f"at most {queue.limit} {'event' if queue.limit == 1 else 'events'} at a time"
+    data = _scope(info)
+    data["message"] = f"queued, position {position}: action '{action}' runs for {at_most}{scope}"
+    where = {"action": action, "position": position, "limit": queue.limit, "key": queue.key, "value": value}
+    data["jes"] = {"executor": identity.executor, "queue": where}
+    return _envelope(info, response_type(info.type, "status.changed"), data, identity, now or utc_now())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,10 +349,49 @@ def summary(identity: Identity, action: str, reports: Sequence[TaskReport]) -> d
                 "durationSeconds": round(r.outcome.duration_s, 3),
                 "reason": r.outcome.reason,
                 "onError": r.on_error,
+                **_output_summary(r.outcome.output),
+                # a task with retries: how many runs, and each one's exit code
+                **({"attempts": len(r.outcome.attempts), "exitCodes": list(r.outcome.attempts)} if r.outcome.attempts
+                   else {}),
             }
             for r in reports
         ],
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Task outputs ($KEPTN_OUTPUT_FILE)
+
+#: Keys of the ``.finished`` data no task output replaces: Keptn's own, and jes's summary.
+PROTECTED_KEYS = frozenset({"project", "stage", "service", "labels", "status", "result", "message", "jes"})
+
+
+def _output_summary(output: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``outputKeys`` merged from a task's output and ``ignoredOutputKeys`` (protected ones)."""
+    if not output:
+        return {}
+    summary_: dict[str, Any] = {"outputKeys": sorted(k for k in output if k not in PROTECTED_KEYS)}
+    ignored = sorted(k for k in output if k in PROTECTED_KEYS)
+    if ignored:
+        summary_["ignoredOutputKeys"] = ignored
+    return summary_
+
+
+def merge_outputs(data: dict[str, Any], outputs: Sequence[Mapping[str, Any]]) -> None:
+    """Each output's top-level keys into ``data``, in task order (a later task wins), never over
+    :data:`PROTECTED_KEYS`."""
+    for output in outputs:
+        for key, value in output.items():
+            if key not in PROTECTED_KEYS:
+                data[key] = value
+
+
+def outputs_too_big(outputs_bytes: int, max_bytes: int) -> str:
+    return (
+        f"The tasks' outputs ($KEPTN_OUTPUT_FILE, {outputs_bytes} bytes of JSON) do not fit into one event "
+        f"of JES_MAX_EVENT_BYTES ({max_bytes} bytes) with the event's other data: they were left out. "
+        "Write less output, or raise JES_MAX_EVENT_BYTES (the control plane's limit permitting).\n\n"
+    )
 
 
 def finished(
@@ -337,8 +405,13 @@ def finished(
     jes_data: Mapping[str, Any] | None = None,
     test_window: tuple[datetime, datetime] | None = None,
     now: datetime | None = None,
+    outputs: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """A ``.finished`` event whose JSON body is at most ``max_bytes`` long."""
+    """A ``.finished`` event whose JSON body is at most ``max_bytes`` long.
+
+    The tasks' ``outputs`` are merged into its data (:func:`merge_outputs`) and kept whole: the
+    message is cut first. When they do not fit even so, the event is ``errored/fail`` without them,
+    its message saying why."""
     data = _scope(info)
     data.update({"status": status, "result": result})
     if message:
@@ -346,70 +419,17 @@ def finished(
     data["jes"] = dict(jes_data or {"executor": identity.executor})
     if test_window is not None and info.type == TEST_TRIGGERED:
         data["test"] = {"start": seconds_time(test_window[0]), "end": seconds_time(test_window[1])}
+    merge_outputs(data, outputs)
     finished_type = response_type(info.type, "finished")
     event = _envelope(info, finished_type, data, identity, now or utc_now(), deterministic_id=True)
-    return fit_to_budget(event, max_bytes)
-
-
-def body_size(event: Mapping[str, Any]) -> int:
-    """Bytes of the JSON body as the client POSTs it."""
-    return len(encode(event))
-
-
-def encode(event: Mapping[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def omission_marker(omitted_bytes: int) -> str:
-    return f"\n[... {omitted_bytes} bytes omitted to fit the event size limit ...]\n"
-
-
-def fit_to_budget(event: dict[str, Any], max_bytes: int) -> dict[str, Any]:
-    """Shorten ``data.message`` (head + marker + tail) until the event fits ``max_bytes``.
-
-    If even an empty message does not fit, the ``data.jes`` task reasons are shortened too; the
-    envelope and the Keptn fields are never touched.
-    """
-    if body_size(event) <= max_bytes:
-        return event
-    data = event["data"]
-    message: str = data.get("message", "")
-    keep = _longest_fitting(event, message, max_bytes)
-    if keep is None:
-        _shrink_summary(data)
-        keep = _longest_fitting(event, message, max_bytes) or 0
-    data["message"] = cut_middle(message, keep)
+    event = fit_to_budget(event, max_bytes)
+    if outputs and body_size(event) > max_bytes:
+        size = sum(len(encode(output)) for output in outputs)
+        return finished(
+            info, identity, status="errored", result="fail", message=outputs_too_big(size, max_bytes) + message,
+            max_bytes=max_bytes, jes_data=jes_data, now=now,
+        )  # fmt: skip
     return event
-
-
-def _longest_fitting(event: dict[str, Any], message: str, max_bytes: int) -> int | None:
-    """The largest number of kept characters for which the event fits (binary search)."""
-    data = event["data"]
-    low, high, best = 0, len(message), None
-    while low <= high:
-        middle = (low + high) // 2
-        data["message"] = cut_middle(message, middle)
-        if body_size(event) <= max_bytes:
-            best, low = middle, middle + 1
-        else:
-            high = middle - 1
-    return best
-
-
-def cut_middle(text: str, keep_chars: int) -> str:
-    """Keep ``keep_chars`` characters (40 % head, 60 % tail) around an omission marker."""
-    if keep_chars >= len(text):
-        return text
-    head_chars = keep_chars * 2 // 5
-    tail_chars = keep_chars - head_chars
-    head, tail = text[:head_chars], text[len(text) - tail_chars :] if tail_chars else ""
-    omitted = len(text.encode()) - len(head.encode()) - len(tail.encode())
-    return head + omission_marker(omitted) + tail
-
-
-def _shrink_summary(data: dict[str, Any]) -> None:
-    for task in data.get("jes", {}).get("tasks", []):
-        task["reason"] = task.get("reason", "")[:200]
 
 
 def error_log_entry(event: Mapping[str, Any], *, integration_id: str, info: EventInfo) -> dict[str, Any]:

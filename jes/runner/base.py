@@ -27,6 +27,10 @@ async def no_fence() -> None:
 LogSink = Callable[[str, bytes], None]
 """Called with (container name, chunk) as output arrives; used by ``jes run`` to stream logs."""
 
+AttemptSink = Callable[[int, int | None], None]
+"""Called when a task with ``retries`` starts another attempt: (its number, from 2 on; the exit
+code of the attempt before, None when it had none). Same as :data:`jes.runner.retries.AttemptSink`."""
+
 
 class Runner(Protocol):
     """Runs tasks; see the module docstring for the idempotency contract."""
@@ -48,6 +52,7 @@ class Runner(Protocol):
         on_running: Callable[[], None] | None = None,
         adopt_only: bool = False,
         fence: Fence = no_fence,
+        on_attempt: AttemptSink | None = None,
     ) -> Outcome:
         """Create (or adopt) the task's Job or process and wait until it ends.
 
@@ -56,7 +61,9 @@ class Runner(Protocol):
         With ``adopt_only`` nothing is created: a task without a Job (or process state) yields
         :attr:`Status.LOST` — used for tasks launched before a restart — and temporary errors are
         raised (the caller tries again later) rather than reported as an outcome. ``fence`` is
-        awaited right before each attempt to create something.
+        awaited right before each attempt to create something. ``on_attempt`` is called for every
+        retry of a task with ``retries`` noticed while waiting (not for those that happened before
+        an adoption).
         """
         ...
 

@@ -30,7 +30,6 @@ import importlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from datetime import datetime
 from typing import Any
 
 import httpx
@@ -44,7 +43,7 @@ from jes.reporter import delivery as reporter
 from jes.reporter import events
 from jes.runner import base as runner_base
 from jes.runner import choice
-from jes.service import apiproxy, handler, ports, providers, retention
+from jes.service import apiproxy, cancelling, handler, ports, providers, queues, retention
 from jes.service.health import HealthServer
 from jes.service.health import app as health_app
 from jes.service.intake import Intake
@@ -89,6 +88,7 @@ class Service:
         intake_backoff: retry.Backoff = INTAKE_BACKOFF,
         rejected_retry_s: float = reporter.REJECTED_RETRY_S,
         wall_clock: Callable[[], float] = time.time,
+        queue_poll_s: float = queues.QUEUE_POLL_S,
     ) -> None:
         self.settings = settings
         self.metrics = Metrics()
@@ -101,10 +101,8 @@ class Service:
         source = configsource.ConfigSource(self.client)
         self.runner = runner or choice.build_runner(settings, self.kube)
         self.store = store or build_ledger(settings, self.kube)
-        self.intake = Intake(
-            self.client, settings, self._on_event, on_poll_error=self._poll_error,
-            on_malformed=lambda: self.metrics.poll_errors.labels("malformed").inc(),
-        )  # fmt: skip
+        bad = self.metrics.poll_errors.labels("malformed").inc
+        self.intake = Intake(self.client, settings, self._on_event, on_poll_error=self._poll_error, on_malformed=bad)
         self.poller = self.intake.poller
         self.metrics.last_poll_ok.set_function(lambda: self.poller.stats.last_poll_ok_at)
         self.reporter = reporter.KeptnReporter(
@@ -143,7 +141,9 @@ class Service:
             triggered=self.triggered,
             fence_s=getattr(self.store, "fence_s", None),
             proxy_access=self.api_proxy.task_access() if self.api_proxy is not None else None,
+            queue_poll_s=queue_poll_s,
         )
+        self.cancel_checker = cancelling.checker(self.handler.running, self.client, settings.cancel_check_s)
         self.health = HealthServer(
             health_app(problems=self.problems, metrics=self.metrics),
             host=health_host,
@@ -237,6 +237,8 @@ class Service:
         self._started_parts.append("ledger")
         await self.store.start()
         self._supervise("ledger-heartbeat", self.store.maintain)
+        if self.settings.cancel_check_s > 0:
+            self._supervise("cancel-check", self.cancel_checker.run_forever)
         try:
             await self._resume_open_claims()
         except errors.JesError as exc:  # e.g. the Kubernetes API is down: the sweep tries again
@@ -377,16 +379,8 @@ class Service:
             return
         if info.id not in self._in_flight:
             taken_at = self._wall_clock()
-            self._observe_pickup(info.time, taken_at)
+            self.metrics.observe_pickup(info.time, taken_at)
             self._spawn(info.id, lambda: self._handle_timed(event, taken_at), what="handling")
-
-    def _observe_pickup(self, event_time: str, taken_at: float) -> None:
-        """Pickup latency: from the triggered event's own time (its producer's clock) to now."""
-        try:
-            created = datetime.fromisoformat(event_time.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return
-        self.metrics.pickup_latency.observe(max(0.0, taken_at - created))
 
     async def _handle_timed(self, event: dict[str, Any], taken_at: float) -> ports.Result:
         result = await self.handler.handle(event)

@@ -3,9 +3,11 @@
 Shared by ``jes serve`` (control-plane config and files, a ledger that survives restarts, the
 Keptn reporter) and ``jes run`` (a config file, an in-memory ledger, events printed).
 
-For a matching non-silent action: ``.started`` at once (before waiting for a free slot), a
-``.status.changed`` as each task starts and ends (best effort), the tasks in order up to the first
-failure of an ``onError: fail`` task (a failed ``onError: warning`` task lets the next ones run and makes the
+For a matching non-silent action: ``.started`` at once (before waiting for a free slot, or for a
+slot of the action's ``concurrency`` queue — :mod:`jes.service.queues` — with "queued, position N"
+progress), a ``.status.changed`` as each task starts and ends (best effort), the tasks in order up
+to the first failure of an ``onError: fail`` task (a failed ``onError: warning`` task lets the next
+ones run and makes the
 result ``succeeded/warning``), then one ``.finished`` within the size budget (an errored one is
 also posted as an error log entry).
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -41,10 +44,12 @@ from jes.models import (
     EventInfo,
     Plan,
     PlannedAction,
+    Status,
 )
 from jes.reporter import events
 from jes.reporter.delivery import Arrival, Reporter
 from jes.runner import base as runner_base
+from jes.service.cancelling import RunningEvents
 from jes.service.metrics import Metrics
 from jes.service.ports import (
     ConfigNotFound,
@@ -56,6 +61,7 @@ from jes.service.ports import (
     Result,
     TriggeredEvents,
 )
+from jes.service.queues import QUEUE_POLL_S, Queues
 from jes.service.reports import ClaimReports
 from jes.service.tasks import ProxyAccess, TaskRunner
 from jes.util import logfmt
@@ -90,6 +96,10 @@ class EventHandler:
     """How many tasks may hold spooled files at once (until their Job or process exists)."""
     proxy_access: ProxyAccess | None = None
     """Mints a task's API-proxy token (None: tasks get no proxy access)."""
+    queue_poll_s: float = QUEUE_POLL_S
+    """How often an event waiting for a slot of its action's ``concurrency`` reads its queue."""
+    running: RunningEvents = field(default_factory=RunningEvents)
+    """Events whose tasks run now; :mod:`jes.service.cancelling` marks those aborted in Keptn."""
 
     def __post_init__(self) -> None:
         self.reports = ClaimReports(
@@ -101,6 +111,7 @@ class EventHandler:
             metrics=self.metrics, on_log=self.on_log, clock=self.clock, file_slots=self.file_slots,
             proxy_access=self.proxy_access,
         )  # fmt: skip
+        self.queues = Queues(self.store, poll_s=self.queue_poll_s, monotonic=self.monotonic)
 
     # -- entry points ------------------------------------------------------------------------------
 
@@ -232,15 +243,48 @@ class EventHandler:
         deciding = next((a for a in plan.actions if not a.silent), None)
         if deciding is not None:
             await self._send_started(claim, info, action=deciding.name)
-        if self._must_wait_for_slot() and claim.delivery(Report.STARTED) is Delivery.SENT:
+        queued = [a for a in plan.actions if a.concurrency is not None and not a.error]
+        if (queued or self._must_wait_for_slot()) and claim.delivery(Report.STARTED) is Delivery.SENT:
             await self.store.save(claim)  # otherwise the next task record carries ".started sent"
-        async with self._free_slot():
-            for action in plan.actions:
-                if action.silent:
-                    await self._run_silent(claim, plan, action)
-                else:
-                    return await self._run_reporting(claim, plan, action)
+        with self.running.watching(claim.ref):
+            async with self._queued(claim, plan, queued, reports=deciding is not None), self._free_slot():
+                for action in plan.actions:
+                    if self.running.aborted(claim.event_id):
+                        return await self._cancelled(claim, [])
+                    if action.silent:
+                        await self._run_silent(claim, plan, action)
+                    else:
+                        return await self._run_reporting(claim, plan, action)
+            if self.running.aborted(claim.event_id):
+                return await self._cancelled(claim, [])
         return Result(info.id, "silent")
+
+    @contextlib.asynccontextmanager
+    async def _queued(
+        self, claim: Claim, plan: Plan, actions: list[PlannedAction], *, reports: bool
+    ) -> AsyncIterator[None]:
+        """Hold a slot of each action's ``concurrency`` queue, in the plan's order (so no two events
+        wait for each other); while waiting, "queued, position N" progress when the event reports."""
+        waiting = self.metrics.events_waiting if self.metrics and actions else None
+        async with contextlib.AsyncExitStack() as stack:
+            if waiting is not None:
+                waiting.inc()
+            try:
+                for action in actions:
+                    assert action.concurrency is not None
+                    on_position = functools.partial(self._send_queued, plan.event, action) if reports else None
+                    slot = self.queues.slot(action.concurrency, claim.event_id, on_position=on_position)
+                    with logfmt.bind(action=action.name):
+                        await stack.enter_async_context(slot)
+            finally:
+                if waiting is not None:
+                    waiting.dec()
+            yield
+
+    async def _send_queued(self, info: EventInfo, action: PlannedAction, position: int) -> None:
+        assert action.concurrency is not None
+        queued = events.queued(info, self.identity, action=action.name, position=position, queue=action.concurrency)
+        await self.reporter.best_effort(queued)
 
     def _must_wait_for_slot(self) -> bool:
         locked = getattr(self.run_slot(), "locked", None)
@@ -293,6 +337,9 @@ class EventHandler:
                 reports = await self._run_tasks(claim, plan, action, progress=progress)
             finally:
                 await asyncio.gather(*progress, return_exceptions=True)  # in order: before .finished
+            if self.running.aborted(claim.event_id):
+                return await self._cancelled(claim, reports)
+            self.running.unwatch(claim.event_id)  # its .finished closes the event: no abort from here on
             window = (window_start, self.clock())
             failed = next((r for r in reports if not r.outcome.succeeded and not r.warned), None)
             count = len(action.tasks)
@@ -310,7 +357,8 @@ class EventHandler:
                 finished = self._finished(
                     info, action, reports, status="succeeded", result="pass", message=message, window=window
                 )
-            result = await self._send_finished(claim, info, finished, errored=failed is not None)
+            errored = failed is not None or finished["data"]["status"] == "errored"  # (outputs too big)
+            result = await self._send_finished(claim, info, finished, errored=errored)
             await self.tasks.forget_jobs(reports)
             return result
 
@@ -334,6 +382,7 @@ class EventHandler:
             max_bytes=self.max_event_bytes,
             jes_data=events.summary(self.identity, action.name, reports),
             test_window=window,
+            outputs=[r.outcome.output for r in reports if r.outcome.output],
         )
 
     async def _run_tasks(
@@ -342,8 +391,12 @@ class EventHandler:
         """``progress`` collects the status.changed deliveries (None: a silent action sends none)."""
         reports: list[events.TaskReport] = []
         for task in action.tasks:
+            if self.running.aborted(claim.event_id):
+                break  # its sequence was aborted: no further task starts
             with logfmt.bind(task=task.name):
-                outcome = await self.tasks.run(claim, plan, task, len(action.tasks), progress=progress)
+                outcome = await self.tasks.run(
+                    claim, plan, task, len(action.tasks), progress=progress, abort=self.running.signal(claim.event_id)
+                )
             report = events.TaskReport(task.name, outcome, task.on_error)
             reports.append(report)
             stops = not outcome.succeeded and not report.warned  # onError: warning goes on
@@ -354,6 +407,21 @@ class EventHandler:
             if stops:
                 break
         return reports
+
+    async def _cancelled(self, claim: Claim, reports: list[events.TaskReport]) -> Result:
+        """The sequence was aborted in Keptn: its running task was stopped, no further task started.
+        Nothing is sent — the shipyard-controller deleted the ``.triggered`` event and finished the
+        sequence itself (status ``aborted``); a ``.finished`` now would be stored and ignored. The
+        claim is recorded done and cancelled, so no restart or replica runs or reports it again."""
+        stopped = [r.name for r in reports if r.outcome.status is Status.CANCELLED]
+        logger.warning(
+            "event %s: its sequence was aborted in Keptn; %s, no further task started, nothing sent",
+            claim.event_id, f"task {stopped[0]!r} stopped" if stopped else "its work stopped",
+        )  # fmt: skip
+        self._count_skip("cancelled")
+        claim.cancelled = True
+        await self.tasks.forget_jobs(reports)
+        return Result(claim.event_id, "cancelled")
 
     # -- reports ---------------------------------------------------------------------------------
 

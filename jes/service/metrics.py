@@ -6,6 +6,8 @@ services in one process. The API token never appears in any label.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _DURATION_BUCKETS_S = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -58,6 +60,9 @@ class Metrics:
         self.claims_forgotten = Counter(
             "jes_claims_forgotten", "Done claims deleted after JES_DONE_RETENTION_S", registry=r
         )
+        self.tasks_cancelled = Counter(
+            "jes_tasks_cancelled", "Running tasks stopped because their sequence was aborted in Keptn", registry=r
+        )
         self.ready = Gauge("jes_ready", "1 when registered and polling", registry=r)
         self.pickup_latency = Histogram(
             "jes_event_pickup_seconds",
@@ -76,6 +81,14 @@ class Metrics:
             "Unix time of the last successful poll of the control plane (0: none yet)",
             registry=r,
         )
+
+    def observe_pickup(self, event_time: str, taken_at: float) -> None:
+        """From the triggered event's own time (its producer's clock) to ``taken_at`` (Unix time)."""
+        try:
+            created = datetime.fromisoformat(event_time.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return
+        self.pickup_latency.observe(max(0.0, taken_at - created))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

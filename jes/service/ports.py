@@ -49,7 +49,7 @@ class Result:
     outcome: str
     """``no_match``, ``no_config``, ``silent``, ``succeeded``, ``errored``, ``resumed`` (only the
     bookkeeping was left), ``skipped`` (another holder, or done), ``gone`` (no longer open) or
-    ``lost`` (another replica took it over)."""
+    ``lost`` (another replica took it over) or ``cancelled`` (its sequence was aborted in Keptn)."""
     finished: dict[str, Any] | None = None
 
 

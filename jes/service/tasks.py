@@ -81,14 +81,19 @@ class TaskRunner:
         count: int,
         *,
         progress: list[asyncio.Task[None]] | None,
+        abort: asyncio.Event | None = None,
     ) -> Outcome:
+        """``abort`` set while the task runs (its sequence was aborted): the task is stopped."""
         info = plan.event
         job_name = models.job_name(info.id, task.action_index, task.task_index, executor=self.identity.executor)
         record = claim.task(task.action_index, task.task_index)
         if record is not None and record.state is TaskState.DONE:
             return await self._readopt(plan, task, job_name, record)
         if record is not None:  # launched before a restart: adopt it, never create it again
-            adopted = await self.runner.run(self._spec(plan, task, job_name), on_log=self.on_log, adopt_only=True)
+            adopted = await self.runner.run(
+                self._spec(plan, task, job_name), on_log=self.on_log, adopt_only=True,
+                on_attempt=self._attempts_to(info, task, count, job_name, progress),
+            )  # fmt: skip
             if adopted.status is not Status.LOST:
                 return self._ended(claim, plan, task, count, adopted, progress)
             if not self.runner.absent_means_never_started:  # the Job may have existed and be gone
@@ -105,7 +110,10 @@ class TaskRunner:
             if files:
                 await _released_or_done(files, running)  # the file slot is free again after this
         try:
-            return self._ended(claim, plan, task, count, await running, progress)
+            outcome = await self._unless_aborted(plan, task, job_name, running, abort)
+            if outcome.status is Status.CANCELLED:  # nothing more is sent for an aborted sequence
+                return self._record_outcome(claim, task, outcome)
+            return self._ended(claim, plan, task, count, outcome, progress)
         except asyncio.CancelledError:
             running.cancel()
             raise
@@ -159,7 +167,66 @@ class TaskRunner:
                 )  # fmt: skip
                 # best effort and concurrent: a slow or refusing control plane must not delay the task
                 self._announce(progress, changed, job_name)
-        return asyncio.create_task(self._run_with_metrics(spec, fence=lambda: self.fence(claim)))
+        attempts = self._attempts_to(info, task, count, job_name, progress)
+        return asyncio.create_task(self._run_with_metrics(spec, fence=lambda: self.fence(claim), on_attempt=attempts))
+
+    def _attempts_to(
+        self, info: EventInfo, task: RenderedTask, count: int, job_name: str, progress: list[asyncio.Task[None]] | None
+    ) -> runner_base.AttemptSink | None:
+        """The runner's ``on_attempt`` for a reporting task with retries: each retry becomes a best
+        effort ``.status.changed`` ("task 1/2 'tests' attempt 2/3 after exit code 2"), sent in order
+        after the task's earlier progress events. None otherwise."""
+        if progress is None or task.retries <= 0:
+            return None
+
+        def on_attempt(attempt: int, exit_code: int | None) -> None:
+            changed = events.status_changed_attempt(
+                info, self.identity, task=task.name, index=task.task_index, count=count, attempt=attempt,
+                attempts=task.retries + 1, exit_code=exit_code, job=job_name,
+            )  # fmt: skip
+            self._announce(progress, changed, job_name)
+
+        return on_attempt
+
+    async def _unless_aborted(
+        self, plan: Plan, task: RenderedTask, job_name: str, running: asyncio.Task[Outcome], abort: asyncio.Event | None
+    ) -> Outcome:
+        """The task's outcome, or — ``abort`` set first — the task stopped: README "Cancellation"."""
+        if abort is None:
+            return await running
+        aborted = asyncio.ensure_future(abort.wait())
+        try:
+            await asyncio.wait([running, aborted], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            aborted.cancel()
+        if running.done():
+            return running.result()
+        started_at = self.clock()
+        running.cancel()  # stops waiting only: the runner leaves the task running ...
+        await asyncio.gather(running, return_exceptions=True)
+        how = await self._cancel(self._spec(plan, task, job_name))  # ... so it is stopped here
+        if self.metrics:
+            self.metrics.tasks_cancelled.inc()
+        return Outcome(
+            job_name=job_name,
+            status=Status.CANCELLED,
+            reason=f"its sequence was aborted in Keptn; {how}",
+            exit_code=None,
+            logs=(),
+            started_at=started_at,
+            finished_at=self.clock(),
+        )
+
+    async def _cancel(self, spec: TaskSpec) -> str:
+        """Stop the task's Job (or process); what was done."""
+        cancel = getattr(self.runner, "cancel", None)
+        if cancel is None:
+            return f"the {self.runner.name} runner cannot stop it"
+        try:
+            return str(await cancel(spec))
+        except errors.JesError as exc:
+            logger.warning("stopping the task of an aborted sequence failed: %s", exc)
+            return f"stopping it failed: {exc}"
 
     def _ended(
         self,
@@ -200,6 +267,7 @@ class TaskRunner:
             exit_code=outcome.exit_code,
             started_at=outcome.started_at.isoformat(),
             finished_at=outcome.finished_at.isoformat(),
+            attempts=outcome.attempts,
         )
         claim.set_task(task.action_index, task.task_index, record)
         return outcome
@@ -224,12 +292,14 @@ class TaskRunner:
             return _outcome_from_record(job_name, record)
         return outcome
 
-    async def _run_with_metrics(self, spec: TaskSpec, *, fence: runner_base.Fence) -> Outcome:
+    async def _run_with_metrics(
+        self, spec: TaskSpec, *, fence: runner_base.Fence, on_attempt: runner_base.AttemptSink | None = None
+    ) -> Outcome:
         jobs = self.metrics.jobs_in_flight if self.metrics else None
         if jobs:
             jobs.inc()
         try:
-            outcome = await self.runner.run(spec, on_log=self.on_log, fence=fence)
+            outcome = await self.runner.run(spec, on_log=self.on_log, fence=fence, on_attempt=on_attempt)
         finally:
             if jobs:
                 jobs.dec()
@@ -274,6 +344,7 @@ def _with_reason(outcome: Outcome, reason: str) -> Outcome:
         started_at=outcome.started_at,
         finished_at=outcome.finished_at,
         events=outcome.events,
+        attempts=outcome.attempts,
     )
 
 
@@ -300,4 +371,5 @@ def _outcome_from_record(job_name: str, record: TaskRecord) -> Outcome:
         logs=(note,),
         started_at=datetime.fromisoformat(record.started_at),
         finished_at=datetime.fromisoformat(record.finished_at),
+        attempts=record.attempts,
     )

@@ -66,8 +66,7 @@ class PollerStats:
     """Counters the service can export as metrics."""
 
     polls_ok: int = 0
-    last_poll_ok_at: float = 0.0
-    """Wall-clock time (``time.time()``) of the last successful poll; 0 before the first."""
+    last_poll_ok_at: float = 0.0  # time.time() of the last successful poll; 0 before the first
     polls_failed: int = 0
     poll_errors: Counter[str] = field(default_factory=Counter)
     events_delivered: int = 0

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from jes import settings
 from tests.chart.support import RELEASE, USER_NAMESPACE, USER_SETS, Helm, Rendered
 
 UPSTREAM_VALUES = Path(__file__).with_name("upstream-values.yaml")
@@ -412,3 +413,24 @@ def test_network_policy_layout_of_0_2(helm: Helm) -> None:
     egress = rendered.one("NetworkPolicy", f"{RELEASE}-egress")["spec"]["egress"]
     assert {"to": [{"ipBlock": {"cidr": "10.96.0.1/32"}}]} in egress
     assert rendered.one("NetworkPolicy", f"{RELEASE}-ingress")
+
+
+def test_allowed_volume_claims(helm: Helm) -> None:
+    """``jobConfig.allowedVolumeClaims`` (a list of globs) becomes JES_ALLOWED_VOLUME_CLAIMS, a comma
+    list that jes/settings.py reads back; by default no claim is allowed; a comma in a glob is refused."""
+    assert helm.template().value("JES_ALLOWED_VOLUME_CLAIMS") == ""
+    rendered = helm.template([*USER_SETS, "jobConfig.allowedVolumeClaims={shared-data,cache-*}"])
+    value = rendered.value("JES_ALLOWED_VOLUME_CLAIMS")
+    assert value == "shared-data,cache-*"
+    assert settings.load({"JES_ALLOWED_VOLUME_CLAIMS": value}).allowed_volume_claims == ("shared-data", "cache-*")
+    error = helm.template_error([*USER_SETS, "jobConfig.allowedVolumeClaims[0]=a\\,b"])
+    assert "allowedVolumeClaims" in error
+
+
+def test_task_outputs_are_on_by_default_and_can_be_turned_off(helm: Helm) -> None:
+    rendered = helm.template(USER_SETS)
+    assert (rendered.value("JES_TASK_OUTPUTS"), rendered.value("JES_MAX_OUTPUT_BYTES")) == ("true", "64Ki")
+    assert rendered.value("JES_INIT_IMAGE") == JES_IMAGE  # the sidecar runs jes's own image
+    off = helm.template([*USER_SETS, "jobConfig.taskOutputs=false", "jobConfig.maxOutputBytes=256Ki"])
+    assert (off.value("JES_TASK_OUTPUTS"), off.value("JES_MAX_OUTPUT_BYTES")) == ("false", "256Ki")
+    settings.load({"JES_TASK_OUTPUTS": "false", "JES_MAX_OUTPUT_BYTES": "256Ki"})  # jes reads them

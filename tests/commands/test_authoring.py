@@ -108,6 +108,9 @@ def test_match_json_contract() -> None:
                             {"name": "LABELS_FOO", "value": "bar - labels are optional"},
                         ],
                         "onError": "fail",
+                        "volumes": [],
+                        "retries": 0,
+                        "retryOnExitCodes": [],
                     }
                 ],
             }

@@ -36,7 +36,7 @@ def test_it_serves_on_its_own_loop_until_stopped() -> None:
     finally:
         started = time.monotonic()
         server.stop()
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 3.0  # no join timeout was waited out (a busy machine is slow)
     assert exited == [True] and not server.running
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{server.port}/", timeout=2)

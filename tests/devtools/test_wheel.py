@@ -23,6 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from jes.devtools.controlplane import webpage
+
 REPO = Path(__file__).resolve().parents[2]
 SEED_FILES = (
     "jes/devtools/data/control-plane/my-first-project/shipyard.yaml",
@@ -84,6 +86,7 @@ def test_the_wheel_holds_jes_and_its_seed_data_only(wheel: Path) -> None:
     assert not [n for n in names if n.startswith(("fakes/", "tests/")) or "/fakes/" in n or "/tests/" in n]
     assert set(SEED_FILES) <= set(names)
     assert {"jes/py.typed", "jes/devtools/doubles/server.py", "jes/devtools/controlplane/server.py"} <= set(names)
+    assert {f"jes/devtools/controlplane/static/{name}" for name in webpage.ASSETS} <= set(names)  # the page
 
 
 def test_the_installed_jes_is_the_wheels_and_has_no_doubles_of_the_tests(installed: Installed) -> None:
@@ -114,6 +117,8 @@ def test_jes_control_plane_serves_the_packaged_hello_world(installed: Installed)
                 headers=headers,
                 timeout=5,
             )
+            page = httpx.get(url.removesuffix("/api") + "/", timeout=5)
+            script = httpx.get(url.removesuffix("/api") + "/page/main.js", timeout=5)
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=10)
             out = process.stdout.read()
@@ -121,6 +126,8 @@ def test_jes_control_plane_serves_the_packaged_hello_world(installed: Installed)
             process.kill()
     assert project.status_code == 200 and [s["stageName"] for s in project.json()["stages"]] == ["dev"]
     assert config.status_code == 200
+    assert page.status_code == 200 and "/page/main.js" in page.text
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
     assert base64.b64decode(config.json()["resourceContent"]) == (REPO / "examples/job/config.yaml").read_bytes()
     assert "project my-first-project: stages dev; services service1" in out
     assert process.returncode == 0 and "local control plane stopped" in out

@@ -257,7 +257,7 @@ def test_backoff_limit_retries_with_new_pods(kube: FakeKube, api: kubernetes.cli
     manifest = helpers.job_manifest("retry")
     manifest["spec"]["backoffLimit"] = 1
     _batch(api).create_namespaced_job("default", manifest)
-    job = helpers.wait_until(lambda: _finished(kube, "retry"))
+    job = helpers.wait_until(lambda: _finished(kube, "retry") or kube.clock.advance(1))  # over the 10 s back-off
     assert job["status"]["failed"] == 2
     assert len(kube.objects("pods", "default", labels="job-name=retry")) == 2
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jes.models import ContainerLog, EventInfo, LogText, Outcome, Status
+from jes.reporter import budget as size_budget
 from jes.reporter import events
 from jes.runner.logs import BoundedBuffer
 
@@ -152,7 +154,7 @@ def test_large_messages_keep_head_and_tail_within_the_budget(budget: int) -> Non
     lines = [f'line {i:06d} ü "quoted" \\ tab\t' for i in range(20000)]
     message = "\n".join(lines)
     event = events.finished(INFO, IDENTITY, status="errored", result="fail", message=message, max_bytes=budget)
-    assert events.body_size(event) <= budget
+    assert size_budget.body_size(event) <= budget
     kept = event["data"]["message"]
     assert kept.startswith("line 000000") and kept.endswith(lines[-1])
     marker = [line for line in kept.splitlines() if "bytes omitted" in line]
@@ -161,7 +163,7 @@ def test_large_messages_keep_head_and_tail_within_the_budget(budget: int) -> Non
     head, tail = kept.split("\n" + marker[0] + "\n")
     assert message.startswith(head) and message.endswith(tail)
     assert omitted == len(message.encode()) - len(head.encode()) - len(tail.encode())
-    assert events.body_size(event) > budget * 0.9  # the budget is used, not wasted
+    assert size_budget.body_size(event) > budget * 0.9  # the budget is used, not wasted
 
 
 def test_small_messages_are_untouched() -> None:
@@ -173,8 +175,8 @@ def test_small_messages_are_untouched() -> None:
 @given(st.text(max_size=5000), st.integers(min_value=1500, max_value=6000))
 def test_budget_property(message: str, budget: int) -> None:
     event = events.finished(INFO, IDENTITY, status="errored", result="fail", message=message, max_bytes=budget)
-    assert events.body_size(event) <= budget
-    assert json.loads(events.encode(event))["data"]["status"] == "errored"
+    assert size_budget.body_size(event) <= budget
+    assert json.loads(size_budget.encode(event))["data"]["status"] == "errored"
 
 
 def test_bounded_buffer_keeps_head_and_tail_and_counts_the_rest() -> None:
@@ -218,3 +220,61 @@ def test_failure_after_a_warning_puts_the_failure_first_and_lists_the_warning() 
     assert message.startswith("Task 'test' failed: exit code 3\n\nLogs:\n")
     assert "\ntask 1/3 'lint' failed (exit code 3) — onError: warning\n" in message
     assert lint.warned and "finished successfully" not in message
+
+
+# --- task outputs ($KEPTN_OUTPUT_FILE) ------------------------------------------------------------
+
+
+def with_output(output: dict[str, object], status: Status = Status.SUCCEEDED, text: str = "hello\n") -> Outcome:
+    return replace(outcome(status, text), output=output)
+
+
+def test_outputs_merge_in_task_order_and_never_over_keptns_or_jess_keys() -> None:
+    first = {"test": {"start": "a", "end": "b"}, "shared": 1, "status": "pass", "project": "evil"}
+    second = {"shared": 2, "jes": {"executor": "forged"}, "message": "mine", "labels": {}, "result": "pass"}
+    reports = [events.TaskReport("one", with_output(first)), events.TaskReport("two", with_output(second))]
+    event = events.finished(
+        INFO, IDENTITY, status="succeeded", result="pass", message="m", max_bytes=65536, now=T0,
+        jes_data=events.summary(IDENTITY, "act", reports), test_window=(T0, T0), outputs=[first, second],
+    )  # fmt: skip
+    data = event["data"]
+    assert data["test"] == {"start": "a", "end": "b"}  # the task's own wins over jes's test window
+    assert data["shared"] == 2  # the later task wins
+    assert (data["project"], data["status"], data["result"], data["message"]) == ("p", "succeeded", "pass", "m")
+    assert data["labels"] == {"k": "v"}
+    assert data["jes"]["executor"] == "keptn-jes-eu/EU"
+    one, two = data["jes"]["tasks"]
+    assert (one["outputKeys"], one["ignoredOutputKeys"]) == (["shared", "test"], ["project", "status"])
+    assert (two["outputKeys"], two["ignoredOutputKeys"]) == (["shared"], ["jes", "labels", "message", "result"])
+
+
+def test_a_task_without_output_has_no_output_keys() -> None:
+    (task,) = events.summary(IDENTITY, "act", [events.TaskReport("one", outcome())])["tasks"]
+    assert "outputKeys" not in task and "ignoredOutputKeys" not in task
+
+
+def test_outputs_are_kept_whole_and_the_log_is_cut_first() -> None:
+    output = {"test": {"start": "a", "end": "b"}, "report": "r" * 20_000}
+    message = "L" * 100_000
+    event = events.finished(
+        INFO, IDENTITY, status="succeeded", result="pass", message=message, max_bytes=32_768, now=T0,
+        outputs=[output],
+    )  # fmt: skip
+    assert size_budget.body_size(event) <= 32_768
+    assert event["data"]["report"] == output["report"]
+    assert "bytes omitted to fit the event size limit" in event["data"]["message"]
+    assert event["data"]["status"] == "succeeded"
+
+
+def test_outputs_that_cannot_fit_fail_the_action_without_them() -> None:
+    output = {"report": "r" * 40_000}
+    event = events.finished(
+        INFO, IDENTITY, status="succeeded", result="pass", message="task log\n", max_bytes=32_768, now=T0,
+        outputs=[output],
+    )  # fmt: skip
+    data = event["data"]
+    assert size_budget.body_size(event) <= 32_768
+    assert "report" not in data
+    assert (data["status"], data["result"]) == ("errored", "fail")
+    assert data["message"].startswith("The tasks' outputs ($KEPTN_OUTPUT_FILE, 40013 bytes of JSON) do not fit")
+    assert "JES_MAX_EVENT_BYTES (32768 bytes)" in data["message"] and data["message"].endswith("task log\n")

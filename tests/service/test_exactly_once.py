@@ -486,7 +486,9 @@ async def test_a_failed_attempt_is_retried_even_when_the_sweep_looked_at_the_cla
 
     options = {"intake_backoff": retry.Backoff((1.0,), forever=True), "sweep_interval_s": 0.1}
     async with started(make_kube_service(plane, kube, tmp_path, "jes-0", service_options=options)) as service:
-        kube.faults.fail(503, times=8, verb="update", resource="coordination.k8s.io/leases")
+        # the claim's Lease only: the replica's heartbeat Lease, renewed every 0.3 s, must not take
+        # some of the failures (then the claim write got through within its own retries)
+        kube.faults.fail(503, times=8, verb="update", resource="coordination.k8s.io/leases", name="jes-claim-*")
         context = plane.trigger_sequence(trigger_body("EU"))
         await wait_until(lambda: service.metrics.event_retries._value.get() >= 1, what="a failed attempt")
         await wait_until(lambda: sequence_done(plane, context), timeout_s=20, what="the retried event")

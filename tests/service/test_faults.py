@@ -21,8 +21,8 @@ from jes.devtools.controlplane.server import LocalControlPlane
 from jes.matcher import config
 from jes.matcher import matching as matcher
 from jes.models import EventInfo, Outcome, Status, TaskSpec
+from jes.reporter import budget, events
 from jes.reporter import delivery as reporter_mod
-from jes.reporter import events
 from jes.reporter.delivery import Arrival
 from jes.service import handler, ports
 from tests.matcher.test_loader_properties import TREES
@@ -236,7 +236,7 @@ def test_arbitrary_configs_and_events_never_crash_and_always_explain(text: str, 
     started = [e for e in reporter.sent if e["type"].endswith(".started")]
     assert len(finished) == len(started) <= 1
     for event_sent in reporter.sent:
-        assert events.body_size(event_sent) <= 8192
+        assert budget.body_size(event_sent) <= 8192
     if result.outcome == "errored":
         assert finished[0]["data"]["message"] and reporter.logs
 

@@ -21,7 +21,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from jes.devtools.controlplane import asgi, auth, datastore, faults, httputil, models, resource_api, state, uniform
+from jes.devtools.controlplane import (
+    asgi,
+    auth,
+    datastore,
+    faults,
+    httputil,
+    models,
+    resource_api,
+    state,
+    uniform,
+    webpage,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +169,7 @@ class _Handlers:
             Route(f"{p}/configuration-service/{{rest:path}}", self._resources.dispatch, methods=resource_methods),
             Route(auth.TOKEN_PATH, self.issue_token, methods=["POST"]),
             Route(auth.DISCOVERY_PATH, self.discovery, methods=["GET"]),
+            *webpage.routes(p),
         ]
 
     # -- api-service -------------------------------------------------------------------------

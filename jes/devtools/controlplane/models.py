@@ -11,7 +11,7 @@ types (a number where a string belongs is an error, as in Go). The shipyard file
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
@@ -304,8 +304,22 @@ class CreateService(GoModel):
 
 
 class SequenceControl(GoModel):
-    state: Literal["abort", "pause", "resume"]
+    """``POST /sequence/{project}/{keptnContext}/control``: go-utils' ``SequenceControlCommand``
+    has ``State string `binding:"required"``` and an optional ``Stage``; a state other than
+    ``abort``/``pause``/``resume`` passes the binding and is ignored by ``ControlSequence``
+    (shipyard-controller/internal/controller/shipyardcontroller.go: the switch has no default)."""
+
+    state: GoStr
     stage: GoStr = ""
+
+    @model_validator(mode="after")
+    def _required(self) -> SequenceControl:
+        if not self.state:
+            raise ValueError(
+                "Invalid request format: Key: 'SequenceControlCommand.State' Error:Field validation for "
+                "'State' failed on the 'required' tag"
+            )
+        return self
 
 
 # ---------------------------------------------------------------------------------------------

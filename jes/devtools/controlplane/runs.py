@@ -68,6 +68,9 @@ class SequenceRun:
     status: str = ""
     result: str = ""
     latest: dict[str, str] = field(default_factory=dict)
+    paused: bool = False
+    held: list[tuple[dict[str, Any], datetime]] = field(default_factory=list)
+    """Task ``.triggered`` events opened while paused: pollable, but not yet sent (NATS, datastore)."""
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -113,10 +116,16 @@ def state_view(runs: list[SequenceRun]) -> dict[str, Any]:
         "project": first.project,
         "service": first.service,
         "shkeptncontext": first.context,
-        "state": last.state,
+        "state": "paused" if last.paused else last.state,
         "time": keptntime.keptn_time(first.created),
         "stages": [
-            {"name": r.stage, "state": r.state, "latestEvent": r.latest, "result": r.result, "status": r.status}
+            {
+                "name": r.stage,
+                "state": "paused" if r.paused else r.state,
+                "latestEvent": r.latest,
+                "result": r.result,
+                "status": r.status,
+            }  # fmt: skip
             for r in runs
         ],
     }

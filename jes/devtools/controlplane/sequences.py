@@ -68,6 +68,8 @@ class ShipyardController:
         self._runs_by_context: dict[str, list[SequenceRun]] = defaultdict(list)
         self._active: dict[tuple[str, str, str], SequenceRun] = {}
         self._waiting: dict[tuple[str, str, str], deque[SequenceRun]] = defaultdict(deque)
+        self._paused: set[tuple[str, str, str]] = set()
+        """(project, context, stage or "") paused by the sequence control API (Keptn's PauseContext)."""
         self._deadlines: list[tuple[datetime, int, str]] = []
         self._deadline_seq = itertools.count()
 
@@ -108,8 +110,9 @@ class ShipyardController:
         self.open.add({**event, "gitcommitid": gitcommitid}, now, project_name)
         self._runs_by_context[run.context].append(run)
         run.latest = summary(event)
-        if run.key in self._active:
-            run.state = "waiting"
+        run.paused = self._is_paused(run)
+        if run.key in self._active or run.paused:  # a paused sequence is not dispatched (sequencedispatcher.go)
+            run.state = "waiting" if run.key in self._active else run.state
             self._waiting[run.key].append(run)
         else:
             self._start(run)
@@ -201,7 +204,14 @@ class ShipyardController:
     def _open_task(
         self, event: dict[str, Any], at: datetime, task: str, project: str, context: str, run: SequenceRun | None
     ) -> TaskRun:
-        self._emit(event, at)
+        # Keptn's triggerTask stores the task's .triggered in the triggered-event collection first
+        # (pollable at once), then hands it to the event dispatcher, which holds it back while the
+        # sequence is paused (eventdispatcher.go tryToSendEvent: ErrSequencePaused) and sends it
+        # (NATS, hence the datastore) after a resume.
+        if run is not None and run.paused:
+            run.held.append((event, at))
+        else:
+            self._emit(event, at)
         entry = self.open.add(event, at, project)
         task_run = TaskRun(open=entry, task=task, context=context, sequence=run)
         self._tasks[entry.id] = task_run
@@ -232,7 +242,7 @@ class ShipyardController:
             self._advance(run)
 
     def _finish(self, run: SequenceRun, status: str, result: str, *, message: Any, state: str = "finished") -> None:
-        was_waiting = run.state == "waiting"
+        was_waiting = run in self._waiting.get(run.key, ())  # (also a paused one that never started)
         run.state, run.status, run.result = state, status, result
         if run.current is not None:
             self._close_task(run.current)
@@ -263,7 +273,7 @@ class ShipyardController:
 
     def _start_next(self, key: tuple[str, str, str]) -> None:
         queue = self._waiting.get(key)
-        if queue:
+        if queue and not queue[0].paused:  # a paused sequence blocks those queued after it
             self._start(queue.popleft())
         if queue is not None and not queue:
             del self._waiting[key]
@@ -323,11 +333,56 @@ class ShipyardController:
             ids.append(self._open_task(event, now, task, project, context, None).open.id)
         return ids
 
-    def abort(self, project: str, context: str) -> bool:
-        """Abort the running and waiting sequences of a context; ``False`` if there are none."""
-        runs = [r for r in self._runs_by_context.get(context, []) if r.project == project and r.state in _RUNNING]
+    def _matching(self, project: str, context: str, stage: str) -> list[SequenceRun]:
+        return [
+            r for r in self._runs_by_context.get(context, [])
+            if r.project == project and (not stage or r.stage == stage) and r.state in _RUNNING
+        ]  # fmt: skip
+
+    def _is_paused(self, run: SequenceRun) -> bool:
+        return bool({(run.project, run.context, ""), (run.project, run.context, run.stage)} & self._paused)
+
+    def abort(self, project: str, context: str, *, stage: str = "") -> bool:
+        """Abort a context's running and waiting sequences (in ``stage``, or all); ``False`` if none.
+
+        As Keptn's ``cancelSequence`` (shipyard-controller/internal/controller/shipyardcontroller.go):
+        the sequence leaves the queue, the open ``.triggered`` event of its current task is deleted
+        (so ``GET /event/triggered/{type}?eventID=`` no longer finds it), and
+        ``forceTaskSequenceCompletion`` sends the sequence's ``.finished`` with status ``aborted``
+        and result ``pass``; no follow-up sequence is triggered. A ``.started``/``.finished`` that
+        arrives later for the deleted task is stored and ignored (``handleTaskEvent`` finds no
+        matching ``.triggered`` event: ErrSequenceNotFound, only logged).
+        """
+        runs = self._matching(project, context, stage)
         for run in runs:
-            self._finish(run, "aborted", "fail", message="sequence aborted", state="aborted")
+            run.paused, run.held = False, []
+            self._finish(run, "aborted", "pass", message=None, state="aborted")
+        return bool(runs)
+
+    def pause(self, project: str, context: str, *, stage: str = "") -> bool:
+        """Pause a context (in ``stage``, or all), as Keptn's ``pauseSequence``: the running task goes
+        on, the next task's ``.triggered`` is stored but not sent, a queued sequence is not started,
+        and sequences triggered later in the context start paused (``PauseContext``). The state
+        view shows ``paused``. Tasks held back still time out like any unanswered task."""
+        self._paused.add((project, context, stage))
+        runs = self._matching(project, context, stage)
+        for run in runs:
+            run.paused = True
+        return bool(runs)
+
+    def resume(self, project: str, context: str, *, stage: str = "") -> bool:
+        """Undo :meth:`pause`: held task events are sent now, a queued sequence may start."""
+        self._paused.discard((project, context, stage))
+        if not stage:
+            self._paused = {p for p in self._paused if p[:2] != (project, context)}
+        runs = [r for r in self._matching(project, context, stage) if r.paused and not self._is_paused(r)]
+        for run in runs:
+            run.paused = False
+            held, run.held = run.held, []
+            for event, at in held:
+                self._emit(event, max(at, self._clock.now()))
+            if run.state != "started" and run.key not in self._active:
+                self._start_next(run.key)
         return bool(runs)
 
     def drop_project(self, project: str) -> None:
@@ -386,5 +441,3 @@ class ShipyardController:
         if gitcommitid:
             event["gitcommitid"] = gitcommitid
         return event
-
-

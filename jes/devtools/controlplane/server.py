@@ -339,7 +339,7 @@ def run_control_plane(
 def _banner(control_plane: LocalControlPlane) -> str:
     url = control_plane.url
     shown_token = control_plane.token if control_plane.token == DEFAULT_TOKEN else "<the value given with --token>"
-    lines = [f"Local Keptn control plane listening on {url}", ""]
+    lines = [f"Local Keptn control plane listening on {url}", f"Web page: {control_plane.base_url}/", ""]
     for project in control_plane.state.projects_json():
         stages = ", ".join(s["stageName"] for s in project["stages"]) or "-"
         services = ", ".join(s["serviceName"] for s in project["stages"][0]["services"]) if project["stages"] else ""

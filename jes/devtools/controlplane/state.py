@@ -272,14 +272,22 @@ class ControlPlaneState:
             return copy.deepcopy(self.controller.sequence_states(project, context))
 
     def control_sequence(self, project: str, context: str, command: models.SequenceControl) -> None:
+        """Abort, pause or resume a context's sequences (in one stage, or all), as Keptn's
+        ``ShipyardController.ControlSequence`` does (shipyard-controller/internal/controller/
+        shipyardcontroller.go). Keptn answers 200 even when nothing matches — an unknown project
+        or context is only logged ("no active sequence execution") — and ignores unknown states."""
         with self._lock:
-            if self.projects.get(project) is None:
-                raise models.ApiProblem(404, "project not found")
-            if not self.controller.has_context(project, context):
-                raise models.ApiProblem(404, "sequence not found")
-            if command.state != "abort":
-                raise models.ApiProblem(400, f"the local control plane cannot {command.state} sequences")
-            self.controller.abort(project, context)
+            if command.state == "abort":
+                found = self.controller.abort(project, context, stage=command.stage)
+            elif command.state == "pause":
+                found = self.controller.pause(project, context, stage=command.stage)
+            elif command.state == "resume":
+                found = self.controller.resume(project, context, stage=command.stage)
+            else:
+                return
+            if not found:
+                logger.warning("no active sequence execution for project %s, stage %r, context %s",
+                               project, command.stage, context)  # fmt: skip
 
     # -- projects ----------------------------------------------------------------------------
 

@@ -49,6 +49,7 @@ from jes.models import TaskSpec, api_proxy_secret_name
 from jes.runner.base import Fence
 from jes.runner.kubernetes import manifests
 from jes.runner.kubernetes import watch as kube_watch
+from jes.runner.kubernetes.status import RELAY_CONTAINER
 from jes.runner.kubernetes.task import ApiLookup, JobTask, Obj
 from jes.util import retry
 
@@ -100,6 +101,8 @@ async def create_or_adopt(
         raise
     tracker.offer_job(job)
     await _own_config_maps(api, spec, namespace, job)
+    if _sidecar_dropped(job):  # (its ConfigMaps go with it)
+        raise NoNativeSidecars(await _give_up_unsupported(api, spec, namespace))
     try:
         await _create_token_secret(api, spec, namespace, job, backoff, sleep)
     except errors.KubeError as exc:
@@ -232,6 +235,31 @@ async def _create_token_secret(
     except errors.KubeNotFoundError:
         pass  # gone meanwhile (its owner was deleted): create it
     await _create_retrying(api, namespace, "Secret", name, create, backoff, sleep)
+
+
+class NoNativeSidecars(errors.KubePermanentError):
+    """The API server dropped the output relay's ``restartPolicy: Always`` (Kubernetes before 1.29):
+    as a plain init container it would wait forever, so the Job was deleted again."""
+
+
+def _sidecar_dropped(job: Obj) -> bool:
+    """Whether the Job as created has jes's output relay without ``restartPolicy: Always``."""
+    inits = ((job.get("spec") or {}).get("template") or {}).get("spec", {}).get("initContainers") or []
+    return any(c.get("name") == RELAY_CONTAINER and c.get("restartPolicy") != "Always" for c in inits)
+
+
+async def _give_up_unsupported(api: ApiLookup, spec: JobTask, namespace: str) -> str:
+    reason = (
+        "this cluster does not support native sidecars (Kubernetes 1.29+): it dropped restartPolicy: Always of "
+        "the jes-output container that relays $KEPTN_OUTPUT_FILE; set JES_TASK_OUTPUTS=false (the chart's "
+        "jobConfig.taskOutputs=false)"
+    )
+    try:
+        await api().delete_job(namespace, spec.job_name)
+    except errors.KubeError as delete_exc:
+        return f"{reason}; deleting Job {spec.job_name} failed too ({delete_exc})"
+    logger.warning("Job %s/%s deleted before its task started: %s", namespace, spec.job_name, reason)
+    return f"{reason}; Job {spec.job_name} was deleted before its task started"
 
 
 async def _give_up_job(api: ApiLookup, spec: JobTask, namespace: str, exc: errors.KubeError) -> str:

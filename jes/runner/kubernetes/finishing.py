@@ -20,11 +20,13 @@ from datetime import datetime
 
 from jes import errors
 from jes.models import Outcome, Status
+from jes.runner import outputrelay, outputs, retries
 from jes.runner.kubernetes import events as kube_events
 from jes.runner.kubernetes import status as kube_status
 from jes.runner.kubernetes import watch as kube_watch
 from jes.runner.kubernetes.task import ApiLookup, JobTask, Obj, now
 from jes.runner.kubernetes.tasklogs import TaskLogs
+from jes.runner.kubernetes.waiting import Attempts
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +42,14 @@ async def finish(
     *,
     adopted: bool,
     delete_unstartable: bool,
+    attempts_seen: Attempts | None = None,
 ) -> Outcome:
-    """The task's outcome from ``verdict``, its pods, logs and events; the Job stopped if need be."""
+    """The task's outcome from ``verdict``, its pods, logs and events; the Job stopped if need be.
+    ``attempts_seen`` hears of the pods the watch had not shown yet (a retry that ended quickly)."""
     main = spec.main_container
     pods = await _final_pods(api, namespace, tracker)
+    if attempts_seen is not None:
+        attempts_seen.observe({pod["metadata"]["name"]: pod for pod in pods})
     if verdict.status is Status.FAILED:
         verdict = kube_status.failure_detail(pods, main) or verdict
     exit_code = verdict.exit_code if verdict.exit_code is not None else kube_status.main_exit_code(pods, main)
@@ -54,12 +60,19 @@ async def finish(
     if verdict.status is not Status.SUCCEEDED:
         events = await kube_events.failure_messages(api, namespace, spec.job_name, pods)
     reason = verdict.reason
+    attempts: tuple[int | None, ...] = ()
+    if spec.task.retries > 0:  # one pod per attempt; the Job's condition says why there was no other
+        attempts = tuple(kube_status.pod_exit_code(pod, main) for pod in kube_status.pods_in_order(pods))
+        if verdict.status in (Status.SUCCEEDED, Status.FAILED):
+            cause = kube_status.job_failed_reason(tracker.job or {})
+            succeeded = verdict.status is Status.SUCCEEDED
+            reason = retries.final_reason(reason, spec.task, attempts, succeeded=succeeded, cause=cause)
     if stopping:
         reason += await _stop_job(api, namespace, spec.job_name)
     finished = now()
     if adopted:  # the cluster's clock for both ends
         finished = kube_status.finished_at(tracker.job or {}) or finished
-    return Outcome(
+    outcome = Outcome(
         job_name=spec.job_name,
         status=verdict.status,
         reason=reason,
@@ -68,14 +81,75 @@ async def finish(
         started_at=started_at,
         finished_at=max(finished, started_at),
         events=events,
+        attempts=attempts,
     )
+    if _has_relay(spec) and verdict.status in (Status.SUCCEEDED, Status.FAILED):
+        outcome = await _with_output(api, namespace, pods, outcome)
+    return outcome
+
+
+#: The most of the relay's log jes reads: the largest output (1 MiB) in base64 lines, and slack.
+RELAY_LOG_MAX_BYTES = 2 * 1024 * 1024
+
+
+def _has_relay(spec: JobTask) -> bool:
+    return any(c.get("name") == kube_status.RELAY_CONTAINER for c in spec.pod_spec.get("initContainers") or [])
+
+
+async def _with_output(api: ApiLookup, namespace: str, pods: list[Obj], outcome: Outcome) -> Outcome:
+    """The outcome with the task's output, as its ``jes-output`` sidecar printed it at its end.
+
+    A pod ends only after its sidecars ended (kubelet ``getPhase``: a running restartable init
+    container keeps the pod ``Running``), so the relay's log is complete when the Job has its final
+    condition. A task that failed before its relay ended (an eviction) simply has no output."""
+    relay = kube_status.relay_state(pods)
+    if relay is None:
+        if not outcome.succeeded:
+            return outcome
+        return outputs.judged(
+            outcome,
+            None,
+            outputs.KUBERNETES_OUTPUT_FILE,
+            "the output relay (container jes-output) did not end, its output is unknown",
+        )
+    pod, _ = relay
+    try:
+        log = await _read_relay_log(api, namespace, pod)
+    except errors.KubeError as exc:
+        return outputs.judged(
+            outcome, None, outputs.KUBERNETES_OUTPUT_FILE, f"could not read the log of container jes-output: {exc}"
+        )
+    relayed = outputrelay.decode(log)
+    return outputs.judged(outcome, relayed.data, outputs.KUBERNETES_OUTPUT_FILE, relayed.problem)
+
+
+async def _read_relay_log(api: ApiLookup, namespace: str, pod: str) -> bytes:
+    """The relay's log, at most :data:`RELAY_LOG_MAX_BYTES` of it."""
+    kube = api()
+    response = await kube.open_log_retrying(namespace, pod, kube_status.RELAY_CONTAINER)
+    chunks: list[bytes] = []
+    size, complete = 0, False
+    try:
+        while size < RELAY_LOG_MAX_BYTES and (chunk := await kube.read_chunk(response, namespace)):
+            chunks.append(chunk)
+            size += len(chunk)
+        complete = size < RELAY_LOG_MAX_BYTES
+    finally:
+        if not complete:  # a connection with unread data cannot be reused
+            response.close()
+        response.release_conn()
+    return b"".join(chunks)
 
 
 async def _final_pods(api: ApiLookup, namespace: str, tracker: kube_watch.Tracker) -> list[Obj]:
-    """The Job's pods: as watched when every one of them has ended, else read once now (the
-    pod watch may lag behind the Job watch)."""
+    """The Job's pods: as watched when every one of them has ended and none is missing, else read
+    once now (the pod watch may lag behind the Job watch: a retried Job may be over before its
+    last pod was seen; the Job's ``succeeded`` + ``failed`` count its pods)."""
     watched = list(tracker.pods.values())
-    if watched and all((p.get("status") or {}).get("phase") in ("Succeeded", "Failed") for p in watched):
+    counts = (tracker.job or {}).get("status") or {}
+    counted = int(counts.get("succeeded") or 0) + int(counts.get("failed") or 0)
+    ended = all((p.get("status") or {}).get("phase") in ("Succeeded", "Failed") for p in watched)
+    if watched and ended and len(watched) >= counted:
         return watched
     try:
         pods = await api().list_pods(namespace, f"job-name={tracker.name}")

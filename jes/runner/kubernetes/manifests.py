@@ -14,10 +14,19 @@ The Job has the shape of those upstream (Keptn's job-executor-service) creates, 
   init container when a task has no files. A ConfigMap may hold 1 MiB (the API server refuses
   more), so files are packed into ConfigMaps of at most :data:`CONFIGMAP_CHUNK_BYTES`, and a bigger
   file is cut into pieces (``.jes-parts/<path>/00000``, ``00001``...) that the init container joins.
+* **Volumes** (``tasks[].volumes``): each an ``emptyDir`` (with its ``sizeLimit``) or a
+  ``persistentVolumeClaim`` (``readOnly`` on the source and the mount), after jes's own volumes,
+  mounted into the task container only (never the init container), after ``/keptn``.
+* **Retries**: ``tasks[].retries`` sets ``backoffLimit`` (else 0: one pod) and a ``podFailurePolicy``
+  (:func:`pod_failure_policy`): disruptions do not count, exit codes outside ``retryOnExitCodes``
+  fail the Job at once.
 * **API proxy**: a task that may use jes's API proxy (:class:`~jes.models.ApiProxyAccess`) gets
   ``KEPTN_API_PROXY_URL`` as a value and ``KEPTN_API_PROXY_TOKEN`` through ``secretKeyRef`` from
   the Secret ``<job>-api-proxy`` (key ``token``, :func:`build_api_proxy_secret`): the token itself
   is never part of the Job. Both come after the task's own variables, so nothing overrides them.
+* **Outputs** (``JobSettings.task_outputs``): an emptyDir at ``/keptn-output`` shared by the task
+  (``KEPTN_OUTPUT_FILE=/keptn-output/output.json``, replacing a variable of the task's own of that
+  name) and the ``jes-output`` native sidecar (:func:`output_sidecar`), which relays the file.
 """
 
 from __future__ import annotations
@@ -31,16 +40,23 @@ from typing import Any
 from jes.models import (
     API_PROXY_TOKEN_ENV,
     API_PROXY_URL_ENV,
+    OUTPUT_FILE_ENV,
     EnvSecret,
     EnvValue,
     EventInfo,
     RenderedTask,
     Resources,
     TaskSpec,
+    TaskVolume,
     api_proxy_secret_name,
     job_name,
     k8s_literal,
 )
+from jes.runner.kubernetes.outputsidecar import NO_TOKEN_VOLUME as NO_TOKEN_VOLUME
+from jes.runner.kubernetes.outputsidecar import OUTPUT_CONTAINER as OUTPUT_CONTAINER
+from jes.runner.kubernetes.outputsidecar import OUTPUT_VOLUME as OUTPUT_VOLUME
+from jes.runner.kubernetes.outputsidecar import output_sidecar, output_volume_size
+from jes.runner.outputs import KUBERNETES_OUTPUT_DIR, KUBERNETES_OUTPUT_FILE
 from jes.settings import Settings
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -79,6 +95,9 @@ class JobSettings:
     files_size_limit: str = "20Mi"
     init_image: str = "ghcr.io/jes-project/jes:0.1.0"
     init_resources: Resources = Resources("1", "512Mi", "50m", "128Mi")
+    task_outputs: bool = False
+    """Give tasks ``$KEPTN_OUTPUT_FILE`` and the ``jes-output`` sidecar that relays it (JES_TASK_OUTPUTS)."""
+    max_output_bytes: int = 64 * 1024
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobSettings:
@@ -91,6 +110,8 @@ class JobSettings:
             files_size_limit=settings.files_size_limit,
             init_image=settings.init_image,
             init_resources=Resources.defaults_of(settings),
+            task_outputs=settings.task_outputs,
+            max_output_bytes=settings.max_output_bytes,
         )
 
 
@@ -160,6 +181,9 @@ def build_job(
     }
     if settings.task_deadline_seconds > 0:
         spec["activeDeadlineSeconds"] = settings.task_deadline_seconds
+    if task.retries > 0:
+        spec["backoffLimit"] = task.retries
+        spec["podFailurePolicy"] = pod_failure_policy(task, name)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -173,13 +197,30 @@ def build_job(
     }
 
 
+def pod_failure_policy(task: RenderedTask, container: str) -> dict[str, Any]:
+    """The Job's ``podFailurePolicy`` for a task with retries (batch/v1; the pod's restartPolicy is
+    Never, as the API requires). A pod failed by a disruption (eviction, preemption, node drain: the
+    ``DisruptionTarget`` condition) is replaced without counting against ``backoffLimit``; with
+    ``retryOnExitCodes``, the task container ending with any other non-zero exit code fails the Job
+    at once (reason ``PodFailurePolicy``). The API wants the values unique and ascending, at most 255."""
+    rules: list[dict[str, Any]] = [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+    ]
+    if task.retry_on_exit_codes:
+        values = sorted(set(task.retry_on_exit_codes))
+        rules.append(
+            {"action": "FailJob", "onExitCodes": {"containerName": container, "operator": "NotIn", "values": values}}
+        )
+    return {"rules": rules}
+
+
 def _pod_spec(
     name: str, task: RenderedTask, settings: JobSettings, files: Mapping[str, int], api_proxy_url: str | None
 ) -> dict[str, Any]:
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
         "securityContext": dict(settings.pod_security_context or {}),
-        "containers": [_main_container(name, task, api_proxy_url)],
+        "containers": [_main_container(name, task, api_proxy_url, outputs=settings.task_outputs)],
         "volumes": [{"name": JOB_VOLUME, "emptyDir": {"sizeLimit": settings.files_size_limit}}],
     }
     if task.service_account:
@@ -189,10 +230,35 @@ def _pod_spec(
     if files:
         pod["initContainers"] = [_init_container(name, task, settings)]
         pod["volumes"].append(_files_volume(name, files))
+    pod["volumes"] += [task_volume(volume) for volume in task.volumes]
+    if settings.task_outputs:
+        pod.setdefault("initContainers", []).append(output_sidecar(settings.init_image, settings.max_output_bytes))
+        room = output_volume_size(settings.max_output_bytes)
+        pod["volumes"].append({"name": OUTPUT_VOLUME, "emptyDir": {"sizeLimit": room}})
+        pod["volumes"].append({"name": NO_TOKEN_VOLUME, "emptyDir": {"sizeLimit": "1Ki"}})
     return pod
 
 
-def _main_container(name: str, task: RenderedTask, api_proxy_url: str | None) -> dict[str, Any]:
+def task_volume(volume: TaskVolume) -> dict[str, Any]:
+    """A task's own volume in the pod spec."""
+    if volume.claim_name:
+        claim: dict[str, Any] = {"claimName": volume.claim_name}
+        if volume.read_only:
+            claim["readOnly"] = True
+        return {"name": volume.name, "persistentVolumeClaim": claim}
+    return {"name": volume.name, "emptyDir": {"sizeLimit": volume.size_limit} if volume.size_limit else {}}
+
+
+def task_volume_mount(volume: TaskVolume) -> dict[str, Any]:
+    mount: dict[str, Any] = {"name": volume.name, "mountPath": volume.mount_path}
+    if volume.read_only:
+        mount["readOnly"] = True
+    return mount
+
+
+def _main_container(
+    name: str, task: RenderedTask, api_proxy_url: str | None, *, outputs: bool = False
+) -> dict[str, Any]:
     container: dict[str, Any] = {"name": name, "image": task.image}
     if task.image_pull_policy:
         container["imagePullPolicy"] = task.image_pull_policy
@@ -203,10 +269,14 @@ def _main_container(name: str, task: RenderedTask, api_proxy_url: str | None) ->
     if task.working_dir:
         container["workingDir"] = task.working_dir
     env: list[dict[str, Any]] = [
-        {"name": e.name, "value": e.manifest_value} for e in task.env if isinstance(e, EnvValue)
+        {"name": e.name, "value": e.manifest_value}
+        for e in task.env
+        if isinstance(e, EnvValue) and not (outputs and e.name == OUTPUT_FILE_ENV)
     ]
     if api_proxy_url is not None:
         env += api_proxy_env(name, api_proxy_url)
+    if outputs:
+        env.append({"name": OUTPUT_FILE_ENV, "value": KUBERNETES_OUTPUT_FILE})
     if env:
         container["env"] = env
     env_from = [{"secretRef": {"name": e.secret}} for e in task.env if isinstance(e, EnvSecret)]
@@ -217,6 +287,9 @@ def _main_container(name: str, task: RenderedTask, api_proxy_url: str | None) ->
         container["resources"] = resources
     container["securityContext"] = dict(task.security_context)
     container["volumeMounts"] = [{"name": JOB_VOLUME, "mountPath": FILES_MOUNT}]
+    container["volumeMounts"] += [task_volume_mount(volume) for volume in task.volumes]
+    if outputs:
+        container["volumeMounts"].append({"name": OUTPUT_VOLUME, "mountPath": KUBERNETES_OUTPUT_DIR})
     return container
 
 

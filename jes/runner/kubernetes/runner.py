@@ -43,7 +43,7 @@ import kubernetes.client
 from jes import errors
 from jes.clients import kube as kube_client
 from jes.models import Outcome, Status, TaskSpec
-from jes.runner.base import Fence, LogSink, no_fence
+from jes.runner.base import AttemptSink, Fence, LogSink, no_fence
 from jes.runner.kubernetes import creation, finishing, manifests, waiting
 from jes.runner.kubernetes import events as kube_events
 from jes.runner.kubernetes import logs as kube_logs
@@ -212,6 +212,7 @@ class KubernetesRunner:
         on_running: Callable[[], None] | None = None,
         adopt_only: bool = False,
         fence: Fence = no_fence,
+        on_attempt: AttemptSink | None = None,
     ) -> Outcome:
         """Create (or adopt) the task's Job and wait for it; see the module docstring.
 
@@ -220,7 +221,8 @@ class KubernetesRunner:
         (followed while the container runs, else read once after it ended). With ``adopt_only``
         nothing is created: a missing Job yields :attr:`Status.LOST`, and temporary API errors are
         raised, not reported. ``fence`` is awaited before every attempt to create the Job or its
-        ConfigMaps. Raises :class:`errors.RunnerError`
+        ConfigMaps. ``on_attempt`` hears of each new pod of a task with retries (the Job controller
+        retrying it). Raises :class:`errors.RunnerError`
         when the runner is closed while waiting; every other problem is an :class:`Outcome`.
         """
         await self.start()
@@ -233,10 +235,21 @@ class KubernetesRunner:
         trackers = self._trackers(key)
         tracker = trackers.track(spec.job_name)
         try:
-            return await self._run(spec, trackers, tracker, started_at, on_log, on_running, adopt_only, fence)
+            return await self._run(
+                spec, trackers, tracker, started_at, on_log, on_running, adopt_only, fence,
+                on_attempt if spec.task.retries > 0 else None,
+            )  # fmt: skip
         finally:
             trackers.untrack(tracker)
             spec.files.discard()  # (already, once the ConfigMaps exist)
+
+    async def cancel(self, spec: TaskSpec) -> str:
+        """Stop the task: delete its Job with foreground propagation (its pods are deleted first,
+        with their grace period; the ConfigMaps and the token Secret it owns follow). What was done."""
+        await self.start()
+        job = JobTask.of(spec, self._build_job(spec, self.job_settings))
+        await self._require_api().delete_job(job.namespace, spec.job_name)
+        return f"its Job {job.namespace}/{spec.job_name} was deleted"
 
     async def _run(
         self,
@@ -248,6 +261,7 @@ class KubernetesRunner:
         on_running: Callable[[], None] | None,
         adopt_only: bool,
         fence: Fence,
+        on_attempt: AttemptSink | None = None,
     ) -> Outcome:
         namespace = trackers.key.namespace
         try:
@@ -267,8 +281,9 @@ class KubernetesRunner:
         logs = self._task_logs(namespace, on_log)
         try:
             return await self._wait_and_finish(
-                spec, namespace, tracker, deadline, started_at, on_running, logs, adopted=adopted
-            )
+                spec, namespace, tracker, deadline, started_at, on_running, logs, adopted=adopted,
+                on_attempt=on_attempt,
+            )  # fmt: skip
         finally:
             await logs.stop_following()
 
@@ -306,11 +321,13 @@ class KubernetesRunner:
         logs: TaskLogs,
         *,
         adopted: bool,
+        on_attempt: AttemptSink | None = None,
     ) -> Outcome:
         graces = waiting.Graces(self.pending_grace_s, self.transient_grace_s, self.missing_pod_check_s)
+        attempts = waiting.Attempts(on_attempt, spec.main_container, known=None if adopted else set())
         try:
             verdict = await waiting.wait_for_job(
-                self._require_api, spec, namespace, tracker, deadline, graces, on_running, logs
+                self._require_api, spec, namespace, tracker, deadline, graces, on_running, logs, attempts
             )
         except errors.KubeError as exc:
             return outcome_without_logs(spec, Status.ERROR, str(exc), started_at)
@@ -327,6 +344,7 @@ class KubernetesRunner:
             logs,
             adopted=adopted,
             delete_unstartable=self.delete_unstartable,
+            attempts_seen=attempts,
         )
 
 

@@ -83,6 +83,27 @@ def _statuses(pod: Obj) -> list[tuple[bool, Obj]]:
     return inits + [(False, s) for s in status.get("containerStatuses") or []]
 
 
+#: jes's own output relay (the ``jes-output`` native sidecar): never the task's failure, and its log
+#: is the task's output file, not text for people — read by :mod:`.finishing`, never shown or streamed.
+RELAY_CONTAINER = "jes-output"
+
+
+def _task_statuses(pod: Obj) -> list[tuple[bool, Obj]]:
+    """:func:`_statuses` without jes's output relay. Its exit code does not count for the pod's phase
+    either (kubelet ``getPhase``: terminated restartable init containers are not taken into account)."""
+    return [(init, s) for init, s in _statuses(pod) if not (init and s.get("name") == RELAY_CONTAINER)]
+
+
+def relay_state(pods: list[Obj]) -> tuple[str, Obj] | None:
+    """(pod name, terminated state) of the newest pod's output relay, once it ended; else None."""
+    for pod in reversed(_by_age(pods)):
+        for init, status in _statuses(pod):
+            if init and status.get("name") == RELAY_CONTAINER:
+                terminated = _terminated(status)
+                return (pod["metadata"]["name"], terminated) if terminated is not None else None
+    return None
+
+
 def _by_age(pods: dict[str, Obj] | list[Obj]) -> list[Obj]:
     items = list(pods.values()) if isinstance(pods, dict) else list(pods)
     return sorted(
@@ -203,7 +224,7 @@ def _failed(terminated: Obj) -> bool:
 def failure_detail(pods: list[Obj], main: str) -> Verdict | None:
     """Why the (last) pod failed: a failed init container, the main container, or an eviction."""
     for pod in reversed(_by_age(pods)):
-        failed = [(init, s, t) for init, s in _statuses(pod) if (t := _terminated(s)) is not None and _failed(t)]
+        failed = [(init, s, t) for init, s in _task_statuses(pod) if (t := _terminated(s)) is not None and _failed(t)]
         failed.sort(key=lambda item: (not item[0], item[1].get("name") != main))
         if failed:
             init, status, terminated = failed[0]
@@ -215,6 +236,31 @@ def failure_detail(pods: list[Obj], main: str) -> Verdict | None:
         if pod_status.get("phase") == "Failed" and pod_status.get("reason"):
             text = f"pod {pod_status['reason']}: {pod_status.get('message', '')}".rstrip(": ")
             return Verdict(Status.FAILED, text)
+    return None
+
+
+def job_failed_reason(job: Obj) -> str:
+    """The reason of the Job's ``Failed`` condition (``BackoffLimitExceeded``, ``PodFailurePolicy``,
+    ``DeadlineExceeded``), or ""."""
+    for condition in _conditions(job):
+        if condition.get("type") == "Failed":
+            return str(condition.get("reason") or "")
+    return ""
+
+
+def pods_in_order(pods: dict[str, Obj] | list[Obj]) -> list[Obj]:
+    """The Job's pods oldest first: one per attempt. (``creationTimestamp`` has whole seconds; the
+    Job controller waits at least 10 s before it replaces a failed pod, so attempts do not share one.)"""
+    return _by_age(pods)
+
+
+def pod_exit_code(pod: Obj, main: str) -> int | None:
+    """The exit code of the pod's main container once it ended (None: not ended, or never ran)."""
+    for init, status in _statuses(pod):
+        terminated = _terminated(status)
+        if not init and status.get("name") == main and terminated is not None:
+            code = terminated.get("exitCode")
+            return int(code) if code is not None else None
     return None
 
 
@@ -237,7 +283,7 @@ def log_targets(pods: list[Obj], *, include_running: bool) -> list[LogTarget]:
     targets: list[LogTarget] = []
     failed = False
     for pod in _by_age(pods):
-        for init, status in _statuses(pod):
+        for init, status in _task_statuses(pod):
             terminated = _terminated(status)
             name = str(status.get("name"))
             if terminated is not None:
@@ -276,7 +322,7 @@ def verdict_from_events(events: list[Obj]) -> Verdict | None:
 def started_containers(pod: Obj) -> list[str]:
     """The pod's containers (init ones too) that are running or have ended: their logs exist."""
     names = []
-    for _, status in _statuses(pod):
+    for _, status in _task_statuses(pod):
         state = status.get("state") or {}
         if "running" in state or "terminated" in state:
             names.append(str(status.get("name")))

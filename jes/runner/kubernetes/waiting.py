@@ -39,6 +39,7 @@ from jes.runner.kubernetes import timers as kube_timers
 from jes.runner.kubernetes import watch as kube_watch
 from jes.runner.kubernetes.task import LOST_REASON, ApiLookup, JobTask, call_safely, now
 from jes.runner.kubernetes.tasklogs import TaskLogs
+from jes.runner.retries import AttemptSink, report_attempt
 
 #: The longest interval between two looks at the events of a Job that has no pod yet.
 LONGEST_MISSING_POD_CHECK_S = 30.0
@@ -71,9 +72,12 @@ async def wait_for_job(
     graces: Graces,
     on_running: Callable[[], None] | None,
     logs: TaskLogs,
+    attempts: Attempts | None = None,
 ) -> kube_status.Verdict:
-    """Until the Job ends, or a timer says to stop waiting; following its logs meanwhile."""
+    """Until the Job ends, or a timer says to stop waiting; following its logs (every pod's: one
+    per attempt of a task with retries) meanwhile, and telling ``attempts`` of its pods."""
     loop = asyncio.get_running_loop()
+    attempts = attempts or Attempts(None, spec.main_container, known=set())
     main = spec.main_container
     running_reported = on_running is None
     unschedulable = kube_timers.Grace(graces.pending_grace_s, "Unschedulable for more than {grace}: {problem}")
@@ -85,6 +89,7 @@ async def wait_for_job(
     while True:
         tracker.changed.clear()
         logs.follow_started(tracker.pods)
+        attempts.observe(tracker.pods)
         verdict = await _verdict(api, namespace, tracker, pull_errors, passing, loop.time(), own_secrets)
         if verdict is not None:
             return verdict
@@ -104,6 +109,45 @@ async def wait_for_job(
         if not tracker.pods:
             wake_at = min(wake_at, missing_pod.next_at)
         await _changed_or(tracker, max(0.0, wake_at - loop.time()))
+
+
+class Attempts:
+    """Notices the Job's new pods: each one after the first is another attempt (the Job controller
+    replaced a failed pod, :mod:`jes.runner.kubernetes.manifests` ``podFailurePolicy``), told to the
+    sink — for an adopted Job (``known`` None) only the pods after those it had already."""
+
+    def __init__(self, sink: AttemptSink | None, main: str, *, known: set[str] | None) -> None:
+        self.sink = sink
+        self.main = main
+        self.known = known
+        """Pods seen so far (None: not looked yet — the first look is taken as known, an adoption)."""
+        self.last: tuple[str, int | None] | None = None
+        """The newest pod seen and its exit code once known (kept when the pod is gone)."""
+
+    def observe(self, pods: dict[str, kube_watch.Obj]) -> None:
+        if self.sink is None:
+            return
+        ordered = kube_status.pods_in_order(pods)
+        if self.last is not None and self.last[0] in pods:  # remember its exit code, should it go
+            self.last = (self.last[0], kube_status.pod_exit_code(pods[self.last[0]], self.main))
+        if self.known is None:
+            self.known = {p["metadata"]["name"] for p in ordered}
+            if ordered:
+                self.last = (ordered[-1]["metadata"]["name"], None)
+        for pod in ordered:
+            name = pod["metadata"]["name"]
+            if name not in self.known:
+                self.known.add(name)
+                if self.last is not None:
+                    report_attempt(self.sink, len(self.known), self._last_code(pods))
+                self.last = (name, None)
+
+    def _last_code(self, pods: dict[str, kube_watch.Obj]) -> int | None:
+        if self.last is None:
+            return None
+        name, code = self.last
+        pod = pods.get(name)
+        return kube_status.pod_exit_code(pod, self.main) if pod is not None else code
 
 
 async def _changed_or(tracker: kube_watch.Tracker, timeout_s: float) -> None:

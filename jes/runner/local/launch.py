@@ -53,7 +53,9 @@ def _materialise(job: JobDir, prepared: Launch) -> None:
         target = job.files.joinpath(*relative.parts)
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         shutil.copyfile(spooled, target)
-    if prepared.cwd.is_relative_to(job.files):
+    for folder in prepared.volume_dirs:  # an emptyDir's is new; a claim's is kept from earlier tasks
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if any(prepared.cwd.is_relative_to(folder) for folder in (job.files, *prepared.volume_dirs)):
         prepared.cwd.mkdir(mode=0o700, parents=True, exist_ok=True)
     job.file(shim.OUTPUT).write_bytes(prepared.note.encode())
 
@@ -115,6 +117,9 @@ def _spec_json(prepared: Launch, kill_grace_s: float) -> bytes:
         "limits": [{"name": name, "seconds": seconds} for name, seconds in prepared.limits],
         "kill_grace_s": kill_grace_s,
     }
+    if prepared.retries > 0:
+        spec["retries"] = prepared.retries
+        spec["retry_on_exit_codes"] = list(prepared.retry_on_exit_codes)
     return json.dumps(spec).encode()
 
 

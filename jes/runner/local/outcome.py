@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jes import errors
-from jes.models import ContainerLog, LogText, Outcome, Status
+from jes.models import ContainerLog, LogText, Outcome, RenderedTask, Status
+from jes.runner import retries
 from jes.runner.local import shim
 
 POD = "local"
@@ -48,9 +49,13 @@ def refused_outcome(job_name: str, exc: Refused, started_at: datetime) -> Outcom
     )
 
 
-def outcome(job_name: str, status: Mapping[str, Any], text: LogText) -> Outcome:
-    """The outcome of a task whose status was recorded; ``text`` is its output."""
+def outcome(job_name: str, status: Mapping[str, Any], text: LogText, task: RenderedTask | None = None) -> Outcome:
+    """The outcome of a task whose status was recorded; ``text`` is its output (with a marker line
+    before each further attempt of a task with retries, whose exit codes ``status`` lists)."""
     state, reason, exit_code, container_code = _interpret(status)
+    attempts = _attempts(status)
+    if task is not None and attempts and state in (Status.SUCCEEDED, Status.FAILED):
+        reason = retries.final_reason(reason, task, attempts, succeeded=state is Status.SUCCEEDED)
     container_reason = {Status.SUCCEEDED: "Completed", Status.CANNOT_START: "StartError"}
     container = ContainerLog(
         container=job_name,
@@ -68,7 +73,15 @@ def outcome(job_name: str, status: Mapping[str, Any], text: LogText) -> Outcome:
         logs=(container,),
         started_at=_time(status.get("started_at")),
         finished_at=_time(status.get("finished_at")),
+        attempts=attempts,
     )
+
+
+def _attempts(status: Mapping[str, Any]) -> tuple[int | None, ...]:
+    codes = status.get("attempts")
+    if not isinstance(codes, list):
+        return ()
+    return tuple(code if isinstance(code, int) else None for code in codes)
 
 
 def _interpret(status: Mapping[str, Any]) -> tuple[Status, str, int | None, int | None]:

@@ -21,15 +21,25 @@ limits, with the semantics a container would give them.
   directory, after ``$(VAR)`` expansion. Only whole leading paths are mapped (``-f /keptn/a.py``
   works, ``--file=/keptn/a.py`` does not), and environment values are not rewritten: a task that
   must also run locally can read ``JES_FILES_DIR``.
-- **workingDir**: as given; a ``/keptn`` one is created inside the files directory, a relative one
-  is taken from the files directory, an empty one means the files directory. Other directories
-  must exist.
+- **volumes** (``tasks[].volumes``): each is a directory of this machine, mapped like ``/keptn``:
+  a leading ``mountPath`` in cmd, args and workingDir becomes that directory (the longest
+  matching mount wins), and ``JES_VOLUME_<NAME>_DIR`` (the name upper-cased, ``-`` as ``_``) names
+  it. An ``emptyDir`` is ``volumes/<name>`` in the task's own state directory (created empty,
+  removed with it; ``sizeLimit`` is not enforced); a ``persistentVolumeClaim`` is
+  ``<state dir>/volumes/<claimName>``, created on first use and kept, shared by every task and
+  event naming the claim. ``readOnly`` cannot be enforced without mount namespaces: the directory
+  stays writable (a Kubernetes task gets EROFS).
+- **workingDir**: as given; a ``/keptn`` one is created inside the files directory (one under a
+  volume's mountPath inside that volume's directory), a relative one is taken from the files
+  directory, an empty one means the files directory. Other directories must exist.
 - **limits**: the task's ``maxPollDuration`` (Status.TIMED_OUT) and the Job's
   ``activeDeadlineSeconds`` (Status.DEADLINE_EXCEEDED) stop the task's whole process group:
   SIGTERM, then SIGKILL after ``kill_grace_s`` (the shim enforces them). When the task's main
   process ends, what is left of its group is killed, as a container's processes end with it
   (processes that start a session of their own escape this, as they would escape any supervisor
   without cgroups).
+- **retries**: a task with ``retries`` is run again by the shim, at once, after an exit code the
+  rule allows (:meth:`~jes.models.RenderedTask.may_retry`); the limits count from its first start.
 
 A task that cannot be prepared is :class:`~jes.runner.local.outcome.Refused`; the errors a kubelet
 would report (a missing secret, a working directory that does not exist) as CANNOT_START with the
@@ -48,6 +58,7 @@ from pathlib import Path, PurePosixPath
 from jes.models import (
     API_PROXY_TOKEN_ENV,
     API_PROXY_URL_ENV,
+    OUTPUT_FILE_ENV,
     EnvSecret,
     EnvValue,
     RenderedTask,
@@ -75,6 +86,11 @@ class Launch:
     """Where each file goes under the files folder → where it is spooled now."""
     limits: tuple[tuple[str, int], ...]
     note: str
+    volume_dirs: tuple[Path, ...] = ()
+    """The task's volumes' directories, created (if missing) before it starts."""
+    retries: int = 0
+    """Further attempts after a failure (``tasks[].retries``); the shim runs them."""
+    retry_on_exit_codes: tuple[int, ...] = ()
 
 
 def expand(text: str, variables: Mapping[str, str]) -> str:
@@ -105,8 +121,18 @@ def expand(text: str, variables: Mapping[str, str]) -> str:
     return "".join(out)
 
 
-def prepare(spec: TaskSpec, files_dir: Path, *, secrets_dir: Path | None, deadline_s: int) -> Launch:
-    """The launch of ``spec`` with its files in ``files_dir``; ``deadline_s``: activeDeadlineSeconds."""
+def prepare(
+    spec: TaskSpec,
+    files_dir: Path,
+    *,
+    secrets_dir: Path | None,
+    deadline_s: int,
+    volume_dirs: Mapping[str, Path] | None = None,
+    output_file: Path | None = None,
+) -> Launch:
+    """The launch of ``spec`` with its files in ``files_dir``; ``deadline_s``: activeDeadlineSeconds;
+    ``volume_dirs``: the directory of each of the task's volumes, by mountPath; ``output_file``: the
+    task's ``$KEPTN_OUTPUT_FILE`` (None: task outputs are off)."""
     task = spec.task
     command = [*(task.cmd or ()), *(task.args or ())]
     if not command:
@@ -119,17 +145,47 @@ def prepare(spec: TaskSpec, files_dir: Path, *, secrets_dir: Path | None, deadli
     variables = _task_variables(task, secrets_dir)
     if spec.api_proxy is not None:
         variables |= {API_PROXY_URL_ENV: spec.api_proxy.url, API_PROXY_TOKEN_ENV: spec.api_proxy.token}
-    argv = tuple(_map_keptn(expand(part, variables), files_dir) for part in command)
-    env = {**base_env(), "JES_FILES_DIR": str(files_dir), **variables}
+    if output_file is not None:
+        variables[OUTPUT_FILE_ENV] = str(output_file)  # jes's, as on Kubernetes: it replaces the task's own
+    mounts = _mounts(files_dir, volume_dirs or {})
+    argv = tuple(_map_path(expand(part, variables), mounts) for part in command)
+    env = {**base_env(), "JES_FILES_DIR": str(files_dir), **volume_env(task, volume_dirs or {}), **variables}
     _check_no_nul(argv, env)
     return Launch(
         argv=argv,
         env=env,
-        cwd=_working_dir(task.working_dir, files_dir),
+        cwd=_working_dir(task.working_dir, files_dir, mounts),
         files=files,
         limits=_limits(spec, deadline_s),
         note=_note(task, command),
+        volume_dirs=tuple((volume_dirs or {}).values()),
+        retries=task.retries,
+        retry_on_exit_codes=task.retry_on_exit_codes,
     )
+
+
+def volume_variable(name: str) -> str:
+    """``JES_VOLUME_<NAME>_DIR``: where a volume is on this machine (``shared-data`` → ``SHARED_DATA``)."""
+    return f"JES_VOLUME_{name.upper().replace('-', '_')}_DIR"
+
+
+def volume_env(task: RenderedTask, volume_dirs: Mapping[str, Path]) -> dict[str, str]:
+    dirs = {v.name: volume_dirs[v.mount_path] for v in task.volumes if v.mount_path in volume_dirs}
+    return {volume_variable(name): str(folder) for name, folder in dirs.items()}
+
+
+def _mounts(files_dir: Path, volume_dirs: Mapping[str, Path]) -> tuple[tuple[str, Path], ...]:
+    """Container paths and their directories here, the longest path first (nested mounts)."""
+    mounts = [(KEPTN_DIR, files_dir), *volume_dirs.items()]
+    return tuple(sorted(mounts, key=lambda mount: len(mount[0]), reverse=True))
+
+
+def _map_path(value: str, mounts: Iterable[tuple[str, Path]]) -> str:
+    """A leading mount path replaced by its directory, once (a mapped path is never mapped again)."""
+    for mount, folder in mounts:
+        if value == mount or value.startswith(mount.rstrip("/") + "/"):
+            return str(folder) + value[len(mount) :]
+    return value
 
 
 def base_env() -> dict[str, str]:
@@ -178,18 +234,12 @@ def _secret(name: str, secrets_dir: Path | None) -> dict[str, str]:
     return values
 
 
-def _map_keptn(value: str, files_dir: Path) -> str:
-    if value == KEPTN_DIR or value.startswith(KEPTN_DIR + "/"):
-        return str(files_dir) + value[len(KEPTN_DIR) :]
-    return value
-
-
-def _working_dir(working_dir: str, files_dir: Path) -> Path:
+def _working_dir(working_dir: str, files_dir: Path, mounts: tuple[tuple[str, Path], ...]) -> Path:
     if not working_dir:
         return files_dir
-    mapped = _map_keptn(working_dir, files_dir)
+    mapped = _map_path(working_dir, mounts)
     path = Path(os.path.normpath(mapped if os.path.isabs(mapped) else files_dir / mapped))
-    if path.is_relative_to(files_dir) or path.is_dir():
+    if any(path.is_relative_to(folder) for _, folder in mounts) or path.is_dir():
         return path
     raise cannot_start(
         f"StartError: working directory {working_dir!r} does not exist on this machine "

@@ -13,6 +13,8 @@ directory adopts the running task or returns the recorded outcome; a directory w
 without a status gives Status.LOST. The directory stays until :meth:`LocalRunner.forget`; the full
 output is on disk until then, while jes itself only keeps the head and the tail
 (:class:`jes.runner.logs.BoundedBuffer`). One jes process uses a state directory at a time.
+A task's ``persistentVolumeClaim`` volumes are directories ``<state_dir>/volumes/<claimName>``,
+which outlive every task; its ``emptyDir`` volumes live in its job directory (:mod:`.prepare`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pathlib import Path
 
 from jes import errors, settings
 from jes.models import Outcome, Status, TaskSpec
-from jes.runner import base, logs
+from jes.runner import base, logs, outputrelay, outputs
 from jes.runner.local import jobdir
 from jes.runner.local.following import Sink, follow
 from jes.runner.local.jobdir import JobDir, Phase
@@ -40,6 +42,11 @@ from jes.runner.local.prepare import expand, prepare
 log = logging.getLogger(__name__)
 
 RUNS_DIR = "local-runner"
+VOLUMES_DIR = "volumes"
+"""``<state_dir>/volumes/<claimName>``: a persistentVolumeClaim's directory; in a job's directory
+``volumes/<name>``: an emptyDir's."""
+OUTPUT_FILE = "output.json"
+"""A task's ``$KEPTN_OUTPUT_FILE``, in its state directory."""
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 
@@ -78,6 +85,8 @@ class LocalRunner:
         log_tail_bytes: int = 64 * 1024,
         kill_grace_s: float = 2.0,
         task_deadline_s: int = 0,
+        task_outputs: bool = False,
+        max_output_bytes: int = 64 * 1024,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.task_deadline_s = task_deadline_s
@@ -86,9 +95,12 @@ class LocalRunner:
         self.log_head_bytes = log_head_bytes
         self.log_tail_bytes = log_tail_bytes
         self.kill_grace_s = kill_grace_s
+        self.task_outputs = task_outputs
+        """Tasks get ``$KEPTN_OUTPUT_FILE`` (``output.json`` in their state directory), read when they end."""
+        self.max_output_bytes = max_output_bytes
         self._runs = self.state_dir / RUNS_DIR
         self._locks = _KeyedLocks()
-        self._starting: set[asyncio.Task[None]] = set()
+        self._starting: set[asyncio.Task[bool]] = set()
 
     @classmethod
     def from_settings(cls, settings: settings.Settings) -> LocalRunner:
@@ -98,6 +110,8 @@ class LocalRunner:
             state_dir=settings.state_dir,
             secrets_dir=settings.local_secrets_dir,
             task_deadline_s=settings.task_deadline_seconds,
+            task_outputs=settings.task_outputs,
+            max_output_bytes=settings.max_output_bytes,
         )
 
     async def start(self) -> None:
@@ -121,26 +135,42 @@ class LocalRunner:
         on_running: Callable[[], None] | None = None,
         adopt_only: bool = False,
         fence: base.Fence = base.no_fence,
+        on_attempt: base.AttemptSink | None = None,
     ) -> Outcome:
         """Start the task (or adopt it, or return its recorded outcome) and wait until it ends.
 
         ``on_running`` is called once when the process has started (also when adopting one).
         Cancelling stops waiting; the process keeps running and can be adopted later. With
         ``adopt_only`` nothing is started: a job without state yields Status.LOST. ``fence`` is
-        awaited right before a process is started.
+        awaited right before a process is started. ``on_attempt`` hears of each retry of a task
+        with ``retries`` (the shim runs them) that starts while jes follows it.
         """
         started_at = now()
         try:
             job = self._job(spec.job_name)
-            await self._start_or_adopt(spec, job, adopt_only=adopt_only, fence=fence)
+            adopted = await self._start_or_adopt(spec, job, adopt_only=adopt_only, fence=fence)
         except Refused as exc:
             return refused_outcome(spec.job_name, exc, started_at)
         finally:
             spec.files.discard()  # copied into the task's own folder (or not needed): the spool goes
         buffer = logs.BoundedBuffer(head_bytes=self.log_head_bytes, tail_bytes=self.log_tail_bytes)
-        sink = Sink(buffer, spec.job_name, on_log, on_running)
+        sink = Sink(buffer, spec.job_name, on_log, on_running, on_attempt if spec.task.retries > 0 else None)
+        sink.attempts_seen = None if adopted else 0  # an adopted task's earlier attempts were reported
         status = await follow(job, sink)
-        return outcome(spec.job_name, status, buffer.result())
+        result = outcome(spec.job_name, status, buffer.result(), spec.task)
+        if self.task_outputs and result.status in (Status.SUCCEEDED, Status.FAILED):
+            result = await asyncio.to_thread(self._with_output, job, result)
+        return result
+
+    def _with_output(self, job: JobDir, result: Outcome) -> Outcome:
+        """The outcome with the task's output file judged (it stays in the job's directory, so a
+        restarted jes reads it again)."""
+        path = job.file(OUTPUT_FILE)
+        try:
+            raw = outputrelay.read_output_file(str(path), self.max_output_bytes)
+        except outputrelay.OutputFileError as exc:
+            return outputs.judged(result, None, str(path), str(exc))
+        return outputs.judged(result, raw, str(path))
 
     async def list_jobs(self) -> list[str]:
         """Job names that have state on disk (running, finished and not yet forgotten, lost)."""
@@ -167,6 +197,12 @@ class LocalRunner:
                 raise errors.StateError(f"cannot remove {job.path}: {exc}") from exc
             await asyncio.to_thread(shutil.rmtree, trash, ignore_errors=True)
 
+    async def cancel(self, spec: TaskSpec) -> str:
+        """Stop the task — SIGTERM to its whole process group, SIGKILL after the grace period — and
+        remove its state, as deleting its Job would. What was done."""
+        await self.forget(spec.job_name)
+        return "its process group was stopped"
+
     # -- starting and adopting -----------------------------------------------------------------
 
     def _job(self, job_name: str) -> JobDir:
@@ -176,36 +212,37 @@ class LocalRunner:
 
     async def _start_or_adopt(
         self, spec: TaskSpec, job: JobDir, *, adopt_only: bool, fence: base.Fence = base.no_fence
-    ) -> None:
+    ) -> bool:
+        """Whether the task existed already (adopted, or finished: nothing was started)."""
         # Shielded: once jes decided to start a task it finishes starting it, even when the
         # caller is cancelled, so that a later run() finds a started task and not half a one.
         starting = self._start_or_adopt_locked(spec, job, adopt_only=adopt_only, fence=fence)
         task = asyncio.create_task(starting, name=f"local-start-{job.name}")
         self._starting.add(task)
         task.add_done_callback(self._started)
-        await asyncio.shield(task)
+        return await asyncio.shield(task)
 
-    def _started(self, task: asyncio.Task[None]) -> None:
+    def _started(self, task: asyncio.Task[bool]) -> None:
         self._starting.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.debug("starting %s failed: %s", task.get_name(), task.exception())
 
     async def _start_or_adopt_locked(
         self, spec: TaskSpec, job: JobDir, *, adopt_only: bool, fence: base.Fence
-    ) -> None:
+    ) -> bool:
         async with self._locks.hold(job.name):
             phase = job.phase()
             if adopt_only and phase in (Phase.ABSENT, Phase.UNSTARTED):
                 raise Refused(Status.LOST, f"the local runner has no process or outcome for {job.name}")
             if phase is Phase.ACTIVE:
                 log.info("local runner: adopting %s, which is still running", job.name)
-                return
+                return True
             if phase is Phase.FINISHED:
                 log.info("local runner: %s already finished; reporting its recorded outcome", job.name)
-                return
+                return True
             if phase is Phase.LOST:
                 jobdir.record_lost(job)
-                return
+                return True
             if phase is Phase.UNSTARTED:  # jes died while preparing it: start afresh
                 try:
                     await asyncio.to_thread(shutil.rmtree, job.path)
@@ -213,10 +250,28 @@ class LocalRunner:
                     raise errors.StateError(f"cannot clear the unstarted task in {job.path}: {exc}") from exc
             await fence()
             await asyncio.to_thread(self._launch, spec, job)
+            return False
 
     def _launch(self, spec: TaskSpec, job: JobDir) -> None:
-        prepared = prepare(spec, job.files, secrets_dir=self.secrets_dir, deadline_s=self.task_deadline_s)
+        output_file = job.file(OUTPUT_FILE) if self.task_outputs else None
+        prepared = prepare(
+            spec, job.files, secrets_dir=self.secrets_dir, deadline_s=self.task_deadline_s,
+            volume_dirs=self.volume_dirs(spec, job), output_file=output_file,
+        )  # fmt: skip
         launch(job, prepared, kill_grace_s=self.kill_grace_s)
 
+    def volume_dirs(self, spec: TaskSpec, job: JobDir) -> dict[str, Path]:
+        """Each volume's directory by mountPath: an emptyDir's in the job's own directory (removed
+        with it), a claim's ``<state_dir>/volumes/<claimName>`` (kept, shared by every task naming it)."""
+        dirs = {}
+        for volume in spec.task.volumes:
+            if not _JOB_NAME.match(volume.claim_name or volume.name):  # validated names; never a path
+                raise Refused(Status.ERROR, f"volume {volume.name!r} cannot name a local directory")
+            if volume.claim_name:
+                dirs[volume.mount_path] = self.state_dir / VOLUMES_DIR / volume.claim_name
+            else:
+                dirs[volume.mount_path] = job.path / VOLUMES_DIR / volume.name
+        return dirs
 
-__all__ = ["RUNS_DIR", "LocalRunner", "expand"]
+
+__all__ = ["RUNS_DIR", "VOLUMES_DIR", "LocalRunner", "expand"]

@@ -14,6 +14,15 @@ outlives jes (a restarted jes adopts it). The shim
    once the task's main process ended (a container's processes end with it), and
 5. writes what happened atomically to ``status.json``.
 
+A task with ``retries`` (the spec's ``retries`` and ``retry_on_exit_codes``) runs again, at once and
+in the same job directory, when its process exited non-zero (or was killed by a signal, exit code
+128 + N) and the exit code may be retried — the rule of the kubernetes runner's ``podFailurePolicy``
+(:meth:`jes.models.RenderedTask.may_retry`, repeated here because the shim imports no jes model).
+Before each further attempt it appends a marker line to ``output.log`` and records the exit codes so
+far in ``attempts.json`` (jes follows them, also after a restart); ``status.json`` gets them all. The
+limits count from the first attempt (a Job's ``activeDeadlineSeconds`` covers all of its pods); a
+limit, a stop or a failed start ends the task without a further attempt.
+
 The shim holds an exclusive ``flock`` on the job directory's ``lock`` file for its whole life
 (jes takes the lock before starting it and hands the descriptor over): the lock being free means
 no shim is alive, whatever became of pids. Only the standard library (and :mod:`jes.util.fsutil`,
@@ -42,6 +51,7 @@ CHILD = "child.json"
 STATUS = "status.json"
 OUTPUT = "output.log"
 SHIM_LOG = "shim.log"
+ATTEMPTS = "attempts.json"
 FILES = "files"
 
 _WAIT_SLICE_S = 0.1
@@ -97,25 +107,53 @@ class _Supervisor:
         self.cwd: str = spec["cwd"]
         self.limits: list[dict[str, Any]] = spec["limits"]
         self.kill_grace_s: float = spec["kill_grace_s"]
+        self.retries: int = int(spec.get("retries", 0))
+        self.retry_on: list[int] = list(spec.get("retry_on_exit_codes") or ())
         self.stop_requested = False
+        self.started_s = time.monotonic()
 
     def on_sigterm(self, signum: int, frame: FrameType | None) -> None:
         self.stop_requested = True
 
     def run(self) -> dict[str, Any]:
         started = time.time()
+        self.started_s = time.monotonic()
+        exit_codes: list[int | None] = []
+        while True:
+            report = self._attempt(started)
+            code = _exit_code(report)
+            exit_codes.append(code)
+            if not self._retried(report, code, len(exit_codes)):
+                break
+            write_json_atomic(self.job_dir / ATTEMPTS, {"exit_codes": exit_codes})
+            self._mark_attempt(len(exit_codes) + 1, code)
+        if self.retries > 0:
+            report = {**report, "attempts": exit_codes}
+        return {**report, "started_at": started, "finished_at": time.time()}
+
+    def _attempt(self, started: float) -> dict[str, Any]:
         try:
             child = self._spawn()
         except (OSError, ValueError) as exc:
-            report: dict[str, Any] = {"kind": CANNOT_START, "reason": self._describe(exc)}
-        else:
-            write_json_atomic(
-                self.job_dir / CHILD,
-                {"pid": child.pid, "start_ticks": process_start_ticks(child.pid), "started_at": started},
-            )
-            report = self._wait(child)
-            kill_group(child.pid, signal.SIGKILL)  # whatever the main process left behind
-        return {**report, "started_at": started, "finished_at": time.time()}
+            return {"kind": CANNOT_START, "reason": self._describe(exc)}
+        write_json_atomic(
+            self.job_dir / CHILD,
+            {"pid": child.pid, "start_ticks": process_start_ticks(child.pid), "started_at": started},
+        )
+        report = self._wait(child)
+        kill_group(child.pid, signal.SIGKILL)  # whatever the main process left behind
+        return report
+
+    def _retried(self, report: dict[str, Any], code: int | None, attempts: int) -> bool:
+        """Whether the task runs again: it failed by itself, retries are left and the code may be retried."""
+        if report["kind"] not in (EXITED, SIGNALED) or not code or self.stop_requested:
+            return False
+        return attempts <= self.retries and (not self.retry_on or code in self.retry_on)
+
+    def _mark_attempt(self, attempt: int, previous: int | None) -> None:
+        line = f"\n--- jes: attempt {attempt}/{self.retries + 1} (the last one ended with exit code {previous}) ---\n"
+        with open(self.job_dir / OUTPUT, "ab") as output:
+            output.write(line.encode())
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         log_fd = os.open(self.job_dir / OUTPUT, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -144,7 +182,7 @@ class _Supervisor:
         return f"StartError: exec: {program!r}: {what.lower()}"
 
     def _wait(self, child: subprocess.Popen[bytes]) -> dict[str, Any]:
-        started = time.monotonic()
+        started = self.started_s  # the limits cover every attempt
         limits = sorted(self.limits, key=lambda limit: float(limit["seconds"]))
         while True:
             try:
@@ -172,6 +210,14 @@ class _Supervisor:
             time.sleep(_GROUP_POLL_S)
         kill_group(child.pid, signal.SIGKILL)
         return child.wait()
+
+
+def _exit_code(report: dict[str, Any]) -> int | None:
+    """A finished attempt's exit code as a container reports it (a signal N is 128 + N)."""
+    returncode = report.get("returncode")
+    if report["kind"] not in (EXITED, SIGNALED) or not isinstance(returncode, int):
+        return None
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def _ended(returncode: int) -> dict[str, Any]:

@@ -339,20 +339,111 @@ def test_triggered_after_hides_a_task_until_it_is_due(
     assert task["time"] == "2024-01-01T12:10:00.000Z"
 
 
+def control(client: httpx.Client, context: str, body: Any, project: str = helpers.PROJECT) -> httpx.Response:
+    return client.post(f"/controlPlane/v1/sequence/{project}/{context}/control", json=body)
+
+
 def test_abort_ends_a_sequence_and_starts_the_next(cp: server.LocalControlPlane, client: httpx.Client) -> None:
     first = helpers.send(client, helpers.hello("APAC"))
     second = helpers.send(client, helpers.hello("EU"))
+    task = one_open(cp, client, helpers.SAYHELLO_TRIGGERED)
+    answer(cp, client, helpers.response(task, "started"))
+
+    reply = control(client, first, {"state": "abort"})
+
+    assert (reply.status_code, reply.json()) == (200, {})
+    finished = sequence_finished(cp, first)
+    assert (finished["data"]["status"], finished["data"]["result"]) == ("aborted", "pass")  # Keptn's rule
+    assert finished["triggeredid"] == cp.events(keptn_context=first)[0]["id"]
+    assert client.get(f"/controlPlane/v1/event/triggered/{helpers.SAYHELLO_TRIGGERED}",
+                      params={"eventID": task["id"]}).json()["events"] == []  # fmt: skip
+    assert cp.sequences(keptn_context=first)[0]["state"] == "aborted"
+    assert one_open(cp, client, helpers.SAYHELLO_TRIGGERED)["shkeptncontext"] == second
+
+
+def test_a_late_finished_for_an_aborted_task_is_stored_and_ignored(
+    pipeline: server.LocalControlPlane, client: httpx.Client
+) -> None:
+    context = helpers.send(client, helpers.sequence_trigger("pipeline", "dev", "delivery", "api"))
+    task = one_open(pipeline, client, DEPLOYMENT)
+    answer(pipeline, client, helpers.response(task, "started"))
+    control(client, context, {"state": "abort"}, project="pipeline")
+
+    answer(pipeline, client, helpers.response(task, "finished"))
+
+    assert helpers.triggered(client, TEST) == []  # the next task never opens
+    assert "sh.keptn.event.deployment.finished" in types(pipeline, context)
+    assert [e["type"] for e in pipeline.events(keptn_context=context) if "prod" in e["type"]] == []  # no follow-up
+    assert pipeline.sequences(keptn_context=context)[0]["state"] == "aborted"
+
+
+def test_abort_in_one_stage_leaves_the_others(pipeline: server.LocalControlPlane, client: httpx.Client) -> None:
+    context = helpers.send(client, helpers.sequence_trigger("pipeline", "dev", "delivery", "api"))
+    one_open(pipeline, client, DEPLOYMENT)
+
+    assert control(client, context, {"state": "abort", "stage": "prod"}, project="pipeline").status_code == 200
+
+    assert one_open(pipeline, client, DEPLOYMENT)["shkeptncontext"] == context
+    control(client, context, {"state": "abort", "stage": "dev"}, project="pipeline")
+    assert helpers.triggered(client, DEPLOYMENT) == []
+
+
+@pytest.mark.parametrize(
+    ("project", "context", "body", "status"),
+    [
+        (helpers.PROJECT, "2f1e9d1c-0000-4000-8000-000000000000", {"state": "abort"}, 200),  # only logged
+        ("no-such-project", "ctx", {"state": "pause"}, 200),
+        (helpers.PROJECT, "{running}", {"state": "explode"}, 200),  # Keptn's switch ignores it
+        (helpers.PROJECT, "{running}", {"stage": "dev"}, 400),  # binding:"required"
+        (helpers.PROJECT, "{running}", {"state": ""}, 400),
+        (helpers.PROJECT, "{running}", ["abort"], 400),
+    ],
+)
+def test_control_answers_as_keptn_does(
+    cp: server.LocalControlPlane, client: httpx.Client, project: str, context: str, body: Any, status: int
+) -> None:
+    running = helpers.send(client, helpers.hello())
     one_open(cp, client, helpers.SAYHELLO_TRIGGERED)
 
-    reply = client.post(f"/controlPlane/v1/sequence/my-first-project/{first}/control", json={"state": "abort"})
+    reply = control(client, context.format(running=running), body, project=project)
 
-    assert reply.status_code == 200
-    assert sequence_finished(cp, first)["data"]["status"] == "aborted"
+    assert reply.status_code == status
+    assert cp.sequences(keptn_context=running)[0]["state"] == "started"  # untouched
+
+
+def test_pause_holds_the_next_task_until_resume(pipeline: server.LocalControlPlane, client: httpx.Client) -> None:
+    context = helpers.send(client, helpers.sequence_trigger("pipeline", "dev", "delivery", "api"))
+    task = one_open(pipeline, client, DEPLOYMENT)
+    answer(pipeline, client, helpers.response(task, "started"))
+    sent: list[str] = []
+    pipeline.state.publishers.append(lambda event: sent.append(event["type"]))
+
+    assert control(client, context, {"state": "pause"}, project="pipeline").status_code == 200
+    assert pipeline.sequences(keptn_context=context)[0]["state"] == "paused"
+    answer(pipeline, client, helpers.response(task, "finished"))  # the running task goes on
+
+    # Keptn stores the next task's .triggered (pollable) but its dispatcher does not send it
+    held = one_open(pipeline, client, TEST)
+    assert TEST not in sent and TEST not in types(pipeline, context)
+    assert control(client, context, {"state": "resume"}, project="pipeline").status_code == 200
+    assert pipeline.sequences(keptn_context=context)[0]["state"] == "started"
+    assert sent.count(TEST) == 1 and TEST in types(pipeline, context)
+    assert one_open(pipeline, client, TEST) == held
+
+
+def test_a_paused_context_does_not_start_a_queued_sequence(cp: server.LocalControlPlane, client: httpx.Client) -> None:
+    first = helpers.send(client, helpers.hello("APAC"))
+    second = helpers.send(client, helpers.hello("EU"))
+    task = one_open(cp, client, helpers.SAYHELLO_TRIGGERED)
+    control(client, second, {"state": "pause"})
+
+    answer(cp, client, helpers.response(task, "started"), helpers.response(task, "finished"))
+
+    assert sequence_finished(cp, first)["data"]["status"] == "succeeded"
+    assert helpers.triggered(client, helpers.SAYHELLO_TRIGGERED) == []
+    assert cp.sequences(keptn_context=second)[0]["state"] == "paused"
+    control(client, second, {"state": "resume"})
     assert one_open(cp, client, helpers.SAYHELLO_TRIGGERED)["shkeptncontext"] == second
-    unknown = client.post("/controlPlane/v1/sequence/my-first-project/nope/control", json={"state": "abort"})
-    assert unknown.status_code == 404
-    bad = client.post(f"/controlPlane/v1/sequence/my-first-project/{second}/control", json={"state": "explode"})
-    assert bad.status_code == 400
 
 
 def test_sequence_states_endpoint(cp: server.LocalControlPlane, client: httpx.Client) -> None:

@@ -1,0 +1,158 @@
+"""Cancellation: the work of an event whose sequence was aborted in Keptn is stopped.
+
+Keptn has no cancel event. Aborting a sequence (``POST /controlPlane/v1/sequence/{project}/
+{keptnContext}/control`` with ``{"state": "abort"}``, ``keptn abort sequence``, the Bridge) makes
+the shipyard-controller delete the open ``.triggered`` event of the sequence's current task from
+its own triggered-event collection and finish the sequence itself with a ``.finished`` of status
+``aborted``, result ``pass`` (``cancelSequence`` and ``forceTaskSequenceCompletion`` in
+shipyard-controller/internal/controller/shipyardcontroller.go). A ``.finished`` sent afterwards for
+the task is stored but ignored (``handleTaskEvent``: no matching ``.triggered`` event).
+
+So jes asks, every ``JES_CANCEL_CHECK_S``, for each event whose tasks run in this process, whether
+``GET /controlPlane/v1/event/triggered/{type}?eventID=`` still lists it (:class:`CancelChecker`).
+That is the shipyard-controller's own collection, not the asynchronous datastore, and the
+``eventID`` filter answers with at most one event, so Keptn's page-2 bug cannot hide it. Only a
+definite answer cancels — a 200 listing that does not contain the event, given twice in a row
+(the second request at once: a single odd answer of a proxy or a restarting control plane does not
+stop a task, and the confirmation costs no check interval). An error, a timeout or an answer that
+cannot be read keeps the task running. The handler then stops the running task (the Job deleted,
+the local process group killed), starts no further task, sends nothing more, and records the claim
+done and cancelled (:mod:`jes.service.handler`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from jes.clients.keptn import client as keptn_client
+from jes.ledger import EventRef
+from jes.util import retry
+
+logger = logging.getLogger(__name__)
+
+#: One check request may take this long; then the answer counts as unknown (the task runs on).
+CHECK_TIMEOUT_S = 10.0
+#: Checks of different events at once.
+CHECK_CONCURRENCY = 8
+_ONCE = retry.Backoff(())
+
+
+@dataclass
+class _Watch:
+    ref: EventRef
+    aborted: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class RunningEvents:
+    """The events whose tasks run in this process, and which of them were aborted."""
+
+    def __init__(self) -> None:
+        self._watches: dict[str, _Watch] = {}
+
+    @contextlib.contextmanager
+    def watching(self, ref: EventRef) -> Iterator[asyncio.Event]:
+        """Watch ``ref`` while the block runs; the event is set when its sequence was aborted."""
+        watch = self._watches.setdefault(ref.id, _Watch(ref))
+        try:
+            yield watch.aborted
+        finally:
+            self.unwatch(ref.id)
+
+    def unwatch(self, event_id: str) -> None:
+        """Stop watching (before the ``.finished`` that closes the event is sent)."""
+        self._watches.pop(event_id, None)
+
+    def signal(self, event_id: str) -> asyncio.Event | None:
+        watch = self._watches.get(event_id)
+        return watch.aborted if watch is not None else None
+
+    def aborted(self, event_id: str) -> bool:
+        watch = self._watches.get(event_id)
+        return watch is not None and watch.aborted.is_set()
+
+    def refs(self) -> list[EventRef]:
+        return [w.ref for w in self._watches.values() if not w.aborted.is_set()]
+
+    def abort(self, event_id: str) -> bool:
+        watch = self._watches.get(event_id)
+        if watch is None:
+            return False
+        watch.aborted.set()
+        return True
+
+
+class OpenCheck(Protocol):
+    async def is_open(self, ref: EventRef) -> bool | None:
+        """Whether the control plane still lists the triggered event; None: no definite answer."""
+        ...
+
+
+class ControlPlaneOpenCheck:
+    """One ``GET …/event/triggered/{type}?eventID=`` per question, no retries, a timeout."""
+
+    def __init__(self, client: keptn_client.KeptnClient, *, timeout_s: float = CHECK_TIMEOUT_S) -> None:
+        self._client = client
+        self._timeout_s = timeout_s
+
+    async def is_open(self, ref: EventRef) -> bool | None:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                found = await self._client.get_triggered(ref.type, event_id=ref.id, backoff=_ONCE)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any failure is "no answer": the task runs on
+            logger.warning("cannot check whether event %s is still open (the task runs on): %s", ref.id,
+                           str(exc) or type(exc).__name__)  # fmt: skip
+            return None
+        return any(e.get("id") == ref.id for e in found)
+
+
+class CancelChecker:
+    """Checks the running events every ``interval_s`` and aborts those Keptn no longer lists."""
+
+    def __init__(
+        self,
+        running: RunningEvents,
+        check: OpenCheck,
+        *,
+        interval_s: float,
+        sleep: retry.Sleep = asyncio.sleep,
+    ) -> None:
+        self._running = running
+        self._check = check
+        self.interval_s = interval_s
+        self._sleep = sleep
+        self._slots = asyncio.Semaphore(CHECK_CONCURRENCY)
+
+    async def run_forever(self) -> None:
+        while True:
+            await self._sleep(self.interval_s)
+            await self.check_once()
+
+    async def check_once(self) -> list[str]:
+        """Check every running event once; the ids of those aborted now."""
+        refs = self._running.refs()
+        gone = await asyncio.gather(*(self._gone(ref) for ref in refs))
+        aborted = []
+        for ref, is_gone in zip(refs, gone, strict=True):
+            if is_gone and self._running.abort(ref.id):
+                logger.info("event %s (context %s) is no longer open in Keptn: its sequence was aborted; "
+                            "stopping its work", ref.id, ref.keptn_context)  # fmt: skip
+                aborted.append(ref.id)
+        return aborted
+
+    async def _gone(self, ref: EventRef) -> bool:
+        async with self._slots:
+            if await self._check.is_open(ref) is not False:
+                return False
+            return await self._check.is_open(ref) is False  # confirmed at once
+
+
+def checker(running: RunningEvents, client: keptn_client.KeptnClient, interval_s: float) -> CancelChecker:
+    """The service's checker: the control plane's triggered-events list, every ``interval_s``."""
+    return CancelChecker(running, ControlPlaneOpenCheck(client), interval_s=interval_s)
