@@ -5,14 +5,15 @@ BIN    := $(VENV)/bin
 TOOLS  := .tools
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install tools test test-browser lint typecheck unit demo demo-regions demo-integration bench scan clean
+.PHONY: help install tools test test-browser lint typecheck unit demo demo-regions demo-integration bench bench-quick scan clean
 
 help:
 	@echo "make demo   - install and run the embedded hello-world (control plane + jes + local runner)"
 	@echo "make demo-integration - an integration (examples/integration) served by jes distributor"
 	@echo "make test   - lint (ruff, import-linter layers), type-check (mypy) and run the test suite"
 	@echo "make test-browser - the control plane's web page in headless Chromium (needs: apt-get install chromium)"
-	@echo "make bench  - benchmarks; prints a table and writes bench/results.json"
+	@echo "make bench  - benchmarks; prints a table, writes bench/results.json and bench/scale.png (~15 min)"
+	@echo "make bench-quick - the benchmarks at small sizes (under 2 minutes; not a measurement)"
 	@echo "make scan   - slow scanners: checkov on the rendered chart, pinned image requirements"
 
 $(STAMP): pyproject.toml
@@ -60,8 +61,15 @@ demo-regions: install
 demo-integration: install
 	$(BIN)/python -m jes.devtools.integration_demo
 
-bench: install
+$(VENV)/.bench-installed: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $(VENV)/.bench-installed
+
+bench: install $(VENV)/.bench-installed
 	$(BIN)/python -m bench --readme README.md
+
+bench-quick: install $(VENV)/.bench-installed
+	$(BIN)/python -m bench --quick
 
 scan: install tools
 	sh scripts/scan.sh

@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import natsmode, report, scenarios
+from bench import natsmode, plot, report, scenarios
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = ("latency", "baseline", "nats", "throughput", "inflight", "output", "files", "idle")
+SCENARIOS = ("latency", "baseline", "nats", "throughput", "scale", "inflight", "output", "files", "idle")
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -29,6 +29,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results", type=Path, default=HERE / "results.json", help="where to write the results")
     parser.add_argument("--out", type=Path, default=HERE / "out", help="logs of the jes processes, kubeconfigs")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--plot", type=Path, default=None, help="where to draw the scale series [bench/scale.png; --quick: in --out]"
+    )
     parser.add_argument("--readme", type=Path, default=None, help="also write the table into this README")
     return parser.parse_args(argv)
 
@@ -39,11 +42,22 @@ def _options(args: argparse.Namespace) -> scenarios.Options:
         opts.latency_events = 12
         opts.nats_events = 20
         opts.throughput_events = 100
+        opts.throughput_runs = 1
+        opts.scale_events = (30, 100)
+        opts.scale_runs = 1
+        opts.inflight_checkpoint = 30
         opts.inflight_jobs = 100
+        opts.file_bytes = 4 * 1024 * 1024
         opts.output_bytes = 20_000_000
         opts.idle_warmup_s = 2.0
         opts.idle_window_s = 5.0
     return opts
+
+
+def _known_sizes(details: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """The throughput scenario's result by its size, for the scale series not to run it again."""
+    through = details.get("throughput", {})
+    return {int(through["events"]): through} if "spread" in through else {}
 
 
 def _say(text: str) -> None:
@@ -90,15 +104,20 @@ def _headline(details: dict[str, Any]) -> dict[str, Any]:
     if "pickup_ms" in nats and nats["pickup_ms"].get("n"):
         flat["nats_pickup_latency_p50_ms"] = nats["pickup_ms"]["p50"]
         flat["nats_pickup_latency_p95_ms"] = nats["pickup_ms"]["p95"]
-    through = details.get("throughput", {})
-    if "events_per_s" in through:
-        flat["throughput_events_per_s"] = through["steady_events_per_s"]  # sustained: the issue's figure
-        flat["throughput_overall_events_per_s"] = through["events_per_s"]
-        flat["throughput_events"] = through["events"]
-        flat["events_reported_exactly_once"] = through["exactly_once"]
-    if "rss_mib_max" in details.get("inflight", {}):
-        flat["rss_mib_1000_inflight"] = details["inflight"]["rss_mib_max"]
-        flat["inflight_jobs"] = details["inflight"]["jobs_in_flight"]
+    flat.update(_throughput_headline(details.get("throughput", {})))
+    if "series" in details.get("scale", {}):
+        flat["scale"] = [{k: point[k] for k in SCALE_KEYS} for point in details["scale"]["series"]]
+        largest = max(details["scale"]["series"], key=lambda point: point["events"])
+        flat["throughput_largest_events_per_s"] = largest["throughput_events_per_s"]
+        flat["throughput_largest_events"] = largest["events"]
+    inflight = details.get("inflight", {})
+    if "rss_mib_max" in inflight:
+        flat["rss_mib_1000_inflight"] = inflight["rss_mib_max"]
+        flat["inflight_jobs"] = inflight["jobs_in_flight"]
+    if "rss_mib_max_large" in inflight:
+        flat["rss_mib_10000_inflight"] = inflight["rss_mib_max_large"]
+        flat["inflight_jobs_large"] = inflight["jobs_in_flight_large"]
+        flat["rss_kib_per_inflight_job"] = inflight["rss_kib_per_inflight_job"]
     if "rss_growth_mib" in details.get("output", {}):
         flat["rss_growth_mib_200mb_output"] = details["output"]["rss_growth_mib"]
     if "rss_growth_mib" in details.get("files", {}):
@@ -106,6 +125,31 @@ def _headline(details: dict[str, Any]) -> dict[str, Any]:
         flat["files_configmaps"] = details["files"]["configmaps"]
     if "cpu_percent" in details.get("idle", {}):
         flat["idle_cpu_percent"] = details["idle"]["cpu_percent"]
+    return flat
+
+
+SCALE_KEYS = ("events", "throughput_events_per_s", "cpu_ms_per_event", "rss_mib", "finished_latency_p95_ms")
+#: Headline key → the figure of a throughput run it is the median of (see ``scenarios.repeated``).
+THROUGHPUT_FIGURES = {
+    "throughput_events_per_s": "events_per_s",
+    "throughput_window_events_per_s": "window_events_per_s",
+    "cpu_ms_per_event": "cpu_ms_per_event",
+    "throughput_finished_latency_p95_ms": "finished_p95_ms",
+}
+
+
+def _throughput_headline(through: dict[str, Any]) -> dict[str, Any]:
+    """The throughput scenario's flat figures: medians of the runs, with min and max in ``spread``."""
+    if "spread" not in through:
+        return {}
+    flat: dict[str, Any] = {key: through["spread"][figure]["median"] for key, figure in THROUGHPUT_FIGURES.items()}
+    flat["spread"] = {key: through["spread"][figure] for key, figure in THROUGHPUT_FIGURES.items()}
+    flat["throughput_runs"] = len(through["runs"])
+    flat["throughput_overall_events_per_s"] = flat["throughput_events_per_s"]  # the earlier name
+    flat["throughput_events"] = through["events"]
+    flat["events_reported_exactly_once"] = through["exactly_once"]
+    flat["control_plane_requests_per_event"] = through["control_plane_requests_per_event"]["total"]
+    flat["kube_requests_per_event"] = through["kube_requests_per_event"]["total"]
     return flat
 
 
@@ -130,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "baseline": lambda: scenarios.latency_baseline(opts, schedule),
         "nats": lambda: natsmode.nats_pickup(opts),
         "throughput": lambda: scenarios.throughput_repeated(opts),
+        "scale": lambda: scenarios.scale(opts, _known_sizes(details)),
         "inflight": lambda: scenarios.memory_in_flight(opts),
         "output": lambda: scenarios.memory_output(opts),
         "files": lambda: scenarios.memory_files(opts),
@@ -154,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
         "details": details,
     }
     args.results.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    if "scale" in flat:
+        where = args.plot or (opts.out / "scale-quick.png" if args.quick else HERE / "scale.png")
+        _say(plot.scale_png(flat["scale"], where, quick=args.quick))
     if args.readme is not None and not args.quick:
         report.update_readme(str(args.readme), results)
     _say("\n" + report.table(flat))

@@ -460,6 +460,12 @@ class FakeKube:
             return {f"{ns}/{name}": at for (ns, name), at in found.items()}
         return {name: at for (ns, name), at in found.items() if ns == namespace}
 
+    def request_counts(self) -> dict[str, int]:
+        """Requests served so far, by ``"verb resource"`` (``"create batch/jobs"``, ``"watch pods"``)."""
+        api = self._parts()[2]
+        counts = self._call(lambda: dict(api.requests))
+        return {f"{verb} {resource}": n for (verb, resource), n in sorted(counts.items())}
+
     def request_count(self, verb: str | None = None, resource: str | None = None) -> int:
         """Requests served so far by RBAC verb and resource (``pods/log``); None matches all."""
         api = self._parts()[2]

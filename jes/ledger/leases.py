@@ -51,6 +51,8 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 #: Kubernetes refuses an object whose annotations add up to more than 256 KiB; stay well below.
 MAX_RECORD_BYTES = 200 * 1024
 Obj = dict[str, Any]
+#: Claims created at once (the ledger has 4 threads; see ``from_settings``).
+CREATES_AT_ONCE = 2
 
 
 def _digest(*parts: str, length: int = 40) -> str:
@@ -90,6 +92,9 @@ class LeaseLedger:
         self._stale: Liveness | None = None
         self._executor_label = _digest(executor_id, length=40)
         self._queues = QueueLeases(self._send, self._path, self._labels("queue"), self.queue_name)
+        # New claims use at most half of the ledger's threads: under a burst the writes of events
+        # already running (and the heartbeat) are not queued behind hundreds of creations
+        self._creating = asyncio.Semaphore(CREATES_AT_ONCE)
 
     @classmethod
     def from_settings(
@@ -247,9 +252,10 @@ class LeaseLedger:
 
     async def claim(self, claim: Claim) -> Claim | None:
         event_id = claim.event_id
-        sent_at = self._monotonic()
         try:
-            created = await self._send("POST", self._path(), "create", body=self._body(claim))
+            async with self._creating:
+                sent_at = self._monotonic()
+                created = await self._send("POST", self._path(), "create", body=self._body(claim))
         except errors.KubeConflictError:
             return await self._take_existing(claim)
         except errors.KubeError as exc:

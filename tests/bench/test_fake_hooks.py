@@ -58,3 +58,19 @@ def test_the_control_plane_remembers_when_each_type_was_polled() -> None:
         assert len(polls) == 2 and before <= polls[0] <= polls[1] <= time.time()
         assert len(plane.triggered_poll_times("sh.keptn.event.b.triggered")) == 1
         assert plane.triggered_poll_times("sh.keptn.event.c.triggered") == []
+
+
+def test_both_fakes_count_the_requests_they_serve(kube: FakeKube) -> None:
+    with LocalControlPlane(token="t") as plane, httpx.Client(headers={"x-token": "t"}, timeout=5) as http:
+        for _ in range(2):
+            http.get(f"{plane.url}/controlPlane/v1/event/triggered/sh.keptn.event.a.triggered")
+        http.post(f"{plane.url}/v1/event", json={})  # refused (no type): still a request
+        counts = plane.request_counts()
+        assert counts["GET /api/controlPlane/v1"] == 2 and counts["POST /api/v1/event"] == 1
+    kube.put(helpers.job_manifest("counted", namespace="ns1"))
+    with httpx.Client(timeout=5) as http:
+        http.get(f"{kube.url}/apis/batch/v1/namespaces/ns1/jobs/counted")
+        http.get(f"{kube.url}/apis/batch/v1/namespaces/ns1/jobs")
+    counts = kube.request_counts()
+    assert counts == {"get jobs": 1, "list jobs": 1}  # by RBAC verb and resource
+    assert kube.request_count("get", "batch/jobs") == 1

@@ -112,3 +112,23 @@ async def test_a_write_after_another_replica_took_the_claim_is_refused(api: kube
     assert theirs.holder == "second"
     with pytest.raises(errors.ClaimLost):
         await first.save(mine)
+
+
+async def test_new_claims_leave_threads_for_the_writes_of_running_events(kube: FakeKube, api: kube_client.KubeApi) -> None:
+    """A burst of new events creates claims at most two at a time (of the 4 threads), so a running
+    event's write is not queued behind all of them (the complete -> .finished latency)."""
+    import asyncio
+    import time
+
+    clock = Clock()
+    store = ledger(api, "me", clock)
+    running = await store.claim(fresh("me", "running"))
+    assert running is not None
+    kube.faults.latency(0.2, verb="create", resource="coordination.k8s.io/leases")
+    creating = [asyncio.create_task(store.claim(fresh("me", f"new-{k}"))) for k in range(8)]
+    await asyncio.sleep(0.05)
+    began = time.monotonic()
+    running.reports[Report.STARTED] = Delivery.SENT
+    await store.save(running)  # not behind 8 creations of 0.2 s on 4 threads (>= 0.4 s)
+    assert time.monotonic() - began < 0.3
+    assert all(c is not None for c in await asyncio.gather(*creating))

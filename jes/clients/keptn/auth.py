@@ -22,6 +22,7 @@ import math
 import os
 import ssl
 import time
+import urllib.request
 from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ import httpx
 
 import jes
 from jes import errors
+from jes.clients import httptransport
 from jes.settings import Settings, token_from_file
 
 logger = logging.getLogger(__name__)
@@ -382,6 +384,12 @@ def ssl_verify(settings: Settings) -> bool | ssl.SSLContext:
         raise errors.SettingsError([f"HTTP_SSL_CA_BUNDLE: cannot load {settings.http_ssl_ca_bundle!r}: {exc}"]) from exc
 
 
+def _proxied() -> bool:
+    """Whether the environment names an HTTP proxy (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY): then httpx's
+    own transport, which honours it and NO_PROXY, is kept."""
+    return any(scheme != "no" for scheme in urllib.request.getproxies_environment())
+
+
 def make_http_client(
     settings: Settings,
     *,
@@ -393,8 +401,14 @@ def make_http_client(
     ``transport`` replaces the network (tests); ``clock`` drives OAuth token expiry.
     The caller owns the client and closes it (``await client.aclose()``).
     """
+    verify = ssl_verify(settings)
+    if transport is None and not _proxied():
+        # httpx's own transport costs ~4x the CPU per request (jes/clients/httptransport.py)
+        transport = httptransport.LeanTransport(
+            ssl_context=httptransport.tls_context(verify), max_connections=settings.http_max_connections
+        )
     client = httpx.AsyncClient(
-        verify=ssl_verify(settings),
+        verify=verify,
         # waiting for a free pooled connection is not a failure of the control plane: no timeout
         timeout=httpx.Timeout(settings.http_timeout_s or None, pool=None),  # 0: none (the distributor's 0)
         limits=limits(settings.http_max_connections),

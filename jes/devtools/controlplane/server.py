@@ -7,6 +7,7 @@ serves it in the foreground until Ctrl-C.
 
 from __future__ import annotations
 
+import collections
 import copy
 import errno
 import json
@@ -98,10 +99,13 @@ class LocalControlPlane:
             max_body_bytes=max_body_bytes,
             pagination_bug=pagination_bug,
         )
-        self._app = app.build(
-            self.state, options=options, fault_injector=self.faults, authenticator=self._auth,
-            in_cluster=nats_url is not None,
+        self._requests = _RequestCounter(
+            app.build(
+                self.state, options=options, fault_injector=self.faults, authenticator=self._auth,
+                in_cluster=nats_url is not None,
+            ),
         )  # fmt: skip
+        self._app = self._requests
         self.nats = natsbridge.NatsBridge(nats_url, self.state) if nats_url else None
         self._server: doubles_server.ThreadedServer | None = None
 
@@ -232,6 +236,11 @@ class LocalControlPlane:
         moments an event of that type could first be seen by a polling integration."""
         return self.state.poll_times(event_type)
 
+    def request_counts(self) -> dict[str, int]:
+        """Instrumentation (benchmarks): HTTP requests received so far, by method and the first
+        three segments of the path (``POST /api/v1/event``, ``GET /api/controlPlane/v1``)."""
+        return dict(self._requests.counts)
+
     def sequences(self, *, project: str | None = None, keptn_context: str | None = None) -> list[dict[str, Any]]:
         """Sequence states (one per context, oldest first)."""
         return self.state.sequence_states(project, keptn_context)
@@ -265,6 +274,20 @@ class LocalControlPlane:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"condition not met within {timeout_s}s")
             time.sleep(0.01)
+
+
+class _RequestCounter:
+    """An ASGI wrapper counting HTTP requests by method and path head (see ``request_counts``)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.counts: collections.Counter[str] = collections.Counter()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            head = "/".join(str(scope["path"]).split("/")[:4])
+            self.counts[f"{scope['method']} {head}"] += 1
+        await self.inner(scope, receive, send)
 
 
 def _start_error(exc: OSError | doubles_server.ServerDidNotStart, host: str, port: int) -> errors.SettingsError:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import httpx
 import kubernetes.client
 
+from jes.clients import httptransport
 from jes.runner.logs import BoundedBuffer
 
 logger = logging.getLogger(__name__)
@@ -45,8 +46,10 @@ class Followed:
     error: str = ""
 
 
-def http_client(configuration: kubernetes.client.Configuration) -> httpx.AsyncClient:
-    """An async client with the Kubernetes client's server, TLS settings and proxy."""
+def http_client(configuration: kubernetes.client.Configuration, max_connections: int = 512) -> httpx.AsyncClient:
+    """An async client with the Kubernetes client's server, TLS settings and proxy; without a proxy
+    on the lean transport, a connection per followed stream (httpx's own pool rescans all its
+    connections and queued requests for every request: quadratic with thousands of streams)."""
     verify: bool | ssl.SSLContext = False
     if configuration.verify_ssl:
         context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
@@ -54,8 +57,16 @@ def http_client(configuration: kubernetes.client.Configuration) -> httpx.AsyncCl
             context.load_cert_chain(configuration.cert_file, configuration.key_file or None)
         verify = context
     timeout = httpx.Timeout(None, connect=CONNECT_TIMEOUT_S)
+    transport = None
+    if not configuration.proxy:
+        tls = httptransport.tls_context(verify)
+        transport = httptransport.LeanTransport(ssl_context=tls, max_connections=max_connections)
     return httpx.AsyncClient(
-        base_url=configuration.host, verify=verify, timeout=timeout, proxy=configuration.proxy or None
+        base_url=configuration.host,
+        verify=verify,
+        timeout=timeout,
+        proxy=configuration.proxy or None,
+        transport=transport,
     )
 
 
@@ -73,12 +84,13 @@ class LogFollower:
         self._configuration = configuration
         self._head_bytes = head_bytes
         self._tail_bytes = tail_bytes
+        self._max_streams = max_streams
         self._streams = asyncio.Semaphore(max_streams)
         self._http: httpx.AsyncClient | None = None
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
-            self._http = http_client(self._configuration)
+            self._http = http_client(self._configuration, self._max_streams)
         return self._http
 
     async def close(self) -> None:

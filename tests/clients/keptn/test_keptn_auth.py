@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from jes import errors, settings
+from jes.clients import httptransport
 from jes.clients.keptn import auth, client
 from tests.clients.keptn.support import CLIENT_SECRET, TOKEN, FakeClock, Script, make_settings, reply
 
@@ -243,9 +244,22 @@ async def test_the_http_client_has_timeouts_and_a_small_pool() -> None:
     try:
         # every request has a timeout; waiting for a pooled connection is not a failure
         assert http.timeout == httpx.Timeout(7.0, pool=None)
-        pool = http._transport._pool  # type: ignore[attr-defined]
-        assert pool._max_connections == 8  # JES_HTTP_MAX_CONNECTIONS
+        transport = http._transport  # type: ignore[attr-defined]
+        assert isinstance(transport, httptransport.LeanTransport)
+        assert transport.max_connections == 8  # JES_HTTP_MAX_CONNECTIONS
         assert not http.follow_redirects
+    finally:
+        await http.aclose()
+
+
+async def test_behind_an_http_proxy_the_client_keeps_httpx_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lean transport does not speak to proxies: with HTTP_PROXY set, httpx's own transport
+    (which honours HTTP_PROXY and NO_PROXY) carries the requests."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
+    http = auth.make_http_client(make_settings())
+    try:
+        assert not isinstance(http._transport, httptransport.LeanTransport)  # type: ignore[attr-defined]
+        assert http._transport._pool._max_connections == 8  # type: ignore[attr-defined]
     finally:
         await http.aclose()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Callable
@@ -518,3 +519,31 @@ async def test_user_info_in_the_endpoint_never_reaches_a_message(script: Script,
     with pytest.raises(errors.KeptnTemporaryError) as caught:
         await keptn.get_triggered("sh.keptn.event.test.triggered", backoff=retry.Backoff(()))
     assert "pa55word" not in str(caught.value) and "pa55word" not in caught.value.url
+
+
+async def test_started_reports_use_at_most_half_of_the_connections() -> None:
+    """Under a burst every open event is taken and its .started sent at once: the reports of
+    events already running (.finished, progress) must not queue behind all of them."""
+    active: dict[str, int] = {"started": 0, "other": 0}
+    peak: dict[str, int] = {"started": 0, "other": 0}
+    gate = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        kind = "started" if b".started" in request.content else "other"
+        active[kind] += 1
+        peak[kind] = max(peak[kind], active[kind])
+        await gate.wait()
+        active[kind] -= 1
+        return httpx.Response(200, json={"keptnContext": "c"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        keptn = client.KeptnClient(http, "http://cp.test/api", max_in_flight=8)
+        started = [{"type": "sh.keptn.event.a.started", "shkeptncontext": "c", "id": f"s{k}"} for k in range(20)]
+        finished = [{"type": "sh.keptn.event.a.finished", "shkeptncontext": "c", "id": f"f{k}"} for k in range(2)]
+        sends = [asyncio.create_task(keptn.send_event(e)) for e in started + finished]
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert active == {"started": 4, "other": 2}  # the .finished got a connection at once
+        gate.set()
+        await asyncio.gather(*sends)
+    assert peak == {"started": 4, "other": 2}

@@ -1,0 +1,381 @@
+"""A lean HTTP/1.1 transport under :class:`httpx.AsyncClient`: asyncio streams and a small pool.
+
+Why: httpx's own transport (httpcore on anyio) costs about 1 ms of CPU per request on loopback —
+it checks every pooled connection twice per request (a ``select`` each, through anyio's attribute
+lookups), enters cancel scopes and asks sniffio which event loop runs on every lock. jes sends
+four control-plane requests per event (``.started``, two progress events, ``.finished``), so that
+was the largest single cost of an event. This transport does the same work for about a fifth of
+the CPU (``make bench``; bench/README.md). Everything above it stays httpx: the client, requests
+and responses, auth flows, content decoding, the exception types callers handle.
+
+What it does, as httpcore does it:
+
+* HTTP/1.1 over TCP or TLS (``ssl_context``), one request at a time per connection; keep-alive
+  with at most ``max_connections`` connections per process (waiting for one is the ``pool``
+  timeout); idle connections are dropped after ``keepalive_expiry_s``, and a pooled connection
+  whose socket turned readable while idle (the server closed it, or sent garbage) is never reused.
+* Request bodies are sent as httpx framed them (``Content-Length`` or chunked); response bodies
+  are streamed (``Content-Length``, chunked, or until the server closes), never buffered here.
+* Errors are httpx's: ``ConnectError``/``ConnectTimeout`` (nothing was sent), ``WriteError``/
+  ``WriteTimeout``, ``ReadError``/``ReadTimeout``, ``RemoteProtocolError`` (the server closed
+  without a complete answer, or answered something that is not HTTP/1.x), ``PoolTimeout``.
+  A connection that saw any error, or whose response was not read to its end, is closed.
+
+Not supported (jes does not use them with this transport): HTTP proxies (the client keeps httpx's
+own transport when a proxy is configured), HTTP/2, ``Expect: 100-continue``, upgrades.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import select
+import ssl
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import httpx
+
+#: Largest status line + headers accepted (as httpcore/h11: 64 KiB).
+MAX_HEAD_BYTES = 64 * 1024
+#: Bytes per read of a response body.
+CHUNK_BYTES = 64 * 1024
+#: Below the 5 s keep-alive timeout of uvicorn, gunicorn and many proxies (nginx: 75 s).
+DEFAULT_KEEPALIVE_EXPIRY_S = 4.0
+
+Origin = tuple[str, str, int]
+
+
+def tls_context(verify: bool | ssl.SSLContext) -> ssl.SSLContext:
+    """The TLS context for httpx's ``verify`` value (False: no certificate check, as httpx does)."""
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+@dataclass(eq=False)
+class _Connection:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    origin: Origin
+    idle_since: float = field(default_factory=time.monotonic)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+    def stale(self, now: float, expiry_s: float) -> bool:
+        """Expired, closed by the peer, or readable while idle (EOF or unsolicited bytes)."""
+        if now - self.idle_since > expiry_s or self.writer.is_closing() or self.reader.at_eof():
+            return True
+        if self.reader._buffer:  # type: ignore[attr-defined]  # bytes nobody asked for
+            return True
+        sock = self.writer.get_extra_info("socket")
+        if sock is None:
+            return True
+        try:
+            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+
+def _timeouts(request: httpx.Request) -> dict[str, float | None]:
+    found = request.extensions.get("timeout") or {}
+    return {k: found.get(k) for k in ("connect", "read", "write", "pool")}
+
+
+class LeanTransport(httpx.AsyncBaseTransport):
+    """See the module docstring. One instance per client; not shared between event loops."""
+
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        max_connections: int = 8,
+        keepalive_expiry_s: float = DEFAULT_KEEPALIVE_EXPIRY_S,
+    ) -> None:
+        self._ssl_context = ssl_context
+        self.max_connections = max_connections
+        self._slots = asyncio.Semaphore(max_connections)
+        self._keepalive_expiry_s = keepalive_expiry_s
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._closed = False
+
+    # -- pool ---------------------------------------------------------------------------------
+
+    def _pooled(self, origin: Origin) -> _Connection | None:
+        idle = self._idle.get(origin)
+        now = time.monotonic()
+        while idle:
+            connection = idle.pop()
+            if not connection.stale(now, self._keepalive_expiry_s):
+                return connection
+            connection.close()
+        return None
+
+    def _release(self, connection: _Connection) -> None:
+        if self._closed:
+            connection.close()
+            return
+        connection.idle_since = time.monotonic()
+        self._idle.setdefault(connection.origin, []).append(connection)
+
+    async def _connect(self, origin: Origin, timeout_s: float | None) -> _Connection:
+        scheme, host, port = origin
+        tls = self._tls() if scheme == "https" else None
+        try:
+            async with asyncio.timeout(timeout_s):
+                reader, writer = await asyncio.open_connection(
+                    host, port, ssl=tls, server_hostname=host if tls is not None else None, limit=MAX_HEAD_BYTES
+                )
+        except TimeoutError as exc:
+            raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
+        except (OSError, ssl.SSLError) as exc:
+            raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
+        return _Connection(reader, writer, origin)
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
+
+    async def aclose(self) -> None:
+        """Close the idle connections and wait (briefly) until their sockets are closed: a loop that
+        ends right after would leave them open (``ResourceWarning: unclosed transport``)."""
+        self._closed = True
+        idle = [connection for connections in self._idle.values() for connection in connections]
+        self._idle.clear()
+        for connection in idle:
+            connection.close()
+        if idle:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await asyncio.gather(*(c.writer.wait_closed() for c in idle), return_exceptions=True)
+
+    # -- one request --------------------------------------------------------------------------
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"Request URL has an unsupported protocol '{url.scheme}://'.")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        origin: Origin = (url.scheme, url.host, port)
+        timeouts = _timeouts(request)
+        try:
+            async with asyncio.timeout(timeouts["pool"]):
+                await self._slots.acquire()
+        except TimeoutError as exc:
+            raise httpx.PoolTimeout("no connection became free in time") from exc
+        connection: _Connection | None = None
+        try:
+            connection = self._pooled(origin) or await self._connect(origin, timeouts["connect"])
+            await _send(connection, request, timeouts["write"])
+            status, reason, headers, keep_alive = await _read_head(connection, timeouts["read"])
+        except BaseException:
+            if connection is not None:
+                connection.close()
+            self._slots.release()
+            raise
+        framing = _framing(request.method, status, headers)
+        keep_alive = keep_alive and framing[0] != "close" and not _says_close(request.headers.get("connection"))
+        body = _Body(self, connection, framing, keep_alive, timeouts["read"])
+        return httpx.Response(
+            status,
+            headers=headers,
+            stream=body,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
+        )
+
+    def _done(self, connection: _Connection, reusable: bool) -> None:
+        if reusable:
+            self._release(connection)
+        else:
+            connection.close()
+        self._slots.release()
+
+
+def _says_close(value: str | None) -> bool:
+    return value is not None and "close" in value.lower()
+
+
+async def _send(connection: _Connection, request: httpx.Request, timeout_s: float | None) -> None:
+    target = request.url.raw_path
+    lines = [request.method.encode("ascii") + b" " + target + b" HTTP/1.1"]
+    lines += [name + b": " + value for name, value in request.headers.raw]
+    chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+    writer = connection.writer
+    try:
+        async with asyncio.timeout(timeout_s):
+            writer.write(b"\r\n".join(lines) + b"\r\n\r\n")
+            stream = request.stream
+            if not isinstance(stream, httpx.AsyncByteStream):
+                raise TypeError("the request body is not an async stream (use an httpx.AsyncClient)")
+            async for chunk in stream:  # one chunk for json= or content=bytes
+                if chunk:
+                    writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                    await writer.drain()
+            if chunked:
+                writer.write(b"0\r\n\r\n")
+            await writer.drain()
+    except TimeoutError as exc:
+        raise httpx.WriteTimeout("sending the request timed out") from exc
+    except (OSError, ssl.SSLError) as exc:
+        raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
+
+
+@contextlib.asynccontextmanager
+async def _reading(timeout_s: float | None, what: str) -> AsyncIterator[None]:
+    """httpx's errors for a read: timeout, connection error, or the peer closing too early."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            yield
+    except TimeoutError as exc:
+        raise httpx.ReadTimeout(f"reading {what} timed out") from exc
+    except asyncio.IncompleteReadError as exc:
+        if what == "the response" and not exc.partial:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.") from exc
+        raise httpx.RemoteProtocolError(f"peer closed connection without sending complete {what}") from exc
+    except asyncio.LimitOverrunError as exc:
+        raise httpx.RemoteProtocolError(f"{what}: headers too large") from exc
+    except (OSError, ssl.SSLError) as exc:
+        raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
+
+
+async def _read_head(
+    connection: _Connection, timeout_s: float | None
+) -> tuple[int, bytes, list[tuple[bytes, bytes]], bool]:
+    """Status, reason, headers and whether HTTP/1.x keep-alive applies; 1xx answers skipped."""
+    while True:
+        async with _reading(timeout_s, "the response"):
+            try:
+                head = await connection.reader.readuntil(b"\r\n\r\n")
+            except ValueError as exc:  # readuntil: the separator not within the limit
+                raise asyncio.LimitOverrunError(str(exc), MAX_HEAD_BYTES) from exc
+        status_line, *header_lines = head[:-4].split(b"\r\n")
+        parts = status_line.split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise httpx.RemoteProtocolError(f"not an HTTP/1.x status line: {status_line[:80]!r}")
+        status = int(parts[1])
+        headers = []
+        for line in header_lines:
+            name, colon, value = line.partition(b":")
+            if not colon or not name or name != name.strip():
+                raise httpx.RemoteProtocolError(f"malformed response header: {line[:80]!r}")
+            headers.append((name, value.strip()))
+        if 100 <= status < 200 and status != 101:
+            continue  # an interim answer (100 Continue, 103 Early Hints): the real one follows
+        keep_alive = parts[0] == b"HTTP/1.1"
+        for name, value in headers:
+            if name.lower() == b"connection":
+                lowered = value.lower()
+                keep_alive = b"close" not in lowered and (keep_alive or b"keep-alive" in lowered)
+        return status, parts[2] if len(parts) > 2 else b"", headers, keep_alive
+
+
+Framing = tuple[str, int]
+
+
+def _framing(method: str, status: int, headers: list[tuple[bytes, bytes]]) -> Framing:
+    """How the body ends (RFC 9112 §6.3): ("none", 0), ("length", n), ("chunked", 0), ("close", 0)."""
+    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        return ("none", 0)
+    length: int | None = None
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"transfer-encoding":
+            if value.lower().rsplit(b",", 1)[-1].strip() == b"chunked":
+                return ("chunked", 0)
+            return ("close", 0)
+        if lowered == b"content-length":
+            if not value.isdigit() or (length is not None and int(value) != length):
+                raise httpx.RemoteProtocolError(f"bad Content-Length: {value[:40]!r}")
+            length = int(value)
+    return ("length", length) if length is not None else ("close", 0)
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body read from its connection as it is consumed; the connection goes back to the
+    pool once the body was read to its end (and keep-alive applies), else it is closed."""
+
+    def __init__(
+        self,
+        transport: LeanTransport,
+        connection: _Connection,
+        framing: Framing,
+        keep_alive: bool,
+        timeout_s: float | None,
+    ) -> None:
+        self._transport = transport
+        self._connection: _Connection | None = connection
+        self._framing = framing
+        self._keep_alive = keep_alive
+        self._timeout_s = timeout_s
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        connection = self._connection
+        if connection is None:
+            return
+        kind, length = self._framing
+        reader = connection.reader
+        if kind == "length":
+            remaining = length
+            while remaining:
+                async with _reading(self._timeout_s, "the message body"):
+                    chunk = await reader.read(min(remaining, CHUNK_BYTES))
+                    if not chunk:
+                        raise asyncio.IncompleteReadError(b"", remaining)
+                remaining -= len(chunk)
+                yield chunk
+        elif kind == "chunked":
+            async for chunk in self._chunks(reader):
+                yield chunk
+        elif kind == "close":
+            while True:
+                async with _reading(self._timeout_s, "the message body"):
+                    chunk = await reader.read(CHUNK_BYTES)
+                if not chunk:
+                    break
+                yield chunk
+        self._finish(reusable=self._keep_alive and kind != "close")
+
+    async def _chunks(self, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+        while True:
+            async with _reading(self._timeout_s, "the message body"):
+                size_line = await reader.readuntil(b"\r\n")
+            size_text = size_line.split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError as exc:
+                raise httpx.RemoteProtocolError(f"bad chunk size: {size_text[:20]!r}") from exc
+            if size == 0:
+                while True:  # trailers, up to the empty line
+                    async with _reading(self._timeout_s, "the message body"):
+                        line = await reader.readuntil(b"\r\n")
+                    if line == b"\r\n":
+                        return
+            remaining = size
+            while remaining:
+                async with _reading(self._timeout_s, "the message body"):
+                    chunk = await reader.read(min(remaining, CHUNK_BYTES))
+                    if not chunk:
+                        raise asyncio.IncompleteReadError(b"", remaining)
+                remaining -= len(chunk)
+                yield chunk
+            async with _reading(self._timeout_s, "the message body"):
+                if await reader.readexactly(2) != b"\r\n":
+                    raise httpx.RemoteProtocolError("a chunk does not end with CRLF")
+
+    def _finish(self, *, reusable: bool) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._transport._done(connection, reusable)
+
+    async def aclose(self) -> None:
+        """Closed before its end (or after an error): the connection cannot be reused."""
+        self._finish(reusable=False)
