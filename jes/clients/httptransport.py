@@ -78,8 +78,10 @@ class _Connection:
         sock = self.writer.get_extra_info("socket")
         if sock is None:
             return True
-        try:
-            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        try:  # poll, not select: select refuses descriptors from 1024 on (jes may hold that many sockets)
+            poller = select.poll()
+            poller.register(sock.fileno(), select.POLLIN)
+            readable = poller.poll(0)
         except (OSError, ValueError):
             return True
         return bool(readable)
@@ -88,6 +90,10 @@ class _Connection:
 def _timeouts(request: httpx.Request) -> dict[str, float | None]:
     found = request.extensions.get("timeout") or {}
     return {k: found.get(k) for k in ("connect", "read", "write", "pool")}
+
+
+#: Try the next address (IPv4 after a silent IPv6) this soon, as httpcore (through anyio) did: RFC 8305.
+HAPPY_EYEBALLS_DELAY_S = 0.25
 
 
 class LeanTransport(httpx.AsyncBaseTransport):
@@ -132,8 +138,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
         try:
             async with asyncio.timeout(timeout_s):
                 reader, writer = await asyncio.open_connection(
-                    host, port, ssl=tls, server_hostname=host if tls is not None else None, limit=MAX_HEAD_BYTES
-                )
+                    host, port, ssl=tls, server_hostname=host if tls is not None else None, limit=MAX_HEAD_BYTES,
+                    happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY_S,
+                )  # fmt: skip
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
         except (OSError, ssl.SSLError) as exc:

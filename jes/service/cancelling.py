@@ -102,7 +102,11 @@ class ControlPlaneOpenCheck:
     async def is_open(self, ref: EventRef) -> bool | None:
         try:
             async with asyncio.timeout(self._timeout_s):
-                found = await self._client.get_triggered(ref.type, event_id=ref.id, backoff=_ONCE)
+                # with the project: Keptn then answers a database error with 500; without it, it
+                # loops over every project and drops failed ones (GetAllTriggeredEvents), an empty 200
+                found = await self._client.get_triggered(
+                    ref.type, project=ref.project or None, event_id=ref.id, backoff=_ONCE
+                )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # any failure is "no answer": the task runs on

@@ -4,6 +4,7 @@ scripts (keep-alive, chunked, until-close, stalls, hang-ups), and TLS with a tru
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -234,3 +235,24 @@ async def test_tls_with_the_given_context(tmp_path) -> None:  # type: ignore[no-
                 await http.get(f"https://127.0.0.1:{server.port}/")
     finally:
         await server.stop()
+
+
+async def test_connections_are_reused_when_descriptors_are_numbered_beyond_1024(serve) -> None:  # type: ignore[no-untyped-def]
+    """select() refuses descriptors from 1024 on; a busy jes has that many sockets open."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the open-file limit ({hard}) is below 1200")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    fillers = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        server = await serve(ok)
+        async with client() as http:
+            for _ in range(3):
+                assert (await http.get(f"http://127.0.0.1:{server.port}/")).status_code == 200
+        assert server.connections == 1
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

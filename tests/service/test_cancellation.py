@@ -287,5 +287,9 @@ async def test_the_control_plane_check_times_out_and_treats_errors_as_unknown() 
     listed = AnsweringClient([{"id": "e1"}])
     assert await cancelling.ControlPlaneOpenCheck(listed).is_open(REF) is True  # type: ignore[arg-type]
     assert listed.kwargs["event_id"] == "e1" and list(listed.kwargs["backoff"]) == []  # one request, no retries
+    # with its project: Keptn's list over all projects drops a project whose query failed (an empty 200)
+    in_project = EventRef(id="e1", type=REF.type, keptn_context="c1", project="my-project")
+    assert await cancelling.ControlPlaneOpenCheck(listed).is_open(in_project) is True  # type: ignore[arg-type]
+    assert listed.kwargs["project"] == "my-project"
     other = cancelling.ControlPlaneOpenCheck(AnsweringClient([{"id": "e2"}]))  # type: ignore[arg-type]
     assert await other.is_open(REF) is False

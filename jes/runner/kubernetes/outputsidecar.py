@@ -30,6 +30,8 @@ OUTPUT_SECURITY_CONTEXT: Mapping[str, Any] = {
     "privileged": False,
     "readOnlyRootFilesystem": True,
     "runAsNonRoot": True,
+    "runAsUser": 10001,  # the jes image's user (Dockerfile): also when the pod's default is root (0)
+    "runAsGroup": 10001,
     "seccompProfile": {"type": "RuntimeDefault"},
 }
 

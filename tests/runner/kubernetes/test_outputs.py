@@ -54,6 +54,10 @@ def test_the_sidecar_shares_the_output_volume_and_is_restricted() -> None:
         "privileged": False,
         "readOnlyRootFilesystem": True,
         "runAsNonRoot": True,
+        # the image's user, whatever the pod's default: a root (0) pod default would otherwise make
+        # the kubelet refuse the sidecar (runAsNonRoot) and every task fail to start
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     assert sidecar["resources"] == {"limits": {"cpu": "100m", "memory": "64Mi"}, "requests": {"cpu": "5m", "memory": "16Mi"}}
