@@ -92,10 +92,6 @@ def _timeouts(request: httpx.Request) -> dict[str, float | None]:
     return {k: found.get(k) for k in ("connect", "read", "write", "pool")}
 
 
-#: Try the next address (IPv4 after a silent IPv6) this soon, as httpcore (through anyio) did: RFC 8305.
-HAPPY_EYEBALLS_DELAY_S = 0.25
-
-
 class LeanTransport(httpx.AsyncBaseTransport):
     """See the module docstring. One instance per client; not shared between event loops."""
 
@@ -137,10 +133,11 @@ class LeanTransport(httpx.AsyncBaseTransport):
         tls = self._tls() if scheme == "https" else None
         try:
             async with asyncio.timeout(timeout_s):
+                # no happy_eyeballs_delay: on Python 3.11 asyncio's staggered connect leaks the losing
+                # sockets when cancelled (tests saw "unclosed socket" and "fd is not registered")
                 reader, writer = await asyncio.open_connection(
-                    host, port, ssl=tls, server_hostname=host if tls is not None else None, limit=MAX_HEAD_BYTES,
-                    happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY_S,
-                )  # fmt: skip
+                    host, port, ssl=tls, server_hostname=host if tls is not None else None, limit=MAX_HEAD_BYTES
+                )
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
         except (OSError, ssl.SSLError) as exc:
