@@ -328,13 +328,7 @@ class _Body(httpx.AsyncByteStream):
         kind, length = self._framing
         reader = connection.reader
         if kind == "length":
-            remaining = length
-            while remaining:
-                async with _reading(self._timeout_s, "the message body"):
-                    chunk = await reader.read(min(remaining, CHUNK_BYTES))
-                    if not chunk:
-                        raise asyncio.IncompleteReadError(b"", remaining)
-                remaining -= len(chunk)
+            async for chunk in self._exactly(reader, length):
                 yield chunk
         elif kind == "chunked":
             async for chunk in self._chunks(reader):
@@ -363,17 +357,22 @@ class _Body(httpx.AsyncByteStream):
                         line = await reader.readuntil(b"\r\n")
                     if line == b"\r\n":
                         return
-            remaining = size
-            while remaining:
-                async with _reading(self._timeout_s, "the message body"):
-                    chunk = await reader.read(min(remaining, CHUNK_BYTES))
-                    if not chunk:
-                        raise asyncio.IncompleteReadError(b"", remaining)
-                remaining -= len(chunk)
+            async for chunk in self._exactly(reader, size):
                 yield chunk
             async with _reading(self._timeout_s, "the message body"):
                 if await reader.readexactly(2) != b"\r\n":
                     raise httpx.RemoteProtocolError("a chunk does not end with CRLF")
+
+    async def _exactly(self, reader: asyncio.StreamReader, length: int) -> AsyncIterator[bytes]:
+        """``length`` bytes of the body, as they arrive."""
+        remaining = length
+        while remaining:
+            async with _reading(self._timeout_s, "the message body"):
+                chunk = await reader.read(min(remaining, CHUNK_BYTES))
+                if not chunk:
+                    raise asyncio.IncompleteReadError(b"", remaining)
+            remaining -= len(chunk)
+            yield chunk
 
     def _finish(self, *, reusable: bool) -> None:
         connection, self._connection = self._connection, None

@@ -256,22 +256,30 @@ def pods_in_order(pods: dict[str, Obj] | list[Obj]) -> list[Obj]:
 
 def pod_exit_code(pod: Obj, main: str) -> int | None:
     """The exit code of the pod's main container once it ended (None: not ended, or never ran)."""
-    for init, status in _statuses(pod):
-        terminated = _terminated(status)
-        if not init and status.get("name") == main and terminated is not None:
-            code = terminated.get("exitCode")
-            return int(code) if code is not None else None
-    return None
+    terminated = _main_terminated(pod, main)
+    return _exit_code(terminated) if terminated is not None else None
 
 
 def main_exit_code(pods: list[Obj], main: str) -> int | None:
+    """The exit code of the newest pod whose main container ended."""
     for pod in reversed(_by_age(pods)):
-        for init, status in _statuses(pod):
-            terminated = _terminated(status)
-            if not init and status.get("name") == main and terminated is not None:
-                code = terminated.get("exitCode")
-                return int(code) if code is not None else None
+        terminated = _main_terminated(pod, main)
+        if terminated is not None:
+            return _exit_code(terminated)
     return None
+
+
+def _main_terminated(pod: Obj, main: str) -> Obj | None:
+    for init, status in _statuses(pod):
+        terminated = _terminated(status)
+        if not init and status.get("name") == main and terminated is not None:
+            return terminated
+    return None
+
+
+def _exit_code(terminated: Obj) -> int | None:
+    code = terminated.get("exitCode")
+    return int(code) if code is not None else None
 
 
 def log_targets(pods: list[Obj], *, include_running: bool) -> list[LogTarget]:
