@@ -6,7 +6,9 @@ test ends (equal shapes once).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import kubernetes.client
 import kubernetes_validate
@@ -55,19 +57,30 @@ def api(kube: FakeKube) -> Iterator[kubernetes.client.ApiClient]:
     client.close()
 
 
-@pytest.fixture
-async def runner(api: kubernetes.client.ApiClient) -> AsyncIterator[KubernetesRunner]:
+@contextlib.asynccontextmanager
+async def started_runner(api: kubernetes.client.ApiClient, **options: Any) -> AsyncIterator[KubernetesRunner]:
+    """A started runner on the fake API with the tests' short waits; ``options`` add or override."""
     kube_runner = KubernetesRunner(
         api_client=api,
-        build_job=helpers.hand_made_job,
-        backoff=FAST,
-        pending_grace_s=0.3,
-        missing_pod_check_s=0.1,
-        watch_timeout_s=5,
-        request_timeout_s=10,
-        log_head_bytes=4096,
-        log_tail_bytes=4096,
+        **{
+            "backoff": FAST,
+            "pending_grace_s": 0.3,
+            "missing_pod_check_s": 0.1,
+            "watch_timeout_s": 5,
+            "request_timeout_s": 10,
+            "log_head_bytes": 4096,
+            "log_tail_bytes": 4096,
+            **options,
+        },
     )
     await kube_runner.start()
-    yield kube_runner
-    await kube_runner.close()
+    try:
+        yield kube_runner
+    finally:
+        await kube_runner.close()
+
+
+@pytest.fixture
+async def runner(api: kubernetes.client.ApiClient) -> AsyncIterator[KubernetesRunner]:
+    async with started_runner(api, build_job=helpers.hand_made_job) as kube_runner:
+        yield kube_runner

@@ -22,7 +22,7 @@ from jes.runner.kubernetes import status as kube_status
 from jes.runner.kubernetes.runner import KubernetesRunner
 from tests.conftest import k8s_valid
 from tests.runner.kubernetes import helpers
-from tests.runner.kubernetes.conftest import FAST
+from tests.runner.kubernetes.conftest import started_runner
 
 SETTINGS = manifests.JobSettings(task_outputs=True, max_output_bytes=64 * 1024)
 
@@ -102,20 +102,8 @@ def test_with_outputs_off_the_job_is_as_before() -> None:
 
 @pytest.fixture
 async def output_runner(api: kubernetes.client.ApiClient) -> AsyncIterator[KubernetesRunner]:
-    kube_runner = KubernetesRunner(
-        api_client=api,
-        job_settings=SETTINGS,
-        backoff=FAST,
-        pending_grace_s=0.3,
-        missing_pod_check_s=0.1,
-        watch_timeout_s=5,
-        request_timeout_s=10,
-        log_head_bytes=4096,
-        log_tail_bytes=4096,
-    )
-    await kube_runner.start()
-    yield kube_runner
-    await kube_runner.close()
+    async with started_runner(api, job_settings=SETTINGS) as kube_runner:
+        yield kube_runner
 
 
 def big_output(size: int) -> dict[str, Any]:
