@@ -254,12 +254,7 @@ async def _give_up_unsupported(api: ApiLookup, spec: JobTask, namespace: str) ->
         "the jes-output container that relays $KEPTN_OUTPUT_FILE; set JES_TASK_OUTPUTS=false (the chart's "
         "jobConfig.taskOutputs=false)"
     )
-    try:
-        await api().delete_job(namespace, spec.job_name)
-    except errors.KubeError as delete_exc:
-        return f"{reason}; deleting Job {spec.job_name} failed too ({delete_exc})"
-    logger.warning("Job %s/%s deleted before its task started: %s", namespace, spec.job_name, reason)
-    return f"{reason}; Job {spec.job_name} was deleted before its task started"
+    return await _delete_before_start(api, spec, namespace, reason)
 
 
 async def _give_up_job(api: ApiLookup, spec: JobTask, namespace: str, exc: errors.KubeError) -> str:
@@ -268,10 +263,17 @@ async def _give_up_job(api: ApiLookup, spec: JobTask, namespace: str, exc: error
     names a Secret that does not exist."""
     secret = api_proxy_secret_name(spec.job_name)
     reason = f"could not create Secret {namespace}/{secret} with the task's API-proxy token: {exc}"
+    return await _delete_before_start(api, spec, namespace, reason, if_it_stays=": its pod waits for the Secret")
+
+
+async def _delete_before_start(
+    api: ApiLookup, spec: JobTask, namespace: str, reason: str, *, if_it_stays: str = ""
+) -> str:
+    """Delete a Job just created whose task cannot start; ``reason`` plus what became of the Job."""
     try:
         await api().delete_job(namespace, spec.job_name)
     except errors.KubeError as delete_exc:
-        return f"{reason}; deleting Job {spec.job_name} failed too ({delete_exc}): its pod waits for the Secret"
+        return f"{reason}; deleting Job {spec.job_name} failed too ({delete_exc}){if_it_stays}"
     logger.warning("Job %s/%s deleted before its task started: %s", namespace, spec.job_name, reason)
     return f"{reason}; Job {spec.job_name} was deleted before its task started"
 
