@@ -68,7 +68,10 @@ class Ledger(Protocol):
         """Delete a done claim."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self, *, abandon: bool = False) -> None:
+        """Release what the ledger holds; with ``abandon`` write nothing, as if the process had died
+        (its claims and heartbeat stay as they are: tests of takeovers)."""
+        ...
 
     # concurrency queues (:mod:`jes.ledger.slots`): compare-and-swap on one record per queue
 

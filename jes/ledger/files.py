@@ -66,7 +66,7 @@ class FileLedger:
             with contextlib.suppress(OSError):
                 leftover.unlink()
 
-    async def close(self) -> None:
+    async def close(self, *, abandon: bool = False) -> None:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None

@@ -182,10 +182,12 @@ class LeaseLedger:
             except errors.KubeError as exc:
                 logger.warning("renewing jes's heartbeat lease failed: %s", exc)
 
-    async def close(self) -> None:
-        with contextlib.suppress(errors.KubeError):
-            await self._delete(self.holder_name(self.holder))
-        if self._owned_pool is not None:
+    async def close(self, *, abandon: bool = False) -> None:
+        if not abandon:
+            with contextlib.suppress(errors.KubeError):
+                await self._delete(self.holder_name(self.holder))
+        if self._owned_pool is not None:  # (its api too: from_settings made both)
+            await self.api.aclose()
             self._owned_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _beat(self) -> None:

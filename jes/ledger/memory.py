@@ -65,7 +65,7 @@ class MemoryLedger:
     async def forget(self, claim: Claim) -> None:
         self.records.pop(claim.event_id, None)
 
-    async def close(self) -> None:
+    async def close(self, *, abandon: bool = False) -> None:
         return None
 
     # -- concurrency queues (:mod:`jes.ledger.slots`) ---------------------------------------------

@@ -343,6 +343,7 @@ class Service:
         if self.api_proxy is not None:
             await self.api_proxy.stop()
         await self.runner.close()
+        await self.store.close(abandon=True)
         await self._close_clients()
 
     async def _close_clients(self) -> None:

@@ -44,6 +44,8 @@ EXPIRY_MARGIN_S = 10.0
 MIN_AGE_TO_REFETCH_S = 10.0
 #: Used when the token endpoint does not say how long the token lives.
 DEFAULT_TOKEN_LIFETIME_S = 3600.0
+
+
 #: Enough for hundreds of concurrent requests without opening a socket for each.
 def limits(max_connections: int) -> httpx.Limits:
     """A small pool (``JES_HTTP_MAX_CONNECTIONS``): httpcore checks every pooled connection for each
@@ -51,6 +53,7 @@ def limits(max_connections: int) -> httpx.Limits:
     return httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=30.0
     )
+
 
 Clock = Callable[[], float]
 

@@ -165,6 +165,8 @@ class KubernetesRunner:
         self._watches.clear()
         for thread in threads:
             await asyncio.to_thread(thread.join, 5.0)
+        if self._api is not None:
+            await self._api.aclose()
         self._api = None
         if self._follower is not None:
             await self._follower.close()

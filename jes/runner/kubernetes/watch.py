@@ -24,6 +24,7 @@ import urllib3
 
 from jes import errors
 from jes.clients import kube as kube_client
+from jes.clients import kubeerrors as kube_errors
 from jes.util import retry
 
 Obj = dict[str, Any]
@@ -362,7 +363,7 @@ class _WatchThread:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             if self._stopping.is_set():
                 return resource_version
-            raise kube_client.translate(exc, verb="watch", resource=self.kind, namespace=self.namespace) from exc
+            raise kube_errors.translate(exc, verb="watch", resource=self.kind, namespace=self.namespace) from exc
         finally:
             with self._lock:
                 self._response = None
