@@ -33,6 +33,7 @@ import httpx
 import jes
 from jes import errors
 from jes.clients import httptransport
+from jes.clients.keptn import direct
 from jes.settings import Settings, token_from_file
 
 logger = logging.getLogger(__name__)
@@ -358,6 +359,14 @@ class KeptnAuth(httpx.Auth):
             values += self._oauth.secrets()
         return tuple(v for v in values if v)
 
+    def plain_headers(self) -> list[tuple[bytes, bytes]] | None:
+        """What the flow adds to a request when it is one plain request (no OAuth, which may
+        retry it); None when the flow is needed."""
+        token = self._token()
+        if self._oauth is not None or not token.isascii():
+            return None
+        return [(b"x-token", token.encode("ascii"))] if token else []
+
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         raise RuntimeError("KeptnAuth works with httpx.AsyncClient only")
 
@@ -410,7 +419,7 @@ def make_http_client(
         transport = httptransport.LeanTransport(
             ssl_context=httptransport.tls_context(verify), max_connections=settings.http_max_connections
         )
-    client = httpx.AsyncClient(
+    client = direct.KeptnHttp(
         verify=verify,
         # waiting for a free pooled connection is not a failure of the control plane: no timeout
         timeout=httpx.Timeout(settings.http_timeout_s or None, pool=None),  # 0: none (the distributor's 0)
@@ -425,6 +434,8 @@ def make_http_client(
     if settings.keptn_api_token_file:
         token = TokenFile(settings.keptn_api_token_file, clock=clock)
     client.auth = KeptnAuth(token, oauth)
+    if isinstance(transport, httptransport.LeanTransport):
+        client.lean = transport
     return client
 
 

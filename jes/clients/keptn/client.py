@@ -32,7 +32,7 @@ from urllib.parse import quote, quote_plus
 import httpx
 
 from jes import errors
-from jes.clients.keptn import answers, auth, httperrors, wire
+from jes.clients.keptn import answers, auth, direct, httperrors, wire
 from jes.clients.keptn.httperrors import BODY_EXCERPT_CHARS, EventMaybeDeliveredError, redacted, scrub
 from jes.clients.keptn.incluster import in_cluster_url
 from jes.clients.keptn.wire import Json
@@ -88,9 +88,8 @@ class KeptnClient:
         max_in_flight: int = 8,
     ) -> None:
         self.http = http
-        # Requests beyond the connection pool would queue inside httpcore, which rescans its whole
-        # queue for every request it finishes; waiting here (as many as the pool holds) keeps that
-        # queue empty under a burst.
+        self._direct = direct.direct_post(http)
+        # at most as many requests as the pool holds: the rest wait here, not in a transport's queue
         self._in_flight = asyncio.Semaphore(max_in_flight)
         # .started of newly taken events may use half of them: under a burst (every open event is
         # taken and started at once) the reports of events already running are not queued behind
@@ -141,7 +140,7 @@ class KeptnClient:
             async with self._in_flight:
                 if before is not None:
                     await before()
-                response = await self.http.request(method, url, params=params, json=json)
+                response = await self._request(method, url, params, json)
         except httpx.HTTPError as exc:
             timeout_s = self.http.timeout.read
             shown = redacted(httpx.URL(url, params=params))
@@ -152,6 +151,16 @@ class KeptnClient:
         if not ok(response.status_code):
             raise self._scrub(httperrors.status_error(response, idempotent=idempotent))
         return response
+
+    async def _request(self, method: str, url: str, params: Mapping[str, str] | None, json: Any) -> httpx.Response:
+        """Through the client; a JSON POST on the direct path when it is the same request (auth
+        without a flow)."""
+        if method == "POST" and json is not None and params is None and self._direct is not None:
+            credentials = self.http.auth
+            plain = credentials.plain_headers() if isinstance(credentials, auth.KeptnAuth) else None
+            if plain is not None:
+                return await self._direct.post_json(url, json, plain)
+        return await self.http.request(method, url, params=params, json=json)
 
     async def _retrying(self, call: Callable[[], Awaitable[T]], *, what: str, backoff: retry.Backoff | None) -> T:
         async def scrubbed() -> T:
