@@ -360,7 +360,10 @@ class KubeApi:
     async def _open_log_direct(self, direct: kubehttp.KubeHttp, namespace: str, pod: str, container: str) -> DirectLog:
         path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
         try:
-            response = await direct.stream(path, query={"container": container}, timeout_s=self.request_timeout_s)
+            timeout_s = self.request_timeout_s
+            response = await direct.stream(
+                path, query={"container": container}, timeout_s=timeout_s, read_timeout_s=timeout_s
+            )
             if response.status_code != 200:
                 body = await response.aread()
                 raw_reason = response.extensions.get("reason_phrase", b"")

@@ -105,12 +105,21 @@ class KubeHttp:
             self._token = (now, self._configuration.get_api_key_with_prefix("authorization") or "")
         return self._token[1]
 
-    async def stream(self, path: str, *, query: Mapping[str, str], timeout_s: float | None) -> httpx.Response:
-        """A GET whose answer is streamed (a log): the response with its body unread."""
+    async def stream(
+        self,
+        path: str,
+        *,
+        query: Mapping[str, str],
+        timeout_s: float | None,
+        read_timeout_s: float | None,
+    ) -> httpx.Response:
+        """A GET whose answer is streamed (a log): the response with its body unread.
+        ``read_timeout_s`` bounds each wait for more of it (None: a followed log may be idle)."""
         headers = {"Accept": "*/*", "User-Agent": USER_AGENT.decode()}
         if token := self.authorization():
             headers["Authorization"] = token
-        timeouts = dict.fromkeys(("connect", "read", "write", "pool"), timeout_s)
+        timeouts: dict[str, float | None] = dict.fromkeys(("connect", "write", "pool"), timeout_s)
+        timeouts["read"] = read_timeout_s
         url = f"{self.base_url}{path}?{urlencode(query)}"
         request = httpx.Request("GET", url, headers=headers, extensions={"timeout": timeouts})
         return await self.transport.handle_async_request(request)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import httpx
 import kubernetes.client
 
-from jes.clients import httptransport
+from jes.clients import httptransport, kubehttp
 from jes.runner.logs import BoundedBuffer
 
 logger = logging.getLogger(__name__)
@@ -87,6 +87,7 @@ class LogFollower:
         self._max_streams = max_streams
         self._streams = asyncio.Semaphore(max_streams)
         self._http: httpx.AsyncClient | None = None
+        self._direct: kubehttp.KubeHttp | None = None
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -97,6 +98,24 @@ class LogFollower:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        if self._direct is not None:
+            await self._direct.aclose()
+            self._direct = None
+
+    async def _open(self, path: str, container: str) -> httpx.Response:
+        """The followed log's response, its body unread: on the lean transport when it serves the
+        configuration (no client layer per stream), else through the httpx client."""
+        if self._direct is None and kubehttp.usable(self._configuration):
+            self._direct = kubehttp.KubeHttp(self._configuration, max_connections=self._max_streams)
+        query = {"container": container, "follow": "true"}
+        if self._direct is not None:
+            return await self._direct.stream(path, query=query, timeout_s=CONNECT_TIMEOUT_S, read_timeout_s=None)
+        headers = {"Accept": "*/*"}
+        token = self._configuration.get_api_key_with_prefix("authorization")  # refreshes in-cluster tokens
+        if token:
+            headers["Authorization"] = token
+        client = self._client()
+        return await client.send(client.build_request("GET", path, params=query, headers=headers), stream=True)
 
     def follow(
         self, namespace: str, pod: str, container: str, on_chunk: Callable[[bytes], None] | None
@@ -119,16 +138,10 @@ class LogFollower:
         on_chunk: Callable[[bytes], None] | None,
     ) -> None:
         path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
-        headers = {"Accept": "*/*"}
-        token = self._configuration.get_api_key_with_prefix("authorization")  # refreshes in-cluster tokens
-        if token:
-            headers["Authorization"] = token
         async with self._streams:
             try:
-                request = self._client().stream(
-                    "GET", path, params={"container": container, "follow": "true"}, headers=headers
-                )
-                async with request as response:
+                response = await self._open(path, container)
+                try:
                     if response.status_code != 200:
                         followed.error = f"{response.status_code}: {(await response.aread())[:200]!r}"
                         return
@@ -137,6 +150,8 @@ class LogFollower:
                         if on_chunk is not None:
                             with contextlib.suppress(Exception):
                                 on_chunk(chunk)
+                finally:
+                    await response.aclose()
                 followed.complete = True
             except httpx.HTTPError as exc:
                 followed.error = f"{type(exc).__name__}: {exc}"
