@@ -101,6 +101,16 @@ class Answer:
         return next((value for key, value in self.headers if key.lower() == name), None)
 
 
+@dataclass(frozen=True)
+class Opened:
+    """An answer of :meth:`LeanTransport.open`: its head, and its body still to be read."""
+
+    status: int
+    reason: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: httpx.AsyncByteStream
+
+
 def _timeouts(request: httpx.Request) -> dict[str, float | None]:
     found = request.extensions.get("timeout") or {}
     return {k: found.get(k) for k in ("connect", "read", "write", "pool")}
@@ -211,8 +221,28 @@ class LeanTransport(httpx.AsyncBaseTransport):
         """One request whose body is in memory, its answer read whole, without httpx's request and
         response objects: on loopback their URL parsing, header normalising, cookie jar and auth
         flow cost more CPU than the exchange itself (jes's hot paths use this: the Kubernetes JSON
-        calls and the Keptn event POSTs; ``make bench``). ``headers`` must not hold Host or
-        Content-Length (they are added); ``timeout_s`` bounds each phase, as ``httpx.Timeout(t)``.
+        calls and the Keptn event POSTs; ``make bench``). ``timeout_s`` bounds each phase, as
+        ``httpx.Timeout(t)``. See :meth:`open`."""
+        timeouts: dict[str, float | None] = dict.fromkeys(("connect", "read", "write", "pool"), timeout_s)
+        opened = await self.open(method, origin, target, headers, body, timeouts)
+        try:
+            content = b"".join([chunk async for chunk in opened.body])
+        except BaseException:
+            await opened.body.aclose()
+            raise
+        return Answer(opened.status, opened.reason, opened.headers, content)
+
+    async def open(
+        self,
+        method: str,
+        origin: Origin,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeouts: dict[str, float | None],
+    ) -> Opened:
+        """One request whose body is in memory; the answer's head, its body a stream (read it to its
+        end, or ``aclose()`` it). ``headers`` must not hold Host or Content-Length (they are added).
         Raises httpx's exceptions, as :meth:`handle_async_request` does."""
         scheme, host, port = origin
         default_port = 443 if scheme == "https" else 80
@@ -221,7 +251,6 @@ class LeanTransport(httpx.AsyncBaseTransport):
         fields = [(b"Host", host_value), *headers]
         if body or method in ("POST", "PUT", "PATCH"):
             fields.append((b"Content-Length", str(len(body)).encode("ascii")))
-        timeouts: dict[str, float | None] = dict.fromkeys(("connect", "read", "write", "pool"), timeout_s)
         connection, (status, reason, answer_headers), keep_alive = await self._start(
             origin, timeouts, _head(method.encode("ascii"), target, fields), _bytes_body(body), False
         )
@@ -230,13 +259,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
         except BaseException:
             self._done(connection, reusable=False)
             raise
-        reader = _Body(self, connection, framing, keep_alive and framing[0] != "close", timeout_s)
-        try:
-            content = b"".join([chunk async for chunk in reader])
-        except BaseException:
-            await reader.aclose()
-            raise
-        return Answer(status, reason, answer_headers, content)
+        stream = _Body(self, connection, framing, keep_alive and framing[0] != "close", timeouts["read"])
+        return Opened(status, reason, answer_headers, stream)
 
     async def _start(
         self, origin: Origin, timeouts: dict[str, float | None], head: bytes, body: AsyncIterator[bytes], chunked: bool

@@ -29,7 +29,7 @@ from kubernetes.client.exceptions import ApiException
 
 from jes import errors
 from jes.clients import kubehttp
-from jes.clients.httptransport import Answer
+from jes.clients.httptransport import Answer, Opened
 from jes.clients.kubeerrors import answer_error, translate
 from jes.util import retry
 
@@ -40,9 +40,9 @@ Obj = dict[str, Any]
 class DirectLog:
     """A log being read over the direct path."""
 
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self.chunks = response.aiter_raw(CHUNK_BYTES)
+    def __init__(self, opened: Opened) -> None:
+        self.opened = opened
+        self.chunks = aiter(opened.body)
 
 
 LogResponse = urllib3.BaseHTTPResponse | DirectLog
@@ -361,19 +361,16 @@ class KubeApi:
         path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
         try:
             timeout_s = self.request_timeout_s
-            response = await direct.stream(
+            opened = await direct.stream(
                 path, query={"container": container}, timeout_s=timeout_s, read_timeout_s=timeout_s
             )
-            if response.status_code != 200:
-                body = await response.aread()
-                raw_reason = response.extensions.get("reason_phrase", b"")
-                answer = Answer(
-                    response.status_code, raw_reason, [(k.lower(), v) for k, v in response.headers.raw], body
-                )
+            if opened.status != 200:
+                body = b"".join([chunk async for chunk in opened.body])
+                answer = Answer(opened.status, opened.reason, opened.headers, body)
                 raise answer_error(answer, "get", "pods/log", namespace)
         except httpx.HTTPError as exc:
             raise translate(exc, verb="get", resource="pods/log", namespace=namespace) from exc
-        return DirectLog(response)
+        return DirectLog(opened)
 
     async def read_chunk(self, response: LogResponse, namespace: str) -> bytes:
         """The next part of a log (b"": its end)."""
@@ -389,7 +386,7 @@ class KubeApi:
     async def close_log(response: LogResponse, *, complete: bool) -> None:
         """Done with a log; one not read to its end (``complete`` False) loses its connection."""
         if isinstance(response, DirectLog):
-            await response.response.aclose()
+            await response.opened.body.aclose()
             return
         if not complete:  # a connection with unread data cannot be reused
             response.close()

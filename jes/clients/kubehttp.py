@@ -22,11 +22,10 @@ import time
 from collections.abc import Callable, Mapping
 from urllib.parse import urlencode, urlsplit
 
-import httpx
 import kubernetes.client
 
 import jes
-from jes.clients.httptransport import Answer, LeanTransport, Origin
+from jes.clients.httptransport import Answer, LeanTransport, Opened, Origin
 
 USER_AGENT = f"jes/{jes.__version__}".encode()
 #: How long a bearer token asked of the configuration is used before asking again.
@@ -64,7 +63,6 @@ class KubeHttp:
         self._monotonic = monotonic
         self._token: tuple[float, str] | None = None
         """(when it was asked for, the Authorization value)"""
-        self.base_url = configuration.host.rstrip("/")
         url = urlsplit(configuration.host)
         port = url.port or (443 if url.scheme == "https" else 80)
         self.origin: Origin = (url.scheme, url.hostname or "", port)
@@ -112,17 +110,16 @@ class KubeHttp:
         query: Mapping[str, str],
         timeout_s: float | None,
         read_timeout_s: float | None,
-    ) -> httpx.Response:
-        """A GET whose answer is streamed (a log): the response with its body unread.
-        ``read_timeout_s`` bounds each wait for more of it (None: a followed log may be idle)."""
-        headers = {"Accept": "*/*", "User-Agent": USER_AGENT.decode()}
+    ) -> Opened:
+        """A GET whose answer is streamed (a log): its head, the body unread. ``read_timeout_s``
+        bounds each wait for more of it (None: a followed log may be idle for long)."""
+        headers = [(b"Accept", b"*/*"), (b"User-Agent", USER_AGENT)]
         if token := self.authorization():
-            headers["Authorization"] = token
+            headers.append((b"Authorization", token.encode("latin-1")))
         timeouts: dict[str, float | None] = dict.fromkeys(("connect", "write", "pool"), timeout_s)
         timeouts["read"] = read_timeout_s
-        url = f"{self.base_url}{path}?{urlencode(query)}"
-        request = httpx.Request("GET", url, headers=headers, extensions={"timeout": timeouts})
-        return await self.transport.handle_async_request(request)
+        target = f"{self.base_path}{path}?{urlencode(query)}".encode("ascii")
+        return await self.transport.open("GET", self.origin, target, headers, b"", timeouts)
 
     async def aclose(self) -> None:
         await self.transport.aclose()

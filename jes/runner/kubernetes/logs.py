@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
@@ -30,6 +30,8 @@ from jes.clients import httptransport, kubehttp
 from jes.runner.logs import BoundedBuffer
 
 logger = logging.getLogger(__name__)
+
+Closer = Callable[[], Awaitable[None]]
 
 #: A follow stream is an idle connection most of the time: no read timeout.
 CONNECT_TIMEOUT_S = 10.0
@@ -102,20 +104,22 @@ class LogFollower:
             await self._direct.aclose()
             self._direct = None
 
-    async def _open(self, path: str, container: str) -> httpx.Response:
-        """The followed log's response, its body unread: on the lean transport when it serves the
-        configuration (no client layer per stream), else through the httpx client."""
+    async def _open(self, path: str, container: str) -> tuple[int, AsyncIterator[bytes], Closer]:
+        """The followed log's status, body and closer: on the lean transport when it serves the
+        configuration (no httpx client layer per stream), else through the httpx client."""
         if self._direct is None and kubehttp.usable(self._configuration):
             self._direct = kubehttp.KubeHttp(self._configuration, max_connections=self._max_streams)
         query = {"container": container, "follow": "true"}
         if self._direct is not None:
-            return await self._direct.stream(path, query=query, timeout_s=CONNECT_TIMEOUT_S, read_timeout_s=None)
+            opened = await self._direct.stream(path, query=query, timeout_s=CONNECT_TIMEOUT_S, read_timeout_s=None)
+            return opened.status, aiter(opened.body), opened.body.aclose
         headers = {"Accept": "*/*"}
         token = self._configuration.get_api_key_with_prefix("authorization")  # refreshes in-cluster tokens
         if token:
             headers["Authorization"] = token
         client = self._client()
-        return await client.send(client.build_request("GET", path, params=query, headers=headers), stream=True)
+        response = await client.send(client.build_request("GET", path, params=query, headers=headers), stream=True)
+        return response.status_code, response.aiter_raw(), response.aclose
 
     def follow(
         self, namespace: str, pod: str, container: str, on_chunk: Callable[[bytes], None] | None
@@ -140,18 +144,18 @@ class LogFollower:
         path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
         async with self._streams:
             try:
-                response = await self._open(path, container)
+                status, chunks, close = await self._open(path, container)
                 try:
-                    if response.status_code != 200:
-                        followed.error = f"{response.status_code}: {(await response.aread())[:200]!r}"
+                    if status != 200:
+                        followed.error = f"{status}: {b''.join([c async for c in chunks])[:200]!r}"
                         return
-                    async for chunk in response.aiter_raw():
+                    async for chunk in chunks:
                         followed.buffer.write(chunk)
                         if on_chunk is not None:
                             with contextlib.suppress(Exception):
                                 on_chunk(chunk)
                 finally:
-                    await response.aclose()
+                    await close()
                 followed.complete = True
             except httpx.HTTPError as exc:
                 followed.error = f"{type(exc).__name__}: {exc}"
