@@ -51,8 +51,9 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 #: Kubernetes refuses an object whose annotations add up to more than 256 KiB; stay well below.
 MAX_RECORD_BYTES = 200 * 1024
 Obj = dict[str, Any]
-#: Claims created at once (the ledger has 4 threads; see ``from_settings``).
-CREATES_AT_ONCE = 2
+#: Claims created at once: a quarter of the ledger's connections (``kube.DEFAULT_POOL_SIZE``), the rest
+#: stay free for the writes of events already running and the heartbeat.
+CREATES_AT_ONCE = 8
 
 
 def _digest(*parts: str, length: int = 40) -> str:

@@ -61,12 +61,13 @@ from jes.service.ports import (
     Result,
     TriggeredEvents,
 )
-from jes.service.queues import QUEUE_POLL_S, Queues
+from jes.service.queues import QUEUE_POLL_S, Queues, Release, run_slot
 from jes.service.reports import ClaimReports
 from jes.service.tasks import ProxyAccess, TaskRunner
 from jes.util import logfmt
 
 logger = logging.getLogger(__name__)
+
 
 def _no_slot() -> contextlib.AbstractAsyncContextManager[None]:
     return contextlib.nullcontext()
@@ -247,14 +248,14 @@ class EventHandler:
         if (queued or self._must_wait_for_slot()) and claim.delivery(Report.STARTED) is Delivery.SENT:
             await self.store.save(claim)  # otherwise the next task record carries ".started sent"
         with self.running.watching(claim.ref):
-            async with self._queued(claim, plan, queued, reports=deciding is not None), self._free_slot():
+            async with self._queued(claim, plan, queued, reports=deciding is not None), self._free_slot() as release:
                 for action in plan.actions:
                     if self.running.aborted(claim.event_id):
                         return await self._cancelled(claim, [])
                     if action.silent:
                         await self._run_silent(claim, plan, action)
                     else:
-                        return await self._run_reporting(claim, plan, action)
+                        return await self._run_reporting(claim, plan, action, release)
             if self.running.aborted(claim.event_id):
                 return await self._cancelled(claim, [])
         return Result(info.id, "silent")
@@ -290,22 +291,8 @@ class EventHandler:
         locked = getattr(self.run_slot(), "locked", None)
         return bool(locked()) if callable(locked) else False
 
-    @contextlib.asynccontextmanager
-    async def _free_slot(self) -> AsyncIterator[None]:
-        """Hold one of the run slots; while waiting for it the event counts in jes_events_waiting."""
-        waiting = self.metrics.events_waiting if self.metrics else None
-        if waiting is not None:
-            waiting.inc()
-        holding = False
-        try:
-            async with self.run_slot():
-                holding = True
-                if waiting is not None:
-                    waiting.dec()
-                yield
-        finally:
-            if waiting is not None and not holding:
-                waiting.dec()
+    def _free_slot(self) -> contextlib.AbstractAsyncContextManager[Release]:
+        return run_slot(self.run_slot(), self.metrics.events_waiting if self.metrics else None)
 
     async def _run_silent(self, claim: Claim, plan: Plan, action: PlannedAction) -> None:
         with logfmt.bind(action=action.name):
@@ -320,7 +307,7 @@ class EventHandler:
                         " (onError: warning)" if report.warned else "",
                     )  # fmt: skip
 
-    async def _run_reporting(self, claim: Claim, plan: Plan, action: PlannedAction) -> Result:
+    async def _run_reporting(self, claim: Claim, plan: Plan, action: PlannedAction, release_slot: Release) -> Result:
         info = plan.event
         with logfmt.bind(action=action.name):
             if action.error:
@@ -335,6 +322,7 @@ class EventHandler:
             progress: list[asyncio.Task[None]] = []
             try:
                 reports = await self._run_tasks(claim, plan, action, progress=progress)
+                await release_slot()  # its tasks are over: what is left is reporting
             finally:
                 await asyncio.gather(*progress, return_exceptions=True)  # in order: before .finished
             if self.running.aborted(claim.event_id):
@@ -428,9 +416,7 @@ class EventHandler:
     async def _send_started(self, claim: Claim, info: EventInfo, *, action: str) -> None:
         await self.reports.deliver(claim, Report.STARTED, events.started(info, self.identity, action=action))
 
-    async def _send_finished(
-        self, claim: Claim, info: EventInfo, finished: dict[str, Any], *, errored: bool
-    ) -> Result:
+    async def _send_finished(self, claim: Claim, info: EventInfo, finished: dict[str, Any], *, errored: bool) -> Result:
         await self.reports.deliver(claim, Report.FINISHED, finished)
         if self.metrics:
             self.metrics.events_finished.labels(finished["data"]["result"]).inc()
@@ -442,4 +428,3 @@ class EventHandler:
     def _count_skip(self, reason: str) -> None:
         if self.metrics:
             self.metrics.events_skipped.labels(reason).inc()
-
