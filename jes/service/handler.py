@@ -32,7 +32,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -323,32 +323,43 @@ class EventHandler:
             try:
                 reports = await self._run_tasks(claim, plan, action, progress=progress)
                 await release_slot()  # its tasks are over: what is left is reporting
+                if self.running.aborted(claim.event_id):
+                    return await self._cancelled(claim, reports)
+                self.running.unwatch(claim.event_id)  # its .finished closes the event: no abort from here on
+                finished, errored = self._report_of(info, action, reports, (window_start, self.clock()))
+                # the progress must be out before the .finished: awaited once its record is written
+                in_order = functools.partial(asyncio.gather, *progress, return_exceptions=True)
+                result = await self._send_finished(claim, info, finished, errored=errored, before_post=in_order)
             finally:
-                await asyncio.gather(*progress, return_exceptions=True)  # in order: before .finished
-            if self.running.aborted(claim.event_id):
-                return await self._cancelled(claim, reports)
-            self.running.unwatch(claim.event_id)  # its .finished closes the event: no abort from here on
-            window = (window_start, self.clock())
-            failed = next((r for r in reports if not r.outcome.succeeded and not r.warned), None)
-            count = len(action.tasks)
-            if failed is not None:
-                done = [r for r in reports if r is not failed]
-                message = events.failure_message(done, failed, count=count)
-                finished = self._finished(info, action, reports, status="errored", result="fail", message=message)
-            elif any(r.warned for r in reports):
-                message = events.warning_message(reports, count)
-                finished = self._finished(
-                    info, action, reports, status="succeeded", result="warning", message=message, window=window
-                )
-            else:
-                message = events.success_message(reports)
-                finished = self._finished(
-                    info, action, reports, status="succeeded", result="pass", message=message, window=window
-                )
-            errored = failed is not None or finished["data"]["status"] == "errored"  # (outputs too big)
-            result = await self._send_finished(claim, info, finished, errored=errored)
+                await asyncio.gather(*progress, return_exceptions=True)
             await self.tasks.forget_jobs(reports)
             return result
+
+    def _report_of(
+        self,
+        info: EventInfo,
+        action: PlannedAction,
+        reports: list[events.TaskReport],
+        window: tuple[datetime, datetime],
+    ) -> tuple[dict[str, Any], bool]:
+        """The action's ``.finished`` and whether it says errored."""
+        failed = next((r for r in reports if not r.outcome.succeeded and not r.warned), None)
+        count = len(action.tasks)
+        if failed is not None:
+            done = [r for r in reports if r is not failed]
+            message = events.failure_message(done, failed, count=count)
+            finished = self._finished(info, action, reports, status="errored", result="fail", message=message)
+        elif any(r.warned for r in reports):
+            message = events.warning_message(reports, count)
+            finished = self._finished(
+                info, action, reports, status="succeeded", result="warning", message=message, window=window
+            )
+        else:
+            message = events.success_message(reports)
+            finished = self._finished(
+                info, action, reports, status="succeeded", result="pass", message=message, window=window
+            )
+        return finished, failed is not None or finished["data"]["status"] == "errored"  # (outputs too big)
 
     def _finished(
         self,
@@ -416,8 +427,16 @@ class EventHandler:
     async def _send_started(self, claim: Claim, info: EventInfo, *, action: str) -> None:
         await self.reports.deliver(claim, Report.STARTED, events.started(info, self.identity, action=action))
 
-    async def _send_finished(self, claim: Claim, info: EventInfo, finished: dict[str, Any], *, errored: bool) -> Result:
-        await self.reports.deliver(claim, Report.FINISHED, finished)
+    async def _send_finished(
+        self,
+        claim: Claim,
+        info: EventInfo,
+        finished: dict[str, Any],
+        *,
+        errored: bool,
+        before_post: Callable[[], Awaitable[object]] | None = None,
+    ) -> Result:
+        await self.reports.deliver(claim, Report.FINISHED, finished, before_post=before_post)
         if self.metrics:
             self.metrics.events_finished.labels(finished["data"]["result"]).inc()
         if errored and claim.delivery(Report.LOG) is not Delivery.SENT:
