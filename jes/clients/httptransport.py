@@ -266,11 +266,14 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self, origin: Origin, timeouts: dict[str, float | None], head: bytes, body: AsyncIterator[bytes], chunked: bool
     ) -> tuple[_Connection, tuple[int, bytes, list[tuple[bytes, bytes]]], bool]:
         """A connection slot, a connection, the request sent and the answer's head read."""
-        try:
-            async with asyncio.timeout(timeouts["pool"]):
-                await self._slots.acquire()
-        except TimeoutError as exc:
-            raise httpx.PoolTimeout("no connection became free in time") from exc
+        if not self._slots.locked():
+            await self._slots.acquire()  # (returns at once: no timer for it)
+        else:
+            try:
+                async with asyncio.timeout(timeouts["pool"]):
+                    await self._slots.acquire()
+            except TimeoutError as exc:
+                raise httpx.PoolTimeout("no connection became free in time") from exc
         connection: _Connection | None = None
         try:
             connection = self._pooled(origin) or await self._connect(origin, timeouts["connect"])
@@ -318,19 +321,26 @@ async def _send(
 ) -> None:
     writer = connection.writer
     try:
-        async with asyncio.timeout(timeout_s):
-            writer.write(head)
-            async for chunk in body:
-                if chunk:
-                    writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-                    await writer.drain()
-            if chunked:
-                writer.write(b"0\r\n\r\n")
-            await writer.drain()
+        writer.write(head)
+        async for chunk in body:
+            if chunk:
+                writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                await _drained(writer, timeout_s)
+        if chunked:
+            writer.write(b"0\r\n\r\n")
+        await _drained(writer, timeout_s)
     except TimeoutError as exc:
         raise httpx.WriteTimeout("sending the request timed out") from exc
     except (OSError, ssl.SSLError) as exc:
         raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
+
+
+async def _drained(writer: asyncio.StreamWriter, timeout_s: float | None) -> None:
+    """Until the socket took what was written; with a timer only when it has not yet (most requests
+    go out whole at once: a timer for each would cost more than the write)."""
+    if writer.transport.get_write_buffer_size() or writer.transport.is_closing():
+        async with asyncio.timeout(timeout_s):
+            await writer.drain()
 
 
 class _Body(httpx.AsyncByteStream):
@@ -397,9 +407,13 @@ class _Body(httpx.AsyncByteStream):
         """``length`` bytes of the body, as they arrive."""
         remaining = length
         while remaining:
-            async with reading(self._timeout_s, "the message body"):
+            if reader._buffer and reader.exception() is None:  # type: ignore[attr-defined]  # here: no timer
                 chunk = await reader.read(min(remaining, CHUNK_BYTES))
-                if not chunk:
+            else:
+                async with reading(self._timeout_s, "the message body"):
+                    chunk = await reader.read(min(remaining, CHUNK_BYTES))
+            if not chunk:
+                async with reading(self._timeout_s, "the message body"):
                     raise asyncio.IncompleteReadError(b"", remaining)
             remaining -= len(chunk)
             yield chunk

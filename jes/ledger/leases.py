@@ -25,7 +25,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -360,12 +360,18 @@ class LeaseLedger:
             with contextlib.suppress(errors.StateError):
                 await self.save(claim)
 
-    async def resumable(self) -> list[Claim]:
+    async def resumable(self, *, busy: Collection[str] = ()) -> list[Claim]:
         selector = f"{CLAIM_LABEL}=event,{EXECUTOR_LABEL}={self._executor_label},{STATE_LABEL}=open"
         leases = await self._list(selector)
         heartbeats = await self._heartbeats() if any(self._needs_heartbeats(lease) for lease in leases) else {}
-        claims = []
+        working = {self.claim_name(event_id): event_id for event_id in busy}
+        claims, events = [], set()
         for lease in leases:
+            event_id = working.get(lease["metadata"].get("name", ""))
+            if event_id is not None and self._holder_of(lease) == self.holder:
+                events.add(event_id)  # at work here: its record need not be read (a thousand in a burst)
+                continue
+            events.add(self._event_of(lease))
             try:
                 taken = await self._take(lease, heartbeats)
             except errors.StateError as exc:
@@ -375,7 +381,6 @@ class LeaseLedger:
                 claims.append(taken)
         # forget only what is no longer there; a holder without a heartbeat keeps its timer
         holders = set(heartbeats) | {self._holder_of(lease) for lease in leases}
-        events = {self._event_of(lease) for lease in leases}
         self._liveness.keep_only({f"holder/{h}" for h in holders} | {f"claim/{e}" for e in events})
         return claims
 
