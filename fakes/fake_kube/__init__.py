@@ -115,7 +115,7 @@ import kubernetes.client
 import yaml
 from starlette.applications import Starlette
 
-from fakes.fake_kube import _cluster, _faults, _http, _store
+from fakes.fake_kube import _cluster, _faults, _http, _store, _wire
 from fakes.fake_kube._behaviour import Behaviour
 from fakes.fake_kube._faults import Fault, Faults
 from jes.devtools.doubles.clock import FakeClock
@@ -174,7 +174,7 @@ class FakeKube:
             name="fake-kube",
             start_timeout_s=start_timeout_s,
             on_exit=self._cancel_controllers,
-            http="h11",
+            http=_wire.LeanHttpProtocol,
             timeout_keep_alive=30,
         )
         self._store: _store.Store | None = None

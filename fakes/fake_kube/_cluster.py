@@ -173,25 +173,28 @@ class Cluster:
         return self._scripts.get((namespace, pod), {}).get(container)
 
     def mutate(self, plural: str, namespace: str, name: str, change: Callable[[Obj], None]) -> Obj | None:
-        current = self.store.get(plural, namespace, name)
-        if current is None:
-            return None
-        obj: Obj = _store.clone(current)
-        change(obj)
-        return self.store.update(plural, obj)
-
-    def mutate_status(self, plural: str, namespace: str, name: str, change: Callable[[Obj], None]) -> Obj | None:
-        """Like :meth:`mutate` for changes to ``status`` and to top-level ``spec`` fields only (the
-        kubelet's): copies just those parts, a fraction of cloning a whole pod each time."""
+        """Store ``change`` applied to a copy of the object: a copy on write of its top, metadata,
+        spec and status. ``change`` may set top-level fields and fields of ``metadata`` and ``spec``
+        (replacing, never changing in place, what lies below them) and change anything in
+        ``status``. An unchanged spec stays the very same object, so its encoding is reused
+        (:mod:`._encoding`)."""
         current = self.store.get(plural, namespace, name)
         if current is None:
             return None
         obj: Obj = dict(current)
         obj["metadata"] = dict(current["metadata"])
-        obj["spec"] = dict(current.get("spec") or {})
-        obj["status"] = _store.clone(current.get("status") or {})
+        spec = current.get("spec")
+        if isinstance(spec, dict):
+            obj["spec"] = dict(spec)
+        if "status" in current:
+            obj["status"] = _store.clone(current["status"])
         change(obj)
+        if isinstance(spec, dict) and obj.get("spec") == spec:
+            obj["spec"] = spec
         return self.store.update(plural, obj)
+
+    mutate_status = mutate
+    """The kubelet's changes (``status``, ``spec.nodeName``): the same copy on write."""
 
     def event(self, obj: Obj, etype: str, reason: str, message: str, component: str) -> None:
         """Record a Kubernetes Event about ``obj`` (repeats bump ``count``)."""

@@ -38,6 +38,11 @@ def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) ->
     return Response(_store.dumps(obj), status_code=status, media_type="application/json", headers=headers)
 
 
+def _stored(text: str, status: int = 200) -> Response:
+    """An answer carrying stored objects, already encoded."""
+    return Response(text.encode(), status_code=status, media_type="application/json")
+
+
 def _status(code: int, reason: str, message: str, details: Obj | None = None) -> Response:
     return _json(_store.status_body(code, reason, message, details), code)
 
@@ -425,7 +430,7 @@ class Api:
             return self.logs(request, target)
         if verb == "get":
             obj = self.store.get(target.kind.plural, target.namespace or "", target.name or "")
-            return _json(obj) if obj is not None else _not_found(target.kind, target.name or "")
+            return self._stored(obj) if obj is not None else _not_found(target.kind, target.name or "")
         if verb in ("list", "watch"):
             return self.collection(request, target, verb == "watch")
         body = await request.body()
@@ -459,7 +464,12 @@ class Api:
                 meta["remainingItemCount"] = len(items) - start - limit
             items = items[start : start + limit]
         kind = target.kind
-        return _json({"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": meta, "items": items})
+        head = _store.dumps({"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": meta}).decode()
+        encoded = ",".join(self.store.encoder.encode(item) for item in items)
+        return _stored(f'{head[:-1]},"items":[{encoded}]}}')
+
+    def _stored(self, obj: Obj, status: int = 200) -> Response:
+        return _stored(self.store.encoder.text(obj), status)
 
     def watch(self, request: Request, target: Target, labels: _store.Predicate, fields: _store.Predicate) -> Response:
         query = request.query_params
@@ -470,7 +480,7 @@ class Api:
         raw_rv = query.get("resourceVersion") or "0"
         if raw_rv == "0":
             initial = [
-                _store.dumps({"type": "ADDED", "object": o}) + b"\n"
+                self.store.encoder.line("ADDED", o)
                 for o in self.store.query(plural, target.namespace, labels=labels, fields=fields)
             ]
         elif int(raw_rv) < self.store.compacted[plural]:
@@ -637,7 +647,7 @@ class Api:
         if kind.plural == "jobs":
             self.cluster.job_created(created)
         self.cluster.object_created(kind.plural, created)
-        return _json(created, 201)
+        return self._stored(created, 201)
 
     @staticmethod
     def _refusal(kind: _store.Kind, name: str, body: Obj) -> Response | None:
@@ -651,7 +661,7 @@ class Api:
 
     def _replace(self, target: Target, current: Obj, new: Obj) -> Response:
         kind = target.kind
-        meta = new.setdefault("metadata", {})
+        meta = new["metadata"] = dict(new.get("metadata") or {})  # a patch may share the stored one
         old_meta = current["metadata"]
         for key in ("uid", "name", "namespace", "creationTimestamp", "generation"):
             if key in old_meta:
@@ -670,7 +680,7 @@ class Api:
             return too_large
         if kind.plural == "secrets":
             default_secret(new)
-        return _json(self.store.update(kind.plural, new))
+        return self._stored(self.store.update(kind.plural, new))
 
     def update(self, target: Target, body: Any) -> Response:
         kind, name = target.kind, target.name or ""
