@@ -113,9 +113,8 @@ from typing import Any, TypeVar
 
 import kubernetes.client
 import yaml
-from starlette.applications import Starlette
 
-from fakes.fake_kube import _cluster, _faults, _http, _store, _wire
+from fakes.fake_kube import _cluster, _faults, _http, _routes, _store, _wire
 from fakes.fake_kube._behaviour import Behaviour
 from fakes.fake_kube._faults import Fault, Faults
 from jes.devtools.doubles.clock import FakeClock
@@ -235,7 +234,7 @@ class FakeKube:
         self._call(reset)
         self.clock.reset()
 
-    def _build(self) -> Starlette:
+    def _build(self) -> _routes.Router:
         """The store, the controllers and the HTTP API, made on the server's loop (its only thread)."""
         store = _store.Store(history_size=self.history_size)
         store.listeners.append(self._note_finished)

@@ -12,6 +12,7 @@ still being built would be changed after its encoding was kept.
 from __future__ import annotations
 
 import json
+import uuid
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
@@ -19,6 +20,10 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode
 """``json.dumps(obj, separators=(",", ":"))`` without making an encoder per call."""
 
 _SPECS_KEPT = 4096
+_MARK = f"\x00spec {uuid.uuid4()}\x00"
+"""Stands in for the spec while the rest of an object is encoded (NULs and a random UUID: no
+stored string is this one)."""
+_MARK_TEXT = _encode(_MARK)
 
 
 def dumps(obj: Any) -> bytes:
@@ -44,13 +49,15 @@ class StoredEncoder:
 
     def encode(self, obj: Any) -> str:
         spec = obj.get("spec") if isinstance(obj, dict) else None
-        if not isinstance(spec, dict) or not all(isinstance(key, str) for key in obj):
+        if not isinstance(spec, dict):
             return _encode(obj)
-        parts = [
-            encode_basestring_ascii(key) + ":" + (self._spec(value) if key == "spec" else _encode(value))
-            for key, value in obj.items()
-        ]
-        return "{" + ",".join(parts) + "}"
+        marked = dict(obj)
+        marked["spec"] = _MARK
+        text = _encode(marked)
+        at = text.find(_MARK_TEXT)
+        if at < 0 or text.find(_MARK_TEXT, at + 1) >= 0:  # not there once: a key was not a string...
+            return _encode(obj)
+        return text[:at] + self._spec(spec) + text[at + len(_MARK_TEXT) :]
 
     def _spec(self, spec: dict[str, Any]) -> str:
         kept = self._specs.get(id(spec))

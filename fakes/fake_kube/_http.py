@@ -12,12 +12,11 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
 from fakes.fake_kube import _cluster, _faults, _store
+from fakes.fake_kube._routes import Route, Router
 
 Obj = _store.Obj
 
@@ -384,14 +383,14 @@ class Api:
             ),
             Route("/apis/{group}/{version}/{plural}", self.handle, methods=["GET"]),
         ]
-        self.app = Starlette(routes=routes)
+        self.app = Router(routes)
 
     async def version(self, request: Request) -> Response:
         return _json({"major": "1", "minor": "33", "gitVersion": "v1.33.0-fake", "platform": "linux/amd64"})
 
     def _target(self, request: Request) -> Target | None:
         params = request.path_params
-        path = request.url.path
+        path = request.scope["path"]
         if path.endswith("/log") and "plural" not in params:
             return Target(_store.KINDS["pods"], params["namespace"], params["name"], "log")
         kind = _store.KINDS.get(params["plural"])

@@ -1,0 +1,112 @@
+"""The fake API server's ASGI application: Starlette's routing answers, without its layers.
+
+A ``Starlette(routes=[Route(...)])`` app passes every request through its error middleware,
+exception middleware, router (a regular expression per route) and route wrapper. This does what that
+stack does for the fake's routes — the first route whose path and method match serves it, with its
+path parameters in ``scope["path_params"]``; a path that matches only with another method answers
+405 ``Method Not Allowed`` (``Allow`` header), no path 404 ``Not Found``, a path that matches only
+with or without a trailing slash a 307 redirect; an exception in an endpoint answers 500 ``Internal
+Server Error`` (if the answer has not started) and is raised on to the server — at a fraction of the
+cost per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+
+from starlette.datastructures import URL
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.types import Message, Receive, Scope, Send
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class Route:
+    """A path such as ``/api/v1/namespaces/{namespace}/{plural}`` (each ``{name}`` one non-empty
+    segment, as Starlette's ``str`` convertor) and the methods it serves (HEAD with GET)."""
+
+    def __init__(self, path: str, endpoint: Endpoint, methods: Iterable[str]) -> None:
+        self.parts = [(part[1:-1], True) if part.startswith("{") else (part, False) for part in path.split("/")]
+        self.endpoint = endpoint
+        self.methods = {method.upper() for method in methods}
+        if "GET" in self.methods:
+            self.methods.add("HEAD")
+
+    def params(self, segments: list[str]) -> dict[str, str] | None:
+        """The path parameters if the path matches (whatever the method), else None."""
+        if len(segments) != len(self.parts):
+            return None
+        found = {}
+        for segment, (name, is_param) in zip(segments, self.parts, strict=True):
+            if is_param:
+                if not segment:
+                    return None
+                found[name] = segment
+            elif segment != name:
+                return None
+        return found
+
+
+class Router:
+    """The ASGI application over :class:`Route` s (HTTP only: the server runs no lifespan)."""
+
+    def __init__(self, routes: list[Route]) -> None:
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        started = False
+
+        async def sender(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self._dispatch(scope, receive, sender)
+        except Exception:
+            if not started:  # Starlette's ServerErrorMiddleware (not in debug mode)
+                await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
+            raise
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route, params, allowed = self._match(scope["path"], scope["method"])
+        if route is not None and params is not None:
+            scope["endpoint"] = route.endpoint
+            scope["path_params"] = params
+            response = await route.endpoint(Request(scope, receive, send))
+        elif allowed is not None:
+            response = PlainTextResponse("Method Not Allowed", 405, headers={"Allow": ", ".join(allowed)})
+        else:
+            response = self._redirect(scope) or PlainTextResponse("Not Found", 404)
+        await response(scope, receive, send)
+
+    def _match(self, path: str, method: str) -> tuple[Route | None, dict[str, str] | None, set[str] | None]:
+        """(route, params) of the first full match; else the methods of the first path-only match."""
+        segments = path.split("/")
+        allowed = None
+        for route in self.routes:
+            params = route.params(segments)
+            if params is None:
+                continue
+            if method in route.methods:
+                return route, params, None
+            if allowed is None:
+                allowed = route.methods
+        return None, None, allowed
+
+    def _redirect(self, scope: Scope) -> Response | None:
+        """Starlette's ``redirect_slashes``: the same path with (or without) a trailing slash."""
+        path = scope["path"]
+        if path == "/":
+            return None
+        other = path.rstrip("/") if path.endswith("/") else path + "/"
+        route, _, allowed = self._match(other, scope["method"])
+        if route is None and allowed is None:
+            return None
+        redirect_scope = dict(scope)
+        redirect_scope["path"] = other
+        return RedirectResponse(url=str(URL(scope=redirect_scope)))
