@@ -71,9 +71,18 @@ def kind_of(name: str) -> Kind:
     return KINDS[plural]
 
 
+_last_time: tuple[datetime, str] = (datetime.min, "")
+
+
 def kube_time(when: datetime) -> str:
     """Kubernetes' ``metav1.Time``: RFC 3339 in whole seconds, ``Z`` suffix."""
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    global _last_time
+    last, text = _last_time
+    second = when.replace(microsecond=0)
+    if second != last or second.tzinfo is not last.tzinfo:
+        text = second.strftime("%Y-%m-%dT%H:%M:%SZ")
+        _last_time = (second, text)
+    return text
 
 
 def clone(obj: T) -> T:
@@ -390,9 +399,12 @@ class Store:
         meta = obj["metadata"]
         key = (meta.get("namespace", ""), meta["name"])
         old = self.objects[plural].get(key)
+        self.objects[plural][key] = obj
+        if old is not None and _same_index_keys(old["metadata"], meta):  # most updates: status only
+            self._by_namespace[plural][key[0]][key[1]] = obj
+            return
         if old is not None:
             self._index(plural, old, add=False)
-        self.objects[plural][key] = obj
         self._index(plural, obj, add=True)
 
     def create(self, plural: str, obj: Obj, now: str, *, uid: str | None = None) -> Obj:
@@ -461,6 +473,11 @@ class Store:
         """Forget the history: any watch resuming from before now gets 410 Gone."""
         self.history[plural].clear()
         self.compacted[plural] = self.rv
+
+
+def _same_index_keys(old: Obj, new: Obj) -> bool:
+    """Whether two versions' metadata put them in the same label and owner index entries."""
+    return old.get("labels") == new.get("labels") and old.get("ownerReferences") == new.get("ownerReferences")
 
 
 _RANDOM = random.Random()

@@ -59,6 +59,8 @@ class LeanHttpProtocol(asyncio.Protocol):
         self.buffer = bytearray()
         self.cycle: Cycle | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle_since: float | None = None
+        """Loop time of the last answer if nothing came since (the keep-alive timeout runs from it)."""
         self.writable = asyncio.Event()
         self.writable.set()
 
@@ -80,7 +82,9 @@ class LeanHttpProtocol(asyncio.Protocol):
         if cycle is not None:
             cycle.message_event.set()
         self.writable.set()
-        self._stop_idle_timer()
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
 
     def eof_received(self) -> None:
         pass
@@ -92,7 +96,7 @@ class LeanHttpProtocol(asyncio.Protocol):
         self.writable.set()
 
     def data_received(self, data: bytes) -> None:
-        self._stop_idle_timer()
+        self.idle_since = None
         self.buffer += data
         try:
             self._advance()
@@ -124,6 +128,7 @@ class LeanHttpProtocol(asyncio.Protocol):
     def _start(self, head: bytes) -> None:
         if len(head) > MAX_HEAD_BYTES:
             raise BadRequest("Invalid HTTP request received.")
+        self.idle_since = None
         request_line, *lines = head.split(b"\r\n")
         parts = request_line.split(b" ")
         if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
@@ -179,21 +184,25 @@ class LeanHttpProtocol(asyncio.Protocol):
             return
         if self.transport.is_closing():
             return
-        self._stop_idle_timer()
-        self.idle_timer = self.loop.call_later(self.keep_alive_s, self._idle_timeout)
+        self.idle_since = self.loop.time()
+        if self.idle_timer is None:  # one timer per keep-alive period, not one per answer
+            self.idle_timer = self.loop.call_later(self.keep_alive_s, self._idle_timeout)
         if cycle.body_complete:
             try:
                 self._advance()
             except BadRequest as exc:
                 self._refuse(str(exc))
 
-    def _stop_idle_timer(self) -> None:
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
-
     def _idle_timeout(self) -> None:
-        if not self.transport.is_closing():
+        """Close the connection once it has been idle for ``timeout_keep_alive`` after an answer
+        (uvicorn's timer, started at each answer and stopped by any data received)."""
+        self.idle_timer = None
+        if self.idle_since is None or self.transport.is_closing():
+            return  # busy: the next answer starts the timer again
+        remaining_s = self.idle_since + self.keep_alive_s - self.loop.time()
+        if remaining_s > 0:
+            self.idle_timer = self.loop.call_later(remaining_s, self._idle_timeout)
+        else:
             self.transport.close()
 
     def shutdown(self) -> None:
