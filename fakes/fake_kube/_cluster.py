@@ -495,9 +495,10 @@ class Cluster:
     def _create_pod(self, job: Obj, pod_name: str) -> None:
         meta = job["metadata"]
         namespace, uid = meta["namespace"], meta["uid"]
-        template = _store.clone(job["spec"]["template"])
+        template = job["spec"]["template"]
         tmeta = template.get("metadata") or {}
-        spec = template.get("spec") or {}
+        # stored objects are never changed in place: below its top, the pod's spec is the Job's
+        spec = dict(template.get("spec") or {})
         spec.setdefault("serviceAccountName", spec.get("serviceAccount") or "default")
         spec.setdefault("schedulerName", "default-scheduler")
         pod: Obj = {

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from fakes.fake_kube import _cluster, _faults, _store
-from fakes.fake_kube._routes import Route, Router
+from fakes.fake_kube._routes import Route, Router, StreamingResponse
 
 Obj = _store.Obj
 
