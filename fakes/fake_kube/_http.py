@@ -498,28 +498,38 @@ class Api:
     async def _stream(
         self, kind: _store.Kind, watcher: _store.Watcher, initial: list[bytes], timeout_s: float, bookmarks: bool
     ) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
+        """The watch stream: events as they come; a BOOKMARK after ``bookmark_interval_s`` without
+        one (if asked for); the end at ``timeoutSeconds`` or when the server ends it (None).
+
+        One timer per interval, not one per event: it wakes the stream with an empty line
+        (:data:`_TICK`; real lines never are), and the stream looks at the clock."""
+        clock = _StreamClock(asyncio.get_running_loop(), watcher, timeout_s, self.bookmark_interval_s, bookmarks)
         try:
             if initial:
                 yield b"".join(initial)
-            while (remaining := deadline - loop.time()) > 0:
-                wait_s = min(remaining, self.bookmark_interval_s) if bookmarks else remaining
-                try:
-                    async with asyncio.timeout(wait_s):
-                        line = await watcher.queue.get()
-                except TimeoutError:
-                    if bookmarks and deadline - loop.time() > 0:
-                        yield self._bookmark(kind)
-                    continue
-                lines = [line]
+            clock.waiting()
+            while True:
+                lines = [await watcher.queue.get()]
                 while not watcher.queue.empty():
                     lines.append(watcher.queue.get_nowait())
-                if None in lines:
-                    yield b"".join(x for x in lines[: lines.index(None)] if x is not None)
+                real = [line for line in lines if line != _TICK]
+                if not real:
+                    if clock.over():
+                        return
+                    if clock.bookmark_due():
+                        yield self._bookmark(kind)
+                        clock.waiting()
+                    clock.arm()
+                    continue
+                if None in real:
+                    yield b"".join(x for x in real[: real.index(None)] if x is not None)
                     return
-                yield b"".join(x for x in lines if x is not None)
+                yield b"".join(x for x in real if x is not None)
+                if clock.over():
+                    return
+                clock.waiting()
         finally:
+            clock.stop()
             self.store.watchers[kind.plural].discard(watcher)
 
     def _bookmark(self, kind: _store.Kind) -> bytes:
@@ -771,3 +781,60 @@ def _container_state(pod: Obj, container: str) -> Obj:
 
 async def _once(line: bytes) -> AsyncIterator[bytes]:
     yield line
+
+
+_TICK = b""
+"""What the watch stream's timer puts into its queue: time to look at the clock."""
+
+
+class _StreamClock:
+    """A watch stream's deadline and bookmark interval, kept by one lazily re-armed loop timer."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        watcher: _store.Watcher,
+        timeout_s: float,
+        interval_s: float,
+        bookmarks: bool,
+    ) -> None:
+        self.loop = loop
+        self.watcher = watcher
+        self.deadline = loop.time() + timeout_s
+        self.interval_s = interval_s
+        self.bookmarks = bookmarks
+        self.wait_started = loop.time()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def waiting(self) -> None:
+        """A new wait for events starts now (the bookmark interval counts from here)."""
+        self.wait_started = self.loop.time()
+        if self.timer is None:
+            self.arm()
+
+    def due(self) -> float:
+        return min(self.deadline, self.wait_started + self.interval_s) if self.bookmarks else self.deadline
+
+    def arm(self) -> None:
+        """The timer at :meth:`due`; one due earlier stays (it wakes the stream, which arms again)."""
+        due = self.due()
+        if self.timer is not None:
+            if self.timer.when() <= due:
+                return
+            self.timer.cancel()
+        self.timer = self.loop.call_at(due, self._tick)
+
+    def _tick(self) -> None:
+        self.timer = None
+        self.watcher.queue.put_nowait(_TICK)
+
+    def over(self) -> bool:
+        return self.loop.time() >= self.deadline
+
+    def bookmark_due(self) -> bool:
+        return self.bookmarks and self.loop.time() >= self.wait_started + self.interval_s
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
