@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import json
 import re
 from collections import Counter
@@ -175,12 +176,28 @@ def _validate_meta(kind: _store.Kind, meta: Obj) -> list[tuple[str, str]]:
     elif kind.plural == "jobs" and len(name) > 63:
         causes.append(("metadata.name", f'Invalid value: "{name}": must be no more than 63 characters'))
     for key, value in (meta.get("labels") or {}).items():
-        prefix, _, short = key.rpartition("/")
-        if not _LABEL_NAME.match(short) or (prefix and not _DNS_SUBDOMAIN.match(prefix)):
-            causes.append((f"metadata.labels: Invalid value: {key!r}", "name part must consist of alphanumerics"))
-        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+        causes += _label_key_causes(key)
+        if not isinstance(value, str):
             causes.append((f"metadata.labels: Invalid value: {value!r}", "a valid label must be 63 characters or less"))
+        else:
+            causes += _label_value_causes(value)
     return causes
+
+
+@functools.lru_cache(maxsize=4096)
+def _label_key_causes(key: str) -> tuple[tuple[str, str], ...]:
+    """What validation says about a label's key (the same few keys come again and again)."""
+    prefix, _, short = key.rpartition("/")
+    if not _LABEL_NAME.match(short) or (prefix and not _DNS_SUBDOMAIN.match(prefix)):
+        return ((f"metadata.labels: Invalid value: {key!r}", "name part must consist of alphanumerics"),)
+    return ()
+
+
+@functools.lru_cache(maxsize=4096)
+def _label_value_causes(value: str) -> tuple[tuple[str, str], ...]:
+    if len(value) > 63 or not _LABEL_VALUE.match(value):
+        return ((f"metadata.labels: Invalid value: {value!r}", "a valid label must be 63 characters or less"),)
+    return ()
 
 
 def _validate_job(job: Obj) -> list[tuple[str, str]]:

@@ -19,7 +19,7 @@ from starlette import responses
 from starlette.datastructures import URL
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -59,32 +59,24 @@ class Router:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        started = False
-
-        async def sender(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self._dispatch(scope, receive, sender)
-        except Exception:
-            if not started:  # Starlette's ServerErrorMiddleware (not in debug mode)
-                await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
+            response = await self._answer(scope, receive, send)
+        except Exception:  # Starlette's ServerErrorMiddleware (not in debug mode), then on to the server
+            await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
             raise
+        # every answer starts before anything in it can fail: an exception from here on goes to the
+        # server, which closes the connection (no 500 after an answer started, as with Starlette)
+        await response(scope, receive, send)
 
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> Response:
         route, params, allowed = self._match(scope["path"], scope["method"])
         if route is not None and params is not None:
             scope["endpoint"] = route.endpoint
             scope["path_params"] = params
-            response = await route.endpoint(Request(scope, receive, send))
-        elif allowed is not None:
-            response = PlainTextResponse("Method Not Allowed", 405, headers={"Allow": ", ".join(allowed)})
-        else:
-            response = self._redirect(scope) or PlainTextResponse("Not Found", 404)
-        await response(scope, receive, send)
+            return await route.endpoint(Request(scope, receive, send))
+        if allowed is not None:
+            return PlainTextResponse("Method Not Allowed", 405, headers={"Allow": ", ".join(allowed)})
+        return self._redirect(scope) or PlainTextResponse("Not Found", 404)
 
     def _match(self, path: str, method: str) -> tuple[Route | None, dict[str, str] | None, set[str] | None]:
         """(route, params) of the first full match; else the methods of the first path-only match."""
