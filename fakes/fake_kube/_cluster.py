@@ -174,10 +174,11 @@ class Cluster:
 
     def mutate(self, plural: str, namespace: str, name: str, change: Callable[[Obj], None]) -> Obj | None:
         """Store ``change`` applied to a copy of the object: a copy on write of its top, metadata,
-        spec and status. ``change`` may set top-level fields and fields of ``metadata`` and ``spec``
-        (replacing, never changing in place, what lies below them) and change anything in
-        ``status``. An unchanged spec stays the very same object, so its encoding is reused
-        (:mod:`._encoding`)."""
+        spec and status (its dicts and the dicts in its lists too). ``change`` may set fields of the
+        top, of ``metadata``, of ``spec``, of ``status``, of the dicts in ``status`` (a container
+        status) and of the dicts in its lists — replacing, never changing in place, what lies below
+        them (stored objects are never changed in place). An unchanged spec stays the very same
+        object, so its encoding is reused (:mod:`._encoding`)."""
         current = self.store.get(plural, namespace, name)
         if current is None:
             return None
@@ -187,7 +188,7 @@ class Cluster:
         if isinstance(spec, dict):
             obj["spec"] = dict(spec)
         if "status" in current:
-            obj["status"] = _store.clone(current["status"])
+            obj["status"] = _writable_copy(current["status"])
         change(obj)
         if isinstance(spec, dict) and obj.get("spec") == spec:
             obj["spec"] = spec
@@ -695,6 +696,21 @@ def _matching_container(status: Obj, requirement: Obj) -> Obj | None:
                 matched: Obj = container
                 return matched
     return None
+
+
+def _writable_copy(status: Any) -> Any:
+    """A status whose fields, dicts, and dicts in lists a change may set (see ``mutate``)."""
+    if not isinstance(status, dict):
+        return _store.clone(status)
+    copied: Obj = {}
+    for key, value in status.items():
+        if isinstance(value, list):
+            copied[key] = [dict(item) if isinstance(item, dict) else item for item in value]
+        elif isinstance(value, dict):
+            copied[key] = dict(value)
+        else:
+            copied[key] = value
+    return copied
 
 
 def _finished(job: Obj) -> bool:
