@@ -113,9 +113,8 @@ from typing import Any, TypeVar
 
 import kubernetes.client
 import yaml
-from starlette.applications import Starlette
 
-from fakes.fake_kube import _cluster, _faults, _http, _store
+from fakes.fake_kube import _cluster, _faults, _http, _routes, _store, _wire
 from fakes.fake_kube._behaviour import Behaviour
 from fakes.fake_kube._faults import Fault, Faults
 from jes.devtools.doubles.clock import FakeClock
@@ -174,7 +173,7 @@ class FakeKube:
             name="fake-kube",
             start_timeout_s=start_timeout_s,
             on_exit=self._cancel_controllers,
-            http="h11",
+            http=_wire.LeanHttpProtocol,
             timeout_keep_alive=30,
         )
         self._store: _store.Store | None = None
@@ -235,7 +234,7 @@ class FakeKube:
         self._call(reset)
         self.clock.reset()
 
-    def _build(self) -> Starlette:
+    def _build(self) -> _routes.Router:
         """The store, the controllers and the HTTP API, made on the server's loop (its only thread)."""
         store = _store.Store(history_size=self.history_size)
         store.listeners.append(self._note_finished)
