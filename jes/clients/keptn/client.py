@@ -37,7 +37,7 @@ from jes.clients.keptn.httperrors import BODY_EXCERPT_CHARS, EventMaybeDelivered
 from jes.clients.keptn.incluster import in_cluster_url
 from jes.clients.keptn.wire import Json
 from jes.settings import Settings
-from jes.util import retry
+from jes.util import gates, retry
 
 logger = logging.getLogger(__name__)
 
@@ -90,10 +90,9 @@ class KeptnClient:
         self.http = http
         self._direct = direct.direct_post(http)
         # at most as many requests as the pool holds: the rest wait here, not in a transport's queue
-        self._in_flight = asyncio.Semaphore(max_in_flight)
-        # .started of newly taken events may use half of them: under a burst (every open event is
-        # taken and started at once) the reports of events already running are not queued behind
-        # hundreds of .started (the complete -> .finished latency; bench/README.md)
+        self._in_flight = gates.PriorityGate(max_in_flight)  # .finished first, .started last
+        # .started may use half of them: under a burst the reports of events already running are not
+        # queued behind hundreds of .started (the complete -> .finished latency; bench/README.md)
         self._starting = asyncio.Semaphore(max(1, max_in_flight // 2))
         self.endpoint = endpoint.rstrip("/")
         self.resource_service_path = resource_service_path.strip("/")
@@ -132,12 +131,13 @@ class KeptnClient:
         ok: Callable[[int], bool] = lambda s: 200 <= s < 300,
         idempotent: bool = True,
         before: Callable[[], Awaitable[None]] | None = None,
+        priority: int = gates.NORMAL,
     ) -> httpx.Response:
         """One request; errors translated. Auth-flow failures (OAuth) arrive as KeptnErrors.
         ``before`` is awaited once a connection slot is free, right before the request goes out."""
         url = self.endpoint + path if self.endpoint else in_cluster_url(path)
         try:
-            async with self._in_flight:
+            async with self._in_flight.hold(priority):
                 if before is not None:
                     await before()
                 response = await self._request(method, url, params, json)
@@ -153,8 +153,7 @@ class KeptnClient:
         return response
 
     async def _request(self, method: str, url: str, params: Mapping[str, str] | None, json: Any) -> httpx.Response:
-        """Through the client; a JSON POST on the direct path when it is the same request (auth
-        without a flow)."""
+        """Through the client; a JSON POST on the direct path when it is the same request."""
         if method == "POST" and json is not None and params is None and self._direct is not None:
             credentials = self.http.auth
             plain = credentials.plain_headers() if isinstance(credentials, auth.KeptnAuth) else None
@@ -277,14 +276,16 @@ class KeptnClient:
         """
         what = f"sending {event.get('type', 'event')}"
 
-        starting = str(event.get("type", "")).endswith(".started")
+        kind = str(event.get("type", ""))
+        starting = kind.endswith(".started")
+        priority = gates.URGENT if kind.endswith(".finished") else gates.LOW if starting else gates.NORMAL
 
         async def once() -> str:
             try:
                 async with self._starting if starting else contextlib.nullcontext():
                     response = await self._send_once(
                         "POST", "/v1/event", json=dict(event), ok=lambda s: 200 <= s <= 204, idempotent=False,
-                        before=before,
+                        before=before, priority=priority,
                     )  # fmt: skip
             except EventMaybeDeliveredError as exc:
                 raise _DoNotRetry(self._scrub(exc)) from exc
