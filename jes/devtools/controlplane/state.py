@@ -87,6 +87,9 @@ class ControlPlaneState:
         self.integration_ttl = timedelta(seconds=integration_ttl_s)
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
+        """The pump waits on this: for queued events, the next tick or the stop."""
+        self._processed_cond = threading.Condition(self._lock)
+        """:meth:`wait_processed` waits on this (notified without waking the pump)."""
         self.datastore = datastore.EventStore()
         self.resources = resources.ResourceStore()
         self.projects = projects.ProjectRegistry(self.resources)
@@ -148,20 +151,29 @@ class ControlPlaneState:
         except Exception:  # one bad event must not stop the control plane
             logger.exception("the shipyard-controller failed on event %s", event.get("id"))
         self._processed += 1
-        self._cond.notify_all()
+        self._processed_cond.notify_all()
 
-    def _submit(self, event: dict[str, Any]) -> int:
+    def _submit(self, event: dict[str, Any], *, wake: bool = True) -> int:
         self._submitted += 1
         if self._running:
             self._pending.append(event)
-            self._cond.notify_all()
+            if wake:
+                self._cond.notify_all()
         else:
             self._process(event)
         return self._submitted
 
-    def wait_processed(self, ticket: int, timeout_s: float = 5.0) -> bool:
+    def drain(self) -> None:
+        """Process the queued events now, on the caller's thread: the server calls this right after
+        answering a ``POST /v1/event`` it accepted with ``defer`` (waking the pump thread for every
+        event would cost two thread switches each; the pump still catches anything left)."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._processed >= ticket, timeout_s)
+            while self._pending:
+                self._process(self._pending.popleft())
+
+    def wait_processed(self, ticket: int, timeout_s: float = 5.0) -> bool:
+        with self._processed_cond:
+            return self._processed_cond.wait_for(lambda: self._processed >= ticket, timeout_s)
 
     def wait_idle(self, timeout_s: float = 5.0) -> bool:
         """Wait until every event accepted so far has been processed."""
@@ -183,11 +195,14 @@ class ControlPlaneState:
 
     # -- api-service -------------------------------------------------------------------------
 
-    def accept_event(self, incoming: models.IncomingEvent, *, from_nats: bool = False) -> tuple[dict[str, Any], int]:
+    def accept_event(
+        self, incoming: models.IncomingEvent, *, from_nats: bool = False, defer: bool = False
+    ) -> tuple[dict[str, Any], int]:
         """Store an event as the api-service does and queue it; (stored event, ticket). An event
         taken from NATS (the shipyard-controller's stream) keeps its id — only the api-service
         assigns new ones — and reaches neither NATS again nor the datastore: Keptn's datastore reads
-        NATS on its own (:meth:`store_published`)."""
+        NATS on its own (:meth:`store_published`). ``defer``: do not wake the pump; the caller
+        calls :meth:`drain` once it has answered."""
         with self._lock:
             now = self.clock.now()
             event: dict[str, Any] = {
@@ -209,7 +224,7 @@ class ControlPlaneState:
             if from_nats:
                 return event, self._submit(event)
             self._record(event, now)
-            return event, self._submit(event)
+            return event, self._submit(event, wake=not defer)
 
     def store_published(self, event: dict[str, Any]) -> None:
         """What Keptn's mongodb-datastore does with an event on NATS (a core queue subscription):
