@@ -51,17 +51,16 @@ class EventQuery:
     def matches(self, event: dict[str, Any]) -> bool:
         data = event.get("data")
         data = data if isinstance(data, dict) else {}
-        checks = (
-            (self.project, data.get("project")),
-            (self.stage, data.get("stage")),
-            (self.service, data.get("service")),
-            (self.keptn_context, event.get("shkeptncontext")),
-            (self.type, event.get("type")),
-            (self.event_id, event.get("id")),
-            (self.source, event.get("source")),
-            (self.triggered_id, event.get("triggeredid")),
+        return (
+            (self.project is None or self.project == data.get("project"))
+            and (self.stage is None or self.stage == data.get("stage"))
+            and (self.service is None or self.service == data.get("service"))
+            and (self.keptn_context is None or self.keptn_context == event.get("shkeptncontext"))
+            and (self.type is None or self.type == event.get("type"))
+            and (self.event_id is None or self.event_id == event.get("id"))
+            and (self.source is None or self.source == event.get("source"))
+            and (self.triggered_id is None or self.triggered_id == event.get("triggeredid"))
         )
-        return all(wanted is None or wanted == actual for wanted, actual in checks)
 
 
 class EventStore:

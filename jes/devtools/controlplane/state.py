@@ -36,12 +36,13 @@ MAX_POLL_TIMES = 100_000
 DEFAULT_SOURCE = "https://github.com/keptn/keptn/api"
 
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 def is_uri_reference(text: str) -> bool:
     """Whether Go's ``url.Parse`` accepts ``text`` (what the api-service checks ``source`` with)."""
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text) or _BAD_ESCAPE.search(text):
+    if _CONTROL_CHARACTER.search(text) or _BAD_ESCAPE.search(text):
         return False
     if _SCHEME.match(text):
         return True
