@@ -7,13 +7,16 @@ the gateway (:mod:`asgi`: body limit, faults, authentication) and Starlette and 
 (method, path) matches itself — same status codes, same JSON bytes, same headers as the Starlette
 route gave; every other request goes on to Starlette unchanged.
 
-An accepted event is still processed by the shipyard-controller after the answer, as in Keptn: not
-on the pump thread (waking it costs two thread switches per event) but on the server's thread
-right after the answer is sent (:meth:`state.ControlPlaneState.drain`).
+An accepted event is still processed by the shipyard-controller asynchronously, after the answer,
+as in Keptn: not on the pump thread (waking it costs two thread switches per event) but by a
+callback the server's event loop runs soon after the answer was sent, possibly after other requests
+it has already read (:meth:`state.ControlPlaneState.drain`; the pump's 50 ms tick catches anything
+left should the loop stop first).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -55,7 +58,7 @@ class HotRoutes:
         try:
             await send_json(send, status, answer)
         finally:
-            self._after_answer()
+            asyncio.get_running_loop().call_soon(self._after_answer)
 
 
 async def _body(receive: asgi.Receive) -> bytes:

@@ -3,10 +3,11 @@
 The HTTP handlers and the Python API (:class:`server.LocalControlPlane`) call these methods from
 different threads; each takes the lock for the few microseconds it needs. ``POST /v1/event``
 records the event (the datastore's HTTP API shows it only after the ingestion lag, as Keptn's
-asynchronous datastore does: :class:`datastore.IngestionModel`) and queues it; a background
-thread hands queued events to the shipyard-controller in order — the asynchronous-but-fast
-processing of Keptn — and every 50 ms times out tasks and expires integrations by the (possibly
-fake) clock.
+asynchronous datastore does: :class:`datastore.IngestionModel`) and queues it; queued events reach
+the shipyard-controller in order — the asynchronous-but-fast processing of Keptn — from the
+server's event loop soon after the answer (:meth:`ControlPlaneState.drain`) or from a background
+thread (the pump), which also times out tasks and expires integrations every 50 ms by the
+(possibly fake) clock.
 """
 
 from __future__ import annotations
@@ -87,10 +88,8 @@ class ControlPlaneState:
         self.ingestion = datastore.IngestionModel(datastore_lag_s)
         self.integration_ttl = timedelta(seconds=integration_ttl_s)
         self._lock = threading.RLock()
-        self._cond = threading.Condition(self._lock)
-        """The pump waits on this: for queued events, the next tick or the stop."""
-        self._processed_cond = threading.Condition(self._lock)
-        """:meth:`wait_processed` waits on this (notified without waking the pump)."""
+        self._cond = threading.Condition(self._lock)  # the pump waits here: queued events, ticks, stop
+        self._processed_cond = threading.Condition(self._lock)  # wait_processed, without waking the pump
         self.datastore = datastore.EventStore()
         self.resources = resources.ResourceStore()
         self.projects = projects.ProjectRegistry(self.resources)
@@ -165,9 +164,9 @@ class ControlPlaneState:
         return self._submitted
 
     def drain(self) -> None:
-        """Process the queued events now, on the caller's thread: the server calls this right after
-        answering a ``POST /v1/event`` it accepted with ``defer`` (waking the pump thread for every
-        event would cost two thread switches each; the pump still catches anything left)."""
+        """Process the queued events now, on the caller's thread: the server's event loop calls this
+        soon after answering a ``POST /v1/event`` it accepted with ``defer`` (waking the pump thread
+        for every event would cost two thread switches each; the pump still catches anything left)."""
         with self._cond:
             while self._pending:
                 self._process(self._pending.popleft())
@@ -328,11 +327,11 @@ class ControlPlaneState:
     def project_json(self, name: str) -> dict[str, Any] | None:
         with self._lock:
             project = self.projects.get(name)
-            return None if project is None else _project_json(project)
+            return None if project is None else project.as_json()
 
     def projects_json(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [_project_json(p) for p in self.projects.projects.values()]
+            return [p.as_json() for p in self.projects.projects.values()]
 
     # -- uniform -----------------------------------------------------------------------------
 
@@ -443,16 +442,3 @@ class ControlPlaneState:
             else:
                 found = self.datastore.query(query, visible_at=visible)
             return [s.event for s in found]
-
-
-def _project_json(project: projects.Project) -> dict[str, Any]:
-    return {
-        "projectName": project.name,
-        "creationDate": keptntime.keptn_time(project.created),
-        "shipyard": project.shipyard_yaml,
-        "shipyardVersion": project.shipyard.apiVersion,
-        "stages": [
-            {"stageName": stage, "services": [{"serviceName": s} for s in project.services]}
-            for stage in project.stage_names
-        ],
-    }
