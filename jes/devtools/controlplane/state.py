@@ -431,14 +431,14 @@ class ControlPlaneState:
     # -- datastore ---------------------------------------------------------------------------
 
     def stored_events(
-        self, query: datastore.EventQuery, *, newest_first: bool, as_clients_see: bool = False
+        self, query: datastore.EventQuery, *, newest_first: bool, as_clients_see: bool = False, copied: bool = False
     ) -> list[dict[str, Any]]:
-        """Matching events (the stored dicts: do not modify them). Every event received or emitted;
-        ``as_clients_see``: only those the datastore has ingested by now (its HTTP API)."""
+        """Matching events (the stored dicts: do not modify them; ``copied``: deep copies). Every event
+        received or emitted; ``as_clients_see``: only those the datastore has ingested by now (its HTTP API)."""
         with self._lock:
             visible = self.ingestion.now() if as_clients_see else None
             if newest_first:
                 found = self.datastore.newest_first(query, visible_at=visible)
             else:
                 found = self.datastore.query(query, visible_at=visible)
-            return [s.event for s in found]
+            return self.datastore.copies(found) if copied else [s.event for s in found]
