@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from fakes.fake_kube import FakeKube
-from jes.devtools.controlplane.datastore import EventQuery
 from jes.devtools.controlplane.server import LocalControlPlane
 
 CALL_TIMEOUT_S = 120.0
@@ -51,11 +50,6 @@ def _serve(conn: multiprocessing.connection.Connection, kind: str, options: dict
                 return
             op, name, args, kwargs = request
             try:
-                if op == "triggered_ids":  # (no deep copy of every event: the control plane's GIL)
-                    query = EventQuery(type=name)
-                    result = [e.get("triggeredid") for e in fake.state.stored_events(query, newest_first=False)]
-                    conn.send(("ok", result))
-                    continue
                 attr = getattr(fake, name)
                 result = attr(*args, **kwargs) if op == "call" else attr
                 conn.send(("ok", result))
@@ -100,13 +94,6 @@ class Remote:
     def get(self, name: str) -> Any:
         self._conn.send(("get", name, (), {}))
         return self._receive()
-
-    def triggered_ids(self, event_type: str) -> list[str | None]:
-        """The ``triggeredid`` of every stored event of a type (control plane only): what waiting
-        for events needs, without copying every event in the control plane's process."""
-        self._conn.send(("triggered_ids", event_type, (), {}))
-        result: list[str | None] = self._receive()
-        return result
 
     def close(self) -> None:
         with contextlib.suppress(OSError, BrokenPipeError):

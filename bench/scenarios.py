@@ -153,7 +153,7 @@ def wait_finished(stack: Stack, ids: list[str], *, timeout_s: float, what: str, 
     wanted = set(ids)
 
     def done(plane: remote.Remote) -> bool:
-        return wanted <= set(plane.triggered_ids(f"sh.keptn.event.{TASK}.finished"))
+        return wanted <= set(plane.call("triggered_ids", type=f"sh.keptn.event.{TASK}.finished"))
 
     stack.plane.wait_for(done, timeout_s=timeout_s, interval_s=interval_s, what=what)
 
