@@ -89,8 +89,7 @@ class KeptnClient:
     ) -> None:
         self.http = http
         self._direct = direct.direct_post(http)
-        # at most as many requests as the pool holds: the rest wait here, not in a transport's queue
-        self._in_flight = gates.PriorityGate(max_in_flight)  # .finished first, .started last
+        self._in_flight = gates.PriorityGate(max_in_flight)  # as many as the pool holds; .finished first
         # .started may use half of them: under a burst the reports of events already running are not
         # queued behind hundreds of .started (the complete -> .finished latency; bench/README.md)
         self._starting = asyncio.Semaphore(max(1, max_in_flight // 2))
