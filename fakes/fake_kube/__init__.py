@@ -291,8 +291,9 @@ class FakeKube:
     # --- client configuration -------------------------------------------------------------------
 
     def configuration(self) -> kubernetes.client.Configuration:
-        """A client configuration pointing at this server (no auth, a roomy connection pool)."""
-        config = kubernetes.client.Configuration(host=self.url)
+        """A client configuration pointing at this server (its token, a roomy connection pool)."""
+        config = kubernetes.client.Configuration(host=self.url, api_key={"authorization": _http.TOKEN})
+        config.api_key_prefix = {"authorization": "Bearer"}
         config.connection_pool_maxsize = 64
         return config
 
@@ -305,7 +306,7 @@ class FakeKube:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-            "users": [{"name": "fake", "user": {"token": "fake-token"}}],
+            "users": [{"name": "fake", "user": {"token": _http.TOKEN}}],
             "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": namespace}}],
             "current-context": "fake",
         }

@@ -43,6 +43,10 @@ def _stored(text: str, status: int = 200) -> Response:
     return Response(text.encode(), status_code=status, media_type="application/json")
 
 
+#: The bearer token the fake API server accepts (in its kubeconfig and client configuration).
+TOKEN = "fake-token"
+
+
 def _status(code: int, reason: str, message: str, details: Obj | None = None) -> Response:
     return _json(_store.status_body(code, reason, message, details), code)
 
@@ -426,6 +430,10 @@ class Api:
         return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
 
     async def handle(self, request: Request) -> Response:
+        if request.headers.get("authorization") != f"Bearer {TOKEN}":
+            # kube-apiserver's answer to a request whose credentials no authenticator accepts
+            # (k8s.io/apiserver endpoints/handlers/responsewriters: Status "Unauthorized", 401)
+            return _status(401, "Unauthorized", "Unauthorized")
         target = self._target(request)
         if target is None:
             return _status(404, "NotFound", "the server could not find the requested resource")

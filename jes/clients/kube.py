@@ -1,16 +1,18 @@
-"""The Kubernetes API calls jes makes (the kubernetes runner, the Lease ledger), as plain JSON, off
-the event loop; :func:`connect` builds the one ``ApiClient`` a process uses.
+"""The Kubernetes API calls jes makes (the kubernetes runner, the Lease ledger), as plain JSON;
+:func:`connect` builds the one ``ApiClient`` a process uses.
 
-Requests go through the official ``kubernetes`` client's ``ApiClient`` (its configuration: server,
-credentials, TLS, connection pool) but not through its generated API methods: those validate every
-body with pydantic and project it into model objects, which costs more CPU than the request
-itself. The client is synchronous, so every call runs in a small thread pool, with a timeout; the
-raw response is parsed as JSON (or streamed, for logs and watches), and the client's exceptions
-are translated into :mod:`jes.errors` where they enter. Temporary errors (connection problems,
-5xx, 429 with its ``Retry-After``) are retried with the runner's :class:`jes.util.retry.Backoff`; 403
-becomes :class:`errors.KubePermissionError` naming the verb, resource and namespace.
+The official ``kubernetes`` client provides the configuration (server, credentials, TLS, proxy);
+its generated API methods are not used: they validate every body with pydantic and project it into
+model objects, which costs more CPU than the request itself. JSON calls and log reads go out on the
+event loop over :mod:`jes.clients.kubehttp` (the lean HTTP/1.1 transport), about a third of the CPU
+of the client's own synchronous path; a configuration that path cannot serve exactly as the client
+would (an HTTP proxy, a TLS server name of its own) keeps the client's path, each call in a small
+thread pool. Watches and the lists they start from use the client in the watch threads. Errors are
+translated into :mod:`jes.errors` where they enter (:mod:`jes.clients.kubeerrors`). Temporary errors
+(connection problems, 5xx, 429 with its ``Retry-After``) are retried with the runner's
+:class:`jes.util.retry.Backoff`; 403 becomes :class:`errors.KubePermissionError` naming the verb,
+resource and namespace.
 """
-
 from __future__ import annotations
 
 import asyncio
