@@ -460,6 +460,11 @@ class FakeKube:
             return {f"{ns}/{name}": at for (ns, name), at in found.items()}
         return {name: at for (ns, name), at in found.items() if ns == namespace}
 
+    def unauthorized(self) -> dict[str, int]:
+        """Requests refused for their credentials (401), by path."""
+        prefix = "unauthorized "
+        return {key[len(prefix) :]: n for key, n in self.request_counts().items() if key.startswith(prefix)}
+
     def request_counts(self) -> dict[str, int]:
         """Requests served so far, by ``"verb resource"`` (``"create batch/jobs"``, ``"watch pods"``)."""
         api = self._parts()[2]

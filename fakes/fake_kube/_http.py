@@ -433,6 +433,7 @@ class Api:
         if request.headers.get("authorization") != f"Bearer {TOKEN}":
             # kube-apiserver's answer to a request whose credentials no authenticator accepts
             # (k8s.io/apiserver endpoints/handlers/responsewriters: Status "Unauthorized", 401)
+            self.requests[("unauthorized", request.scope["path"])] += 1
             return _status(401, "Unauthorized", "Unauthorized")
         target = self._target(request)
         if target is None:

@@ -50,6 +50,14 @@ def usable(configuration: kubernetes.client.Configuration) -> bool:
     return scheme in ("http", "https") and not configuration.proxy and not overrides
 
 
+def authorization_of(configuration: kubernetes.client.Configuration) -> str:
+    """The Authorization header the client would send ("" for none): a token from a kubeconfig or
+    the service account (kept as ``BearerToken``), or basic auth (kept as ``authorization``). Asking
+    runs the configuration's refresh hook, which renews an expiring token."""
+    found = configuration.auth_settings().get("BearerToken")
+    return str(found["value"]) if found and found.get("value") else ""
+
+
 class KubeHttp:
     """One pool of connections to the API server; JSON in, :class:`Answer` out."""
 
@@ -100,7 +108,7 @@ class KubeHttp:
         refreshes expiring tokens) at most every :data:`TOKEN_RECHECK_S`."""
         now = self._monotonic()
         if self._token is None or now - self._token[0] >= TOKEN_RECHECK_S:
-            self._token = (now, self._configuration.get_api_key_with_prefix("authorization") or "")
+            self._token = (now, authorization_of(self._configuration))
         return self._token[1]
 
     async def stream(

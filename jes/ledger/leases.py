@@ -101,8 +101,9 @@ class LeaseLedger:
     def from_settings(
         cls, api_client: kubernetes.client.ApiClient, settings: Settings, **overrides: Any
     ) -> LeaseLedger:
-        """A ledger on the process's Kubernetes client, with threads of its own: a runner busy
-        reading logs must not delay the heartbeat until other replicas take this one's events over."""
+        """A ledger on the process's Kubernetes client, with connections (and threads, where the
+        client's own path is used) of its own: a runner busy reading logs must not delay the
+        heartbeat until other replicas take this one's events over."""
         pool = ThreadPoolExecutor(4, thread_name_prefix="jes-ledger")
         api = kube_client.KubeApi(
             api_client,

@@ -31,11 +31,12 @@ def test_a_proxy_or_a_tls_server_name_keeps_the_clients_own_path() -> None:
 async def test_the_token_is_asked_for_again_every_ten_seconds() -> None:
     """Its refresh hook (an expiring in-cluster or exec token) runs at most every 10 s, not per call."""
     config = kubernetes.client.Configuration(host="https://k8s.example:6443")
+    config.api_key = {"BearerToken": "Bearer token-0"}  # as the in-cluster and kubeconfig loaders keep it
     refreshed: list[int] = []
 
     def refresh(configuration: Any) -> None:
         refreshed.append(1)
-        configuration.api_key = {"authorization": f"Bearer token-{len(refreshed)}"}
+        configuration.api_key["BearerToken"] = f"Bearer token-{len(refreshed)}"
 
     config.refresh_api_key_hook = refresh  # type: ignore[assignment]
     now = [100.0]

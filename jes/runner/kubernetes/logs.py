@@ -114,7 +114,7 @@ class LogFollower:
             opened = await self._direct.stream(path, query=query, timeout_s=CONNECT_TIMEOUT_S, read_timeout_s=None)
             return opened.status, aiter(opened.body), opened.body.aclose
         headers = {"Accept": "*/*"}
-        token = self._configuration.get_api_key_with_prefix("authorization")  # refreshes in-cluster tokens
+        token = kubehttp.authorization_of(self._configuration)  # (refreshes an expiring token)
         if token:
             headers["Authorization"] = token
         client = self._client()
