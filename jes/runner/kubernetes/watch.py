@@ -24,7 +24,7 @@ import urllib3
 
 from jes import errors
 from jes.clients import kube as kube_client
-from jes.util import retry
+from jes.util import flag, retry
 
 Obj = dict[str, Any]
 logger = logging.getLogger(__name__)
@@ -43,24 +43,73 @@ def job_name_of_pod(pod: Obj) -> str:
     return ""
 
 
-_METADATA_KEPT = (
-    "name", "namespace", "uid", "resourceVersion", "labels", "ownerReferences",
-    "creationTimestamp", "deletionTimestamp",
-)  # fmt: skip
+_METADATA_KEPT = ("name", "resourceVersion", "creationTimestamp", "deletionTimestamp")
+_CONDITION_KEPT = ("type", "status", "reason", "message", "lastTransitionTime")
+_JOB_STATUS_KEPT = ("completionTime", "succeeded", "failed")
+_POD_STATUS_KEPT = ("phase", "reason", "message")
+_TERMINATED_KEPT = ("exitCode", "reason", "message")
+_WAITING_KEPT = ("reason", "message")
 
 
-def slim(obj: Obj) -> Obj:
-    """What the runner reads of a Job or pod (metadata, status, a Job's deadline); with a thousand
-    Jobs in flight the rest of each object (pod specs, managed fields) is most of the memory."""
+def slim(obj: Obj, kind: str) -> Obj:
+    """What the runner reads of a Job or pod (:mod:`.status`, :mod:`.waiting`, :mod:`.finishing`):
+    with thousands of Jobs in flight the rest of each object (pod specs, managed fields, timestamps,
+    images, IPs) is most of jes's memory. A pod keeps what routes it to its Job (the job-name
+    labels, the Job owner reference) and its containers' states (reason and message while waiting,
+    exit code, reason and message once terminated); a Job its conditions, counts and deadline."""
     metadata = obj.get("metadata") or {}
-    kept: Obj = {
-        "metadata": {k: metadata[k] for k in _METADATA_KEPT if k in metadata},
-        "status": obj.get("status") or {},
-    }
+    kept_metadata = _picked(metadata, _METADATA_KEPT)
+    labels = _picked(metadata.get("labels") or {}, JOB_NAME_LABELS)
+    if labels:
+        kept_metadata["labels"] = labels
+    references = metadata.get("ownerReferences") or ()
+    owners = [{"kind": "Job", "name": r.get("name")} for r in references if r.get("kind") == "Job"]
+    if owners:
+        kept_metadata["ownerReferences"] = owners
+    status = obj.get("status") or {}
+    if kind == "pods":
+        return {"metadata": kept_metadata, "status": _pod_status(status)}
+    kept: Obj = {"metadata": kept_metadata, "status": _job_status(status)}
     deadline = (obj.get("spec") or {}).get("activeDeadlineSeconds")
     if deadline is not None:
         kept["spec"] = {"activeDeadlineSeconds": deadline}
     return kept
+
+
+def _picked(source: Obj, keys: tuple[str, ...]) -> Obj:
+    return {k: source[k] for k in keys if k in source}
+
+
+def _job_status(status: Obj) -> Obj:
+    kept = _picked(status, _JOB_STATUS_KEPT)
+    conditions = status.get("conditions")
+    if conditions:
+        kept["conditions"] = [_picked(c, _CONDITION_KEPT) for c in conditions]
+    return kept
+
+
+def _pod_status(status: Obj) -> Obj:
+    kept = _picked(status, _POD_STATUS_KEPT)
+    conditions = status.get("conditions") or ()
+    scheduling = [_picked(c, _CONDITION_KEPT) for c in conditions if c.get("type") == "PodScheduled"]
+    if scheduling:
+        kept["conditions"] = scheduling
+    for key in ("initContainerStatuses", "containerStatuses"):
+        if key in status:
+            kept[key] = [_container_status(s) for s in status[key] or ()]
+    return kept
+
+
+def _container_status(status: Obj) -> Obj:
+    state = status.get("state") or {}
+    kept_state: Obj = {}
+    if "waiting" in state:
+        kept_state["waiting"] = _picked(state["waiting"] or {}, _WAITING_KEPT)
+    if "running" in state:
+        kept_state["running"] = {}
+    if "terminated" in state:
+        kept_state["terminated"] = _picked(state["terminated"] or {}, _TERMINATED_KEPT)
+    return {"name": status.get("name"), "state": kept_state}
 
 
 def _rv(obj: Obj | None) -> int | None:
@@ -84,7 +133,7 @@ def _after(obj: Obj, listed_at: int | None) -> bool:
     return rv is not None and listed_at is not None and rv > listed_at
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Tracker:
     """What one ``run()`` knows about its Job and the Job's pods; ``changed`` wakes it up."""
 
@@ -95,19 +144,19 @@ class Tracker:
     relisted_without_job: bool = False
     """A re-list (after 410) did not contain the Job: confirm with a GET before calling it lost."""
     error: BaseException | None = None
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: flag.Flag = field(default_factory=flag.Flag)
 
     def offer_job(self, job: Obj) -> None:
         """A Job read outside the watch (create/GET answer): kept only if newer."""
         if is_newer(job, self.job):
-            self.job = slim(job)
+            self.job = slim(job, "jobs")
             self.changed.set()
 
     def offer_pods(self, pods: list[Obj]) -> None:
         for pod in pods:
             name = pod["metadata"]["name"]
             if is_newer(pod, self.pods.get(name)):
-                self.pods[name] = slim(pod)
+                self.pods[name] = slim(pod, "pods")
         self.changed.set()
 
     def fail(self, error: BaseException) -> None:
@@ -338,7 +387,8 @@ class _WatchThread:
     def _list(self) -> str:
         result = self.api.list_raw(self.kind, self.namespace, self.selector)
         list_rv = str((result.get("metadata") or {}).get("resourceVersion", ""))
-        self.owner.post(self.owner.on_list, self.kind, [slim(item) for item in result.get("items") or []], list_rv)
+        items = [slim(item, self.kind) for item in result.get("items") or []]
+        self.owner.post(self.owner.on_list, self.kind, items, list_rv)
         return list_rv
 
     def _watch(self, resource_version: str) -> str:
@@ -387,7 +437,7 @@ class _WatchThread:
                     self._raise_status(obj)
                 last_rv = str((obj.get("metadata") or {}).get("resourceVersion", "")) or last_rv
                 if event_type in ("ADDED", "MODIFIED", "DELETED"):
-                    batch.append((event_type, slim(obj)))
+                    batch.append((event_type, slim(obj, self.kind)))
             yield batch, last_rv
 
     def _raise_status(self, status: Obj) -> None:
