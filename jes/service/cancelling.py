@@ -31,7 +31,7 @@ from typing import Protocol
 
 from jes.clients.keptn import client as keptn_client
 from jes.ledger import EventRef
-from jes.util import retry
+from jes.util import flag, retry
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ _ONCE = retry.Backoff(())
 @dataclass
 class _Watch:
     ref: EventRef
-    aborted: asyncio.Event = field(default_factory=asyncio.Event)
+    aborted: flag.Flag = field(default_factory=flag.Flag)
 
 
 class RunningEvents:
@@ -55,7 +55,7 @@ class RunningEvents:
         self._watches: dict[str, _Watch] = {}
 
     @contextlib.contextmanager
-    def watching(self, ref: EventRef) -> Iterator[asyncio.Event]:
+    def watching(self, ref: EventRef) -> Iterator[flag.Flag]:
         """Watch ``ref`` while the block runs; the event is set when its sequence was aborted."""
         watch = self._watches.setdefault(ref.id, _Watch(ref))
         try:
@@ -67,7 +67,7 @@ class RunningEvents:
         """Stop watching (before the ``.finished`` that closes the event is sent)."""
         self._watches.pop(event_id, None)
 
-    def signal(self, event_id: str) -> asyncio.Event | None:
+    def signal(self, event_id: str) -> flag.Flag | None:
         watch = self._watches.get(event_id)
         return watch.aborted if watch is not None else None
 

@@ -39,6 +39,7 @@ from jes.reporter.delivery import Reporter
 from jes.runner import base as runner_base
 from jes.service.metrics import Metrics
 from jes.service.ports import FileProvider
+from jes.util import flag
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class TaskRunner:
         count: int,
         *,
         progress: list[asyncio.Task[None]] | None,
-        abort: asyncio.Event | None = None,
+        abort: flag.Flag | None = None,
     ) -> Outcome:
         """``abort`` set while the task runs (its sequence was aborted): the task is stopped."""
         info = plan.event
@@ -189,12 +190,12 @@ class TaskRunner:
         return on_attempt
 
     async def _unless_aborted(
-        self, plan: Plan, task: RenderedTask, job_name: str, running: asyncio.Task[Outcome], abort: asyncio.Event | None
+        self, plan: Plan, task: RenderedTask, job_name: str, running: asyncio.Task[Outcome], abort: flag.Flag | None
     ) -> Outcome:
         """The task's outcome, or — ``abort`` set first — the task stopped: README "Cancellation"."""
         if abort is None:
             return await running
-        aborted = asyncio.ensure_future(abort.wait())
+        aborted = abort.future()  # (no task of its own per task waiting)
         try:
             await asyncio.wait([running, aborted], return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -323,7 +324,7 @@ class TaskRunner:
 
 async def _released_or_done(files: TaskFiles, running: asyncio.Task[Outcome]) -> None:
     """Wait until the runner freed the files (it created the task), or the task ended."""
-    released = asyncio.ensure_future(files.released.wait())
+    released = files.released.future()
     try:
         await asyncio.wait([released, running], return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:

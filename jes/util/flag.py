@@ -3,13 +3,14 @@
 ``asyncio.Event`` allocates a ``collections.deque`` for its waiters when it is made (760 bytes on
 CPython 3.11, a block of 64 slots); jes keeps several events per event in flight, so with 10,000
 in flight those empty deques alone are tens of megabytes. :class:`Flag` has the same
-``set``/``clear``/``is_set``/``wait`` semantics and keeps its waiters in a list made on demand.
+``set``/``clear``/``is_set``/``wait`` semantics (and :meth:`Flag.future`) and keeps its waiters in
+a list made on demand.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
+from typing import Any, Literal
 
 
 class Flag:
@@ -36,6 +37,25 @@ class Flag:
     def clear(self) -> None:
         self._set = False
 
+    def future(self) -> asyncio.Future[Any]:
+        """A future that is done once the flag is set (cancel it when no longer needed): to wait
+        for the flag beside something else without a task of its own (``asyncio.wait``)."""
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self._set:
+            waiter.set_result(True)
+            return waiter
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        waiter.add_done_callback(self._forget)
+        return waiter
+
+    def _forget(self, waiter: asyncio.Future[bool]) -> None:
+        if self._waiters is not None and waiter in self._waiters:
+            self._waiters.remove(waiter)
+            if not self._waiters:
+                self._waiters = None
+
     async def wait(self) -> Literal[True]:
         if self._set:
             return True
@@ -47,7 +67,4 @@ class Flag:
             await waiter
             return True
         finally:
-            if self._waiters is not None and waiter in self._waiters:
-                self._waiters.remove(waiter)
-                if not self._waiters:
-                    self._waiters = None
+            self._forget(waiter)
