@@ -59,13 +59,14 @@ def slim(obj: Obj, kind: str) -> Obj:
     exit code, reason and message once terminated); a Job its conditions, counts and deadline."""
     metadata = obj.get("metadata") or {}
     kept_metadata = _picked(metadata, _METADATA_KEPT)
-    labels = _picked(metadata.get("labels") or {}, JOB_NAME_LABELS)
-    if labels:
-        kept_metadata["labels"] = labels
-    references = metadata.get("ownerReferences") or ()
-    owners = [{"kind": "Job", "name": r.get("name")} for r in references if r.get("kind") == "Job"]
-    if owners:
-        kept_metadata["ownerReferences"] = owners
+    if kind == "pods":  # what job_name_of_pod reads: the first job-name label set, else the owner
+        labels = metadata.get("labels") or {}
+        label = next((key for key in JOB_NAME_LABELS if labels.get(key)), None)
+        owners = [r for r in metadata.get("ownerReferences") or () if r.get("kind") == "Job"]
+        if label is not None:
+            kept_metadata["labels"] = {label: labels[label]}
+        elif owners:
+            kept_metadata["ownerReferences"] = [{"kind": "Job", "name": owners[0].get("name")}]
     status = obj.get("status") or {}
     if kind == "pods":
         return {"metadata": kept_metadata, "status": _pod_status(status)}
