@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -257,7 +258,9 @@ class TaskRunner:
                 await asyncio.wait([before])
             await self.reporter.best_effort(event)
 
-        progress.append(asyncio.create_task(send(), name=f"jes-status:{job_name}"))
+        delivery = asyncio.create_task(send(), name=f"jes-status:{job_name}")
+        progress.append(delivery)
+        delivery.add_done_callback(functools.partial(_forget_done, progress))
 
     def _record_outcome(self, claim: Claim, task: RenderedTask, outcome: Outcome) -> Outcome:
         record = TaskRecord(
@@ -320,6 +323,15 @@ class TaskRunner:
                 result = forget(report.outcome.job_name)
                 if asyncio.iscoroutine(result):
                     await result
+
+
+def _forget_done(progress: list[asyncio.Task[None]], delivery: asyncio.Task[None]) -> None:
+    """Forget a delivery that is over (its outcome retrieved, as the handler's gather would): each
+    event in flight would otherwise keep its ``.status.changed`` task, done long ago, until it ends."""
+    if not delivery.cancelled():
+        delivery.exception()
+    with contextlib.suppress(ValueError):
+        progress.remove(delivery)
 
 
 async def _released_or_done(files: TaskFiles, running: asyncio.Task[Outcome]) -> None:
