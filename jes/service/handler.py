@@ -265,7 +265,10 @@ class EventHandler:
     ) -> AsyncIterator[None]:
         """Hold a slot of each action's ``concurrency`` queue, in the plan's order (so no two events
         wait for each other); while waiting, "queued, position N" progress when the event reports."""
-        waiting = self.metrics.events_waiting if self.metrics and actions else None
+        if not actions:  # no queue to hold: no exit stack kept for as long as the event runs
+            yield
+            return
+        waiting = self.metrics.events_waiting if self.metrics else None
         async with contextlib.AsyncExitStack() as stack:
             if waiting is not None:
                 waiting.inc()
