@@ -198,7 +198,7 @@ class TaskRunner:
             return await running
         aborted = abort.future()  # (no task of its own per task waiting)
         try:
-            await asyncio.wait([running, aborted], return_when=asyncio.FIRST_COMPLETED)
+            await _first_done(running, aborted)
         finally:
             aborted.cancel()
         if running.done():
@@ -323,6 +323,24 @@ class TaskRunner:
                 result = forget(report.outcome.job_name)
                 if asyncio.iscoroutine(result):
                     await result
+
+
+async def _first_done(*futures: asyncio.Future[Any]) -> None:
+    """Until one of ``futures`` is done: what ``asyncio.wait(FIRST_COMPLETED)`` does, without the
+    coroutine and sets it keeps for as long as a task runs."""
+    first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def wake(_: asyncio.Future[Any]) -> None:
+        if not first.done():
+            first.set_result(None)
+
+    for future in futures:
+        future.add_done_callback(wake)
+    try:
+        await first
+    finally:
+        for future in futures:
+            future.remove_done_callback(wake)
 
 
 def _forget_done(progress: list[asyncio.Task[None]], delivery: asyncio.Task[None]) -> None:
