@@ -266,7 +266,10 @@ class EventHandler:
     ) -> AsyncIterator[None]:
         """Hold a slot of each action's ``concurrency`` queue, in the plan's order (so no two events
         wait for each other); while waiting, "queued, position N" progress when the event reports."""
-        waiting = self.metrics.events_waiting if self.metrics and actions else None
+        if not actions:  # no queue to hold: no exit stack kept for as long as the event runs
+            yield
+            return
+        waiting = self.metrics.events_waiting if self.metrics else None
         async with contextlib.AsyncExitStack() as stack:
             if waiting is not None:
                 waiting.inc()
@@ -288,8 +291,7 @@ class EventHandler:
         await self.reporter.best_effort(queued)
 
     def _must_wait_for_slot(self) -> bool:
-        locked = getattr(self.run_slot(), "locked", None)
-        return bool(locked()) if callable(locked) else False
+        return bool(locked()) if callable(locked := getattr(self.run_slot(), "locked", None)) else False
 
     def _free_slot(self) -> contextlib.AbstractAsyncContextManager[Release]:
         return run_slot(self.run_slot(), self.metrics.events_waiting if self.metrics else None)
@@ -327,8 +329,7 @@ class EventHandler:
                     return await self._cancelled(claim, reports)
                 self.running.unwatch(claim.event_id)  # its .finished closes the event: no abort from here on
                 finished, errored = self._report_of(info, action, reports, (window_start, self.clock()))
-                # the progress must be out before the .finished: awaited once its record is written
-                in_order = functools.partial(asyncio.gather, *progress, return_exceptions=True)
+                in_order = functools.partial(asyncio.gather, *progress, return_exceptions=True)  # progress first
                 result = await self._send_finished(claim, info, finished, errored=errored, before_post=in_order)
             finally:
                 await asyncio.gather(*progress, return_exceptions=True)
