@@ -7,7 +7,6 @@ matcher → :class:`Plan` (which actions run, each task rendered for the event) 
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import hashlib
 import re
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jes import errors
+from jes.util import flag
 
 if TYPE_CHECKING:
     from jes.settings import Settings
@@ -365,7 +365,7 @@ class TaskFiles:
         self.root = root
         self.sizes: dict[str, int] = dict(sizes or {})
         """Relative path → size in bytes, in path order."""
-        self.released = asyncio.Event()
+        self.released = flag.Flag()
 
     def __bool__(self) -> bool:
         return bool(self.sizes)

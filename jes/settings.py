@@ -333,7 +333,7 @@ _VARS: tuple[_Var, ...] = (
     _Var("JES_MAX_OUTPUT_BYTES", "max_output_bytes", _output_bytes, "largest output file of one task; more fails the task [64Ki]"),
     _Var("JES_RUNNER", "runner", parsing.choice("kubernetes", "local"), "kubernetes or local [kubernetes]"),
     _Var("JES_MAX_EVENT_BYTES", "max_event_bytes", parsing.positive_int, "budget of one outgoing event in bytes [65536]"),
-    _Var("JES_MAX_CONCURRENT_EVENTS", "max_concurrent_events", parsing.positive_int, "events handled at once; more wait [64]"),
+    _Var("JES_MAX_CONCURRENT_EVENTS", "max_concurrent_events", parsing.positive_int, "events whose tasks run at once; more wait (their .started is not delayed; an event gives its slot up when its tasks ended) [64]"),
     _Var("JES_PENDING_GRACE_S", "pending_grace_s", parsing.non_negative_seconds, "how long a pod may stay unschedulable [120]"),
     _Var("JES_TRANSIENT_GRACE_S", "transient_grace_s", parsing.non_negative_seconds, "how long a pod may show a reason that can heal (secret cache sync, registry 429/5xx, its proxy-token Secret not created yet) [120]"),
     _Var("JES_SHUTDOWN_GRACE_S", "shutdown_grace_s", parsing.non_negative_seconds, "on SIGTERM, time for in-flight tasks [30]"),

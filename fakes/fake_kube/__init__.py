@@ -113,9 +113,8 @@ from typing import Any, TypeVar
 
 import kubernetes.client
 import yaml
-from starlette.applications import Starlette
 
-from fakes.fake_kube import _cluster, _faults, _http, _store
+from fakes.fake_kube import _cluster, _faults, _http, _routes, _store, _wire
 from fakes.fake_kube._behaviour import Behaviour
 from fakes.fake_kube._faults import Fault, Faults
 from jes.devtools.doubles.clock import FakeClock
@@ -174,7 +173,7 @@ class FakeKube:
             name="fake-kube",
             start_timeout_s=start_timeout_s,
             on_exit=self._cancel_controllers,
-            http="h11",
+            http=_wire.LeanHttpProtocol,
             timeout_keep_alive=30,
         )
         self._store: _store.Store | None = None
@@ -235,7 +234,7 @@ class FakeKube:
         self._call(reset)
         self.clock.reset()
 
-    def _build(self) -> Starlette:
+    def _build(self) -> _routes.Router:
         """The store, the controllers and the HTTP API, made on the server's loop (its only thread)."""
         store = _store.Store(history_size=self.history_size)
         store.listeners.append(self._note_finished)
@@ -292,8 +291,9 @@ class FakeKube:
     # --- client configuration -------------------------------------------------------------------
 
     def configuration(self) -> kubernetes.client.Configuration:
-        """A client configuration pointing at this server (no auth, a roomy connection pool)."""
-        config = kubernetes.client.Configuration(host=self.url)
+        """A client configuration pointing at this server (its token, a roomy connection pool)."""
+        config = kubernetes.client.Configuration(host=self.url, api_key={"authorization": _http.TOKEN})
+        config.api_key_prefix = {"authorization": "Bearer"}
         config.connection_pool_maxsize = 64
         return config
 
@@ -306,7 +306,7 @@ class FakeKube:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-            "users": [{"name": "fake", "user": {"token": "fake-token"}}],
+            "users": [{"name": "fake", "user": {"token": _http.TOKEN}}],
             "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": namespace}}],
             "current-context": "fake",
         }
@@ -459,6 +459,11 @@ class FakeKube:
         if namespace is None:
             return {f"{ns}/{name}": at for (ns, name), at in found.items()}
         return {name: at for (ns, name), at in found.items() if ns == namespace}
+
+    def unauthorized(self) -> dict[str, int]:
+        """Requests refused for their credentials (401), by path."""
+        prefix = "unauthorized "
+        return {key[len(prefix) :]: n for key, n in self.request_counts().items() if key.startswith(prefix)}
 
     def request_counts(self) -> dict[str, int]:
         """Requests served so far, by ``"verb resource"`` (``"create batch/jobs"``, ``"watch pods"``)."""

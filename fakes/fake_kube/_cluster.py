@@ -173,25 +173,29 @@ class Cluster:
         return self._scripts.get((namespace, pod), {}).get(container)
 
     def mutate(self, plural: str, namespace: str, name: str, change: Callable[[Obj], None]) -> Obj | None:
-        current = self.store.get(plural, namespace, name)
-        if current is None:
-            return None
-        obj: Obj = _store.clone(current)
-        change(obj)
-        return self.store.update(plural, obj)
-
-    def mutate_status(self, plural: str, namespace: str, name: str, change: Callable[[Obj], None]) -> Obj | None:
-        """Like :meth:`mutate` for changes to ``status`` and to top-level ``spec`` fields only (the
-        kubelet's): copies just those parts, a fraction of cloning a whole pod each time."""
+        """Store ``change`` applied to a copy of the object: a copy on write of its top, metadata,
+        spec and status (its dicts and the dicts in its lists too). ``change`` may set fields of the
+        top, of ``metadata``, of ``spec``, of ``status``, of the dicts in ``status`` (a container
+        status) and of the dicts in its lists — replacing, never changing in place, what lies below
+        them (stored objects are never changed in place). An unchanged spec stays the very same
+        object, so its encoding is reused (:mod:`._encoding`)."""
         current = self.store.get(plural, namespace, name)
         if current is None:
             return None
         obj: Obj = dict(current)
         obj["metadata"] = dict(current["metadata"])
-        obj["spec"] = dict(current.get("spec") or {})
-        obj["status"] = _store.clone(current.get("status") or {})
+        spec = current.get("spec")
+        if isinstance(spec, dict):
+            obj["spec"] = dict(spec)
+        if "status" in current:
+            obj["status"] = _writable_copy(current["status"])
         change(obj)
+        if isinstance(spec, dict) and obj.get("spec") == spec:
+            obj["spec"] = spec
         return self.store.update(plural, obj)
+
+    mutate_status = mutate
+    """The kubelet's changes (``status``, ``spec.nodeName``): the same copy on write."""
 
     def event(self, obj: Obj, etype: str, reason: str, message: str, component: str) -> None:
         """Record a Kubernetes Event about ``obj`` (repeats bump ``count``)."""
@@ -492,9 +496,10 @@ class Cluster:
     def _create_pod(self, job: Obj, pod_name: str) -> None:
         meta = job["metadata"]
         namespace, uid = meta["namespace"], meta["uid"]
-        template = _store.clone(job["spec"]["template"])
+        template = job["spec"]["template"]
         tmeta = template.get("metadata") or {}
-        spec = template.get("spec") or {}
+        # stored objects are never changed in place: below its top, the pod's spec is the Job's
+        spec = dict(template.get("spec") or {})
         spec.setdefault("serviceAccountName", spec.get("serviceAccount") or "default")
         spec.setdefault("schedulerName", "default-scheduler")
         pod: Obj = {
@@ -691,6 +696,21 @@ def _matching_container(status: Obj, requirement: Obj) -> Obj | None:
                 matched: Obj = container
                 return matched
     return None
+
+
+def _writable_copy(status: Any) -> Any:
+    """A status whose fields, dicts, and dicts in lists a change may set (see ``mutate``)."""
+    if not isinstance(status, dict):
+        return _store.clone(status)
+    copied: Obj = {}
+    for key, value in status.items():
+        if isinstance(value, list):
+            copied[key] = [dict(item) if isinstance(item, dict) else item for item in value]
+        elif isinstance(value, dict):
+            copied[key] = dict(value)
+        else:
+            copied[key] = value
+    return copied
 
 
 def _finished(job: Obj) -> bool:

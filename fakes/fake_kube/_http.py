@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import json
 import re
 from collections import Counter
@@ -12,12 +13,11 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
+from starlette.responses import Response
 
 from fakes.fake_kube import _cluster, _faults, _store
+from fakes.fake_kube._routes import Route, Router, StreamingResponse
 
 Obj = _store.Obj
 
@@ -36,6 +36,15 @@ SERVICE_ACCOUNT_USER = "system:serviceaccount:keptn:job-executor-service"
 
 def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(_store.dumps(obj), status_code=status, media_type="application/json", headers=headers)
+
+
+def _stored(text: str, status: int = 200) -> Response:
+    """An answer carrying stored objects, already encoded."""
+    return Response(text.encode(), status_code=status, media_type="application/json")
+
+
+#: The bearer token the fake API server accepts (in its kubeconfig and client configuration).
+TOKEN = "fake-token"
 
 
 def _status(code: int, reason: str, message: str, details: Obj | None = None) -> Response:
@@ -171,12 +180,28 @@ def _validate_meta(kind: _store.Kind, meta: Obj) -> list[tuple[str, str]]:
     elif kind.plural == "jobs" and len(name) > 63:
         causes.append(("metadata.name", f'Invalid value: "{name}": must be no more than 63 characters'))
     for key, value in (meta.get("labels") or {}).items():
-        prefix, _, short = key.rpartition("/")
-        if not _LABEL_NAME.match(short) or (prefix and not _DNS_SUBDOMAIN.match(prefix)):
-            causes.append((f"metadata.labels: Invalid value: {key!r}", "name part must consist of alphanumerics"))
-        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+        causes += _label_key_causes(key)
+        if not isinstance(value, str):
             causes.append((f"metadata.labels: Invalid value: {value!r}", "a valid label must be 63 characters or less"))
+        else:
+            causes += _label_value_causes(value)
     return causes
+
+
+@functools.lru_cache(maxsize=4096)
+def _label_key_causes(key: str) -> tuple[tuple[str, str], ...]:
+    """What validation says about a label's key (the same few keys come again and again)."""
+    prefix, _, short = key.rpartition("/")
+    if not _LABEL_NAME.match(short) or (prefix and not _DNS_SUBDOMAIN.match(prefix)):
+        return ((f"metadata.labels: Invalid value: {key!r}", "name part must consist of alphanumerics"),)
+    return ()
+
+
+@functools.lru_cache(maxsize=4096)
+def _label_value_causes(value: str) -> tuple[tuple[str, str], ...]:
+    if len(value) > 63 or not _LABEL_VALUE.match(value):
+        return ((f"metadata.labels: Invalid value: {value!r}", "a valid label must be 63 characters or less"),)
+    return ()
 
 
 def _validate_job(job: Obj) -> list[tuple[str, str]]:
@@ -379,14 +404,14 @@ class Api:
             ),
             Route("/apis/{group}/{version}/{plural}", self.handle, methods=["GET"]),
         ]
-        self.app = Starlette(routes=routes)
+        self.app = Router(routes)
 
     async def version(self, request: Request) -> Response:
         return _json({"major": "1", "minor": "33", "gitVersion": "v1.33.0-fake", "platform": "linux/amd64"})
 
     def _target(self, request: Request) -> Target | None:
         params = request.path_params
-        path = request.url.path
+        path = request.scope["path"]
         if path.endswith("/log") and "plural" not in params:
             return Target(_store.KINDS["pods"], params["namespace"], params["name"], "log")
         kind = _store.KINDS.get(params["plural"])
@@ -405,6 +430,11 @@ class Api:
         return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
 
     async def handle(self, request: Request) -> Response:
+        if request.headers.get("authorization") != f"Bearer {TOKEN}":
+            # kube-apiserver's answer to a request whose credentials no authenticator accepts
+            # (k8s.io/apiserver endpoints/handlers/responsewriters: Status "Unauthorized", 401)
+            self.requests[("unauthorized", request.scope["path"])] += 1
+            return _status(401, "Unauthorized", "Unauthorized")
         target = self._target(request)
         if target is None:
             return _status(404, "NotFound", "the server could not find the requested resource")
@@ -425,7 +455,7 @@ class Api:
             return self.logs(request, target)
         if verb == "get":
             obj = self.store.get(target.kind.plural, target.namespace or "", target.name or "")
-            return _json(obj) if obj is not None else _not_found(target.kind, target.name or "")
+            return self._stored(obj) if obj is not None else _not_found(target.kind, target.name or "")
         if verb in ("list", "watch"):
             return self.collection(request, target, verb == "watch")
         body = await request.body()
@@ -459,7 +489,12 @@ class Api:
                 meta["remainingItemCount"] = len(items) - start - limit
             items = items[start : start + limit]
         kind = target.kind
-        return _json({"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": meta, "items": items})
+        head = _store.dumps({"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": meta}).decode()
+        encoded = ",".join(self.store.encoder.encode(item) for item in items)
+        return _stored(f'{head[:-1]},"items":[{encoded}]}}')
+
+    def _stored(self, obj: Obj, status: int = 200) -> Response:
+        return _stored(self.store.encoder.text(obj), status)
 
     def watch(self, request: Request, target: Target, labels: _store.Predicate, fields: _store.Predicate) -> Response:
         query = request.query_params
@@ -470,7 +505,7 @@ class Api:
         raw_rv = query.get("resourceVersion") or "0"
         if raw_rv == "0":
             initial = [
-                _store.dumps({"type": "ADDED", "object": o}) + b"\n"
+                self.store.encoder.line("ADDED", o)
                 for o in self.store.query(plural, target.namespace, labels=labels, fields=fields)
             ]
         elif int(raw_rv) < self.store.compacted[plural]:
@@ -489,28 +524,38 @@ class Api:
     async def _stream(
         self, kind: _store.Kind, watcher: _store.Watcher, initial: list[bytes], timeout_s: float, bookmarks: bool
     ) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
+        """The watch stream: events as they come; a BOOKMARK after ``bookmark_interval_s`` without
+        one (if asked for); the end at ``timeoutSeconds`` or when the server ends it (None).
+
+        One timer per interval, not one per event: it wakes the stream with an empty line
+        (:data:`_TICK`; real lines never are), and the stream looks at the clock."""
+        clock = _StreamClock(asyncio.get_running_loop(), watcher, timeout_s, self.bookmark_interval_s, bookmarks)
         try:
             if initial:
                 yield b"".join(initial)
-            while (remaining := deadline - loop.time()) > 0:
-                wait_s = min(remaining, self.bookmark_interval_s) if bookmarks else remaining
-                try:
-                    async with asyncio.timeout(wait_s):
-                        line = await watcher.queue.get()
-                except TimeoutError:
-                    if bookmarks and deadline - loop.time() > 0:
-                        yield self._bookmark(kind)
-                    continue
-                lines = [line]
+            clock.waiting()
+            while True:
+                lines = [await watcher.queue.get()]
                 while not watcher.queue.empty():
                     lines.append(watcher.queue.get_nowait())
-                if None in lines:
-                    yield b"".join(x for x in lines[: lines.index(None)] if x is not None)
+                real = [line for line in lines if line != _TICK]
+                if not real:
+                    if clock.over():
+                        return
+                    if clock.bookmark_due():
+                        yield self._bookmark(kind)
+                        clock.waiting()
+                    clock.arm()
+                    continue
+                if None in real:
+                    yield b"".join(x for x in real[: real.index(None)] if x is not None)
                     return
-                yield b"".join(x for x in lines if x is not None)
+                yield b"".join(x for x in real if x is not None)
+                if clock.over():
+                    return
+                clock.waiting()
         finally:
+            clock.stop()
             self.store.watchers[kind.plural].discard(watcher)
 
     def _bookmark(self, kind: _store.Kind) -> bytes:
@@ -637,7 +682,7 @@ class Api:
         if kind.plural == "jobs":
             self.cluster.job_created(created)
         self.cluster.object_created(kind.plural, created)
-        return _json(created, 201)
+        return self._stored(created, 201)
 
     @staticmethod
     def _refusal(kind: _store.Kind, name: str, body: Obj) -> Response | None:
@@ -651,7 +696,7 @@ class Api:
 
     def _replace(self, target: Target, current: Obj, new: Obj) -> Response:
         kind = target.kind
-        meta = new.setdefault("metadata", {})
+        meta = new["metadata"] = dict(new.get("metadata") or {})  # a patch may share the stored one
         old_meta = current["metadata"]
         for key in ("uid", "name", "namespace", "creationTimestamp", "generation"):
             if key in old_meta:
@@ -670,7 +715,7 @@ class Api:
             return too_large
         if kind.plural == "secrets":
             default_secret(new)
-        return _json(self.store.update(kind.plural, new))
+        return self._stored(self.store.update(kind.plural, new))
 
     def update(self, target: Target, body: Any) -> Response:
         kind, name = target.kind, target.name or ""
@@ -762,3 +807,60 @@ def _container_state(pod: Obj, container: str) -> Obj:
 
 async def _once(line: bytes) -> AsyncIterator[bytes]:
     yield line
+
+
+_TICK = b""
+"""What the watch stream's timer puts into its queue: time to look at the clock."""
+
+
+class _StreamClock:
+    """A watch stream's deadline and bookmark interval, kept by one lazily re-armed loop timer."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        watcher: _store.Watcher,
+        timeout_s: float,
+        interval_s: float,
+        bookmarks: bool,
+    ) -> None:
+        self.loop = loop
+        self.watcher = watcher
+        self.deadline = loop.time() + timeout_s
+        self.interval_s = interval_s
+        self.bookmarks = bookmarks
+        self.wait_started = loop.time()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def waiting(self) -> None:
+        """A new wait for events starts now (the bookmark interval counts from here)."""
+        self.wait_started = self.loop.time()
+        if self.timer is None:
+            self.arm()
+
+    def due(self) -> float:
+        return min(self.deadline, self.wait_started + self.interval_s) if self.bookmarks else self.deadline
+
+    def arm(self) -> None:
+        """The timer at :meth:`due`; one due earlier stays (it wakes the stream, which arms again)."""
+        due = self.due()
+        if self.timer is not None:
+            if self.timer.when() <= due:
+                return
+            self.timer.cancel()
+        self.timer = self.loop.call_at(due, self._tick)
+
+    def _tick(self) -> None:
+        self.timer = None
+        self.watcher.queue.put_nowait(_TICK)
+
+    def over(self) -> bool:
+        return self.loop.time() >= self.deadline
+
+    def bookmark_due(self) -> bool:
+        return self.bookmarks and self.loop.time() >= self.wait_started + self.interval_s
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None

@@ -16,7 +16,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
+
+from fakes.fake_kube import _encoding
 
 Obj = dict[str, Any]
 T = TypeVar("T")
@@ -69,9 +71,18 @@ def kind_of(name: str) -> Kind:
     return KINDS[plural]
 
 
+_last_time: tuple[datetime, str] = (datetime.min, "")
+
+
 def kube_time(when: datetime) -> str:
     """Kubernetes' ``metav1.Time``: RFC 3339 in whole seconds, ``Z`` suffix."""
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    global _last_time
+    last, text = _last_time
+    second = when.replace(microsecond=0)
+    if second != last or second.tzinfo is not last.tzinfo:
+        text = second.strftime("%Y-%m-%dT%H:%M:%SZ")
+        _last_time = (second, text)
+    return text
 
 
 def clone(obj: T) -> T:
@@ -80,8 +91,7 @@ def clone(obj: T) -> T:
     return copied
 
 
-def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
+dumps = _encoding.dumps
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,12 +281,16 @@ def status_body(code: int, reason: str, message: str, details: Obj | None = None
 # Store and watches
 
 
-@dataclass(frozen=True)
-class WatchEvent:
+class WatchEvent(NamedTuple):
+    """One event of the watch history, kept as the line it was sent as: bytes, no object tree for
+    the garbage collector to walk (a full history is tens of thousands of object versions)."""
+
     rv: int
-    type: str
-    obj: Obj
     line: bytes
+
+    def decoded(self) -> Obj:
+        obj: Obj = json.loads(self.line)["object"]
+        return obj
 
 
 @dataclass(eq=False)
@@ -321,6 +335,8 @@ class Store:
         self._by_namespace: dict[str, dict[str, dict[str, Obj]]] = {p: {} for p in KINDS}
         self._by_label: dict[str, dict[tuple[str, str], set[Key]]] = {p: {} for p in KINDS}
         self._by_owner: dict[str, set[tuple[str, str, str]]] = {}
+        self.encoder = _encoding.StoredEncoder()
+        """Encodes stored objects (watch lines, answers), reusing the encoding of unchanged specs."""
 
     def now_rv(self) -> str:
         return str(self.rv)
@@ -383,9 +399,12 @@ class Store:
         meta = obj["metadata"]
         key = (meta.get("namespace", ""), meta["name"])
         old = self.objects[plural].get(key)
+        self.objects[plural][key] = obj
+        if old is not None and _same_index_keys(old["metadata"], meta):  # most updates: status only
+            self._by_namespace[plural][key[0]][key[1]] = obj
+            return
         if old is not None:
             self._index(plural, old, add=False)
-        self.objects[plural][key] = obj
         self._index(plural, obj, add=True)
 
     def create(self, plural: str, obj: Obj, now: str, *, uid: str | None = None) -> Obj:
@@ -417,19 +436,19 @@ class Store:
         if old is None:
             return None
         self._index(plural, old, add=False)
-        obj = clone(old)
+        obj = dict(old)  # stored objects are never changed in place: a new top and metadata do
+        obj["metadata"] = dict(old["metadata"])
         self.rv += 1
         obj["metadata"]["resourceVersion"] = str(self.rv)
         self._emit(plural, "DELETED", obj)
         return obj
 
     def _emit(self, plural: str, event_type: str, obj: Obj) -> None:
-        line = dumps({"type": event_type, "object": obj}) + b"\n"
+        line = self.encoder.line(event_type, obj)
         history = self.history[plural]
         if len(history) >= self.history_size:
             self.compacted[plural] = history.popleft().rv
-        event = WatchEvent(self.rv, event_type, obj, line)
-        history.append(event)
+        history.append(WatchEvent(self.rv, line))
         for watcher in self.watchers[plural]:
             if watcher.matches(obj):
                 watcher.queue.put_nowait(line)
@@ -438,7 +457,7 @@ class Store:
 
     def since(self, plural: str, rv: int, watcher: Watcher) -> list[bytes]:
         """History lines after ``rv`` that the watcher wants (caller checked ``compacted``)."""
-        return [e.line for e in self.history[plural] if e.rv > rv and watcher.matches(e.obj)]
+        return [e.line for e in self.history[plural] if e.rv > rv and watcher.matches(e.decoded())]
 
     def clear(self) -> None:
         """Forget every object and all history (resource versions keep counting up)."""
@@ -448,11 +467,17 @@ class Store:
             self._by_label[plural].clear()
             self.expire(plural)
         self._by_owner.clear()
+        self.encoder.clear()
 
     def expire(self, plural: str) -> None:
         """Forget the history: any watch resuming from before now gets 410 Gone."""
         self.history[plural].clear()
         self.compacted[plural] = self.rv
+
+
+def _same_index_keys(old: Obj, new: Obj) -> bool:
+    """Whether two versions' metadata put them in the same label and owner index entries."""
+    return old.get("labels") == new.get("labels") and old.get("ownerReferences") == new.get("ownerReferences")
 
 
 _RANDOM = random.Random()

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-#: Largest status line + headers accepted (as httpcore/h11: 64 KiB).
-MAX_HEAD_BYTES = 64 * 1024
+from jes.clients.httpwire import MAX_HEAD_BYTES, Framing, framing_of, read_head, reading
+
 #: Bytes per read of a response body.
 CHUNK_BYTES = 64 * 1024
 #: Below the 5 s keep-alive timeout of uvicorn, gunicorn and many proxies (nginx: 75 s).
@@ -85,6 +85,30 @@ class _Connection:
         except (OSError, ValueError):
             return True
         return bool(readable)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A whole response of :meth:`LeanTransport.exchange`."""
+
+    status: int
+    reason: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of a header (``name`` in lower case)."""
+        return next((value for key, value in self.headers if key.lower() == name), None)
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An answer of :meth:`LeanTransport.open`: its head, and its body still to be read."""
+
+    status: int
+    reason: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: httpx.AsyncByteStream
 
 
 def _timeouts(request: httpx.Request) -> dict[str, float | None]:
@@ -169,32 +193,98 @@ class LeanTransport(httpx.AsyncBaseTransport):
         if url.scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"Request URL has an unsupported protocol '{url.scheme}://'.")
         port = url.port or (443 if url.scheme == "https" else 80)
-        origin: Origin = (url.scheme, url.host, port)
         timeouts = _timeouts(request)
+        chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+        head = _head(request.method.encode("ascii"), request.url.raw_path, request.headers.raw)
+        connection, answer, keep_alive = await self._start(
+            (url.scheme, url.host, port), timeouts, head, _request_body(request), chunked
+        )
+        framing = framing_of(request.method, answer[0], answer[2])
+        keep_alive = keep_alive and framing[0] != "close" and not _says_close(request.headers.get("connection"))
+        body = _Body(self, connection, framing, keep_alive, timeouts["read"])
+        return httpx.Response(
+            answer[0],
+            headers=answer[2],
+            stream=body,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": answer[1]},
+        )
+
+    async def exchange(
+        self,
+        method: str,
+        origin: Origin,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeout_s: float | None,
+    ) -> Answer:
+        """One request whose body is in memory, its answer read whole, without httpx's request and
+        response objects: on loopback their URL parsing, header normalising, cookie jar and auth
+        flow cost more CPU than the exchange itself (jes's hot paths use this: the Kubernetes JSON
+        calls and the Keptn event POSTs; ``make bench``). ``timeout_s`` bounds each phase, as
+        ``httpx.Timeout(t)``. See :meth:`open`."""
+        timeouts: dict[str, float | None] = dict.fromkeys(("connect", "read", "write", "pool"), timeout_s)
+        opened = await self.open(method, origin, target, headers, body, timeouts)
         try:
-            async with asyncio.timeout(timeouts["pool"]):
-                await self._slots.acquire()
-        except TimeoutError as exc:
-            raise httpx.PoolTimeout("no connection became free in time") from exc
+            content = b"".join([chunk async for chunk in opened.body])
+        except BaseException:
+            await opened.body.aclose()
+            raise
+        return Answer(opened.status, opened.reason, opened.headers, content)
+
+    async def open(
+        self,
+        method: str,
+        origin: Origin,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeouts: dict[str, float | None],
+    ) -> Opened:
+        """One request whose body is in memory; the answer's head, its body a stream (read it to its
+        end, or ``aclose()`` it). ``headers`` must not hold Host or Content-Length (they are added).
+        Raises httpx's exceptions, as :meth:`handle_async_request` does."""
+        scheme, host, port = origin
+        default_port = 443 if scheme == "https" else 80
+        name = (f"[{host}]" if ":" in host else host).encode("ascii")  # an IPv6 address in brackets
+        host_value = name if port == default_port else b"%s:%d" % (name, port)
+        fields = [(b"Host", host_value), *headers]
+        if body or method in ("POST", "PUT", "PATCH"):
+            fields.append((b"Content-Length", str(len(body)).encode("ascii")))
+        connection, (status, reason, answer_headers), keep_alive = await self._start(
+            origin, timeouts, _head(method.encode("ascii"), target, fields), _bytes_body(body), False
+        )
+        try:
+            framing = framing_of(method, status, answer_headers)
+        except BaseException:
+            self._done(connection, reusable=False)
+            raise
+        stream = _Body(self, connection, framing, keep_alive and framing[0] != "close", timeouts["read"])
+        return Opened(status, reason, answer_headers, stream)
+
+    async def _start(
+        self, origin: Origin, timeouts: dict[str, float | None], head: bytes, body: AsyncIterator[bytes], chunked: bool
+    ) -> tuple[_Connection, tuple[int, bytes, list[tuple[bytes, bytes]]], bool]:
+        """A connection slot, a connection, the request sent and the answer's head read."""
+        if not self._slots.locked():
+            await self._slots.acquire()  # (returns at once: no timer for it)
+        else:
+            try:
+                async with asyncio.timeout(timeouts["pool"]):
+                    await self._slots.acquire()
+            except TimeoutError as exc:
+                raise httpx.PoolTimeout("no connection became free in time") from exc
         connection: _Connection | None = None
         try:
             connection = self._pooled(origin) or await self._connect(origin, timeouts["connect"])
-            await _send(connection, request, timeouts["write"])
-            status, reason, headers, keep_alive = await _read_head(connection, timeouts["read"])
+            await _send(connection, head, body, chunked, timeouts["write"])
+            status, reason, headers, keep_alive = await read_head(connection, timeouts["read"])
         except BaseException:
             if connection is not None:
                 connection.close()
             self._slots.release()
             raise
-        framing = _framing(request.method, status, headers)
-        keep_alive = keep_alive and framing[0] != "close" and not _says_close(request.headers.get("connection"))
-        body = _Body(self, connection, framing, keep_alive, timeouts["read"])
-        return httpx.Response(
-            status,
-            headers=headers,
-            stream=body,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
-        )
+        return connection, (status, reason, headers), keep_alive
 
     def _done(self, connection: _Connection, reusable: bool) -> None:
         if reusable:
@@ -208,99 +298,49 @@ def _says_close(value: str | None) -> bool:
     return value is not None and "close" in value.lower()
 
 
-async def _send(connection: _Connection, request: httpx.Request, timeout_s: float | None) -> None:
-    target = request.url.raw_path
-    lines = [request.method.encode("ascii") + b" " + target + b" HTTP/1.1"]
-    lines += [name + b": " + value for name, value in request.headers.raw]
-    chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+def _head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    lines = [method + b" " + target + b" HTTP/1.1"]
+    lines += [name + b": " + value for name, value in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+async def _request_body(request: httpx.Request) -> AsyncIterator[bytes]:
+    stream = request.stream
+    if not isinstance(stream, httpx.AsyncByteStream):
+        raise TypeError("the request body is not an async stream (use an httpx.AsyncClient)")
+    async for chunk in stream:  # one chunk for json= or content=bytes
+        yield chunk
+
+
+async def _bytes_body(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+async def _send(
+    connection: _Connection, head: bytes, body: AsyncIterator[bytes], chunked: bool, timeout_s: float | None
+) -> None:
     writer = connection.writer
     try:
-        async with asyncio.timeout(timeout_s):
-            writer.write(b"\r\n".join(lines) + b"\r\n\r\n")
-            stream = request.stream
-            if not isinstance(stream, httpx.AsyncByteStream):
-                raise TypeError("the request body is not an async stream (use an httpx.AsyncClient)")
-            async for chunk in stream:  # one chunk for json= or content=bytes
-                if chunk:
-                    writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-                    await writer.drain()
-            if chunked:
-                writer.write(b"0\r\n\r\n")
-            await writer.drain()
+        writer.write(head)
+        async for chunk in body:
+            if chunk:
+                writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                await _drained(writer, timeout_s)
+        if chunked:
+            writer.write(b"0\r\n\r\n")
+        await _drained(writer, timeout_s)
     except TimeoutError as exc:
         raise httpx.WriteTimeout("sending the request timed out") from exc
     except (OSError, ssl.SSLError) as exc:
         raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
 
 
-@contextlib.asynccontextmanager
-async def _reading(timeout_s: float | None, what: str) -> AsyncIterator[None]:
-    """httpx's errors for a read: timeout, connection error, or the peer closing too early."""
-    try:
+async def _drained(writer: asyncio.StreamWriter, timeout_s: float | None) -> None:
+    """Until the socket took what was written; with a timer only when it has not yet (most requests
+    go out whole at once: a timer for each would cost more than the write)."""
+    if writer.transport.get_write_buffer_size() or writer.transport.is_closing():
         async with asyncio.timeout(timeout_s):
-            yield
-    except TimeoutError as exc:
-        raise httpx.ReadTimeout(f"reading {what} timed out") from exc
-    except asyncio.IncompleteReadError as exc:
-        if what == "the response" and not exc.partial:
-            raise httpx.RemoteProtocolError("Server disconnected without sending a response.") from exc
-        raise httpx.RemoteProtocolError(f"peer closed connection without sending complete {what}") from exc
-    except asyncio.LimitOverrunError as exc:
-        raise httpx.RemoteProtocolError(f"{what}: headers too large") from exc
-    except (OSError, ssl.SSLError) as exc:
-        raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
-
-
-async def _read_head(
-    connection: _Connection, timeout_s: float | None
-) -> tuple[int, bytes, list[tuple[bytes, bytes]], bool]:
-    """Status, reason, headers and whether HTTP/1.x keep-alive applies; 1xx answers skipped."""
-    while True:
-        async with _reading(timeout_s, "the response"):
-            try:
-                head = await connection.reader.readuntil(b"\r\n\r\n")
-            except ValueError as exc:  # readuntil: the separator not within the limit
-                raise asyncio.LimitOverrunError(str(exc), MAX_HEAD_BYTES) from exc
-        status_line, *header_lines = head[:-4].split(b"\r\n")
-        parts = status_line.split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise httpx.RemoteProtocolError(f"not an HTTP/1.x status line: {status_line[:80]!r}")
-        status = int(parts[1])
-        headers = []
-        for line in header_lines:
-            name, colon, value = line.partition(b":")
-            if not colon or not name or name != name.strip():
-                raise httpx.RemoteProtocolError(f"malformed response header: {line[:80]!r}")
-            headers.append((name, value.strip()))
-        if 100 <= status < 200 and status != 101:
-            continue  # an interim answer (100 Continue, 103 Early Hints): the real one follows
-        keep_alive = parts[0] == b"HTTP/1.1"
-        for name, value in headers:
-            if name.lower() == b"connection":
-                lowered = value.lower()
-                keep_alive = b"close" not in lowered and (keep_alive or b"keep-alive" in lowered)
-        return status, parts[2] if len(parts) > 2 else b"", headers, keep_alive
-
-
-Framing = tuple[str, int]
-
-
-def _framing(method: str, status: int, headers: list[tuple[bytes, bytes]]) -> Framing:
-    """How the body ends (RFC 9112 §6.3): ("none", 0), ("length", n), ("chunked", 0), ("close", 0)."""
-    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-        return ("none", 0)
-    length: int | None = None
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered == b"transfer-encoding":
-            if value.lower().rsplit(b",", 1)[-1].strip() == b"chunked":
-                return ("chunked", 0)
-            return ("close", 0)
-        if lowered == b"content-length":
-            if not value.isdigit() or (length is not None and int(value) != length):
-                raise httpx.RemoteProtocolError(f"bad Content-Length: {value[:40]!r}")
-            length = int(value)
-    return ("length", length) if length is not None else ("close", 0)
+            await writer.drain()
 
 
 class _Body(httpx.AsyncByteStream):
@@ -335,7 +375,7 @@ class _Body(httpx.AsyncByteStream):
                 yield chunk
         elif kind == "close":
             while True:
-                async with _reading(self._timeout_s, "the message body"):
+                async with reading(self._timeout_s, "the message body"):
                     chunk = await reader.read(CHUNK_BYTES)
                 if not chunk:
                     break
@@ -344,7 +384,7 @@ class _Body(httpx.AsyncByteStream):
 
     async def _chunks(self, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
         while True:
-            async with _reading(self._timeout_s, "the message body"):
+            async with reading(self._timeout_s, "the message body"):
                 size_line = await reader.readuntil(b"\r\n")
             size_text = size_line.split(b";", 1)[0].strip()
             try:
@@ -353,13 +393,13 @@ class _Body(httpx.AsyncByteStream):
                 raise httpx.RemoteProtocolError(f"bad chunk size: {size_text[:20]!r}") from exc
             if size == 0:
                 while True:  # trailers, up to the empty line
-                    async with _reading(self._timeout_s, "the message body"):
+                    async with reading(self._timeout_s, "the message body"):
                         line = await reader.readuntil(b"\r\n")
                     if line == b"\r\n":
                         return
             async for chunk in self._exactly(reader, size):
                 yield chunk
-            async with _reading(self._timeout_s, "the message body"):
+            async with reading(self._timeout_s, "the message body"):
                 if await reader.readexactly(2) != b"\r\n":
                     raise httpx.RemoteProtocolError("a chunk does not end with CRLF")
 
@@ -367,9 +407,13 @@ class _Body(httpx.AsyncByteStream):
         """``length`` bytes of the body, as they arrive."""
         remaining = length
         while remaining:
-            async with _reading(self._timeout_s, "the message body"):
+            if reader._buffer and reader.exception() is None:  # type: ignore[attr-defined]  # here: no timer
                 chunk = await reader.read(min(remaining, CHUNK_BYTES))
-                if not chunk:
+            else:
+                async with reading(self._timeout_s, "the message body"):
+                    chunk = await reader.read(min(remaining, CHUNK_BYTES))
+            if not chunk:
+                async with reading(self._timeout_s, "the message body"):
                     raise asyncio.IncompleteReadError(b"", remaining)
             remaining -= len(chunk)
             yield chunk

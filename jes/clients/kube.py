@@ -1,16 +1,18 @@
-"""The Kubernetes API calls jes makes (the kubernetes runner, the Lease ledger), as plain JSON, off
-the event loop; :func:`connect` builds the one ``ApiClient`` a process uses.
+"""The Kubernetes API calls jes makes (the kubernetes runner, the Lease ledger), as plain JSON;
+:func:`connect` builds the one ``ApiClient`` a process uses.
 
-Requests go through the official ``kubernetes`` client's ``ApiClient`` (its configuration: server,
-credentials, TLS, connection pool) but not through its generated API methods: those validate every
-body with pydantic and project it into model objects, which costs more CPU than the request
-itself. The client is synchronous, so every call runs in a small thread pool, with a timeout; the
-raw response is parsed as JSON (or streamed, for logs and watches), and the client's exceptions
-are translated into :mod:`jes.errors` where they enter. Temporary errors (connection problems,
-5xx, 429 with its ``Retry-After``) are retried with the runner's :class:`jes.util.retry.Backoff`; 403
-becomes :class:`errors.KubePermissionError` naming the verb, resource and namespace.
+The official ``kubernetes`` client provides the configuration (server, credentials, TLS, proxy);
+its generated API methods are not used: they validate every body with pydantic and project it into
+model objects, which costs more CPU than the request itself. JSON calls and log reads go out on the
+event loop over :mod:`jes.clients.kubehttp` (the lean HTTP/1.1 transport), about a third of the CPU
+of the client's own synchronous path; a configuration that path cannot serve exactly as the client
+would (an HTTP proxy, a TLS server name of its own) keeps the client's path, each call in a small
+thread pool. Watches and the lists they start from use the client in the watch threads. Errors are
+translated into :mod:`jes.errors` where they enter (:mod:`jes.clients.kubeerrors`). Temporary errors
+(connection problems, 5xx, 429 with its ``Retry-After``) are retried with the runner's
+:class:`jes.util.retry.Backoff`; 403 becomes :class:`errors.KubePermissionError` naming the verb,
+resource and namespace.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -21,16 +23,32 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
+import httpx
 import kubernetes.client
 import kubernetes.config
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from jes import errors
+from jes.clients import kubehttp
+from jes.clients.httptransport import Answer, Opened
+from jes.clients.kubeerrors import answer_error, translate
 from jes.util import retry
 
 T = TypeVar("T")
 Obj = dict[str, Any]
+
+
+class DirectLog:
+    """A log being read over the direct path."""
+
+    def __init__(self, opened: Opened) -> None:
+        self.opened = opened
+        self.chunks = aiter(opened.body)
+
+
+LogResponse = urllib3.BaseHTTPResponse | DirectLog
+"""A log being read: over the direct path or the client's (urllib3)."""
 
 logger = logging.getLogger(__name__)
 
@@ -67,53 +85,6 @@ def connect(
     return kubernetes.client.ApiClient(config)
 
 
-def _server_message(exc: ApiException) -> tuple[str, str]:
-    """(message, reason) from a ``Status`` body, or the HTTP reason."""
-    body = exc.body
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", errors="replace")
-    if body:
-        try:
-            status = json.loads(body)
-        except ValueError:
-            return body[:256], str(exc.reason or "")
-        if isinstance(status, dict):
-            return str(status.get("message") or exc.reason or ""), str(status.get("reason") or "")
-    return str(exc.reason or ""), ""
-
-
-def _retry_after_s(exc: ApiException) -> float | None:
-    headers = exc.headers or {}
-    raw = headers.get("Retry-After") if hasattr(headers, "get") else None
-    try:
-        return float(raw) if raw is not None else None
-    except ValueError:
-        return None
-
-
-def translate(exc: BaseException, *, verb: str, resource: str, namespace: str) -> errors.KubeError:
-    """The :mod:`jes.errors` type for an exception of the client or of urllib3."""
-    where = f"{verb} {resource} in namespace {namespace!r}"
-    if isinstance(exc, ApiException):
-        status = int(exc.status or 0)
-        message, reason = _server_message(exc)
-        text = f"cannot {where}: {status} {reason or exc.reason}: {message}"
-        if status == 403:
-            return errors.KubePermissionError(verb=verb, resource=resource, namespace=namespace, server_message=message)
-        if status == 409:
-            return errors.KubeConflictError(text, status=status, reason=reason)
-        if status == 404:
-            return errors.KubeNotFoundError(text, status=status, reason=reason)
-        if status == 429 or status >= 500:
-            error = errors.KubeTemporaryError(text, status=status, reason=reason)
-            error.retry_after_s = _retry_after_s(exc)
-            return error
-        return errors.KubePermanentError(text, status=status, reason=reason)
-    if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
-        return errors.KubeTemporaryError(f"cannot {where}: connection error: {exc}")
-    return errors.KubePermanentError(f"cannot {where}: {type(exc).__name__}: {exc}")
-
-
 _JOBS = "/apis/batch/v1/namespaces/{namespace}/jobs"
 
 
@@ -135,12 +106,28 @@ class KubeApi:
         backoff: retry.Backoff,
         request_timeout_s: float,
         sleep: retry.Sleep = asyncio.sleep,
+        direct: bool = True,
+        max_connections: int = DEFAULT_POOL_SIZE,
     ) -> None:
         self.api_client = api_client
         self.executor = executor
         self.backoff = backoff
         self.request_timeout_s = request_timeout_s
         self.sleep = sleep
+        self.max_connections = max_connections
+        self._direct: kubehttp.KubeHttp | None = None
+        self._direct_usable = direct and kubehttp.usable(api_client.configuration)
+
+    async def aclose(self) -> None:
+        """Close the connections of the direct path (the client's own pool is its owner's)."""
+        if self._direct is not None:
+            await self._direct.aclose()
+            self._direct = None
+
+    def _direct_http(self) -> kubehttp.KubeHttp | None:
+        if self._direct is None and self._direct_usable:
+            self._direct = kubehttp.KubeHttp(self.api_client.configuration, max_connections=self.max_connections)
+        return self._direct
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -204,15 +191,44 @@ class KubeApi:
         return result
 
     async def send(self, method: str, path: str, *, backoff: retry.Backoff | None = None, **options: Any) -> Obj:
-        """:meth:`request` in the pool, retried on temporary errors (same options; ``backoff``
-        defaults to the client's)."""
+        """:meth:`request`, on the event loop (:mod:`jes.clients.kubehttp`) or else in the pool,
+        retried on temporary errors (same options; ``backoff`` defaults to the client's)."""
+        direct = self._direct_http()
 
         async def attempt() -> Obj:
+            if direct is not None:
+                return await self._request_direct(direct, method, path, **options)
             return await self.in_thread(functools.partial(self.request, method, path, **options))
 
         what = f"{options.get('verb', method)} {options.get('resource', path)}"
         chosen = backoff if backoff is not None else self.backoff
         return await retry.retry_temporary(attempt, backoff=chosen, what=what, sleep=self.sleep)
+
+    async def _request_direct(
+        self,
+        direct: kubehttp.KubeHttp,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        verb: str,
+        resource: str,
+        namespace: str,
+    ) -> Obj:
+        """:meth:`request` without the client: the same answer, the same errors."""
+        payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        try:
+            answer = await direct.call(
+                method, path, query=query, body=payload, content_type=content_type, timeout_s=self.request_timeout_s
+            )
+        except httpx.HTTPError as exc:
+            raise translate(exc, verb=verb, resource=resource, namespace=namespace) from exc
+        if not 200 <= answer.status <= 299:
+            raise answer_error(answer, verb, resource, namespace)
+        result: Obj = json.loads(answer.body) if answer.body else {}
+        return result
 
     # --- the calls -----------------------------------------------------------------------------
 
@@ -330,18 +346,53 @@ class KubeApi:
             raise translate(exc, verb="get", resource="pods/log", namespace=namespace) from exc
         return cast(urllib3.BaseHTTPResponse, response.response)
 
-    async def open_log_retrying(self, namespace: str, pod: str, container: str) -> urllib3.BaseHTTPResponse:
-        async def attempt() -> urllib3.BaseHTTPResponse:
-            return await self.in_thread(self.open_log, namespace, pod, container)
+    async def open_log_retrying(self, namespace: str, pod: str, container: str) -> LogResponse:
+        """The log of a container as an unread response (on the event loop when the direct path
+        serves; else in the pool); temporary errors retried. Read it with :meth:`read_chunk`,
+        then :meth:`close_log`."""
+        direct = self._direct_http()
+
+        async def attempt() -> LogResponse:
+            if direct is None:
+                return await self.in_thread(self.open_log, namespace, pod, container)
+            return await self._open_log_direct(direct, namespace, pod, container)
 
         return await retry.retry_temporary(attempt, backoff=self.backoff, what="get pods/log", sleep=self.sleep)
 
-    async def read_chunk(self, response: urllib3.BaseHTTPResponse, namespace: str) -> bytes:
+    async def _open_log_direct(self, direct: kubehttp.KubeHttp, namespace: str, pod: str, container: str) -> DirectLog:
+        path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
         try:
+            timeout_s = self.request_timeout_s
+            opened = await direct.stream(
+                path, query={"container": container}, timeout_s=timeout_s, read_timeout_s=timeout_s
+            )
+            if opened.status != 200:
+                body = b"".join([chunk async for chunk in opened.body])
+                answer = Answer(opened.status, opened.reason, opened.headers, body)
+                raise answer_error(answer, "get", "pods/log", namespace)
+        except httpx.HTTPError as exc:
+            raise translate(exc, verb="get", resource="pods/log", namespace=namespace) from exc
+        return DirectLog(opened)
+
+    async def read_chunk(self, response: LogResponse, namespace: str) -> bytes:
+        """The next part of a log (b"": its end)."""
+        try:
+            if isinstance(response, DirectLog):
+                return await anext(response.chunks, b"")
             chunk: bytes = await self.in_thread(response.read, CHUNK_BYTES)
         except Exception as exc:
             raise translate(exc, verb="get", resource="pods/log", namespace=namespace) from exc
         return chunk
+
+    @staticmethod
+    async def close_log(response: LogResponse, *, complete: bool) -> None:
+        """Done with a log; one not read to its end (``complete`` False) loses its connection."""
+        if isinstance(response, DirectLog):
+            await response.opened.body.aclose()
+            return
+        if not complete:  # a connection with unread data cannot be reused
+            response.close()
+        response.release_conn()
 
     def open_watch(
         self, kind: str, namespace: str, label_selector: str, resource_version: str, timeout_s: float

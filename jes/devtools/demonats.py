@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -97,8 +97,8 @@ class SharedLedger(ledger.MemoryLedger):
             return None
         return await super().claim(claim)
 
-    async def resumable(self) -> list[Claim]:
-        return [c for c in await super().resumable() if self._holders.get(c.event_id) == self.holder]
+    async def resumable(self, *, busy: Collection[str] = ()) -> list[Claim]:
+        return [c for c in await super().resumable(busy=busy) if self._holders.get(c.event_id) == self.holder]
 
 
 def shared_ledgers(*holders: str) -> list[SharedLedger]:

@@ -16,6 +16,7 @@ runner: one Lease per event, shared by every replica).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Protocol
 
 from jes.ledger.claim import Claim, Delivery, Report, TaskRecord, TaskState
@@ -55,9 +56,9 @@ class Ledger(Protocol):
         wait to be cancelled). The service runs it as a supervised task."""
         ...
 
-    async def resumable(self) -> list[Claim]:
+    async def resumable(self, *, busy: Collection[str] = ()) -> list[Claim]:
         """Open claims this process should work on: its own, and those of holders seen dead
-        (taken over); the caller skips those it is working on already."""
+        (taken over) — without its own claims of the events in ``busy`` (those it is working on)."""
         ...
 
     async def done_claims(self) -> list[Claim]:
@@ -68,7 +69,10 @@ class Ledger(Protocol):
         """Delete a done claim."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self, *, abandon: bool = False) -> None:
+        """Release what the ledger holds; with ``abandon`` write nothing, as if the process had died
+        (its claims and heartbeat stay as they are: tests of takeovers)."""
+        ...
 
     # concurrency queues (:mod:`jes.ledger.slots`): compare-and-swap on one record per queue
 

@@ -17,6 +17,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Collection
 from pathlib import Path
 from typing import IO
 
@@ -66,7 +67,7 @@ class FileLedger:
             with contextlib.suppress(OSError):
                 leftover.unlink()
 
-    async def close(self) -> None:
+    async def close(self, *, abandon: bool = False) -> None:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
@@ -90,8 +91,8 @@ class FileLedger:
     async def release(self, claim: Claim, *, handover: bool = False) -> None:
         return None  # one process: nothing to hand over
 
-    async def resumable(self) -> list[Claim]:
-        return [c for c in await asyncio.to_thread(self._read_all) if not c.done]
+    async def resumable(self, *, busy: Collection[str] = ()) -> list[Claim]:
+        return [c for c in await asyncio.to_thread(self._read_all) if not c.done and c.event_id not in busy]
 
     async def done_claims(self) -> list[Claim]:
         return [c for c in await asyncio.to_thread(self._read_all) if c.done]

@@ -25,7 +25,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -51,8 +51,9 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 #: Kubernetes refuses an object whose annotations add up to more than 256 KiB; stay well below.
 MAX_RECORD_BYTES = 200 * 1024
 Obj = dict[str, Any]
-#: Claims created at once (the ledger has 4 threads; see ``from_settings``).
-CREATES_AT_ONCE = 2
+#: Claims created at once: a quarter of the ledger's connections (``kube.DEFAULT_POOL_SIZE``), the rest
+#: stay free for the writes of events already running and the heartbeat.
+CREATES_AT_ONCE = 8
 
 
 def _digest(*parts: str, length: int = 40) -> str:
@@ -100,8 +101,9 @@ class LeaseLedger:
     def from_settings(
         cls, api_client: kubernetes.client.ApiClient, settings: Settings, **overrides: Any
     ) -> LeaseLedger:
-        """A ledger on the process's Kubernetes client, with threads of its own: a runner busy
-        reading logs must not delay the heartbeat until other replicas take this one's events over."""
+        """A ledger on the process's Kubernetes client, with connections (and threads, where the
+        client's own path is used) of its own: a runner busy reading logs must not delay the
+        heartbeat until other replicas take this one's events over."""
         pool = ThreadPoolExecutor(4, thread_name_prefix="jes-ledger")
         api = kube_client.KubeApi(
             api_client,
@@ -182,10 +184,12 @@ class LeaseLedger:
             except errors.KubeError as exc:
                 logger.warning("renewing jes's heartbeat lease failed: %s", exc)
 
-    async def close(self) -> None:
-        with contextlib.suppress(errors.KubeError):
-            await self._delete(self.holder_name(self.holder))
-        if self._owned_pool is not None:
+    async def close(self, *, abandon: bool = False) -> None:
+        if not abandon:
+            with contextlib.suppress(errors.KubeError):
+                await self._delete(self.holder_name(self.holder))
+        if self._owned_pool is not None:  # (its api too: from_settings made both)
+            await self.api.aclose()
             self._owned_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _beat(self) -> None:
@@ -357,12 +361,18 @@ class LeaseLedger:
             with contextlib.suppress(errors.StateError):
                 await self.save(claim)
 
-    async def resumable(self) -> list[Claim]:
+    async def resumable(self, *, busy: Collection[str] = ()) -> list[Claim]:
         selector = f"{CLAIM_LABEL}=event,{EXECUTOR_LABEL}={self._executor_label},{STATE_LABEL}=open"
         leases = await self._list(selector)
         heartbeats = await self._heartbeats() if any(self._needs_heartbeats(lease) for lease in leases) else {}
-        claims = []
+        working = {self.claim_name(event_id): event_id for event_id in busy}
+        claims, events = [], set()
         for lease in leases:
+            event_id = working.get(lease["metadata"].get("name", ""))
+            if event_id is not None and self._holder_of(lease) == self.holder:
+                events.add(event_id)  # at work here: its record need not be read (a thousand in a burst)
+                continue
+            events.add(self._event_of(lease))
             try:
                 taken = await self._take(lease, heartbeats)
             except errors.StateError as exc:
@@ -372,7 +382,6 @@ class LeaseLedger:
                 claims.append(taken)
         # forget only what is no longer there; a holder without a heartbeat keeps its timer
         holders = set(heartbeats) | {self._holder_of(lease) for lease in leases}
-        events = {self._event_of(lease) for lease in leases}
         self._liveness.keep_only({f"holder/{h}" for h in holders} | {f"claim/{e}" for e in events})
         return claims
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Collection
 
 from jes.ledger.claim import Claim, on_record
 from jes.ledger.slots import Queue
@@ -54,8 +55,8 @@ class MemoryLedger:
     async def release(self, claim: Claim, *, handover: bool = False) -> None:
         return None
 
-    async def resumable(self) -> list[Claim]:
-        found = (self.get(event_id) for event_id in list(self.records))
+    async def resumable(self, *, busy: Collection[str] = ()) -> list[Claim]:
+        found = (self.get(event_id) for event_id in list(self.records) if event_id not in busy)
         return [c for c in found if c is not None and not c.done]
 
     async def done_claims(self) -> list[Claim]:
@@ -65,7 +66,7 @@ class MemoryLedger:
     async def forget(self, claim: Claim) -> None:
         self.records.pop(claim.event_id, None)
 
-    async def close(self) -> None:
+    async def close(self, *, abandon: bool = False) -> None:
         return None
 
     # -- concurrency queues (:mod:`jes.ledger.slots`) ---------------------------------------------

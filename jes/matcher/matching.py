@@ -14,6 +14,7 @@ gitcommitid and data — all plain values (upstream 0.3.0 exposed type/source as
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -388,11 +389,22 @@ def _resources(resources: schema.ResourceRequirements | None, executor: Executor
 
 
 def merge_security_context(default: Mapping[str, Any], task: schema.SecurityContext | None) -> dict[str, Any]:
-    """The executor default with every field the task sets written over it (blocks as a whole)."""
-    merged: dict[str, Any] = json.loads(json.dumps(dict(default)))  # a deep copy of plain JSON
-    if task is not None:
-        merged.update(task.fields_set())
+    """The executor default with every field the task sets written over it (blocks as a whole).
+    A task that sets none shares one copy of the default (nothing modifies it: the manifests copy)."""
+    text = json.dumps(dict(default))
+    if task is None:
+        return _shared_default(text)
+    merged: dict[str, Any] = json.loads(text)  # a deep copy of plain JSON
+    merged.update(task.fields_set())
     return merged
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_default(text: str) -> dict[str, Any]:
+    """One copy of a default security context for every task that sets none (with ten thousand
+    tasks in flight, a copy each was a few dozen objects per task)."""
+    shared: dict[str, Any] = json.loads(text)
+    return shared
 
 
 def executor_from_settings(settings: Settings) -> Executor:

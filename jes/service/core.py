@@ -281,8 +281,7 @@ class Service:
         self._failed.set()
 
     async def _resume_open_claims(self) -> None:
-        claims = await self.store.resumable()
-        fresh = [c for c in claims if c.event_id not in self._in_flight]
+        fresh = [c for c in await self.store.resumable(busy=self._in_flight) if c.event_id not in self._in_flight]
         if fresh:
             logger.info("resuming %d event(s) taken before a restart or left by a replica that died", len(fresh))
         for claim in fresh:
@@ -343,6 +342,7 @@ class Service:
         if self.api_proxy is not None:
             await self.api_proxy.stop()
         await self.runner.close()
+        await self.store.close(abandon=True)
         await self._close_clients()
 
     async def _close_clients(self) -> None:

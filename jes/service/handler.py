@@ -32,7 +32,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -61,12 +61,13 @@ from jes.service.ports import (
     Result,
     TriggeredEvents,
 )
-from jes.service.queues import QUEUE_POLL_S, Queues
+from jes.service.queues import QUEUE_POLL_S, Queues, Release, run_slot
 from jes.service.reports import ClaimReports
 from jes.service.tasks import ProxyAccess, TaskRunner
 from jes.util import logfmt
 
 logger = logging.getLogger(__name__)
+
 
 def _no_slot() -> contextlib.AbstractAsyncContextManager[None]:
     return contextlib.nullcontext()
@@ -247,14 +248,14 @@ class EventHandler:
         if (queued or self._must_wait_for_slot()) and claim.delivery(Report.STARTED) is Delivery.SENT:
             await self.store.save(claim)  # otherwise the next task record carries ".started sent"
         with self.running.watching(claim.ref):
-            async with self._queued(claim, plan, queued, reports=deciding is not None), self._free_slot():
+            async with self._queued(claim, plan, queued, reports=deciding is not None), self._free_slot() as release:
                 for action in plan.actions:
                     if self.running.aborted(claim.event_id):
                         return await self._cancelled(claim, [])
                     if action.silent:
                         await self._run_silent(claim, plan, action)
                     else:
-                        return await self._run_reporting(claim, plan, action)
+                        return await self._run_reporting(claim, plan, action, release)
             if self.running.aborted(claim.event_id):
                 return await self._cancelled(claim, [])
         return Result(info.id, "silent")
@@ -265,7 +266,10 @@ class EventHandler:
     ) -> AsyncIterator[None]:
         """Hold a slot of each action's ``concurrency`` queue, in the plan's order (so no two events
         wait for each other); while waiting, "queued, position N" progress when the event reports."""
-        waiting = self.metrics.events_waiting if self.metrics and actions else None
+        if not actions:  # no queue to hold: no exit stack kept for as long as the event runs
+            yield
+            return
+        waiting = self.metrics.events_waiting if self.metrics else None
         async with contextlib.AsyncExitStack() as stack:
             if waiting is not None:
                 waiting.inc()
@@ -287,25 +291,10 @@ class EventHandler:
         await self.reporter.best_effort(queued)
 
     def _must_wait_for_slot(self) -> bool:
-        locked = getattr(self.run_slot(), "locked", None)
-        return bool(locked()) if callable(locked) else False
+        return bool(locked()) if callable(locked := getattr(self.run_slot(), "locked", None)) else False
 
-    @contextlib.asynccontextmanager
-    async def _free_slot(self) -> AsyncIterator[None]:
-        """Hold one of the run slots; while waiting for it the event counts in jes_events_waiting."""
-        waiting = self.metrics.events_waiting if self.metrics else None
-        if waiting is not None:
-            waiting.inc()
-        holding = False
-        try:
-            async with self.run_slot():
-                holding = True
-                if waiting is not None:
-                    waiting.dec()
-                yield
-        finally:
-            if waiting is not None and not holding:
-                waiting.dec()
+    def _free_slot(self) -> contextlib.AbstractAsyncContextManager[Release]:
+        return run_slot(self.run_slot(), self.metrics.events_waiting if self.metrics else None)
 
     async def _run_silent(self, claim: Claim, plan: Plan, action: PlannedAction) -> None:
         with logfmt.bind(action=action.name):
@@ -320,7 +309,7 @@ class EventHandler:
                         " (onError: warning)" if report.warned else "",
                     )  # fmt: skip
 
-    async def _run_reporting(self, claim: Claim, plan: Plan, action: PlannedAction) -> Result:
+    async def _run_reporting(self, claim: Claim, plan: Plan, action: PlannedAction, release_slot: Release) -> Result:
         info = plan.event
         with logfmt.bind(action=action.name):
             if action.error:
@@ -335,32 +324,43 @@ class EventHandler:
             progress: list[asyncio.Task[None]] = []
             try:
                 reports = await self._run_tasks(claim, plan, action, progress=progress)
+                await release_slot()  # its tasks are over: what is left is reporting
+                if self.running.aborted(claim.event_id):
+                    return await self._cancelled(claim, reports)
+                self.running.unwatch(claim.event_id)  # its .finished closes the event: no abort from here on
+                finished, errored = self._report_of(info, action, reports, (window_start, self.clock()))
+                in_order = functools.partial(asyncio.gather, *progress, return_exceptions=True)  # progress first
+                result = await self._send_finished(claim, info, finished, errored=errored, before_post=in_order)
             finally:
-                await asyncio.gather(*progress, return_exceptions=True)  # in order: before .finished
-            if self.running.aborted(claim.event_id):
-                return await self._cancelled(claim, reports)
-            self.running.unwatch(claim.event_id)  # its .finished closes the event: no abort from here on
-            window = (window_start, self.clock())
-            failed = next((r for r in reports if not r.outcome.succeeded and not r.warned), None)
-            count = len(action.tasks)
-            if failed is not None:
-                done = [r for r in reports if r is not failed]
-                message = events.failure_message(done, failed, count=count)
-                finished = self._finished(info, action, reports, status="errored", result="fail", message=message)
-            elif any(r.warned for r in reports):
-                message = events.warning_message(reports, count)
-                finished = self._finished(
-                    info, action, reports, status="succeeded", result="warning", message=message, window=window
-                )
-            else:
-                message = events.success_message(reports)
-                finished = self._finished(
-                    info, action, reports, status="succeeded", result="pass", message=message, window=window
-                )
-            errored = failed is not None or finished["data"]["status"] == "errored"  # (outputs too big)
-            result = await self._send_finished(claim, info, finished, errored=errored)
+                await asyncio.gather(*progress, return_exceptions=True)
             await self.tasks.forget_jobs(reports)
             return result
+
+    def _report_of(
+        self,
+        info: EventInfo,
+        action: PlannedAction,
+        reports: list[events.TaskReport],
+        window: tuple[datetime, datetime],
+    ) -> tuple[dict[str, Any], bool]:
+        """The action's ``.finished`` and whether it says errored."""
+        failed = next((r for r in reports if not r.outcome.succeeded and not r.warned), None)
+        count = len(action.tasks)
+        if failed is not None:
+            done = [r for r in reports if r is not failed]
+            message = events.failure_message(done, failed, count=count)
+            finished = self._finished(info, action, reports, status="errored", result="fail", message=message)
+        elif any(r.warned for r in reports):
+            message = events.warning_message(reports, count)
+            finished = self._finished(
+                info, action, reports, status="succeeded", result="warning", message=message, window=window
+            )
+        else:
+            message = events.success_message(reports)
+            finished = self._finished(
+                info, action, reports, status="succeeded", result="pass", message=message, window=window
+            )
+        return finished, failed is not None or finished["data"]["status"] == "errored"  # (outputs too big)
 
     def _finished(
         self,
@@ -429,9 +429,15 @@ class EventHandler:
         await self.reports.deliver(claim, Report.STARTED, events.started(info, self.identity, action=action))
 
     async def _send_finished(
-        self, claim: Claim, info: EventInfo, finished: dict[str, Any], *, errored: bool
+        self,
+        claim: Claim,
+        info: EventInfo,
+        finished: dict[str, Any],
+        *,
+        errored: bool,
+        before_post: Callable[[], Awaitable[object]] | None = None,
     ) -> Result:
-        await self.reports.deliver(claim, Report.FINISHED, finished)
+        await self.reports.deliver(claim, Report.FINISHED, finished, before_post=before_post)
         if self.metrics:
             self.metrics.events_finished.labels(finished["data"]["result"]).inc()
         if errored and claim.delivery(Report.LOG) is not Delivery.SENT:
@@ -442,4 +448,3 @@ class EventHandler:
     def _count_skip(self, reason: str) -> None:
         if self.metrics:
             self.metrics.events_skipped.labels(reason).inc()
-

@@ -17,10 +17,14 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from jes import errors
 from jes.ledger import slots
 from jes.models import Concurrency
+
+if TYPE_CHECKING:
+    from prometheus_client import Gauge
 
 logger = logging.getLogger(__name__)
 
@@ -106,3 +110,33 @@ class Queues:
     def _wake(self) -> None:
         released, self._released = self._released, asyncio.Event()
         released.set()
+
+
+Release = Callable[[], Awaitable[None]]
+"""Gives a held run slot up (at most once; later calls do nothing)."""
+
+
+@contextlib.asynccontextmanager
+async def run_slot(slot: contextlib.AbstractAsyncContextManager[None], waiting: Gauge | None) -> AsyncIterator[Release]:
+    """Hold one of the service's run slots (``JES_MAX_CONCURRENT_EVENTS``), counted in ``waiting``
+    while waiting for it. Yields a release: an event whose tasks have ended gives its slot up
+    before it reports, so that reporting never keeps another event's tasks waiting."""
+    if waiting is not None:
+        waiting.inc()
+    try:
+        await slot.__aenter__()
+    finally:
+        if waiting is not None:
+            waiting.dec()
+    held = True
+
+    async def release() -> None:
+        nonlocal held
+        if held:
+            held = False
+            await slot.__aexit__(None, None, None)
+
+    try:
+        yield release
+    finally:
+        await release()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +39,16 @@ class ClaimReports:
     monotonic: Callable[[], float] = time.monotonic
     metrics: Metrics | None = None
 
-    async def deliver(self, claim: Claim, report: Report, event: dict[str, Any]) -> None:
-        """Exactly once: ``sending`` is on record before the POST, ``sent`` after it."""
+    async def deliver(
+        self,
+        claim: Claim,
+        report: Report,
+        event: dict[str, Any],
+        *,
+        before_post: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
+        """Exactly once: ``sending`` is on record before the POST, ``sent`` after it. ``before_post``
+        is awaited between the two (what must be out before this report, done while it is recorded)."""
         state = claim.delivery(report)
         if state is Delivery.SENT:
             return
@@ -52,6 +60,8 @@ class ClaimReports:
         if state is not Delivery.SENDING:
             claim.reports[report] = Delivery.SENDING
             await self.store.save(claim)  # the record before the POST, and its fence
+        if before_post is not None:
+            await before_post()
         while await self.reporter.deliver(event, fence=lambda: self.fence(claim)) is not Arrival.ARRIVED:
             decided = await self._decide_unknown(claim, report)
             if decided is None:  # wait until the datastore can tell (a second .started would hang)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -39,6 +40,7 @@ from jes.reporter.delivery import Reporter
 from jes.runner import base as runner_base
 from jes.service.metrics import Metrics
 from jes.service.ports import FileProvider
+from jes.util import flag
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +83,7 @@ class TaskRunner:
         count: int,
         *,
         progress: list[asyncio.Task[None]] | None,
-        abort: asyncio.Event | None = None,
+        abort: flag.Flag | None = None,
     ) -> Outcome:
         """``abort`` set while the task runs (its sequence was aborted): the task is stopped."""
         info = plan.event
@@ -189,14 +191,14 @@ class TaskRunner:
         return on_attempt
 
     async def _unless_aborted(
-        self, plan: Plan, task: RenderedTask, job_name: str, running: asyncio.Task[Outcome], abort: asyncio.Event | None
+        self, plan: Plan, task: RenderedTask, job_name: str, running: asyncio.Task[Outcome], abort: flag.Flag | None
     ) -> Outcome:
         """The task's outcome, or — ``abort`` set first — the task stopped: README "Cancellation"."""
         if abort is None:
             return await running
-        aborted = asyncio.ensure_future(abort.wait())
+        aborted = abort.future()  # (no task of its own per task waiting)
         try:
-            await asyncio.wait([running, aborted], return_when=asyncio.FIRST_COMPLETED)
+            await _first_done(running, aborted)
         finally:
             aborted.cancel()
         if running.done():
@@ -256,7 +258,9 @@ class TaskRunner:
                 await asyncio.wait([before])
             await self.reporter.best_effort(event)
 
-        progress.append(asyncio.create_task(send(), name=f"jes-status:{job_name}"))
+        delivery = asyncio.create_task(send(), name=f"jes-status:{job_name}")
+        progress.append(delivery)
+        delivery.add_done_callback(functools.partial(_forget_done, progress))
 
     def _record_outcome(self, claim: Claim, task: RenderedTask, outcome: Outcome) -> Outcome:
         record = TaskRecord(
@@ -321,9 +325,36 @@ class TaskRunner:
                     await result
 
 
+async def _first_done(*futures: asyncio.Future[Any]) -> None:
+    """Until one of ``futures`` is done: what ``asyncio.wait(FIRST_COMPLETED)`` does, without the
+    coroutine and sets it keeps for as long as a task runs."""
+    first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def wake(_: asyncio.Future[Any]) -> None:
+        if not first.done():
+            first.set_result(None)
+
+    for future in futures:
+        future.add_done_callback(wake)
+    try:
+        await first
+    finally:
+        for future in futures:
+            future.remove_done_callback(wake)
+
+
+def _forget_done(progress: list[asyncio.Task[None]], delivery: asyncio.Task[None]) -> None:
+    """Forget a delivery that is over (its outcome retrieved, as the handler's gather would): each
+    event in flight would otherwise keep its ``.status.changed`` task, done long ago, until it ends."""
+    if not delivery.cancelled():
+        delivery.exception()
+    with contextlib.suppress(ValueError):
+        progress.remove(delivery)
+
+
 async def _released_or_done(files: TaskFiles, running: asyncio.Task[Outcome]) -> None:
     """Wait until the runner freed the files (it created the task), or the task ended."""
-    released = asyncio.ensure_future(files.released.wait())
+    released = files.released.future()
     try:
         await asyncio.wait([released, running], return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:

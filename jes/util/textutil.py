@@ -12,7 +12,13 @@ from typing import Any
 def whole_characters(text: str) -> str:
     """Join surrogate halves that form a pair into the one character they stand for; a half
     without its partner becomes U+FFFD."""
-    if not any("\ud800" <= c <= "\udfff" for c in text):
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")  # (in C: fails exactly on a surrogate)
+    except UnicodeEncodeError:
+        pass
+    else:
         return text
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 

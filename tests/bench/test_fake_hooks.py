@@ -68,7 +68,7 @@ def test_both_fakes_count_the_requests_they_serve(kube: FakeKube) -> None:
         counts = plane.request_counts()
         assert counts["GET /api/controlPlane/v1"] == 2 and counts["POST /api/v1/event"] == 1
     kube.put(helpers.job_manifest("counted", namespace="ns1"))
-    with httpx.Client(timeout=5) as http:
+    with httpx.Client(timeout=5, headers={"Authorization": "Bearer fake-token"}) as http:
         http.get(f"{kube.url}/apis/batch/v1/namespaces/ns1/jobs/counted")
         http.get(f"{kube.url}/apis/batch/v1/namespaces/ns1/jobs")
     counts = kube.request_counts()

@@ -608,3 +608,27 @@ def test_faults_answer_like_a_real_api_server(kube: FakeKube, api: kubernetes.cl
     _core(api).read_namespaced_config_map("committed", "default")
     assert time.monotonic() - started >= 0.2
     assert kube.request_count("create", "batch/jobs") == 2
+
+
+def test_stored_versions_are_never_changed_afterwards(kube: FakeKube, api: kubernetes.client.ApiClient) -> None:
+    """The fake keeps encodings of stored objects (watch lines, specs) on the promise that nothing
+    changes a stored version in place: a Job run, a patch, an orphaning and a Foreground deletion
+    leave every version as it was when it was stored."""
+    versions: list[tuple[dict[str, Any], str]] = []
+    kube.store_listener(lambda plural, kind, obj: versions.append((obj, json.dumps(obj, sort_keys=True))))
+    kube.behave(image="busybox", logs="hello\n", duration_s=0.05)
+    batch = _batch(api)
+    batch.create_namespaced_job("default", helpers.job_manifest("kept"))
+    helpers.wait_until(lambda: _finished(kube, "kept"))
+    batch.patch_namespaced_job("kept", "default", {"metadata": {"labels": {"patched": "yes"}}})
+    batch.patch_namespaced_job_status("kept", "default", {"status": {"active": 0}})
+    kube.behave(image="busybox", duration_s=3600)
+    for name in ("fg", "orphan"):
+        batch.create_namespaced_job("default", helpers.job_manifest(name))
+        helpers.wait_until(lambda name=name: "running" in _container_state(kube, name))
+    batch.delete_namespaced_job("fg", "default", propagation_policy="Foreground")
+    batch.delete_namespaced_job("orphan", "default")
+    kube.clock.advance(31)
+    helpers.wait_until(lambda: kube.get("jobs", "default", "fg") is None)
+    changed = [obj["metadata"]["name"] for obj, text in versions if json.dumps(obj, sort_keys=True) != text]
+    assert len(versions) > 20 and changed == []

@@ -36,7 +36,9 @@ async def api(kube: FakeKube) -> AsyncIterator[kube_client.KubeApi]:
 
     pool = ThreadPoolExecutor(4)
     with kube.api_client() as client:
-        yield kube_client.KubeApi(client, executor=pool, backoff=FAST, request_timeout_s=5)
+        api = kube_client.KubeApi(client, executor=pool, backoff=FAST, request_timeout_s=5)
+        yield api
+        await api.aclose()
     pool.shutdown()
 
 

@@ -45,6 +45,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         with fake.api_client() as client:
             api = kube_client.KubeApi(client, executor=pool, backoff=FAST, request_timeout_s=5)
             yield LeaseLedger(api, namespace="jes", executor_id="jes/-", holder="jes-0")
+            await api.aclose()
         pool.shutdown()
 
 
@@ -163,6 +164,7 @@ async def test_the_two_replicas_of_a_lease_ledger_share_the_queue(kube: FakeKube
         (lease,) = [q for q in queues if q["metadata"]["name"] == first.queue_name(QUEUE)]
         assert lease["metadata"]["labels"]["jes.keptn.sh/claim"] == "queue"
         k8s_valid({k: v for k, v in lease.items() if k != "status"})
+        await api.aclose()
     pool.shutdown()
 
 

@@ -30,6 +30,7 @@ def kube() -> Iterator[FakeKube]:
         yield fake
         for job in {json.dumps(j, sort_keys=True): j for j in fake.created_jobs}.values():
             k8s_valid(job)
+        assert fake.unauthorized() == {}  # every request (watches, log streams too) had the token
 
 
 @pytest.fixture

@@ -213,11 +213,12 @@ async def test_control_plane_outage_mid_run_delays_but_never_loses_or_doubles(
         context = plane.trigger_sequence(trigger_body())
         await wait_until(lambda: bool(plane.events(type="sh.keptn.event.sayhello.started", keptn_context=context)))
         plane.faults.add(status=503)  # everything fails from now on
-        await asyncio.sleep(1.0)
+        errors = service.metrics.report_errors.labels("server")
+        # until a report failed (not a fixed time: under load the task may not have ended within it)
+        await wait_until(lambda: errors._value.get() >= 1, timeout_s=15, what="a report refused with 503")
         assert not plane.events(type="sh.keptn.event.sayhello.finished", keptn_context=context)
         plane.faults.clear()
         await wait_until(lambda: sequence_done(plane, context), timeout_s=15)
-        assert service.metrics.report_errors.labels("server")._value.get() >= 1
     ledger_check(plane)
 
 

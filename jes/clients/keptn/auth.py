@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import os
 import ssl
 import time
 import urllib.request
@@ -33,7 +31,9 @@ import httpx
 import jes
 from jes import errors
 from jes.clients import httptransport
-from jes.settings import Settings, token_from_file
+from jes.clients.keptn import direct
+from jes.clients.keptn.tokenfile import TokenFile as TokenFile
+from jes.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ EXPIRY_MARGIN_S = 10.0
 MIN_AGE_TO_REFETCH_S = 10.0
 #: Used when the token endpoint does not say how long the token lives.
 DEFAULT_TOKEN_LIFETIME_S = 3600.0
+
+
 #: Enough for hundreds of concurrent requests without opening a socket for each.
 def limits(max_connections: int) -> httpx.Limits:
     """A small pool (``JES_HTTP_MAX_CONNECTIONS``): httpcore checks every pooled connection for each
@@ -51,6 +53,7 @@ def limits(max_connections: int) -> httpx.Limits:
     return httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=30.0
     )
+
 
 Clock = Callable[[], float]
 
@@ -288,45 +291,6 @@ def _json_object(method: str, url: str, response: httpx.Response, *, what: str) 
     return body
 
 
-class TokenFile:
-    """The API token in a file (``KEPTN_API_TOKEN_FILE``; the chart mounts the Secret there).
-
-    Kubernetes updates a mounted Secret in place when it changes, so the file is read again when
-    its modification time changes (looked at no more than once a second): a rotated token heals
-    jes without a restart. Every value it ever had is remembered, so none is ever logged.
-    """
-
-    def __init__(self, path: str, *, clock: Clock = time.monotonic, recheck_s: float = 1.0) -> None:
-        self.path = path
-        self._clock = clock
-        self._recheck_s = recheck_s
-        self._checked_at = -math.inf
-        self._mtime: float | None = None
-        self._value = ""
-        self.seen: list[str] = []
-        self.current()
-
-    def current(self) -> str:
-        now = self._clock()
-        if now - self._checked_at < self._recheck_s:
-            return self._value
-        self._checked_at = now
-        try:
-            mtime = os.stat(self.path).st_mtime
-            if mtime != self._mtime:
-                problems: list[str] = []
-                value = token_from_file(self.path, problems)
-                if problems:
-                    raise OSError(problems[0])
-                self._value, self._mtime = value, mtime
-                if value and value not in self.seen:
-                    self.seen.append(value)
-        except OSError as exc:
-            logger.warning("KEPTN_API_TOKEN_FILE %s: %s; keeping the token read before",
-                           self.path, exc.strerror or exc)  # fmt: skip
-        return self._value
-
-
 class KeptnAuth(httpx.Auth):
     """Adds ``x-token`` (when set) and an OAuth bearer token (when configured) to each request.
 
@@ -354,6 +318,14 @@ class KeptnAuth(httpx.Auth):
         if self._oauth is not None:
             values += self._oauth.secrets()
         return tuple(v for v in values if v)
+
+    def plain_headers(self) -> list[tuple[bytes, bytes]] | None:
+        """What the flow adds to a request when it is one plain request (no OAuth, which may
+        retry it); None when the flow is needed."""
+        token = self._token()
+        if self._oauth is not None or not token.isascii():
+            return None
+        return [(b"x-token", token.encode("ascii"))] if token else []
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         raise RuntimeError("KeptnAuth works with httpx.AsyncClient only")
@@ -407,7 +379,7 @@ def make_http_client(
         transport = httptransport.LeanTransport(
             ssl_context=httptransport.tls_context(verify), max_connections=settings.http_max_connections
         )
-    client = httpx.AsyncClient(
+    client = direct.KeptnHttp(
         verify=verify,
         # waiting for a free pooled connection is not a failure of the control plane: no timeout
         timeout=httpx.Timeout(settings.http_timeout_s or None, pool=None),  # 0: none (the distributor's 0)
@@ -422,6 +394,8 @@ def make_http_client(
     if settings.keptn_api_token_file:
         token = TokenFile(settings.keptn_api_token_file, clock=clock)
     client.auth = KeptnAuth(token, oauth)
+    if isinstance(transport, httptransport.LeanTransport):
+        client.lean = transport
     return client
 
 

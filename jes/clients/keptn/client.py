@@ -32,12 +32,12 @@ from urllib.parse import quote, quote_plus
 import httpx
 
 from jes import errors
-from jes.clients.keptn import answers, auth, httperrors, wire
+from jes.clients.keptn import answers, auth, direct, httperrors, wire
 from jes.clients.keptn.httperrors import BODY_EXCERPT_CHARS, EventMaybeDeliveredError, redacted, scrub
 from jes.clients.keptn.incluster import in_cluster_url
 from jes.clients.keptn.wire import Json
 from jes.settings import Settings
-from jes.util import retry
+from jes.util import gates, retry
 
 logger = logging.getLogger(__name__)
 
@@ -88,13 +88,10 @@ class KeptnClient:
         max_in_flight: int = 8,
     ) -> None:
         self.http = http
-        # Requests beyond the connection pool would queue inside httpcore, which rescans its whole
-        # queue for every request it finishes; waiting here (as many as the pool holds) keeps that
-        # queue empty under a burst.
-        self._in_flight = asyncio.Semaphore(max_in_flight)
-        # .started of newly taken events may use half of them: under a burst (every open event is
-        # taken and started at once) the reports of events already running are not queued behind
-        # hundreds of .started (the complete -> .finished latency; bench/README.md)
+        self._direct = direct.direct_post(http)
+        self._in_flight = gates.PriorityGate(max_in_flight)  # as many as the pool holds; .finished first
+        # .started may use half of them: under a burst the reports of events already running are not
+        # queued behind hundreds of .started (the complete -> .finished latency; bench/README.md)
         self._starting = asyncio.Semaphore(max(1, max_in_flight // 2))
         self.endpoint = endpoint.rstrip("/")
         self.resource_service_path = resource_service_path.strip("/")
@@ -133,15 +130,16 @@ class KeptnClient:
         ok: Callable[[int], bool] = lambda s: 200 <= s < 300,
         idempotent: bool = True,
         before: Callable[[], Awaitable[None]] | None = None,
+        priority: int = gates.NORMAL,
     ) -> httpx.Response:
         """One request; errors translated. Auth-flow failures (OAuth) arrive as KeptnErrors.
         ``before`` is awaited once a connection slot is free, right before the request goes out."""
         url = self.endpoint + path if self.endpoint else in_cluster_url(path)
         try:
-            async with self._in_flight:
+            async with self._in_flight.hold(priority):
                 if before is not None:
                     await before()
-                response = await self.http.request(method, url, params=params, json=json)
+                response = await self._request(method, url, params, json)
         except httpx.HTTPError as exc:
             timeout_s = self.http.timeout.read
             shown = redacted(httpx.URL(url, params=params))
@@ -152,6 +150,15 @@ class KeptnClient:
         if not ok(response.status_code):
             raise self._scrub(httperrors.status_error(response, idempotent=idempotent))
         return response
+
+    async def _request(self, method: str, url: str, params: Mapping[str, str] | None, json: Any) -> httpx.Response:
+        """Through the client; a JSON POST on the direct path when it is the same request."""
+        if method == "POST" and json is not None and params is None and self._direct is not None:
+            credentials = self.http.auth
+            plain = credentials.plain_headers() if isinstance(credentials, auth.KeptnAuth) else None
+            if plain is not None:
+                return await self._direct.post_json(url, json, plain)
+        return await self.http.request(method, url, params=params, json=json)
 
     async def _retrying(self, call: Callable[[], Awaitable[T]], *, what: str, backoff: retry.Backoff | None) -> T:
         async def scrubbed() -> T:
@@ -268,14 +275,16 @@ class KeptnClient:
         """
         what = f"sending {event.get('type', 'event')}"
 
-        starting = str(event.get("type", "")).endswith(".started")
+        kind = str(event.get("type", ""))
+        starting = kind.endswith(".started")
+        priority = gates.URGENT if kind.endswith(".finished") else gates.LOW if starting else gates.NORMAL
 
         async def once() -> str:
             try:
                 async with self._starting if starting else contextlib.nullcontext():
                     response = await self._send_once(
                         "POST", "/v1/event", json=dict(event), ok=lambda s: 200 <= s <= 204, idempotent=False,
-                        before=before,
+                        before=before, priority=priority,
                     )  # fmt: skip
             except EventMaybeDeliveredError as exc:
                 raise _DoNotRetry(self._scrub(exc)) from exc

@@ -26,6 +26,7 @@ from jes.devtools.controlplane import (
     auth,
     datastore,
     faults,
+    hotpath,
     httputil,
     models,
     resource_api,
@@ -37,8 +38,6 @@ from jes.devtools.controlplane import (
 logger = logging.getLogger(__name__)
 
 KEPTN_VERSION = "1.4.5"
-#: What the api-service consumes (a request without a Content-Type is let through).
-_EVENT_CONTENT_TYPES = ("application/json", "application/cloudevents+json")
 _METADATA = {
     "namespace": "keptn",
     "keptnlabel": "keptn",
@@ -82,8 +81,11 @@ def build(
         },
     )
     app.router.redirect_slashes = False
+    intake = hotpath.EventIntake(
+        cp_state, strict_validation=options.strict_validation, max_event_size_bytes=options.max_event_size_bytes
+    )
     return asgi.Gateway(
-        app,
+        hotpath.HotRoutes(app, {("POST", f"{options.prefix}/v1/event"): intake}, after_answer=cp_state.drain),
         prefix=options.prefix,
         max_body_bytes=options.max_body_bytes,
         fault_injector=fault_injector,
@@ -138,7 +140,6 @@ class _Handlers:
         uniform_path = f"{cp}/uniform/registration"
         resource_methods = ["GET", "POST", "PUT", "DELETE"]
         return [
-            Route(f"{p}/v1/event", self.post_event, methods=["POST"]),
             Route(f"{p}/v1/auth", self.post_auth, methods=["POST"]),
             Route(f"{p}/v1/metadata", self.get_metadata, methods=["GET"]),
             Route(f"{cp}/event/triggered/{{event_type}}", self.get_triggered, methods=["GET"]),
@@ -173,26 +174,6 @@ class _Handlers:
         ]
 
     # -- api-service -------------------------------------------------------------------------
-
-    async def post_event(self, request: Request) -> Response:
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type and content_type not in _EVENT_CONTENT_TYPES:
-            return _error(415, f"unsupported media type {content_type!r}: send application/json")
-        body = await request.body()
-        try:
-            decoded = httputil.json_loads(body)
-        except ValueError as exc:
-            return _error(400, f"parsing body failed: {exc}")
-        incoming = models.parse_incoming_event(decoded)
-        if self._options.strict_validation:
-            if len(body) > self._options.max_event_size_bytes:
-                limit_kb = self._options.max_event_size_bytes // 1024
-                return _error(400, f"event size exceeds the maximum of {limit_kb} KB")
-            problem = models.strict_problem(incoming)
-            if problem is not None:
-                return _error(400, problem)
-        event, _ = self._state.accept_event(incoming)
-        return JSONResponse({"keptnContext": event["shkeptncontext"]})
 
     async def post_auth(self, request: Request) -> Response:
         return Response(status_code=200)

@@ -7,6 +7,7 @@ sequence event of kind ``changed`` — exactly why strict validation rejects it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 PREFIX = "sh.keptn.event."
@@ -25,8 +26,10 @@ class SequenceType:
     kind: str
 
 
+@functools.lru_cache(maxsize=4096)
 def parse(event_type: str) -> TaskType | SequenceType | None:
-    """Classify an event type; ``None`` for anything else (e.g. ``sh.keptn.log.error``)."""
+    """Classify an event type; ``None`` for anything else (e.g. ``sh.keptn.log.error``). Cached:
+    every event is classified, and a control plane sees few distinct types (the results are frozen)."""
     if not event_type.startswith(PREFIX):
         return None
     parts = event_type[len(PREFIX) :].split(".")

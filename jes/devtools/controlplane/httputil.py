@@ -20,9 +20,17 @@ def _refuse_constant(constant: str) -> Any:
     raise ValueError(f"invalid JSON literal {constant}")
 
 
+#: ``json.loads(..., parse_constant=...)`` builds a decoder per call; this one is built once.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def json_loads(body: bytes) -> Any:
-    """Strict JSON as Go decodes it: UTF-8 only, no NaN or Infinity; ``ValueError`` otherwise."""
-    return json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
+    """Strict JSON as Go decodes it: UTF-8 only, no NaN or Infinity; ``ValueError`` otherwise
+    (with ``json.loads``'s messages)."""
+    text = body.decode("utf-8")
+    if text.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    return _DECODER.decode(text)
 
 
 async def read_json(request: Request) -> Any:

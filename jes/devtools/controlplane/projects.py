@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from jes.devtools.controlplane import models, resources
+from jes.devtools.controlplane import keptntime, models, resources
 from jes.devtools.controlplane.shipyard import Shipyard
 
 SHIPYARD_URI = "shipyard.yaml"
@@ -35,6 +35,19 @@ class Project:
 
     def has_stage(self, stage: str) -> bool:
         return self.shipyard.stage(stage) is not None
+
+    def as_json(self) -> dict[str, Any]:
+        """The project as the shipyard-controller's project API shows it."""
+        return {
+            "projectName": self.name,
+            "creationDate": keptntime.keptn_time(self.created),
+            "shipyard": self.shipyard_yaml,
+            "shipyardVersion": self.shipyard.apiVersion,
+            "stages": [
+                {"stageName": stage, "services": [{"serviceName": s} for s in self.services]}
+                for stage in self.stage_names
+            ],
+        }
 
 
 def parse_shipyard(text: str) -> Shipyard:

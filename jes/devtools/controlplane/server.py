@@ -8,17 +8,17 @@ serves it in the foreground until Ctrl-C.
 from __future__ import annotations
 
 import collections
-import copy
 import errno
 import json
 import math
+import pickle
 import signal
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from jes import errors
 from jes.devtools import examples
@@ -37,6 +37,7 @@ DEFAULT_TOKEN = "local-token"
 #: The hello-world's sequence: the banner prints its users' trigger body (with sayhello.location).
 HELLO_WORLD_SEQUENCE = ("my-first-project", "dev", "sequence1")
 _START_TIMEOUT_S = 10.0
+_T = TypeVar("_T")
 
 
 class LocalControlPlane:
@@ -209,14 +210,21 @@ class LocalControlPlane:
     ) -> list[dict[str, Any]]:
         """Every event received (as stored, with the server's id and time) or emitted, oldest first."""
         query = datastore.EventQuery(type=type, keptn_context=keptn_context, triggered_id=triggered_id)
-        return copy.deepcopy(self.state.stored_events(query, newest_first=False))
+        return self.state.stored_events(query, newest_first=False, copied=True)
+
+    def triggered_ids(self, *, type: str) -> list[str]:
+        """The ``triggeredid`` of every event of a type received or emitted (those without one left
+        out), oldest first: what a benchmark polls to see which tasks have finished, without copying
+        every event as :meth:`events` does."""
+        found = self.state.stored_events(datastore.EventQuery(type=type), newest_first=False)
+        return [str(e["triggeredid"]) for e in found if e.get("triggeredid")]
 
     def stored_events(
         self, *, type: str | None = None, keptn_context: str | None = None, triggered_id: str | None = None
     ) -> list[dict[str, Any]]:
         """What the datastore's HTTP API shows now (after its lag, without what it lost), oldest first."""
         query = datastore.EventQuery(type=type, keptn_context=keptn_context, triggered_id=triggered_id)
-        return copy.deepcopy(self.state.stored_events(query, newest_first=False, as_clients_see=True))
+        return self.state.stored_events(query, newest_first=False, as_clients_see=True, copied=True)
 
     def datastore_down(self, seconds: float = math.inf) -> None:
         """Take the datastore down for ``seconds``: its API answers 503, and what the control plane
@@ -228,7 +236,7 @@ class LocalControlPlane:
 
     def open_triggered(self, event_type: str, **filters: str) -> list[dict[str, Any]]:
         """The open ``.triggered`` events of a type, as the polling endpoint returns them."""
-        return copy.deepcopy(self.state.triggered_events(event_type, **filters))
+        return _copy(self.state.triggered_events(event_type, **filters))
 
     def triggered_poll_times(self, event_type: str) -> list[float]:
         """Instrumentation (benchmarks): the wall-clock time (``time.time()``) at which each
@@ -274,6 +282,13 @@ class LocalControlPlane:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"condition not met within {timeout_s}s")
             time.sleep(0.01)
+
+
+def _copy(value: _T) -> _T:
+    """A deep copy of JSON-like data (events): a pickle round trip, four times faster than
+    ``copy.deepcopy``."""
+    copied: _T = pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+    return copied
 
 
 class _RequestCounter:

@@ -3,10 +3,11 @@
 The HTTP handlers and the Python API (:class:`server.LocalControlPlane`) call these methods from
 different threads; each takes the lock for the few microseconds it needs. ``POST /v1/event``
 records the event (the datastore's HTTP API shows it only after the ingestion lag, as Keptn's
-asynchronous datastore does: :class:`datastore.IngestionModel`) and queues it; a background
-thread hands queued events to the shipyard-controller in order — the asynchronous-but-fast
-processing of Keptn — and every 50 ms times out tasks and expires integrations by the (possibly
-fake) clock.
+asynchronous datastore does: :class:`datastore.IngestionModel`) and queues it; queued events reach
+the shipyard-controller in order — the asynchronous-but-fast processing of Keptn — from the
+server's event loop soon after the answer (:meth:`ControlPlaneState.drain`) or from a background
+thread (the pump), which also times out tasks and expires integrations every 50 ms by the
+(possibly fake) clock.
 """
 
 from __future__ import annotations
@@ -36,12 +37,13 @@ MAX_POLL_TIMES = 100_000
 DEFAULT_SOURCE = "https://github.com/keptn/keptn/api"
 
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 def is_uri_reference(text: str) -> bool:
     """Whether Go's ``url.Parse`` accepts ``text`` (what the api-service checks ``source`` with)."""
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text) or _BAD_ESCAPE.search(text):
+    if _CONTROL_CHARACTER.search(text) or _BAD_ESCAPE.search(text):
         return False
     if _SCHEME.match(text):
         return True
@@ -86,7 +88,8 @@ class ControlPlaneState:
         self.ingestion = datastore.IngestionModel(datastore_lag_s)
         self.integration_ttl = timedelta(seconds=integration_ttl_s)
         self._lock = threading.RLock()
-        self._cond = threading.Condition(self._lock)
+        self._cond = threading.Condition(self._lock)  # the pump waits here: queued events, ticks, stop
+        self._processed_cond = threading.Condition(self._lock)  # wait_processed, without waking the pump
         self.datastore = datastore.EventStore()
         self.resources = resources.ResourceStore()
         self.projects = projects.ProjectRegistry(self.resources)
@@ -148,20 +151,29 @@ class ControlPlaneState:
         except Exception:  # one bad event must not stop the control plane
             logger.exception("the shipyard-controller failed on event %s", event.get("id"))
         self._processed += 1
-        self._cond.notify_all()
+        self._processed_cond.notify_all()
 
-    def _submit(self, event: dict[str, Any]) -> int:
+    def _submit(self, event: dict[str, Any], *, wake: bool = True) -> int:
         self._submitted += 1
         if self._running:
             self._pending.append(event)
-            self._cond.notify_all()
+            if wake:
+                self._cond.notify_all()
         else:
             self._process(event)
         return self._submitted
 
-    def wait_processed(self, ticket: int, timeout_s: float = 5.0) -> bool:
+    def drain(self) -> None:
+        """Process the queued events now, on the caller's thread: the server's event loop calls this
+        soon after answering a ``POST /v1/event`` it accepted with ``defer`` (waking the pump thread
+        for every event would cost two thread switches each; the pump still catches anything left)."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._processed >= ticket, timeout_s)
+            while self._pending:
+                self._process(self._pending.popleft())
+
+    def wait_processed(self, ticket: int, timeout_s: float = 5.0) -> bool:
+        with self._processed_cond:
+            return self._processed_cond.wait_for(lambda: self._processed >= ticket, timeout_s)
 
     def wait_idle(self, timeout_s: float = 5.0) -> bool:
         """Wait until every event accepted so far has been processed."""
@@ -183,11 +195,14 @@ class ControlPlaneState:
 
     # -- api-service -------------------------------------------------------------------------
 
-    def accept_event(self, incoming: models.IncomingEvent, *, from_nats: bool = False) -> tuple[dict[str, Any], int]:
+    def accept_event(
+        self, incoming: models.IncomingEvent, *, from_nats: bool = False, defer: bool = False
+    ) -> tuple[dict[str, Any], int]:
         """Store an event as the api-service does and queue it; (stored event, ticket). An event
         taken from NATS (the shipyard-controller's stream) keeps its id — only the api-service
         assigns new ones — and reaches neither NATS again nor the datastore: Keptn's datastore reads
-        NATS on its own (:meth:`store_published`)."""
+        NATS on its own (:meth:`store_published`). ``defer``: do not wake the pump; the caller
+        calls :meth:`drain` once it has answered."""
         with self._lock:
             now = self.clock.now()
             event: dict[str, Any] = {
@@ -209,7 +224,7 @@ class ControlPlaneState:
             if from_nats:
                 return event, self._submit(event)
             self._record(event, now)
-            return event, self._submit(event)
+            return event, self._submit(event, wake=not defer)
 
     def store_published(self, event: dict[str, Any]) -> None:
         """What Keptn's mongodb-datastore does with an event on NATS (a core queue subscription):
@@ -312,11 +327,11 @@ class ControlPlaneState:
     def project_json(self, name: str) -> dict[str, Any] | None:
         with self._lock:
             project = self.projects.get(name)
-            return None if project is None else _project_json(project)
+            return None if project is None else project.as_json()
 
     def projects_json(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [_project_json(p) for p in self.projects.projects.values()]
+            return [p.as_json() for p in self.projects.projects.values()]
 
     # -- uniform -----------------------------------------------------------------------------
 
@@ -416,27 +431,14 @@ class ControlPlaneState:
     # -- datastore ---------------------------------------------------------------------------
 
     def stored_events(
-        self, query: datastore.EventQuery, *, newest_first: bool, as_clients_see: bool = False
+        self, query: datastore.EventQuery, *, newest_first: bool, as_clients_see: bool = False, copied: bool = False
     ) -> list[dict[str, Any]]:
-        """Matching events (the stored dicts: do not modify them). Every event received or emitted;
-        ``as_clients_see``: only those the datastore has ingested by now (its HTTP API)."""
+        """Matching events (the stored dicts: do not modify them; ``copied``: deep copies). Every event
+        received or emitted; ``as_clients_see``: only those the datastore has ingested by now (its HTTP API)."""
         with self._lock:
             visible = self.ingestion.now() if as_clients_see else None
             if newest_first:
                 found = self.datastore.newest_first(query, visible_at=visible)
             else:
                 found = self.datastore.query(query, visible_at=visible)
-            return [s.event for s in found]
-
-
-def _project_json(project: projects.Project) -> dict[str, Any]:
-    return {
-        "projectName": project.name,
-        "creationDate": keptntime.keptn_time(project.created),
-        "shipyard": project.shipyard_yaml,
-        "shipyardVersion": project.shipyard.apiVersion,
-        "stages": [
-            {"stageName": stage, "services": [{"serviceName": s} for s in project.services]}
-            for stage in project.stage_names
-        ],
-    }
+            return self.datastore.copies(found) if copied else [s.event for s in found]

@@ -135,9 +135,7 @@ async def _read_relay_log(api: ApiLookup, namespace: str, pod: str) -> bytes:
             size += len(chunk)
         complete = size < RELAY_LOG_MAX_BYTES
     finally:
-        if not complete:  # a connection with unread data cannot be reused
-            response.close()
-        response.release_conn()
+        await kube.close_log(response, complete=complete)
     return b"".join(chunks)
 
 

@@ -20,16 +20,18 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
 import kubernetes.client
 
-from jes.clients import httptransport
+from jes.clients import httptransport, kubehttp
 from jes.runner.logs import BoundedBuffer
 
 logger = logging.getLogger(__name__)
+
+Closer = Callable[[], Awaitable[None]]
 
 #: A follow stream is an idle connection most of the time: no read timeout.
 CONNECT_TIMEOUT_S = 10.0
@@ -87,6 +89,7 @@ class LogFollower:
         self._max_streams = max_streams
         self._streams = asyncio.Semaphore(max_streams)
         self._http: httpx.AsyncClient | None = None
+        self._direct: kubehttp.KubeHttp | None = None
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -97,6 +100,26 @@ class LogFollower:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        if self._direct is not None:
+            await self._direct.aclose()
+            self._direct = None
+
+    async def _open(self, path: str, container: str) -> tuple[int, AsyncIterator[bytes], Closer]:
+        """The followed log's status, body and closer: on the lean transport when it serves the
+        configuration (no httpx client layer per stream), else through the httpx client."""
+        if self._direct is None and kubehttp.usable(self._configuration):
+            self._direct = kubehttp.KubeHttp(self._configuration, max_connections=self._max_streams)
+        query = {"container": container, "follow": "true"}
+        if self._direct is not None:
+            opened = await self._direct.stream(path, query=query, timeout_s=CONNECT_TIMEOUT_S, read_timeout_s=None)
+            return opened.status, aiter(opened.body), opened.body.aclose
+        headers = {"Accept": "*/*"}
+        token = kubehttp.authorization_of(self._configuration)  # (refreshes an expiring token)
+        if token:
+            headers["Authorization"] = token
+        client = self._client()
+        response = await client.send(client.build_request("GET", path, params=query, headers=headers), stream=True)
+        return response.status_code, response.aiter_raw(), response.aclose
 
     def follow(
         self, namespace: str, pod: str, container: str, on_chunk: Callable[[bytes], None] | None
@@ -119,24 +142,20 @@ class LogFollower:
         on_chunk: Callable[[bytes], None] | None,
     ) -> None:
         path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
-        headers = {"Accept": "*/*"}
-        token = self._configuration.get_api_key_with_prefix("authorization")  # refreshes in-cluster tokens
-        if token:
-            headers["Authorization"] = token
         async with self._streams:
             try:
-                request = self._client().stream(
-                    "GET", path, params={"container": container, "follow": "true"}, headers=headers
-                )
-                async with request as response:
-                    if response.status_code != 200:
-                        followed.error = f"{response.status_code}: {(await response.aread())[:200]!r}"
+                status, chunks, close = await self._open(path, container)
+                try:
+                    if status != 200:
+                        followed.error = f"{status}: {b''.join([c async for c in chunks])[:200]!r}"
                         return
-                    async for chunk in response.aiter_raw():
+                    async for chunk in chunks:
                         followed.buffer.write(chunk)
                         if on_chunk is not None:
                             with contextlib.suppress(Exception):
                                 on_chunk(chunk)
+                finally:
+                    await close()
                 followed.complete = True
             except httpx.HTTPError as exc:
                 followed.error = f"{type(exc).__name__}: {exc}"

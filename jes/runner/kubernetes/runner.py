@@ -165,6 +165,8 @@ class KubernetesRunner:
         self._watches.clear()
         for thread in threads:
             await asyncio.to_thread(thread.join, 5.0)
+        if self._api is not None:
+            await self._api.aclose()
         self._api = None
         if self._follower is not None:
             await self._follower.close()
@@ -234,14 +236,17 @@ class KubernetesRunner:
             return outcome_without_logs(spec, Status.ERROR, str(exc), started_at)
         trackers = self._trackers(key)
         tracker = trackers.track(spec.job_name)
+        files = spec.files
+        running = self._run(
+            spec, trackers, tracker, started_at, on_log, on_running, adopt_only, fence,
+            on_attempt if spec.task.retries > 0 else None,
+        )  # fmt: skip
+        del spec  # _run drops the manifest once the Job exists: this frame must not keep it alive
         try:
-            return await self._run(
-                spec, trackers, tracker, started_at, on_log, on_running, adopt_only, fence,
-                on_attempt if spec.task.retries > 0 else None,
-            )  # fmt: skip
+            return await running
         finally:
             trackers.untrack(tracker)
-            spec.files.discard()  # (already, once the ConfigMaps exist)
+            files.discard()  # (already, once the ConfigMaps exist)
 
     async def cancel(self, spec: TaskSpec) -> str:
         """Stop the task: delete its Job with foreground propagation (its pods are deleted first,
@@ -275,6 +280,7 @@ class KubernetesRunner:
             return await kube_events.outcome_of_gone_job(self._require_api, spec, namespace, started_at)
         created = kube_status.parse_time((job.get("metadata") or {}).get("creationTimestamp"))
         del job  # the tracker keeps what is needed; the full answer would stay alive while waiting
+        spec = spec.created()  # nor the whole manifest
         if adopted and created is not None:
             started_at = min(created, started_at)
         deadline = waiting.loop_deadline(float(spec.task.max_poll_duration_s), started_at)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +35,18 @@ class JobTask(TaskSpec):
     @classmethod
     def of(cls, spec: TaskSpec, job: Mapping[str, Any]) -> JobTask:
         return cls(**{f.name: getattr(spec, f.name) for f in fields(TaskSpec)}, job=job)
+
+    def created(self) -> JobTask:
+        """This task once its Job exists: of the manifest only what waiting and finishing read (the
+        namespace, the containers' names), not the whole manifest for as long as the Job runs."""
+        pod_spec = self.pod_spec
+        skeleton: dict[str, Any] = {}
+        for key in ("initContainers", "containers"):
+            if key in pod_spec:
+                skeleton[key] = [{"name": c.get("name", "")} for c in pod_spec[key] or ()]
+        namespace = (self.job.get("metadata") or {}).get("namespace")
+        job = {"metadata": {"namespace": namespace} if namespace else {}, "spec": {"template": {"spec": skeleton}}}
+        return replace(self, job=job)
 
     @property
     def pod_spec(self) -> Mapping[str, Any]:

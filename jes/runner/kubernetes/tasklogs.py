@@ -88,9 +88,7 @@ class TaskLogs:
             found.append(await self._container_log(target, self.followed.get((target.pod, target.container))))
         return found + self._of_gone_pods(pod_names)
 
-    async def _container_log(
-        self, target: kube_status.LogTarget, followed: kube_logs.Followed | None
-    ) -> ContainerLog:
+    async def _container_log(self, target: kube_status.LogTarget, followed: kube_logs.Followed | None) -> ContainerLog:
         """A container's log: as followed while it ran; read once now when it was not followed, or
         when the stream broke off (then joined to what was followed, with a line saying so)."""
         if followed is not None and followed.task is not None and target.terminated is None:
@@ -121,9 +119,7 @@ class TaskLogs:
                         call_safely(on_log, target.container, chunk)
                 complete = True
             finally:
-                if not complete:  # a connection with unread data cannot be reused
-                    response.close()
-                response.release_conn()
+                await api.close_log(response, complete=complete)
         except errors.KubeError as exc:
             buffer.write(f"{chr(10) if buffer.total_bytes else ''}Unable to query logs of container: {exc}".encode())
         return _container_log(target, buffer.result())

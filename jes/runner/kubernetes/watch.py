@@ -24,43 +24,14 @@ import urllib3
 
 from jes import errors
 from jes.clients import kube as kube_client
-from jes.util import retry
+from jes.clients import kubeerrors as kube_errors
+from jes.runner.kubernetes.slim import JOB_NAME_LABELS, job_name_of_pod, slim
+from jes.util import flag, retry
+
+__all__ = ["JOB_NAME_LABELS", "Tracker", "Trackers", "WatchKey", "is_newer", "job_name_of_pod", "slim"]
 
 Obj = dict[str, Any]
 logger = logging.getLogger(__name__)
-
-JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
-
-
-def job_name_of_pod(pod: Obj) -> str:
-    labels = (pod.get("metadata") or {}).get("labels") or {}
-    for key in JOB_NAME_LABELS:
-        if labels.get(key):
-            return str(labels[key])
-    for ref in (pod.get("metadata") or {}).get("ownerReferences") or ():
-        if ref.get("kind") == "Job":
-            return str(ref.get("name", ""))
-    return ""
-
-
-_METADATA_KEPT = (
-    "name", "namespace", "uid", "resourceVersion", "labels", "ownerReferences",
-    "creationTimestamp", "deletionTimestamp",
-)  # fmt: skip
-
-
-def slim(obj: Obj) -> Obj:
-    """What the runner reads of a Job or pod (metadata, status, a Job's deadline); with a thousand
-    Jobs in flight the rest of each object (pod specs, managed fields) is most of the memory."""
-    metadata = obj.get("metadata") or {}
-    kept: Obj = {
-        "metadata": {k: metadata[k] for k in _METADATA_KEPT if k in metadata},
-        "status": obj.get("status") or {},
-    }
-    deadline = (obj.get("spec") or {}).get("activeDeadlineSeconds")
-    if deadline is not None:
-        kept["spec"] = {"activeDeadlineSeconds": deadline}
-    return kept
 
 
 def _rv(obj: Obj | None) -> int | None:
@@ -84,7 +55,7 @@ def _after(obj: Obj, listed_at: int | None) -> bool:
     return rv is not None and listed_at is not None and rv > listed_at
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Tracker:
     """What one ``run()`` knows about its Job and the Job's pods; ``changed`` wakes it up."""
 
@@ -95,19 +66,19 @@ class Tracker:
     relisted_without_job: bool = False
     """A re-list (after 410) did not contain the Job: confirm with a GET before calling it lost."""
     error: BaseException | None = None
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: flag.Flag = field(default_factory=flag.Flag)
 
     def offer_job(self, job: Obj) -> None:
         """A Job read outside the watch (create/GET answer): kept only if newer."""
         if is_newer(job, self.job):
-            self.job = slim(job)
+            self.job = slim(job, "jobs")
             self.changed.set()
 
     def offer_pods(self, pods: list[Obj]) -> None:
         for pod in pods:
             name = pod["metadata"]["name"]
             if is_newer(pod, self.pods.get(name)):
-                self.pods[name] = slim(pod)
+                self.pods[name] = slim(pod, "pods")
         self.changed.set()
 
     def fail(self, error: BaseException) -> None:
@@ -338,7 +309,8 @@ class _WatchThread:
     def _list(self) -> str:
         result = self.api.list_raw(self.kind, self.namespace, self.selector)
         list_rv = str((result.get("metadata") or {}).get("resourceVersion", ""))
-        self.owner.post(self.owner.on_list, self.kind, [slim(item) for item in result.get("items") or []], list_rv)
+        items = [slim(item, self.kind) for item in result.get("items") or []]
+        self.owner.post(self.owner.on_list, self.kind, items, list_rv)
         return list_rv
 
     def _watch(self, resource_version: str) -> str:
@@ -362,7 +334,7 @@ class _WatchThread:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             if self._stopping.is_set():
                 return resource_version
-            raise kube_client.translate(exc, verb="watch", resource=self.kind, namespace=self.namespace) from exc
+            raise kube_errors.translate(exc, verb="watch", resource=self.kind, namespace=self.namespace) from exc
         finally:
             with self._lock:
                 self._response = None
@@ -387,7 +359,7 @@ class _WatchThread:
                     self._raise_status(obj)
                 last_rv = str((obj.get("metadata") or {}).get("resourceVersion", "")) or last_rv
                 if event_type in ("ADDED", "MODIFIED", "DELETED"):
-                    batch.append((event_type, slim(obj)))
+                    batch.append((event_type, slim(obj, self.kind)))
             yield batch, last_rv
 
     def _raise_status(self, status: Obj) -> None:

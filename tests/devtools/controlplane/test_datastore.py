@@ -92,3 +92,18 @@ def test_the_python_api_sees_the_same_events(cp: server.LocalControlPlane, clien
     ]
     cp.events()[0]["data"]["project"] = "changed"
     assert cp.events()[0]["data"]["project"] == "my-first-project", "callers get copies"
+
+
+def test_triggered_ids_lists_what_events_shows(cp: server.LocalControlPlane, client: httpx.Client) -> None:
+    helpers.send(client, helpers.hello())
+    cp.wait_idle()
+    (task,) = helpers.triggered(client, helpers.SAYHELLO_TRIGGERED)
+    helpers.send(client, helpers.response(task, "started"))
+    helpers.send(client, helpers.response(task, "finished"))
+    cp.wait_idle()
+
+    for kind in ("started", "finished"):
+        event_type = f"sh.keptn.event.sayhello.{kind}"
+        assert cp.triggered_ids(type=event_type) == [e["triggeredid"] for e in cp.events(type=event_type)]
+        assert cp.triggered_ids(type=event_type) == [task["id"]]
+    assert cp.triggered_ids(type=helpers.SAYHELLO_TRIGGERED) == []

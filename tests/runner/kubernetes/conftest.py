@@ -48,6 +48,7 @@ def kube(kube_server: FakeKube) -> Iterator[FakeKube]:
     kube_server.reset()
     yield kube_server
     validate_jobs(kube_server)
+    assert kube_server.unauthorized() == {}  # every request (watches, log streams too) had the token
 
 
 @pytest.fixture

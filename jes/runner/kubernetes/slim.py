@@ -1,0 +1,92 @@
+"""What the kubernetes runner keeps of the Jobs and pods it watches (:mod:`.watch`): only the fields
+it reads (:mod:`.status`, :mod:`.waiting`, :mod:`.finishing`), and which Job a pod belongs to.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Obj = dict[str, Any]
+
+JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
+
+
+def job_name_of_pod(pod: Obj) -> str:
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    for key in JOB_NAME_LABELS:
+        if labels.get(key):
+            return str(labels[key])
+    for ref in (pod.get("metadata") or {}).get("ownerReferences") or ():
+        if ref.get("kind") == "Job":
+            return str(ref.get("name", ""))
+    return ""
+
+
+_METADATA_KEPT = ("name", "resourceVersion", "creationTimestamp", "deletionTimestamp")
+_CONDITION_KEPT = ("type", "status", "reason", "message", "lastTransitionTime")
+_JOB_STATUS_KEPT = ("completionTime", "succeeded", "failed")
+_POD_STATUS_KEPT = ("phase", "reason", "message")
+_TERMINATED_KEPT = ("exitCode", "reason", "message")
+_WAITING_KEPT = ("reason", "message")
+
+
+def slim(obj: Obj, kind: str) -> Obj:
+    """What the runner reads of a Job or pod (:mod:`.status`, :mod:`.waiting`, :mod:`.finishing`):
+    with thousands of Jobs in flight the rest of each object (pod specs, managed fields, timestamps,
+    images, IPs) is most of jes's memory. A pod keeps what routes it to its Job (the job-name
+    labels, the Job owner reference) and its containers' states (reason and message while waiting,
+    exit code, reason and message once terminated); a Job its conditions, counts and deadline."""
+    metadata = obj.get("metadata") or {}
+    kept_metadata = _picked(metadata, _METADATA_KEPT)
+    if kind == "pods":  # what job_name_of_pod reads: the first job-name label set, else the owner
+        labels = metadata.get("labels") or {}
+        label = next((key for key in JOB_NAME_LABELS if labels.get(key)), None)
+        owners = [r for r in metadata.get("ownerReferences") or () if r.get("kind") == "Job"]
+        if label is not None:
+            kept_metadata["labels"] = {label: labels[label]}
+        elif owners:
+            kept_metadata["ownerReferences"] = [{"kind": "Job", "name": owners[0].get("name")}]
+    status = obj.get("status") or {}
+    if kind == "pods":
+        return {"metadata": kept_metadata, "status": _pod_status(status)}
+    kept: Obj = {"metadata": kept_metadata, "status": _job_status(status)}
+    deadline = (obj.get("spec") or {}).get("activeDeadlineSeconds")
+    if deadline is not None:
+        kept["spec"] = {"activeDeadlineSeconds": deadline}
+    return kept
+
+
+def _picked(source: Obj, keys: tuple[str, ...]) -> Obj:
+    return {k: source[k] for k in keys if k in source}
+
+
+def _job_status(status: Obj) -> Obj:
+    kept = _picked(status, _JOB_STATUS_KEPT)
+    conditions = status.get("conditions")
+    if conditions:
+        kept["conditions"] = [_picked(c, _CONDITION_KEPT) for c in conditions]
+    return kept
+
+
+def _pod_status(status: Obj) -> Obj:
+    kept = _picked(status, _POD_STATUS_KEPT)
+    conditions = status.get("conditions") or ()
+    scheduling = [_picked(c, _CONDITION_KEPT) for c in conditions if c.get("type") == "PodScheduled"]
+    if scheduling:
+        kept["conditions"] = scheduling
+    for key in ("initContainerStatuses", "containerStatuses"):
+        if key in status:
+            kept[key] = [_container_status(s) for s in status[key] or ()]
+    return kept
+
+
+def _container_status(status: Obj) -> Obj:
+    state = status.get("state") or {}
+    kept_state: Obj = {}
+    if "waiting" in state:
+        kept_state["waiting"] = _picked(state["waiting"] or {}, _WAITING_KEPT)
+    if "running" in state:
+        kept_state["running"] = {}
+    if "terminated" in state:
+        kept_state["terminated"] = _picked(state["terminated"] or {}, _TERMINATED_KEPT)
+    return {"name": status.get("name"), "state": kept_state}
