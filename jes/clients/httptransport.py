@@ -168,6 +168,10 @@ class LeanTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
         return _Connection(reader, writer, origin)
 
+    def use_tls(self, context: ssl.SSLContext) -> None:
+        """Connections from now on use ``context`` (renewed certificates); pooled ones are left."""
+        self._ssl_context = context
+
     def _tls(self) -> ssl.SSLContext:
         if self._ssl_context is None:
             self._ssl_context = ssl.create_default_context()

@@ -13,6 +13,7 @@ translated into :mod:`jes.errors` where they enter (:mod:`jes.clients.kubeerrors
 :class:`jes.util.retry.Backoff`; 403 becomes :class:`errors.KubePermissionError` naming the verb,
 resource and namespace.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -367,7 +368,10 @@ class KubeApi:
                 path, query={"container": container}, timeout_s=timeout_s, read_timeout_s=timeout_s
             )
             if opened.status != 200:
-                body = b"".join([chunk async for chunk in opened.body])
+                try:
+                    body = b"".join([chunk async for chunk in opened.body])
+                finally:
+                    await opened.body.aclose()  # (read to its end it is back in the pool already)
                 answer = Answer(opened.status, opened.reason, opened.headers, body)
                 raise answer_error(answer, "get", "pods/log", namespace)
         except httpx.HTTPError as exc:

@@ -35,6 +35,7 @@ async def _serve(settings: Settings, *, once: bool) -> None:
     # The ~80k objects of the libraries loaded by now live as long as the process: kept out of the
     # collector's reach, a full collection no longer walks them (~27 ms each, several a second
     # under a burst of events).
+    gc.collect()  # (what is garbage now would never be collected once frozen)
     gc.freeze()
     if once:
         await service.run_once(stop)

@@ -60,14 +60,14 @@ def http_client(configuration: kubernetes.client.Configuration, max_connections:
         verify = context
     timeout = httpx.Timeout(None, connect=CONNECT_TIMEOUT_S)
     transport = None
-    if not configuration.proxy:
+    if not kubehttp.proxy_for(configuration):
         tls = httptransport.tls_context(verify)
         transport = httptransport.LeanTransport(ssl_context=tls, max_connections=max_connections)
     return httpx.AsyncClient(
         base_url=configuration.host,
         verify=verify,
         timeout=timeout,
-        proxy=configuration.proxy or None,
+        proxy=kubehttp.proxy_for(configuration),
         transport=transport,
     )
 
@@ -114,7 +114,7 @@ class LogFollower:
             opened = await self._direct.stream(path, query=query, timeout_s=CONNECT_TIMEOUT_S, read_timeout_s=None)
             return opened.status, aiter(opened.body), opened.body.aclose
         headers = {"Accept": "*/*"}
-        token = kubehttp.authorization_of(self._configuration)  # (refreshes an expiring token)
+        token = await asyncio.to_thread(kubehttp.authorization_of, self._configuration)  # (may run a plugin)
         if token:
             headers["Authorization"] = token
         client = self._client()
