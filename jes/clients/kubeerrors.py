@@ -14,28 +14,36 @@ from jes import errors
 from jes.clients.httptransport import Answer
 
 
-def _server_message(exc: ApiException) -> tuple[str, str]:
+def _status_fields(text: str, http_reason: str) -> tuple[str, str]:
     """(message, reason) from a ``Status`` body, or the HTTP reason."""
-    body = exc.body
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", errors="replace")
-    if body:
+    if text:
         try:
-            status = json.loads(body)
+            status = json.loads(text)
         except ValueError:
-            return body[:256], str(exc.reason or "")
+            return text[:256], http_reason
         if isinstance(status, dict):
-            return str(status.get("message") or exc.reason or ""), str(status.get("reason") or "")
-    return str(exc.reason or ""), ""
+            return str(status.get("message") or http_reason), str(status.get("reason") or "")
+    return http_reason, ""
 
 
-def _retry_after_s(exc: ApiException) -> float | None:
-    headers = exc.headers or {}
-    raw = headers.get("Retry-After") if hasattr(headers, "get") else None
+def _seconds(raw: str | bytes | None) -> float | None:
+    """A ``Retry-After`` in seconds (None: absent or not a number)."""
     try:
         return float(raw) if raw is not None else None
     except ValueError:
         return None
+
+
+def _server_message(exc: ApiException) -> tuple[str, str]:
+    body = exc.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", errors="replace")
+    return _status_fields(body or "", str(exc.reason or ""))
+
+
+def _retry_after_s(exc: ApiException) -> float | None:
+    headers = exc.headers or {}
+    return _seconds(headers.get("Retry-After") if hasattr(headers, "get") else None)
 
 
 def translate(exc: BaseException, *, verb: str, resource: str, namespace: str) -> errors.KubeError:
@@ -70,22 +78,11 @@ def status_error(
 
 def answer_error(answer: Answer, verb: str, resource: str, namespace: str) -> errors.KubeError:
     """:func:`status_error` for a non-2xx answer of the direct path."""
-    text = answer.body.decode("utf-8", errors="replace")
     http_reason = answer.reason.decode("latin-1")
-    message, reason = (text[:256], "") if text else (http_reason, "")
-    try:
-        found = json.loads(text) if text else None
-    except ValueError:
-        found = None
-    if isinstance(found, dict):
-        message, reason = str(found.get("message") or http_reason), str(found.get("reason") or "")
+    message, reason = _status_fields(answer.body.decode("utf-8", errors="replace"), http_reason)
     error = status_error(answer.status, http_reason, message, reason, verb, resource, namespace)
     if isinstance(error, errors.KubeTemporaryError):
-        raw = answer.header(b"retry-after")
-        try:
-            error.retry_after_s = float(raw) if raw is not None else None
-        except ValueError:
-            error.retry_after_s = None
+        error.retry_after_s = _seconds(answer.header(b"retry-after"))
     return error
 
 
