@@ -128,15 +128,18 @@ class KubeHttp:
         target = self.base_path + path
         if query:
             target += "?" + urlencode(query)
-        headers = [(b"Accept", b"application/json, */*"), (b"User-Agent", USER_AGENT)]
-        token = await self.authorization()
-        if token:
-            headers.append((b"Authorization", token.encode("latin-1")))
+        headers = await self._headers(b"application/json, */*")
         if body is not None:
             headers.append((b"Content-Type", content_type.encode("ascii")))
         return await self.transport.exchange(
             method, self.origin, target.encode("ascii"), headers, body or b"", timeout_s
         )
+
+    async def _headers(self, accept: bytes) -> list[tuple[bytes, bytes]]:
+        headers = [(b"Accept", accept), (b"User-Agent", USER_AGENT)]
+        if token := await self.authorization():
+            headers.append((b"Authorization", token.encode("latin-1")))
+        return headers
 
     async def authorization(self) -> str:
         """The Authorization header's value ("" for none), asked of the configuration at most every
@@ -176,9 +179,7 @@ class KubeHttp:
     ) -> Opened:
         """A GET whose answer is streamed (a log): its head, the body unread. ``read_timeout_s``
         bounds each wait for more of it (None: a followed log may be idle for long)."""
-        headers = [(b"Accept", b"*/*"), (b"User-Agent", USER_AGENT)]
-        if token := await self.authorization():
-            headers.append((b"Authorization", token.encode("latin-1")))
+        headers = await self._headers(b"*/*")
         timeouts: dict[str, float | None] = dict.fromkeys(("connect", "write", "pool"), timeout_s)
         timeouts["read"] = read_timeout_s
         target = f"{self.base_path}{path}?{urlencode(query)}".encode("ascii")

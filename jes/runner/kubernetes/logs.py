@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -52,17 +51,11 @@ def http_client(configuration: kubernetes.client.Configuration, max_connections:
     """An async client with the Kubernetes client's server, TLS settings and proxy; without a proxy
     on the lean transport, a connection per followed stream (httpx's own pool rescans all its
     connections and queued requests for every request: quadratic with thousands of streams)."""
-    verify: bool | ssl.SSLContext = False
-    if configuration.verify_ssl:
-        context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
-        if configuration.cert_file:
-            context.load_cert_chain(configuration.cert_file, configuration.key_file or None)
-        verify = context
+    verify = kubehttp.tls_context(configuration)  # (the direct path's: CA, client certificate, or no check)
     timeout = httpx.Timeout(None, connect=CONNECT_TIMEOUT_S)
     transport = None
     if not kubehttp.proxy_for(configuration):
-        tls = httptransport.tls_context(verify)
-        transport = httptransport.LeanTransport(ssl_context=tls, max_connections=max_connections)
+        transport = httptransport.LeanTransport(ssl_context=verify, max_connections=max_connections)
     return httpx.AsyncClient(
         base_url=configuration.host,
         verify=verify,
