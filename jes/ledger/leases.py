@@ -285,7 +285,7 @@ class LeaseLedger:
             return None  # forgotten meanwhile: it was done
         except errors.KubeError as exc:
             raise errors.StateError(f"cannot read the claim of event {fresh.event_id}: {exc}") from exc
-        taken = await self._take(lease, await self._heartbeats())
+        taken = await self._take(self._claim_of(lease), await self._heartbeats())
         if taken is not None:
             taken.event = fresh.event
         return taken
@@ -300,8 +300,7 @@ class LeaseLedger:
         progress = self._liveness.alive(f"claim/{claim.event_id}", claim.version)
         return beat or progress
 
-    async def _take(self, lease: Obj, heartbeats: dict[str, str]) -> Claim | None:
-        claim = self._claim_of(lease)
+    async def _take(self, claim: Claim, heartbeats: dict[str, str]) -> Claim | None:
         if claim.done:
             return None
         if claim.holder != self.holder:
@@ -372,13 +371,13 @@ class LeaseLedger:
             if event_id is not None and self._holder_of(lease) == self.holder:
                 events.add(event_id)  # at work here: its record need not be read (a thousand in a burst)
                 continue
-            events.add(self._event_of(lease))
             try:
-                taken = await self._take(lease, heartbeats)
+                claim = self._claim_of(lease)
             except errors.StateError as exc:
                 logger.warning("%s", exc)
                 continue
-            if taken is not None:
+            events.add(claim.event_id)
+            if (taken := await self._take(claim, heartbeats)) is not None:
                 claims.append(taken)
         # forget only what is no longer there; a holder without a heartbeat keeps its timer
         holders = set(heartbeats) | {self._holder_of(lease) for lease in leases}
@@ -392,12 +391,6 @@ class LeaseLedger:
     def _needs_heartbeats(self, lease: Obj) -> bool:
         holder = self._holder_of(lease)
         return bool(holder) and holder != self.holder
-
-    @staticmethod
-    def _event_of(lease: Obj) -> str:
-        with contextlib.suppress(errors.StateError):
-            return LeaseLedger._claim_of(lease).event_id
-        return ""
 
     async def forget_stale_heartbeats(self, *, unchanged_for_s: float) -> int:
         """Delete heartbeat Leases of other replicas seen unchanged for ``unchanged_for_s`` (pods
