@@ -205,6 +205,30 @@ async def test_started_is_not_held_back_by_the_concurrency_limit(plane: LocalCon
     ledger_check(plane)
 
 
+async def test_an_event_gives_its_slot_up_before_it_reports(plane: LocalControlPlane, tmp_path: Path) -> None:
+    """With one slot, the second event's task starts while the first one's .finished is still on
+    its way (held 2 s by the control plane): reporting does not keep the slot."""
+    put_config(plane, config_with(sh("quick", "echo done")))
+    plane.faults.add(method="POST", path=r"^/v1/event$", latency_s=2.0, body_matches=r"\.finished\"", times=1)
+    async with running(jes_settings(plane, tmp_path, max_concurrent_events=1)):
+        first, second = plane.inject_triggered(
+            task="sayhello", project="my-first-project", stage="dev", service="service1", count=2
+        )
+        await wait_until(
+            lambda: all(plane.events(type="sh.keptn.event.sayhello.finished", triggered_id=i) for i in (first, second)),
+            timeout_s=15,
+        )
+    task_started = {
+        e["triggeredid"]: e["time"]
+        for e in plane.events(type="sh.keptn.event.sayhello.status.changed")
+        if "started" in e["data"].get("message", "")
+    }
+    held, other = sorted((first, second), key=task_started.__getitem__)  # the first to run sent the first .finished
+    (held_finished,) = plane.events(type="sh.keptn.event.sayhello.finished", triggered_id=held)
+    assert task_started[other] < held_finished["time"], (task_started, held_finished["time"])
+    ledger_check(plane)
+
+
 async def test_control_plane_outage_mid_run_delays_but_never_loses_or_doubles(
     plane: LocalControlPlane, tmp_path: Path
 ) -> None:
