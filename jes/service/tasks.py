@@ -112,7 +112,8 @@ class TaskRunner:
             if files:
                 await _released_or_done(files, running)  # the file slot is free again after this
         try:
-            outcome = await self._unless_aborted(plan, task, job_name, running, abort)
+            await (running if abort is None else _first_done(running, abort))
+            outcome = running.result() if running.done() else await self._stop(plan, task, job_name, running)
             if outcome.status is Status.CANCELLED:  # nothing more is sent for an aborted sequence
                 return self._record_outcome(claim, task, outcome)
             return self._ended(claim, plan, task, count, outcome, progress)
@@ -190,19 +191,8 @@ class TaskRunner:
 
         return on_attempt
 
-    async def _unless_aborted(
-        self, plan: Plan, task: RenderedTask, job_name: str, running: asyncio.Task[Outcome], abort: flag.Flag | None
-    ) -> Outcome:
-        """The task's outcome, or — ``abort`` set first — the task stopped: README "Cancellation"."""
-        if abort is None:
-            return await running
-        aborted = abort.future()  # (no task of its own per task waiting)
-        try:
-            await _first_done(running, aborted)
-        finally:
-            aborted.cancel()
-        if running.done():
-            return running.result()
+    async def _stop(self, plan: Plan, task: RenderedTask, job_name: str, running: asyncio.Task[Outcome]) -> Outcome:
+        """The task stopped, its sequence aborted while it ran: README "Cancellation"."""
         started_at = self.clock()
         running.cancel()  # stops waiting only: the runner leaves the task running ...
         await asyncio.gather(running, return_exceptions=True)
@@ -325,22 +315,24 @@ class TaskRunner:
                     await result
 
 
-async def _first_done(*futures: asyncio.Future[Any]) -> None:
-    """Until one of ``futures`` is done: what ``asyncio.wait(FIRST_COMPLETED)`` does, without the
-    coroutine and sets it keeps for as long as a task runs."""
-    first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+def _first_done(running: asyncio.Task[Outcome], abort: flag.Flag) -> asyncio.Future[None]:
+    """A future done once ``running`` is done or ``abort`` is set. Awaited directly, it keeps no
+    coroutine (nor sets, as ``asyncio.wait`` does) for as long as the task runs."""
+    aborted = abort.future()
+    first: asyncio.Future[None] = running.get_loop().create_future()
 
     def wake(_: asyncio.Future[Any]) -> None:
         if not first.done():
             first.set_result(None)
 
-    for future in futures:
-        future.add_done_callback(wake)
-    try:
-        await first
-    finally:
-        for future in futures:
-            future.remove_done_callback(wake)
+    def forget(_: asyncio.Future[None]) -> None:
+        running.remove_done_callback(wake)
+        aborted.cancel()
+
+    running.add_done_callback(wake)
+    aborted.add_done_callback(wake)
+    first.add_done_callback(forget)
+    return first
 
 
 def _forget_done(progress: list[asyncio.Task[None]], delivery: asyncio.Task[None]) -> None:

@@ -50,6 +50,16 @@ class Flag:
         waiter.add_done_callback(self._forget)
         return waiter
 
+    def until(self, timeout_s: float) -> asyncio.Future[Any]:
+        """A future done once the flag is set or ``timeout_s`` passed, whichever is first (its
+        result says nothing of which). Awaited directly, it keeps no coroutine of its own while
+        waiting — what thousands of waiters at once hold; cancelling it forgets the timer."""
+        waiter = self.future()
+        if not waiter.done():
+            timer = waiter.get_loop().call_later(max(0.0, timeout_s), _resolve, waiter)
+            waiter.add_done_callback(lambda _: timer.cancel())
+        return waiter
+
     def _forget(self, waiter: asyncio.Future[bool]) -> None:
         if self._waiters is not None and waiter in self._waiters:
             self._waiters.remove(waiter)
@@ -68,3 +78,8 @@ class Flag:
             return True
         finally:
             self._forget(waiter)
+
+
+def _resolve(waiter: asyncio.Future[Any]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)

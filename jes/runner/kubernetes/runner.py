@@ -330,7 +330,8 @@ class KubernetesRunner:
         on_attempt: AttemptSink | None = None,
     ) -> Outcome:
         graces = waiting.Graces(self.pending_grace_s, self.transient_grace_s, self.missing_pod_check_s)
-        attempts = waiting.Attempts(on_attempt, spec.main_container, known=None if adopted else set())
+        known = None if adopted or on_attempt is None else set[str]()  # (no set kept when nobody hears)
+        attempts = waiting.Attempts(on_attempt, spec.main_container, known=known)
         try:
             verdict = await waiting.wait_for_job(
                 self._require_api, spec, namespace, tracker, deadline, graces, on_running, logs, attempts

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from jes.util.shared import shared_text
+
 Obj = dict[str, Any]
 
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
@@ -43,9 +45,9 @@ def slim(obj: Obj, kind: str) -> Obj:
         label = next((key for key in JOB_NAME_LABELS if labels.get(key)), None)
         owners = [r for r in metadata.get("ownerReferences") or () if r.get("kind") == "Job"]
         if label is not None:
-            kept_metadata["labels"] = {label: labels[label]}
+            kept_metadata["labels"] = {label: shared_text(labels[label])}
         elif owners:
-            kept_metadata["ownerReferences"] = [{"kind": "Job", "name": owners[0].get("name")}]
+            kept_metadata["ownerReferences"] = [{"kind": "Job", "name": shared_text(owners[0].get("name"))}]
     status = obj.get("status") or {}
     if kind == "pods":
         return {"metadata": kept_metadata, "status": _pod_status(status)}
@@ -56,8 +58,13 @@ def slim(obj: Obj, kind: str) -> Obj:
     return kept
 
 
+#: Only its presence is read: one object for every running container.
+_RUNNING: Obj = {}
+
+
 def _picked(source: Obj, keys: tuple[str, ...]) -> Obj:
-    return {k: source[k] for k in keys if k in source}
+    """``keys`` of ``source``, short strings shared ("Running", "True", names repeated in labels)."""
+    return {k: shared_text(source[k]) for k in keys if k in source}
 
 
 def _job_status(status: Obj) -> Obj:
@@ -86,7 +93,7 @@ def _container_status(status: Obj) -> Obj:
     if "waiting" in state:
         kept_state["waiting"] = _picked(state["waiting"] or {}, _WAITING_KEPT)
     if "running" in state:
-        kept_state["running"] = {}
+        kept_state["running"] = _RUNNING
     if "terminated" in state:
         kept_state["terminated"] = _picked(state["terminated"] or {}, _TERMINATED_KEPT)
-    return {"name": status.get("name"), "state": kept_state}
+    return {"name": shared_text(status.get("name")), "state": kept_state}
