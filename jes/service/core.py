@@ -51,7 +51,7 @@ from jes.service.metrics import Metrics
 from jes.util import parsing, retry, shared
 
 logger = logging.getLogger(__name__)
-Work = Callable[[], Awaitable[ports.Result]]
+Work = Callable[[Any], Awaitable[ports.Result]]
 
 #: Between attempts to handle an event that failed (an outage of the Kubernetes API or the control
 #: plane, a bug): never given up while the process runs.
@@ -286,7 +286,7 @@ class Service:
         if fresh:
             logger.info("resuming %d event(s) taken before a restart or left by a replica that died", len(fresh))
         for claim in fresh:
-            self._spawn(claim.event_id, lambda c=claim: self.handler.resume(c), what="resuming")  # type: ignore[misc]
+            self._spawn(claim.event_id, self.handler.resume, claim, what="resuming")
 
     async def _sweep_forever(self) -> None:
         """Resume open claims (ours, or taken over from dead replicas) and expire done ones."""
@@ -382,11 +382,11 @@ class Service:
             taken_at = self._wall_clock()
             self.metrics.observe_pickup(info.time, taken_at)
             kept = shared.shared_json(event)  # (kept for as long as the event is in flight)
-            self._spawn(info.id, lambda: self.handler.handle(kept), what="handling", taken_at=taken_at)
+            self._spawn(info.id, self.handler.handle, kept, what="handling", taken_at=taken_at)
 
-    def _spawn(self, event_id: str, work: Work, *, what: str, taken_at: float | None = None) -> None:
-        """Handle an event in a task of its own (``taken_at``: picked up then, for the latency)."""
-        task = asyncio.create_task(self._until_handled(event_id, work, what, taken_at), name=f"jes-event:{event_id}")
+    def _spawn(self, event_id: str, work: Work, about: Any, *, what: str, taken_at: float | None = None) -> None:
+        """``work(about)`` in a task of its own (``taken_at``: picked up then, for the latency)."""
+        task = asyncio.create_task(self._until_handled(event_id, work, about, what, taken_at), name=f"jes:{event_id}")
         self._in_flight[event_id] = task
         self.metrics.events_in_flight.set(len(self._in_flight))
 
@@ -396,14 +396,14 @@ class Service:
 
         task.add_done_callback(done)
 
-    async def _until_handled(self, event_id: str, work: Work, what: str, taken_at: float | None) -> None:
+    async def _until_handled(self, event_id: str, work: Work, about: Any, what: str, taken_at: float | None) -> None:
         """Handle an event; when that fails, try again with backoff for as long as jes runs."""
         delays: Iterator[float] | None = None  # (made on the first failure: not kept while all goes well)
         attempt = 0
         while True:
             attempt += 1
             try:
-                result = await work()
+                result = await work(about)
                 if taken_at is not None and result.finished is not None:
                     self.metrics.completion_latency.observe(max(0.0, self._wall_clock() - taken_at))
                 return

@@ -315,24 +315,17 @@ class TaskRunner:
                     await result
 
 
-def _first_done(running: asyncio.Task[Outcome], abort: flag.Flag) -> asyncio.Future[None]:
+def _first_done(running: asyncio.Task[Outcome], abort: flag.Flag) -> asyncio.Future[Any]:
     """A future done once ``running`` is done or ``abort`` is set. Awaited directly, it keeps no
     coroutine (nor sets, as ``asyncio.wait`` does) for as long as the task runs."""
-    aborted = abort.future()
-    first: asyncio.Future[None] = running.get_loop().create_future()
+    either = abort.future()
+    if not either.done():
+        running.add_done_callback(functools.partial(_resolve_either, either), context=flag.quiet())
+    return either
 
-    def wake(_: asyncio.Future[Any]) -> None:
-        if not first.done():
-            first.set_result(None)
 
-    def forget(_: asyncio.Future[None]) -> None:
-        running.remove_done_callback(wake)
-        aborted.cancel()
-
-    running.add_done_callback(wake)
-    aborted.add_done_callback(wake)
-    first.add_done_callback(forget)
-    return first
+def _resolve_either(either: asyncio.Future[Any], _: asyncio.Future[Any]) -> None:
+    flag.resolve(either)
 
 
 def _forget_done(progress: list[asyncio.Task[None]], delivery: asyncio.Task[None]) -> None:
