@@ -389,12 +389,11 @@ class Service:
         task = asyncio.create_task(self._until_handled(event_id, work, about, what, taken_at), name=f"jes:{event_id}")
         self._in_flight[event_id] = task
         self.metrics.events_in_flight.set(len(self._in_flight))
+        task.add_done_callback(self._handled)  # (a method, not a closure kept per event)
 
-        def done(finished: asyncio.Task[None]) -> None:
-            self._in_flight.pop(event_id, None)
-            self.metrics.events_in_flight.set(len(self._in_flight))
-
-        task.add_done_callback(done)
+    def _handled(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(task.get_name().removeprefix("jes:"), None)
+        self.metrics.events_in_flight.set(len(self._in_flight))
 
     async def _until_handled(self, event_id: str, work: Work, about: Any, what: str, taken_at: float | None) -> None:
         """Handle an event; when that fails, try again with backoff for as long as jes runs."""

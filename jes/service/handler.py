@@ -185,7 +185,7 @@ class EventHandler:
         if claim.delivery(Report.FINISHED) is Delivery.SENT:
             return Result(info.id, "resumed")
         if claim.resumed and claim.delivery(Report.FINISHED) is Delivery.SENDING:
-            claim.checked.add(Report.FINISHED)
+            claim.checked |= {Report.FINISHED}
             if await self.reports.settle(claim, Report.FINISHED) is Arrival.ARRIVED:
                 return Result(info.id, "resumed")  # accepted before a restart; only the bookkeeping was left
         started = claim.delivery(Report.STARTED) is not None

@@ -53,7 +53,7 @@ class ClaimReports:
         if state is Delivery.SENT:
             return
         if state is Delivery.SENDING and claim.resumed and report not in claim.checked:
-            claim.checked.add(report)  # a POST before the restart may have arrived
+            claim.checked |= {report}  # a POST before the restart may have arrived
             if await self.settle(claim, report) is Arrival.ARRIVED:
                 claim.reports[report] = Delivery.SENT
                 return

@@ -171,7 +171,8 @@ class TaskRunner:
                 # best effort and concurrent: a slow or refusing control plane must not delay the task
                 self._announce(progress, changed, job_name)
         attempts = self._attempts_to(info, task, count, job_name, progress)
-        return asyncio.create_task(self._run_with_metrics(spec, fence=lambda: self.fence(claim), on_attempt=attempts))
+        fence = functools.partial(self.fence, claim)
+        return asyncio.create_task(self._run_with_metrics(spec, fence=fence, on_attempt=attempts))
 
     def _attempts_to(
         self, info: EventInfo, task: RenderedTask, count: int, job_name: str, progress: list[asyncio.Task[None]] | None

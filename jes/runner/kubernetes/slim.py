@@ -26,6 +26,7 @@ def job_name_of_pod(pod: Obj) -> str:
 
 _METADATA_KEPT = ("name", "resourceVersion", "creationTimestamp", "deletionTimestamp")
 _CONDITION_KEPT = ("type", "status", "reason", "message", "lastTransitionTime")
+_POD_CONDITION_KEPT = ("type", "status", "reason", "message")  # (the time is read of Jobs only)
 _JOB_STATUS_KEPT = ("completionTime", "succeeded", "failed")
 _POD_STATUS_KEPT = ("phase", "reason", "message")
 _TERMINATED_KEPT = ("exitCode", "reason", "message")
@@ -50,12 +51,39 @@ def slim(obj: Obj, kind: str) -> Obj:
             kept_metadata["ownerReferences"] = [{"kind": "Job", "name": shared_text(owners[0].get("name"))}]
     status = obj.get("status") or {}
     if kind == "pods":
-        return {"metadata": kept_metadata, "status": _pod_status(status)}
-    kept: Obj = {"metadata": kept_metadata, "status": _job_status(status)}
+        return {"metadata": kept_metadata, "status": canonical(_pod_status(status))}
+    kept: Obj = {"metadata": kept_metadata, "status": canonical(_job_status(status))}
     deadline = (obj.get("spec") or {}).get("activeDeadlineSeconds")
     if deadline is not None:
-        kept["spec"] = {"activeDeadlineSeconds": deadline}
+        kept["spec"] = canonical({"activeDeadlineSeconds": deadline})
     return kept
+
+
+#: Equal parts of the objects kept, one object for all: the status of every running pod is the
+#: same (phase, containers running), and so is that of every running Job. The runner only reads
+#: what it keeps. Bounded: when full it starts again (what is shared stays shared).
+_CANONICAL: dict[Any, Any] = {}
+CANONICAL_MAX = 4096
+
+
+def canonical(value: Obj) -> Obj:
+    """The kept object equal to ``value`` (``value`` itself the first time)."""
+    key = _key(value)
+    found: Obj | None = _CANONICAL.get(key)
+    if found is not None:
+        return found
+    if len(_CANONICAL) >= CANONICAL_MAX:
+        _CANONICAL.clear()
+    _CANONICAL[key] = value
+    return value
+
+
+def _key(value: Any) -> Any:
+    if isinstance(value, dict):
+        return (dict, tuple((k, _key(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return (list, tuple(_key(v) for v in value))
+    return (type(value), value)  # (True and 1 are equal, not the same)
 
 
 #: Only its presence is read: one object for every running container.
@@ -78,7 +106,7 @@ def _job_status(status: Obj) -> Obj:
 def _pod_status(status: Obj) -> Obj:
     kept = _picked(status, _POD_STATUS_KEPT)
     conditions = status.get("conditions") or ()
-    scheduling = [_picked(c, _CONDITION_KEPT) for c in conditions if c.get("type") == "PodScheduled"]
+    scheduling = [_picked(c, _POD_CONDITION_KEPT) for c in conditions if c.get("type") == "PodScheduled"]
     if scheduling:
         kept["conditions"] = scheduling
     for key in ("initContainerStatuses", "containerStatuses"):

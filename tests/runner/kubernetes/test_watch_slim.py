@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from jes.runner.kubernetes import slim as slim_module
 from jes.runner.kubernetes import status as kube_status
 from jes.runner.kubernetes import watch
 
@@ -102,3 +103,32 @@ def _read(targets: list[kube_status.LogTarget]) -> list[tuple[Any, ...]]:
     """What the runner reads of log targets (tasklogs._container_log)."""
     fields = ("exitCode", "reason", "message")
     return [(t.pod, t.container, t.init, tuple((t.terminated or {}).get(f) for f in fields)) for t in targets]
+
+
+def _running_pod(job: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": f"{job}-x1", "resourceVersion": "9", "labels": {"job-name": job}},
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": f"{job} time"}],
+            "containerStatuses": [{"name": "task", "state": {"running": {"startedAt": f"{job} started"}}}],
+        },
+    }
+
+
+def test_running_pods_of_different_jobs_share_one_status_object() -> None:
+    first, second = watch.slim(_running_pod("a"), "pods"), watch.slim(_running_pod("b"), "pods")
+    assert first["status"] is second["status"]  # one object kept for thousands of running pods
+    assert first["metadata"] is not second["metadata"] and watch.job_name_of_pod(second) == "b"
+    assert kube_status.main_started({"b-x1": second}, "task")
+    failed = _running_pod("c")
+    failed["status"]["containerStatuses"][0]["state"] = {"terminated": {"exitCode": 3}}
+    assert watch.slim(failed, "pods")["status"] is not first["status"]  # equal only when equal
+    assert kube_status.pod_exit_code(watch.slim(failed, "pods"), "task") == 3
+
+
+def test_shared_parts_tell_true_from_one_and_stay_bounded() -> None:
+    assert slim_module.canonical({"succeeded": True}) is not slim_module.canonical({"succeeded": 1})
+    for n in range(slim_module.CANONICAL_MAX + 10):
+        slim_module.canonical({"failed": n})
+    assert len(slim_module._CANONICAL) <= slim_module.CANONICAL_MAX
