@@ -4,11 +4,12 @@ it reads (:mod:`.status`, :mod:`.waiting`, :mod:`.finishing`), and which Job a p
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from jes.util.shared import shared_text
 
 Obj = dict[str, Any]
+T = TypeVar("T", Obj, list[Obj])
 
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 
@@ -51,25 +52,27 @@ def slim(obj: Obj, kind: str) -> Obj:
             kept_metadata["ownerReferences"] = [{"kind": "Job", "name": shared_text(owners[0].get("name"))}]
     status = obj.get("status") or {}
     if kind == "pods":
-        return {"metadata": kept_metadata, "status": canonical(_pod_status(status))}
-    kept: Obj = {"metadata": kept_metadata, "status": canonical(_job_status(status))}
+        return {"metadata": kept_metadata, "status": _pod_status(status)}
+    job_status = _job_status(status)  # (a running Job's is empty: one object for all)
+    kept: Obj = {"metadata": kept_metadata, "status": job_status or canonical(job_status)}
     deadline = (obj.get("spec") or {}).get("activeDeadlineSeconds")
     if deadline is not None:
         kept["spec"] = canonical({"activeDeadlineSeconds": deadline})
     return kept
 
 
-#: Equal parts of the objects kept, one object for all: the status of every running pod is the
-#: same (phase, containers running), and so is that of every running Job. The runner only reads
-#: what it keeps. Bounded: when full it starts again (what is shared stays shared).
+#: Equal parts of the objects kept, one object for all: the container states and scheduling
+#: condition of every running pod are the same, and so is the (empty) status of every running Job.
+#: The runner only reads what it keeps. Bounded: when full it starts again (what is shared stays
+#: shared). Parts with names unique to a Job (its main container's) are not offered.
 _CANONICAL: dict[Any, Any] = {}
 CANONICAL_MAX = 4096
 
 
-def canonical(value: Obj) -> Obj:
+def canonical(value: T) -> T:
     """The kept object equal to ``value`` (``value`` itself the first time)."""
     key = _key(value)
-    found: Obj | None = _CANONICAL.get(key)
+    found: T | None = _CANONICAL.get(key)
     if found is not None:
         return found
     if len(_CANONICAL) >= CANONICAL_MAX:
@@ -108,10 +111,11 @@ def _pod_status(status: Obj) -> Obj:
     conditions = status.get("conditions") or ()
     scheduling = [_picked(c, _POD_CONDITION_KEPT) for c in conditions if c.get("type") == "PodScheduled"]
     if scheduling:
-        kept["conditions"] = scheduling
-    for key in ("initContainerStatuses", "containerStatuses"):
-        if key in status:
-            kept[key] = [_container_status(s) for s in status[key] or ()]
+        kept["conditions"] = canonical(scheduling)
+    if "initContainerStatuses" in status:  # (jes's own init containers: the same names in every pod)
+        kept["initContainerStatuses"] = canonical([_container_status(s) for s in status["initContainerStatuses"] or ()])
+    if "containerStatuses" in status:
+        kept["containerStatuses"] = [_container_status(s) for s in status["containerStatuses"] or ()]
     return kept
 
 
@@ -124,4 +128,4 @@ def _container_status(status: Obj) -> Obj:
         kept_state["running"] = _RUNNING
     if "terminated" in state:
         kept_state["terminated"] = _picked(state["terminated"] or {}, _TERMINATED_KEPT)
-    return {"name": shared_text(status.get("name")), "state": kept_state}
+    return {"name": shared_text(status.get("name")), "state": canonical(kept_state)}

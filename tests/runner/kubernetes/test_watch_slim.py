@@ -111,20 +111,25 @@ def _running_pod(job: str) -> dict[str, Any]:
         "status": {
             "phase": "Running",
             "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": f"{job} time"}],
-            "containerStatuses": [{"name": "task", "state": {"running": {"startedAt": f"{job} started"}}}],
+            "initContainerStatuses": [{"name": "jes-output", "state": {"running": {"startedAt": f"{job} t"}}}],
+            "containerStatuses": [{"name": job, "state": {"running": {"startedAt": f"{job} started"}}}],
         },
     }
 
 
-def test_running_pods_of_different_jobs_share_one_status_object() -> None:
+def test_running_pods_of_different_jobs_share_their_equal_parts() -> None:
     first, second = watch.slim(_running_pod("a"), "pods"), watch.slim(_running_pod("b"), "pods")
-    assert first["status"] is second["status"]  # one object kept for thousands of running pods
-    assert first["metadata"] is not second["metadata"] and watch.job_name_of_pod(second) == "b"
-    assert kube_status.main_started({"b-x1": second}, "task")
+    for key in ("conditions", "initContainerStatuses"):  # one object kept for thousands of running pods
+        assert first["status"][key] is second["status"][key]
+    assert first["status"]["containerStatuses"][0]["state"] is second["status"]["containerStatuses"][0]["state"]
+    assert first["status"]["containerStatuses"][0]["name"] == "a" and watch.job_name_of_pod(second) == "b"
+    assert kube_status.main_started({"b-x1": second}, "b") and not kube_status.main_started({"b-x1": second}, "a")
     failed = _running_pod("c")
     failed["status"]["containerStatuses"][0]["state"] = {"terminated": {"exitCode": 3}}
-    assert watch.slim(failed, "pods")["status"] is not first["status"]  # equal only when equal
-    assert kube_status.pod_exit_code(watch.slim(failed, "pods"), "task") == 3
+    kept = watch.slim(failed, "pods")
+    assert kept["status"]["containerStatuses"][0]["state"] is not first["status"]["containerStatuses"][0]["state"]
+    assert kube_status.pod_exit_code(kept, "c") == 3  # equal only when equal
+    assert watch.slim(JOB | {"status": {}}, "jobs")["status"] is watch.slim({"metadata": {}}, "jobs")["status"]
 
 
 def test_shared_parts_tell_true_from_one_and_stay_bounded() -> None:
