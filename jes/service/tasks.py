@@ -40,7 +40,7 @@ from jes.reporter.delivery import Reporter
 from jes.runner import base as runner_base
 from jes.service.metrics import Metrics
 from jes.service.ports import FileProvider
-from jes.util import flag
+from jes.util import flag, gates
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,26 @@ class TaskRunner:
         progress: list[asyncio.Task[None]] | None,
         abort: flag.Flag | None = None,
     ) -> Outcome:
-        """``abort`` set while the task runs (its sequence was aborted): the task is stopped."""
+        """``abort`` set while the task runs (its sequence was aborted): the task is stopped. Once it
+        is over its requests still waiting (its progress events, which its ``.finished`` waits for)
+        are urgent (:mod:`jes.util.gates`)."""
+        urgency = gates.Urgency()
+        with gates.within(urgency):
+            try:
+                return await self._run(claim, plan, task, count, progress=progress, abort=abort)
+            finally:
+                urgency.make_urgent()
+
+    async def _run(
+        self,
+        claim: Claim,
+        plan: Plan,
+        task: RenderedTask,
+        count: int,
+        *,
+        progress: list[asyncio.Task[None]] | None,
+        abort: flag.Flag | None,
+    ) -> Outcome:
         info = plan.event
         job_name = models.job_name(info.id, task.action_index, task.task_index, executor=self.identity.executor)
         record = claim.task(task.action_index, task.task_index)

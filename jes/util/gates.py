@@ -1,27 +1,82 @@
-"""A limit on work at once whose waiters go in by priority, then in their order of arrival."""
+"""A limit on work at once whose waiters go in by priority, then in their order of arrival.
+
+The priority of a request deep in a client (a Kubernetes call, a connection slot) can come from
+the work it is done for: an :class:`Urgency` in the context (:func:`within`; the tasks created in
+it share it) makes every gate let its requests in as :data:`URGENT` once it is urgent — also the
+requests already waiting then. An event's finishing path (its last log reads, the progress events
+before its ``.finished``, the claim write before it) is urgent, so under a burst it is not queued
+behind the creation of new Jobs and claims (the complete -> ``.finished`` latency).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import heapq
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 URGENT = 0
 NORMAL = 1
 LOW = 2
 
 
+class Urgency:
+    """Whether some work is urgent; it may become so while its requests wait (they go in first)."""
+
+    __slots__ = ("_waiting", "urgent")
+
+    def __init__(self, *, urgent: bool = False) -> None:
+        self.urgent = urgent
+        self._waiting: dict[asyncio.Future[None], tuple[PriorityGate, int]] = {}
+        """Its requests waiting at a gate: their turn → (the gate, their arrival)."""
+
+    def make_urgent(self) -> None:
+        """From now on urgent: its requests waiting at a gate move to the front of its queue."""
+        if self.urgent:
+            return
+        self.urgent = True
+        waiting, self._waiting = self._waiting, {}
+        for turn, (gate, arrival) in waiting.items():
+            gate._promote(turn, arrival)
+
+
+_urgency: contextvars.ContextVar[Urgency | None] = contextvars.ContextVar("jes_urgency", default=None)
+
+
+@contextlib.contextmanager
+def within(urgency: Urgency) -> Iterator[Urgency]:
+    """Run a block (and the tasks it creates) as part of the work ``urgency`` stands for."""
+    token = _urgency.set(urgency)
+    try:
+        yield urgency
+    finally:
+        _urgency.reset(token)
+
+
+def urgent() -> contextlib.AbstractContextManager[Urgency]:
+    """Run a block (and the tasks it creates) urgently."""
+    return within(Urgency(urgent=True))
+
+
+def urgent_now() -> bool:
+    """Whether the work running now is urgent."""
+    urgency = _urgency.get()
+    return urgency is not None and urgency.urgent
+
+
 class PriorityGate:
     """At most ``size`` holders at once. When one leaves, the waiter with the lowest ``priority``
-    goes in (among equals, the one that came first). Under a burst of new events this lets an
-    event's last report through before the ``.started`` of the hundreds queued behind it."""
+    goes in (among equals, the one that came first); urgent work (:class:`Urgency`) goes in as
+    :data:`URGENT`. Under a burst of new events this lets an event's last report through before the
+    ``.started`` of the hundreds queued behind it."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._free = size
         self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        """(priority, arrival, turn); a promoted waiter's first entry stays, skipped once let in."""
         self._arrivals = itertools.count()
 
     def locked(self) -> bool:
@@ -29,29 +84,46 @@ class PriorityGate:
 
     @contextlib.asynccontextmanager
     async def hold(self, priority: int = NORMAL) -> AsyncIterator[None]:
-        await self._enter(priority)
+        await self.acquire(priority)
         try:
             yield
         finally:
-            self._leave()
+            self.release()
 
-    async def _enter(self, priority: int) -> None:
+    async def acquire(self, priority: int = NORMAL) -> None:
+        """Wait for a place (by ``priority``, then arrival); :meth:`release` it once done."""
         if self._free > 0 and not self._waiting:
             self._free -= 1
             return
+        urgency = _urgency.get()
+        if urgency is not None and urgency.urgent:
+            priority = URGENT
+        elif urgency is None or priority == URGENT:
+            urgency = None  # (nothing to promote)
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiting, (priority, next(self._arrivals), turn))
+        arrival = next(self._arrivals)
+        heapq.heappush(self._waiting, (priority, arrival, turn))
+        if urgency is not None:
+            urgency._waiting[turn] = (self, arrival)
         try:
             await turn
         except asyncio.CancelledError:
             if turn.done() and not turn.cancelled():  # it was let in as it was cancelled: pass it on
-                self._leave()
+                self.release()
             raise
+        finally:
+            if urgency is not None:
+                urgency._waiting.pop(turn, None)
 
-    def _leave(self) -> None:
+    def release(self) -> None:
         while self._waiting:
             _, _, turn = heapq.heappop(self._waiting)
-            if not turn.done():  # (a cancelled waiter's turn is done)
+            if not turn.done():  # (a cancelled waiter's turn is done, as is a promoted one's)
                 turn.set_result(None)
                 return
         self._free += 1
+
+    def _promote(self, turn: asyncio.Future[None], arrival: int) -> None:
+        """A waiter's work became urgent: it goes in before the others (its old entry is skipped)."""
+        if not turn.done():
+            heapq.heappush(self._waiting, (URGENT, arrival, turn))

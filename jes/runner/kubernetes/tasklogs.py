@@ -77,9 +77,14 @@ class TaskLogs:
 
     async def stop_following(self) -> None:
         streams = [f.task for f in self.followed.values() if f is not None and f.task is not None]
-        for stream in streams:
+        running = [stream for stream in streams if not stream.done()]
+        for stream in running:
             stream.cancel()
-        await asyncio.gather(*streams, return_exceptions=True)
+        if running:  # (else no loop round for nothing: this is on the way to an event's .finished)
+            await asyncio.gather(*running, return_exceptions=True)
+        for stream in streams:
+            if not stream.cancelled():
+                stream.exception()  # (retrieved, as the gather would)
 
     async def collect(self, targets: list[kube_status.LogTarget], pod_names: set[str]) -> list[ContainerLog]:
         """The logs of ``targets``, then what was followed of the pods not in ``pod_names``."""
