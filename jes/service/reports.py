@@ -52,8 +52,8 @@ class ClaimReports:
         """Exactly once: ``sending`` is on record before the POST, ``sent`` after it. ``before_post``
         is awaited between the two (what must be out before this report, done while it is recorded).
         A ``.finished`` is delivered :data:`~jes.util.gates.URGENT`: its claim write and its POST go
-        before the requests of events still starting (the complete -> .finished latency)."""
-        with gates.urgent() if report is Report.FINISHED else contextlib.nullcontext():
+        before the requests of events not as far (the complete -> .finished latency)."""
+        with gates.urgent(gates.URGENT) if report is Report.FINISHED else contextlib.nullcontext():
             await self._deliver(claim, report, event, before_post)
 
     async def _deliver(

@@ -2,10 +2,11 @@
 
 The priority of a request deep in a client (a Kubernetes call, a connection slot) can come from
 the work it is done for: an :class:`Urgency` in the context (:func:`within`; the tasks created in
-it share it) makes every gate let its requests in as :data:`URGENT` once it is urgent — also the
-requests already waiting then. An event's finishing path (its last log reads, the progress events
-before its ``.finished``, the claim write before it) is urgent, so under a burst it is not queued
-behind the creation of new Jobs and claims (the complete -> ``.finished`` latency).
+it share it) lets its requests in at its level once it is urgent — also those already waiting
+then. An event's finishing path (its last log reads, the progress events before its ``.finished``)
+is :data:`FINISHING`; the ``.finished`` itself and the claim write before it are :data:`URGENT`.
+Under a burst an event near its end goes before the events behind it (shortest remaining work
+first: the complete -> ``.finished`` latency), and those before the creation of new Jobs and claims.
 """
 
 from __future__ import annotations
@@ -18,28 +19,30 @@ import itertools
 from collections.abc import AsyncIterator, Iterator
 
 URGENT = 0
-NORMAL = 1
-LOW = 2
+"""An event's last step: its ``.finished`` (and the claim write before it)."""
+FINISHING = 1
+"""The work of an event whose tasks are over: what its ``.finished`` waits for."""
+NORMAL = 2
+LOW = 3
 
 
 class Urgency:
-    """Whether some work is urgent; it may become so while its requests wait (they go in first)."""
+    """How urgent some work is (None: not urgent); it may become so while its requests wait."""
 
-    __slots__ = ("_waiting", "urgent")
+    __slots__ = ("_waiting", "level")
 
-    def __init__(self, *, urgent: bool = False) -> None:
-        self.urgent = urgent
+    def __init__(self, level: int | None = None) -> None:
+        self.level = level
         self._waiting: dict[asyncio.Future[None], tuple[PriorityGate, int]] = {}
         """Its requests waiting at a gate: their turn → (the gate, their arrival)."""
 
-    def make_urgent(self) -> None:
-        """From now on urgent: its requests waiting at a gate move to the front of its queue."""
-        if self.urgent:
+    def make_urgent(self, level: int = FINISHING) -> None:
+        """From now on at ``level`` (or higher): its requests waiting at a gate move up its queue."""
+        if self.level is not None and self.level <= level:
             return
-        self.urgent = True
-        waiting, self._waiting = self._waiting, {}
-        for turn, (gate, arrival) in waiting.items():
-            gate._promote(turn, arrival)
+        self.level = level
+        for turn, (gate, arrival) in list(self._waiting.items()):
+            gate._promote(turn, arrival, level)
 
 
 _urgency: contextvars.ContextVar[Urgency | None] = contextvars.ContextVar("jes_urgency", default=None)
@@ -55,21 +58,21 @@ def within(urgency: Urgency) -> Iterator[Urgency]:
         _urgency.reset(token)
 
 
-def urgent() -> contextlib.AbstractContextManager[Urgency]:
-    """Run a block (and the tasks it creates) urgently."""
-    return within(Urgency(urgent=True))
+def urgent(level: int = FINISHING) -> contextlib.AbstractContextManager[Urgency]:
+    """Run a block (and the tasks it creates) at ``level``."""
+    return within(Urgency(level))
 
 
 def urgent_now() -> bool:
     """Whether the work running now is urgent."""
     urgency = _urgency.get()
-    return urgency is not None and urgency.urgent
+    return urgency is not None and urgency.level is not None
 
 
 class PriorityGate:
     """At most ``size`` holders at once. When one leaves, the waiter with the lowest ``priority``
-    goes in (among equals, the one that came first); urgent work (:class:`Urgency`) goes in as
-    :data:`URGENT`. Under a burst of new events this lets an event's last report through before the
+    goes in (among equals, the one that came first); urgent work (:class:`Urgency`) goes in at
+    its level if that is higher. Under a burst of new events this lets an event's last report through before the
     ``.started`` of the hundreds queued behind it."""
 
     def __init__(self, size: int) -> None:
@@ -96,14 +99,12 @@ class PriorityGate:
             self._free -= 1
             return
         urgency = _urgency.get()
-        if urgency is not None and urgency.urgent:
-            priority = URGENT
-        elif urgency is None or priority == URGENT:
-            urgency = None  # (nothing to promote)
+        if urgency is not None and urgency.level is not None:
+            priority = min(priority, urgency.level)
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         arrival = next(self._arrivals)
         heapq.heappush(self._waiting, (priority, arrival, turn))
-        if urgency is not None:
+        if urgency is not None and priority > URGENT:
             urgency._waiting[turn] = (self, arrival)
         try:
             await turn
@@ -123,7 +124,7 @@ class PriorityGate:
                 return
         self._free += 1
 
-    def _promote(self, turn: asyncio.Future[None], arrival: int) -> None:
-        """A waiter's work became urgent: it goes in before the others (its old entry is skipped)."""
+    def _promote(self, turn: asyncio.Future[None], arrival: int, priority: int) -> None:
+        """A waiter's work became urgent: it waits again at ``priority`` (its old entry is skipped)."""
         if not turn.done():
-            heapq.heappush(self._waiting, (URGENT, arrival, turn))
+            heapq.heappush(self._waiting, (priority, arrival, turn))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from jes.util import gates
-from jes.util.gates import LOW, NORMAL, URGENT, PriorityGate, Urgency
+from jes.util.gates import FINISHING, LOW, NORMAL, URGENT, PriorityGate, Urgency
 
 
 async def test_waiters_go_in_by_priority_then_by_arrival() -> None:
@@ -115,18 +115,18 @@ async def _queue(
     return tasks
 
 
-async def test_urgent_work_goes_in_first_whatever_priority_it_asks() -> None:
+async def test_urgent_work_goes_in_at_its_level_unless_it_asks_higher() -> None:
     gate = PriorityGate(1)
     order: list[str] = []
     await gate.acquire()
     early = await _queue(gate, [("normal", NORMAL, None)], order)
     with gates.urgent():
         assert gates.urgent_now()
-        waiting = await _queue(gate, [("urgent work", NORMAL, None)], order)
+        waiting = await _queue(gate, [("urgent work", NORMAL, None), ("its .finished", URGENT, None)], order)
     assert not gates.urgent_now()
     gate.release()
     await asyncio.gather(*early, *waiting)
-    assert order == ["urgent work", "normal"] and not gate.locked()
+    assert order == ["its .finished", "urgent work", "normal"] and not gate.locked()
 
 
 async def test_work_that_becomes_urgent_moves_its_waiting_requests_to_the_front() -> None:
@@ -141,9 +141,12 @@ async def test_work_that_becomes_urgent_moves_its_waiting_requests_to_the_front(
     )
     finishing.make_urgent()
     finishing.make_urgent()  # (twice: no second entry)
+    assert finishing.level == FINISHING
+    waiting += await _queue(gate, [(".finished", URGENT, None)], order)
     gate.release()
     await asyncio.gather(*waiting)
-    assert order == ["finishing", "new-1", "new-2", "low"]
+    # an event's last step first, then the work of an event near its end, then the rest in order
+    assert order == [".finished", "finishing", "new-1", "new-2", "low"]
     assert not gate.locked() and gate._waiting == []  # (the promoted waiter's first entry was skipped)
 
 

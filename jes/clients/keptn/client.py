@@ -274,10 +274,10 @@ class KeptnClient:
         ``before`` is awaited right before each attempt leaves (a fence).
         """
         what = f"sending {event.get('type', 'event')}"
+
         kind = str(event.get("type", ""))
         starting = kind.endswith(".started")
-        urgent = kind.endswith(".finished") or gates.urgent_now()  # (and the progress events before one)
-        priority = gates.URGENT if urgent else gates.LOW if starting else gates.NORMAL
+        priority = gates.URGENT if kind.endswith(".finished") else gates.LOW if starting else gates.NORMAL
 
         async def once() -> str:
             try:
