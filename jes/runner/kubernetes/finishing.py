@@ -52,7 +52,7 @@ async def finish(
 ) -> Outcome:
     """The task's outcome from ``verdict``, its pods, logs and events; the Job stopped if need be.
     ``attempts_seen`` hears of the pods the watch had not shown yet (a retry that ended quickly).
-    Its requests are :data:`~jes.util.gates.URGENT`: they go before those of tasks being created."""
+    Its requests are :data:`~jes.util.gates.FINISHING`: before those of tasks being created."""
     with gates.urgent():
         return await _finish(
             api, spec, namespace, tracker, verdict, started_at, logs,
