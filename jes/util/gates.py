@@ -33,16 +33,18 @@ class Urgency:
 
     def __init__(self, level: int | None = None) -> None:
         self.level = level
-        self._waiting: dict[asyncio.Future[None], tuple[PriorityGate, int]] = {}
-        """Its requests waiting at a gate: their turn → (the gate, their arrival)."""
+        self._waiting: dict[asyncio.Future[None], tuple[PriorityGate, int, int]] = {}
+        """Its requests waiting at a gate: their turn → (the gate, their priority, their arrival)."""
 
     def make_urgent(self, level: int = FINISHING) -> None:
         """From now on at ``level`` (or higher): its requests waiting at a gate move up its queue."""
         if self.level is not None and self.level <= level:
             return
         self.level = level
-        for turn, (gate, arrival) in list(self._waiting.items()):
-            gate._promote(turn, arrival, level)
+        for turn, (gate, priority, arrival) in list(self._waiting.items()):
+            if level < priority:
+                self._waiting[turn] = (gate, level, arrival)
+                gate._promote(turn, arrival, level)
 
 
 _urgency: contextvars.ContextVar[Urgency | None] = contextvars.ContextVar("jes_urgency", default=None)
@@ -105,7 +107,7 @@ class PriorityGate:
         arrival = next(self._arrivals)
         heapq.heappush(self._waiting, (priority, arrival, turn))
         if urgency is not None and priority > URGENT:
-            urgency._waiting[turn] = (self, arrival)
+            urgency._waiting[turn] = (self, priority, arrival)
         try:
             await turn
         except asyncio.CancelledError:

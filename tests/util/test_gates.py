@@ -174,3 +174,21 @@ async def test_a_promoted_waiter_that_is_cancelled_neither_holds_nor_blocks() ->
         await later
     assert order == ["later"] and cancelled.cancelled() and not gate.locked()
     assert finishing._waiting == {}  # (nothing kept of requests no longer waiting)
+
+
+async def test_work_more_urgent_still_moves_up_and_never_twice_to_the_same_place() -> None:
+    gate = PriorityGate(1)
+    order: list[str] = []
+    finishing = Urgency()
+    await gate.acquire()
+    waiting = await _queue(
+        gate, [("finishing", FINISHING, finishing), ("other", FINISHING, None), ("normal", NORMAL, finishing)], order
+    )
+    finishing.make_urgent(FINISHING)  # (its first request waits at that level already: left as it is)
+    assert len(gate._waiting) == 4
+    waiting += await _queue(gate, [("finished", URGENT, None)], order)
+    finishing.make_urgent(URGENT)
+    gate.release()
+    await asyncio.gather(*waiting)
+    assert order == ["finishing", "normal", "finished", "other"]
+    assert not gate.locked() and gate._waiting == []
