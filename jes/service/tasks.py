@@ -40,7 +40,7 @@ from jes.reporter.delivery import Reporter
 from jes.runner import base as runner_base
 from jes.service.metrics import Metrics
 from jes.service.ports import FileProvider
-from jes.util import flag
+from jes.util import flag, gates
 
 logger = logging.getLogger(__name__)
 
@@ -85,41 +85,47 @@ class TaskRunner:
         progress: list[asyncio.Task[None]] | None,
         abort: flag.Flag | None = None,
     ) -> Outcome:
-        """``abort`` set while the task runs (its sequence was aborted): the task is stopped."""
-        info = plan.event
-        job_name = models.job_name(info.id, task.action_index, task.task_index, executor=self.identity.executor)
-        record = claim.task(task.action_index, task.task_index)
-        if record is not None and record.state is TaskState.DONE:
-            return await self._readopt(plan, task, job_name, record)
-        if record is not None:  # launched before a restart: adopt it, never create it again
-            adopted = await self.runner.run(
-                self._spec(plan, task, job_name), on_log=self.on_log, adopt_only=True,
-                on_attempt=self._attempts_to(info, task, count, job_name, progress),
-            )  # fmt: skip
-            if adopted.status is not Status.LOST:
-                return self._ended(claim, plan, task, count, adopted, progress)
-            if not self.runner.absent_means_never_started:  # the Job may have existed and be gone
-                vanished = _with_reason(adopted, f"{_VANISHED} ({adopted.reason})")
-                return self._ended(claim, plan, task, count, vanished, progress)
-        started_at = self.clock()
-        async with self._spooling(task) as files:
-            try:
-                await self._fetch_files(info, task, files)
-            except errors.Permanent as exc:
-                outcome = _failed_before_start(job_name, f"could not fetch files: {exc}", started_at, self.clock())
-                return self._ended(claim, plan, task, count, outcome, progress)
-            running = await self._launch(claim, plan, task, job_name, files, count, record, progress)
-            if files:
-                await _released_or_done(files, running)  # the file slot is free again after this
+        """``abort`` set while the task runs (its sequence was aborted): the task is stopped. Once it
+        is over its requests still waiting (its progress events, which its ``.finished`` waits for)
+        are urgent (:mod:`jes.util.gates`). (One frame: it is kept for as long as the task runs.)"""
+        urgency = gates.begin()
         try:
-            await (running if abort is None else _first_done(running, abort))
-            outcome = running.result() if running.done() else await self._stop(plan, task, job_name, running)
-            if outcome.status is Status.CANCELLED:  # nothing more is sent for an aborted sequence
-                return self._record_outcome(claim, task, outcome)
-            return self._ended(claim, plan, task, count, outcome, progress)
-        except asyncio.CancelledError:
-            running.cancel()
-            raise
+            info = plan.event
+            job_name = models.job_name(info.id, task.action_index, task.task_index, executor=self.identity.executor)
+            record = claim.task(task.action_index, task.task_index)
+            if record is not None and record.state is TaskState.DONE:
+                return await self._readopt(plan, task, job_name, record)
+            if record is not None:  # launched before a restart: adopt it, never create it again
+                adopted = await self.runner.run(
+                    self._spec(plan, task, job_name), on_log=self.on_log, adopt_only=True,
+                    on_attempt=self._attempts_to(info, task, count, job_name, progress),
+                )  # fmt: skip
+                if adopted.status is not Status.LOST:
+                    return self._ended(claim, plan, task, count, adopted, progress)
+                if not self.runner.absent_means_never_started:  # the Job may have existed and be gone
+                    vanished = _with_reason(adopted, f"{_VANISHED} ({adopted.reason})")
+                    return self._ended(claim, plan, task, count, vanished, progress)
+            started_at = self.clock()
+            async with self._spooling(task) as files:
+                try:
+                    await self._fetch_files(info, task, files)
+                except errors.Permanent as exc:
+                    outcome = _failed_before_start(job_name, f"could not fetch files: {exc}", started_at, self.clock())
+                    return self._ended(claim, plan, task, count, outcome, progress)
+                running = await self._launch(claim, plan, task, job_name, files, count, record, progress)
+                if files:
+                    await _released_or_done(files, running)  # the file slot is free again after this
+            try:
+                await (running if abort is None else _first_done(running, abort))
+                outcome = running.result() if running.done() else await self._stop(plan, task, job_name, running)
+                if outcome.status is Status.CANCELLED:  # nothing more is sent for an aborted sequence
+                    return self._record_outcome(claim, task, outcome)
+                return self._ended(claim, plan, task, count, outcome, progress)
+            except asyncio.CancelledError:
+                running.cancel()
+                raise
+        finally:
+            urgency.make_urgent()
 
     @contextlib.asynccontextmanager
     async def _spooling(self, task: RenderedTask) -> AsyncIterator[TaskFiles]:

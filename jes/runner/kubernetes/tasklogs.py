@@ -16,7 +16,6 @@ no more memory than one printing 200 KB.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Mapping
 
 from jes import errors
@@ -77,9 +76,14 @@ class TaskLogs:
 
     async def stop_following(self) -> None:
         streams = [f.task for f in self.followed.values() if f is not None and f.task is not None]
-        for stream in streams:
+        running = [stream for stream in streams if not stream.done()]
+        for stream in running:
             stream.cancel()
-        await asyncio.gather(*streams, return_exceptions=True)
+        if running:  # (else no loop round for nothing: this is on the way to an event's .finished)
+            await asyncio.gather(*running, return_exceptions=True)
+        for stream in streams:
+            if not stream.cancelled():
+                stream.exception()  # (retrieved, as the gather would)
 
     async def collect(self, targets: list[kube_status.LogTarget], pod_names: set[str]) -> list[ContainerLog]:
         """The logs of ``targets``, then what was followed of the pods not in ``pod_names``."""
@@ -162,13 +166,12 @@ def _container_log(target: kube_status.LogTarget, text: LogText) -> ContainerLog
 
 async def _until_ended_or_idle(followed: kube_logs.Followed, stream: asyncio.Task[None]) -> None:
     """Wait for a followed log whose container ended: until its stream ends, delivers nothing for
-    :data:`FOLLOW_END_WAIT_S`, or :data:`FOLLOW_END_MAX_S` passed."""
+    :data:`FOLLOW_END_WAIT_S`, or :data:`FOLLOW_END_MAX_S` passed. (No loop round when it ended
+    already, the usual case: this is on the way to the event's ``.finished``.)"""
     loop = asyncio.get_running_loop()
     give_up_at = loop.time() + FOLLOW_END_MAX_S
     seen = -1
-    while followed.buffer.total_bytes != seen and loop.time() < give_up_at:
+    while not stream.done() and followed.buffer.total_bytes != seen and loop.time() < give_up_at:
         seen = followed.buffer.total_bytes
         wait_s = min(FOLLOW_END_WAIT_S, max(0.0, give_up_at - loop.time()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(stream), timeout=wait_s)
-            return
+        await asyncio.wait([stream], timeout=wait_s)  # (the stream goes on when the wait times out)
