@@ -162,7 +162,7 @@ class EventHandler:
             return Decision(error=f"job/config.yaml is invalid:\n{exc}")
         except errors.JesError as exc:  # the config source retried already
             return Decision(error=f"could not read job/config.yaml: {exc}")
-        return Decision(plan=matcher.plan(loaded, event, self.executor))
+        return Decision(plan=matcher.plan(loaded, event, self.executor, info))
 
     # -- working on a claim ------------------------------------------------------------------------
 

@@ -125,7 +125,8 @@ class TaskRunner:
                 running.cancel()
                 raise
         finally:
-            urgency.make_urgent()
+            urgency.make_urgent()  # (its progress deliveries hold it in their context) ...
+            gates.end()  # ... the event's own later steps (the next task, a retry) are not urgent
 
     @contextlib.asynccontextmanager
     async def _spooling(self, task: RenderedTask) -> AsyncIterator[TaskFiles]:

@@ -70,6 +70,11 @@ def begin() -> Urgency:
     return urgency
 
 
+def end() -> None:
+    """The current task is no longer part of the work :func:`begin` started."""
+    _urgency.set(None)
+
+
 def urgent(level: int = FINISHING) -> contextlib.AbstractContextManager[Urgency]:
     """Run a block (and the tasks it creates) at ``level``."""
     return within(Urgency(level))
@@ -77,8 +82,13 @@ def urgent(level: int = FINISHING) -> contextlib.AbstractContextManager[Urgency]
 
 def urgent_now() -> bool:
     """Whether the work running now is urgent."""
+    return level_now() is not None
+
+
+def level_now() -> int | None:
+    """The level of the work running now (None: not urgent)."""
     urgency = _urgency.get()
-    return urgency is not None and urgency.level is not None
+    return urgency.level if urgency is not None else None
 
 
 class PriorityGate:

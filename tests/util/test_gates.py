@@ -192,3 +192,17 @@ async def test_work_more_urgent_still_moves_up_and_never_twice_to_the_same_place
     await asyncio.gather(*waiting)
     assert order == ["finishing", "normal", "finished", "other"]
     assert not gate.locked() and gate._waiting == []
+
+
+async def test_work_begun_ends_for_the_task_but_not_for_the_tasks_it_started() -> None:
+    urgency = gates.begin()
+    started = asyncio.create_task(_level_later())
+    urgency.make_urgent()
+    gates.end()
+    assert gates.level_now() is None  # the event's later steps are not urgent
+    assert await started == gates.FINISHING  # its progress deliveries are
+
+
+async def _level_later() -> int | None:
+    await asyncio.sleep(0)
+    return gates.level_now()

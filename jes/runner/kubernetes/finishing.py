@@ -83,7 +83,7 @@ async def _finish(
     stopping = verdict.status is Status.TIMED_OUT or (verdict.status is Status.CANNOT_START and delete_unstartable)
     targets = kube_status.log_targets(pods, include_running=stopping)
     relay = _has_relay(spec) and verdict.status in (Status.SUCCEEDED, Status.FAILED)
-    async with _reading_relay(api, namespace, pods, relay) as relayed:
+    async with _reading_relay(api, namespace, pods, relay, logs.final_reads) as relayed:
         container_logs = await logs.collect(targets, {p["metadata"]["name"] for p in pods})
         events: tuple[str, ...] = ()
         if verdict.status is not Status.SUCCEEDED:
@@ -127,13 +127,13 @@ def _has_relay(spec: JobTask) -> bool:
 
 @contextlib.asynccontextmanager
 async def _reading_relay(
-    api: ApiLookup, namespace: str, pods: list[Obj], wanted: bool
+    api: ApiLookup, namespace: str, pods: list[Obj], wanted: bool, reads: asyncio.Semaphore
 ) -> AsyncIterator[asyncio.Future[bytes | errors.KubeError | None] | None]:
     """The relay's log being read (:func:`_relay_log`; None unless ``wanted``), stopped if left early."""
     if not wanted:
         yield None
         return
-    relayed = asyncio.ensure_future(_relay_log(api, namespace, pods))
+    relayed = asyncio.ensure_future(_relay_log(api, namespace, pods, reads))
     try:
         yield relayed
     finally:
@@ -144,7 +144,9 @@ async def _reading_relay(
             relayed.exception()  # (retrieved: left early, its error is not the one that matters)
 
 
-async def _relay_log(api: ApiLookup, namespace: str, pods: list[Obj]) -> bytes | errors.KubeError | None:
+async def _relay_log(
+    api: ApiLookup, namespace: str, pods: list[Obj], reads: asyncio.Semaphore
+) -> bytes | errors.KubeError | None:
     """The log of the task's ``jes-output`` sidecar, or why it cannot be read; None: it did not end.
 
     A pod ends only after its sidecars ended (kubelet ``getPhase``: a running restartable init
@@ -154,7 +156,8 @@ async def _relay_log(api: ApiLookup, namespace: str, pods: list[Obj]) -> bytes |
     if relay is None:
         return None
     try:
-        return await _read_relay_log(api, namespace, relay[0])
+        async with reads:  # (one of the runner's final reads: threads on the client's path)
+            return await _read_relay_log(api, namespace, relay[0])
     except errors.KubeError as exc:
         return exc
 

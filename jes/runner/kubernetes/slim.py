@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from jes.util.shared import shared_text
+from jes.util.shared import SHARED_MAX_CHARS, shared_text
 
 Obj = dict[str, Any]
 T = TypeVar("T", Obj, list[Obj])
@@ -72,6 +72,8 @@ CANONICAL_MAX = 4096
 def canonical(value: T) -> T:
     """The kept object equal to ``value`` (``value`` itself the first time)."""
     key = _key(value)
+    if key is None:  # a long message (a termination message, a scheduler's): not kept after its pod
+        return value
     found: T | None = _CANONICAL.get(key)
     if found is not None:
         return found
@@ -82,11 +84,16 @@ def canonical(value: T) -> T:
 
 
 def _key(value: Any) -> Any:
+    """What tells equal parts apart (True and 1 are equal, not the same); None: not to be shared."""
     if isinstance(value, dict):
-        return (dict, tuple((k, _key(v)) for k, v in value.items()))
+        items = tuple((k, _key(v)) for k, v in value.items())
+        return None if any(v is None for _, v in items) else (dict, items)
     if isinstance(value, list):
-        return (list, tuple(_key(v) for v in value))
-    return (type(value), value)  # (True and 1 are equal, not the same)
+        keys = tuple(_key(v) for v in value)
+        return None if any(k is None for k in keys) else (list, keys)
+    if isinstance(value, str) and len(value) > SHARED_MAX_CHARS:
+        return None
+    return (type(value), value)
 
 
 #: Only its presence is read: one object for every running container.

@@ -56,7 +56,8 @@ class TaskLogs:
         self._on_log = on_log
         self._head_bytes = head_bytes
         self._tail_bytes = tail_bytes
-        self._final_reads = final_reads
+        self.final_reads = final_reads
+        """Reads of whole logs at once (also the output relay's, :mod:`.finishing`)."""
         """Final (non-follow) log reads hold a thread between chunks: at most this many at once."""
         self.followed: dict[tuple[str, str], kube_logs.Followed | None] = {}
         """(pod, container) → its followed log; None: not followed (too many streams)."""
@@ -103,7 +104,7 @@ class TaskLogs:
             await _until_ended_or_idle(followed, followed.task)
         if followed is not None and followed.complete:
             return _container_log(target, followed.buffer.result())
-        async with self._final_reads:
+        async with self.final_reads:
             read = await self._read_log(target, self._on_log if followed is None else None)
         if followed is None or not followed.buffer.total_bytes:
             return read

@@ -137,3 +137,14 @@ def test_shared_parts_tell_true_from_one_and_stay_bounded() -> None:
     for n in range(slim_module.CANONICAL_MAX + 10):
         slim_module.canonical({"failed": n})
     assert len(slim_module._CANONICAL) <= slim_module.CANONICAL_MAX
+
+
+def test_parts_with_long_messages_are_not_kept_after_their_pod() -> None:
+    pods = []
+    for job in ("d", "e"):
+        pod = _running_pod(job)
+        pod["status"]["containerStatuses"][0]["state"] = {"terminated": {"exitCode": 1, "message": "x" * 500}}
+        pods.append(watch.slim(pod, "pods"))
+    first, second = (p["status"]["containerStatuses"][0]["state"] for p in pods)
+    assert first == second and first is not second
+    assert not any("x" * 500 in repr(key) for key in slim_module._CANONICAL)
