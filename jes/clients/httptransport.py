@@ -12,7 +12,8 @@ What it does, as httpcore does it:
 
 * HTTP/1.1 over TCP or TLS (``ssl_context``), one request at a time per connection; keep-alive
   with at most ``max_connections`` connections per process (waiting for one is the ``pool``
-  timeout); idle connections are dropped after ``keepalive_expiry_s``, and a pooled connection
+  timeout; waiters get one by the priority of their work, :class:`jes.util.gates.Urgency`, then in
+  their order); idle connections are dropped after ``keepalive_expiry_s``, and a pooled connection
   whose socket turned readable while idle (the server closed it, or sent garbage) is never reused.
 * Request bodies are sent as httpx framed them (``Content-Length`` or chunked); response bodies
   are streamed (``Content-Length``, chunked, or until the server closes), never buffered here.
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from jes.clients.httpwire import MAX_HEAD_BYTES, Framing, framing_of, read_head, reading
+from jes.util import gates
 
 #: Bytes per read of a response body.
 CHUNK_BYTES = 64 * 1024
@@ -128,7 +130,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
     ) -> None:
         self._ssl_context = ssl_context
         self.max_connections = max_connections
-        self._slots = asyncio.Semaphore(max_connections)
+        self._slots = gates.PriorityGate(max_connections)
+        """Waiting for a connection: urgent work first (:class:`jes.util.gates.Urgency`)."""
         self._keepalive_expiry_s = keepalive_expiry_s
         self._idle: dict[Origin, list[_Connection]] = {}
         self._closed = False

@@ -116,8 +116,9 @@ class Claim:
     """The triggered event, when this process has it (a claim read back has not)."""
     saved_at: float = 0.0
     """Monotonic time of the last successful write: the moment the claim was last proven ours."""
-    checked: set[Report] = field(default_factory=set)
-    """Reports read back as ``sending`` that were already looked up in the datastore."""
+    checked: frozenset[Report] = frozenset()
+    """Reports read back as ``sending`` that were already looked up in the datastore (a shared empty
+    set until one is: no set of its own per event in flight)."""
 
     @property
     def event_id(self) -> str:

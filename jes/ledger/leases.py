@@ -39,7 +39,7 @@ from jes.ledger.liveness import Liveness
 from jes.ledger.queueleases import QueueLeases
 from jes.ledger.slots import Queue
 from jes.settings import Settings
-from jes.util import retry
+from jes.util import gates, retry
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class LeaseLedger:
 
     async def start(self) -> None:
         try:
-            await self._beat()
+            await self._urgent_beat()
         except errors.KubeError as exc:  # maintain() keeps trying; claims need no heartbeat to be made
             if not isinstance(exc, errors.Temporary):
                 raise errors.StateError(f"cannot write jes's heartbeat Lease: {exc}") from exc
@@ -180,7 +180,7 @@ class LeaseLedger:
         while True:
             await asyncio.sleep(self.renew_interval_s)
             try:
-                await self._beat()
+                await self._urgent_beat()
             except errors.KubeError as exc:
                 logger.warning("renewing jes's heartbeat lease failed: %s", exc)
 
@@ -191,6 +191,13 @@ class LeaseLedger:
         if self._owned_pool is not None:  # (its api too: from_settings made both)
             await self.api.aclose()
             self._owned_pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _urgent_beat(self) -> None:
+        """The heartbeat before every other request waiting for a connection: under a burst of
+        finishing events (which go first) it must still be renewed well within its lease, or other
+        replicas would take this one's claims over for nothing."""
+        with gates.urgent(gates.URGENT):
+            await self._beat()
 
     async def _beat(self) -> None:
         name = self.holder_name(self.holder)

@@ -228,9 +228,10 @@ def _run_note(matched: bool, runs: bool, silent: bool, decided: bool, has_trigge
 # Rendering
 
 
-def plan(loaded: cfg.LoadedConfig, event: Mapping[str, Any], executor: Executor) -> Plan:
-    """The actions that run for ``event`` and their rendered tasks."""
-    info = event_info(event)
+def plan(loaded: cfg.LoadedConfig, event: Mapping[str, Any], executor: Executor, info: EventInfo | None = None) -> Plan:
+    """The actions that run for ``event`` (``info``: what :func:`event_info` says of it, if known)
+    and their rendered tasks."""
+    info = info if info is not None else event_info(event)
     verdicts = judge(loaded.config, event, location=executor.location)
     actions = loaded.config.actions or []
     planned = tuple(_plan_action(v.index, actions[v.index], event, info, executor) for v in verdicts if v.runs)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -54,14 +53,9 @@ class RunningEvents:
     def __init__(self) -> None:
         self._watches: dict[str, _Watch] = {}
 
-    @contextlib.contextmanager
-    def watching(self, ref: EventRef) -> Iterator[flag.Flag]:
-        """Watch ``ref`` while the block runs; the event is set when its sequence was aborted."""
-        watch = self._watches.setdefault(ref.id, _Watch(ref))
-        try:
-            yield watch.aborted
-        finally:
-            self.unwatch(ref.id)
+    def watching(self, ref: EventRef) -> contextlib.AbstractContextManager[flag.Flag]:
+        """Watch ``ref`` while the block runs; the flag is set when its sequence was aborted."""
+        return _Watching(self, ref)
 
     def unwatch(self, event_id: str) -> None:
         """Stop watching (before the ``.finished`` that closes the event is sent)."""
@@ -173,3 +167,19 @@ class CancelChecker:
 def checker(running: RunningEvents, client: keptn_client.KeptnClient, interval_s: float) -> CancelChecker:
     """The service's checker: the control plane's triggered-events list, every ``interval_s``."""
     return CancelChecker(running, ControlPlaneOpenCheck(client), interval_s=interval_s)
+
+
+class _Watching:
+    """:meth:`RunningEvents.watching`'s block (no generator frame kept per running event)."""
+
+    __slots__ = ("_events", "_ref")
+
+    def __init__(self, events: RunningEvents, ref: EventRef) -> None:
+        self._events = events
+        self._ref = ref
+
+    def __enter__(self) -> flag.Flag:
+        return self._events._watches.setdefault(self._ref.id, _Watch(self._ref)).aborted
+
+    def __exit__(self, *exc: object) -> None:
+        self._events.unwatch(self._ref.id)

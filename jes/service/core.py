@@ -29,7 +29,7 @@ import contextlib
 import importlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -48,9 +48,10 @@ from jes.service.health import HealthServer
 from jes.service.health import app as health_app
 from jes.service.intake import Intake
 from jes.service.metrics import Metrics
-from jes.util import parsing, retry
+from jes.util import parsing, retry, shared
 
 logger = logging.getLogger(__name__)
+Work = Callable[[Any], Awaitable[ports.Result]]
 
 #: Between attempts to handle an event that failed (an outage of the Kubernetes API or the control
 #: plane, a bug): never given up while the process runs.
@@ -285,7 +286,7 @@ class Service:
         if fresh:
             logger.info("resuming %d event(s) taken before a restart or left by a replica that died", len(fresh))
         for claim in fresh:
-            self._spawn(claim.event_id, lambda c=claim: self.handler.resume(c), what="resuming")  # type: ignore[misc]
+            self._spawn(claim.event_id, self.handler.resume, claim, what="resuming")
 
     async def _sweep_forever(self) -> None:
         """Resume open claims (ours, or taken over from dead replicas) and expire done ones."""
@@ -380,37 +381,35 @@ class Service:
         if info.id not in self._in_flight:
             taken_at = self._wall_clock()
             self.metrics.observe_pickup(info.time, taken_at)
-            self._spawn(info.id, lambda: self._handle_timed(event, taken_at), what="handling")
+            kept = shared.shared_json(event)  # (kept for as long as the event is in flight)
+            self._spawn(info.id, self.handler.handle, kept, what="handling", taken_at=taken_at)
 
-    async def _handle_timed(self, event: dict[str, Any], taken_at: float) -> ports.Result:
-        result = await self.handler.handle(event)
-        if result.finished is not None:
-            self.metrics.completion_latency.observe(max(0.0, self._wall_clock() - taken_at))
-        return result
-
-    def _spawn(self, event_id: str, work: Callable[[], Awaitable[ports.Result]], *, what: str) -> None:
-        task = asyncio.create_task(self._until_handled(event_id, work, what), name=f"jes-event:{event_id}")
+    def _spawn(self, event_id: str, work: Work, about: Any, *, what: str, taken_at: float | None = None) -> None:
+        """``work(about)`` in a task of its own (``taken_at``: picked up then, for the latency)."""
+        task = asyncio.create_task(self._until_handled(event_id, work, about, what, taken_at), name=f"jes:{event_id}")
         self._in_flight[event_id] = task
         self.metrics.events_in_flight.set(len(self._in_flight))
+        task.add_done_callback(self._handled)  # (a method, not a closure kept per event)
 
-        def done(finished: asyncio.Task[None]) -> None:
-            self._in_flight.pop(event_id, None)
-            self.metrics.events_in_flight.set(len(self._in_flight))
+    def _handled(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(task.get_name().removeprefix("jes:"), None)
+        self.metrics.events_in_flight.set(len(self._in_flight))
 
-        task.add_done_callback(done)
-
-    async def _until_handled(self, event_id: str, work: Callable[[], Awaitable[ports.Result]], what: str) -> None:
+    async def _until_handled(self, event_id: str, work: Work, about: Any, what: str, taken_at: float | None) -> None:
         """Handle an event; when that fails, try again with backoff for as long as jes runs."""
-        delays = iter(self._intake_backoff)
+        delays: Iterator[float] | None = None  # (made on the first failure: not kept while all goes well)
         attempt = 0
         while True:
             attempt += 1
             try:
-                await work()
+                result = await work(about)
+                if taken_at is not None and result.finished is not None:
+                    self.metrics.completion_latency.observe(max(0.0, self._wall_clock() - taken_at))
                 return
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                delays = delays or iter(self._intake_backoff)
                 delay = next(delays, self._intake_backoff.longest_s)
                 self.metrics.event_retries.inc()
                 if isinstance(exc, errors.JesError):

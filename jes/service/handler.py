@@ -7,9 +7,8 @@ For a matching non-silent action: ``.started`` at once (before waiting for a fre
 slot of the action's ``concurrency`` queue — :mod:`jes.service.queues` — with "queued, position N"
 progress), a ``.status.changed`` as each task starts and ends (best effort), the tasks in order up
 to the first failure of an ``onError: fail`` task (a failed ``onError: warning`` task lets the next
-ones run and makes the
-result ``succeeded/warning``), then one ``.finished`` within the size budget (an errored one is
-also posted as an error log entry).
+ones run and makes the result ``succeeded/warning``), then one ``.finished`` within the size budget
+(an errored one is also posted as an error log entry).
 
 The handler is the only writer of the event's claim (:mod:`jes.ledger`), and writes it *before*
 every step that has an effect outside jes (docs/exactly-once.md):
@@ -125,7 +124,8 @@ class EventHandler:
                 logger.info("no action matches %s; nothing is sent", info.type)
                 self._count_skip("no_match")
                 return Result(info.id, "no_match")
-            fresh = Claim(ref=EventRef.of(event), holder=self.store.holder, event=dict(event))
+            kept = event if isinstance(event, dict) else dict(event)  # (never changed: not copied)
+            fresh = Claim(ref=EventRef.of(event), holder=self.store.holder, event=kept)
             if decision.reports:
                 fresh.reports[Report.STARTED] = Delivery.SENDING
             if decision.no_config:
@@ -162,7 +162,7 @@ class EventHandler:
             return Decision(error=f"job/config.yaml is invalid:\n{exc}")
         except errors.JesError as exc:  # the config source retried already
             return Decision(error=f"could not read job/config.yaml: {exc}")
-        return Decision(plan=matcher.plan(loaded, event, self.executor))
+        return Decision(plan=matcher.plan(loaded, event, self.executor, info))
 
     # -- working on a claim ------------------------------------------------------------------------
 
@@ -185,7 +185,7 @@ class EventHandler:
         if claim.delivery(Report.FINISHED) is Delivery.SENT:
             return Result(info.id, "resumed")
         if claim.resumed and claim.delivery(Report.FINISHED) is Delivery.SENDING:
-            claim.checked.add(Report.FINISHED)
+            claim.checked |= {Report.FINISHED}
             if await self.reports.settle(claim, Report.FINISHED) is Arrival.ARRIVED:
                 return Result(info.id, "resumed")  # accepted before a restart; only the bookkeeping was left
         started = claim.delivery(Report.STARTED) is not None
@@ -247,8 +247,9 @@ class EventHandler:
         queued = [a for a in plan.actions if a.concurrency is not None and not a.error]
         if (queued or self._must_wait_for_slot()) and claim.delivery(Report.STARTED) is Delivery.SENT:
             await self.store.save(claim)  # otherwise the next task record carries ".started sent"
+        queue = self._queued(claim, plan, queued, reports=deciding is not None) if queued else contextlib.nullcontext()
         with self.running.watching(claim.ref):
-            async with self._queued(claim, plan, queued, reports=deciding is not None), self._free_slot() as release:
+            async with queue, self._free_slot() as release:  # (no queue: nothing kept while the event runs)
                 for action in plan.actions:
                     if self.running.aborted(claim.event_id):
                         return await self._cancelled(claim, [])
@@ -266,9 +267,6 @@ class EventHandler:
     ) -> AsyncIterator[None]:
         """Hold a slot of each action's ``concurrency`` queue, in the plan's order (so no two events
         wait for each other); while waiting, "queued, position N" progress when the event reports."""
-        if not actions:  # no queue to hold: no exit stack kept for as long as the event runs
-            yield
-            return
         waiting = self.metrics.events_waiting if self.metrics else None
         async with contextlib.AsyncExitStack() as stack:
             if waiting is not None:

@@ -10,6 +10,7 @@ chosen (:meth:`ClaimReports._decide_unknown`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,7 @@ from jes.reporter import events
 from jes.reporter.delivery import Arrival, Reporter
 from jes.service.metrics import Metrics
 from jes.service.ports import EventGone, TriggeredEvents
+from jes.util import gates
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +50,20 @@ class ClaimReports:
         before_post: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         """Exactly once: ``sending`` is on record before the POST, ``sent`` after it. ``before_post``
-        is awaited between the two (what must be out before this report, done while it is recorded)."""
+        is awaited between the two (what must be out before this report, done while it is recorded).
+        A ``.finished`` is delivered :data:`~jes.util.gates.URGENT`: its claim write and its POST go
+        before the requests of events not as far (the complete -> .finished latency)."""
+        with gates.urgent(gates.URGENT) if report is Report.FINISHED else contextlib.nullcontext():
+            await self._deliver(claim, report, event, before_post)
+
+    async def _deliver(
+        self, claim: Claim, report: Report, event: dict[str, Any], before_post: Callable[[], Awaitable[object]] | None
+    ) -> None:
         state = claim.delivery(report)
         if state is Delivery.SENT:
             return
         if state is Delivery.SENDING and claim.resumed and report not in claim.checked:
-            claim.checked.add(report)  # a POST before the restart may have arrived
+            claim.checked |= {report}  # a POST before the restart may have arrived
             if await self.settle(claim, report) is Arrival.ARRIVED:
                 claim.reports[report] = Delivery.SENT
                 return

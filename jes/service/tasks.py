@@ -40,7 +40,7 @@ from jes.reporter.delivery import Reporter
 from jes.runner import base as runner_base
 from jes.service.metrics import Metrics
 from jes.service.ports import FileProvider
-from jes.util import flag
+from jes.util import flag, gates
 
 logger = logging.getLogger(__name__)
 
@@ -85,40 +85,48 @@ class TaskRunner:
         progress: list[asyncio.Task[None]] | None,
         abort: flag.Flag | None = None,
     ) -> Outcome:
-        """``abort`` set while the task runs (its sequence was aborted): the task is stopped."""
-        info = plan.event
-        job_name = models.job_name(info.id, task.action_index, task.task_index, executor=self.identity.executor)
-        record = claim.task(task.action_index, task.task_index)
-        if record is not None and record.state is TaskState.DONE:
-            return await self._readopt(plan, task, job_name, record)
-        if record is not None:  # launched before a restart: adopt it, never create it again
-            adopted = await self.runner.run(
-                self._spec(plan, task, job_name), on_log=self.on_log, adopt_only=True,
-                on_attempt=self._attempts_to(info, task, count, job_name, progress),
-            )  # fmt: skip
-            if adopted.status is not Status.LOST:
-                return self._ended(claim, plan, task, count, adopted, progress)
-            if not self.runner.absent_means_never_started:  # the Job may have existed and be gone
-                vanished = _with_reason(adopted, f"{_VANISHED} ({adopted.reason})")
-                return self._ended(claim, plan, task, count, vanished, progress)
-        started_at = self.clock()
-        async with self._spooling(task) as files:
-            try:
-                await self._fetch_files(info, task, files)
-            except errors.Permanent as exc:
-                outcome = _failed_before_start(job_name, f"could not fetch files: {exc}", started_at, self.clock())
-                return self._ended(claim, plan, task, count, outcome, progress)
-            running = await self._launch(claim, plan, task, job_name, files, count, record, progress)
-            if files:
-                await _released_or_done(files, running)  # the file slot is free again after this
+        """``abort`` set while the task runs (its sequence was aborted): the task is stopped. Once it
+        is over its requests still waiting (its progress events, which its ``.finished`` waits for)
+        are urgent (:mod:`jes.util.gates`). (One frame: it is kept for as long as the task runs.)"""
+        urgency = gates.begin()
         try:
-            outcome = await self._unless_aborted(plan, task, job_name, running, abort)
-            if outcome.status is Status.CANCELLED:  # nothing more is sent for an aborted sequence
-                return self._record_outcome(claim, task, outcome)
-            return self._ended(claim, plan, task, count, outcome, progress)
-        except asyncio.CancelledError:
-            running.cancel()
-            raise
+            info = plan.event
+            job_name = models.job_name(info.id, task.action_index, task.task_index, executor=self.identity.executor)
+            record = claim.task(task.action_index, task.task_index)
+            if record is not None and record.state is TaskState.DONE:
+                return await self._readopt(plan, task, job_name, record)
+            if record is not None:  # launched before a restart: adopt it, never create it again
+                adopted = await self.runner.run(
+                    self._spec(plan, task, job_name), on_log=self.on_log, adopt_only=True,
+                    on_attempt=self._attempts_to(info, task, count, job_name, progress),
+                )  # fmt: skip
+                if adopted.status is not Status.LOST:
+                    return self._ended(claim, plan, task, count, adopted, progress)
+                if not self.runner.absent_means_never_started:  # the Job may have existed and be gone
+                    vanished = _with_reason(adopted, f"{_VANISHED} ({adopted.reason})")
+                    return self._ended(claim, plan, task, count, vanished, progress)
+            started_at = self.clock()
+            async with self._spooling(task) as files:
+                try:
+                    await self._fetch_files(info, task, files)
+                except errors.Permanent as exc:
+                    outcome = _failed_before_start(job_name, f"could not fetch files: {exc}", started_at, self.clock())
+                    return self._ended(claim, plan, task, count, outcome, progress)
+                running = await self._launch(claim, plan, task, job_name, files, count, record, progress)
+                if files:
+                    await _released_or_done(files, running)  # the file slot is free again after this
+            try:
+                await (running if abort is None else _first_done(running, abort))
+                outcome = running.result() if running.done() else await self._stop(plan, task, job_name, running)
+                if outcome.status is Status.CANCELLED:  # nothing more is sent for an aborted sequence
+                    return self._record_outcome(claim, task, outcome)
+                return self._ended(claim, plan, task, count, outcome, progress)
+            except asyncio.CancelledError:
+                running.cancel()
+                raise
+        finally:
+            urgency.make_urgent()  # (its progress deliveries hold it in their context) ...
+            gates.end()  # ... the event's own later steps (the next task, a retry) are not urgent
 
     @contextlib.asynccontextmanager
     async def _spooling(self, task: RenderedTask) -> AsyncIterator[TaskFiles]:
@@ -170,7 +178,8 @@ class TaskRunner:
                 # best effort and concurrent: a slow or refusing control plane must not delay the task
                 self._announce(progress, changed, job_name)
         attempts = self._attempts_to(info, task, count, job_name, progress)
-        return asyncio.create_task(self._run_with_metrics(spec, fence=lambda: self.fence(claim), on_attempt=attempts))
+        fence = functools.partial(self.fence, claim)
+        return asyncio.create_task(self._run_with_metrics(spec, fence=fence, on_attempt=attempts))
 
     def _attempts_to(
         self, info: EventInfo, task: RenderedTask, count: int, job_name: str, progress: list[asyncio.Task[None]] | None
@@ -190,19 +199,8 @@ class TaskRunner:
 
         return on_attempt
 
-    async def _unless_aborted(
-        self, plan: Plan, task: RenderedTask, job_name: str, running: asyncio.Task[Outcome], abort: flag.Flag | None
-    ) -> Outcome:
-        """The task's outcome, or — ``abort`` set first — the task stopped: README "Cancellation"."""
-        if abort is None:
-            return await running
-        aborted = abort.future()  # (no task of its own per task waiting)
-        try:
-            await _first_done(running, aborted)
-        finally:
-            aborted.cancel()
-        if running.done():
-            return running.result()
+    async def _stop(self, plan: Plan, task: RenderedTask, job_name: str, running: asyncio.Task[Outcome]) -> Outcome:
+        """The task stopped, its sequence aborted while it ran: README "Cancellation"."""
         started_at = self.clock()
         running.cancel()  # stops waiting only: the runner leaves the task running ...
         await asyncio.gather(running, return_exceptions=True)
@@ -325,22 +323,17 @@ class TaskRunner:
                     await result
 
 
-async def _first_done(*futures: asyncio.Future[Any]) -> None:
-    """Until one of ``futures`` is done: what ``asyncio.wait(FIRST_COMPLETED)`` does, without the
-    coroutine and sets it keeps for as long as a task runs."""
-    first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+def _first_done(running: asyncio.Task[Outcome], abort: flag.Flag) -> asyncio.Future[Any]:
+    """A future done once ``running`` is done or ``abort`` is set. Awaited directly, it keeps no
+    coroutine (nor sets, as ``asyncio.wait`` does) for as long as the task runs."""
+    either = abort.future()
+    if not either.done():
+        running.add_done_callback(functools.partial(_resolve_either, either), context=flag.quiet())
+    return either
 
-    def wake(_: asyncio.Future[Any]) -> None:
-        if not first.done():
-            first.set_result(None)
 
-    for future in futures:
-        future.add_done_callback(wake)
-    try:
-        await first
-    finally:
-        for future in futures:
-            future.remove_done_callback(wake)
+def _resolve_either(either: asyncio.Future[Any], _: asyncio.Future[Any]) -> None:
+    flag.resolve(either)
 
 
 def _forget_done(progress: list[asyncio.Task[None]], delivery: asyncio.Task[None]) -> None:

@@ -10,6 +10,9 @@ a list made on demand.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
+import threading
 from typing import Any, Literal
 
 
@@ -46,8 +49,19 @@ class Flag:
             return waiter
         if self._waiters is None:
             self._waiters = []
+        else:  # those no longer waiting go now (no callback per waiter to forget it at once)
+            self._waiters = [w for w in self._waiters if not w.done()]
         self._waiters.append(waiter)
-        waiter.add_done_callback(self._forget)
+        return waiter
+
+    def until(self, timeout_s: float) -> asyncio.Future[Any]:
+        """A future done once the flag is set or ``timeout_s`` passed, whichever is first (its
+        result says nothing of which). Awaited directly, it keeps no coroutine of its own while
+        waiting — what thousands of waiters at once hold; cancelling it forgets the timer."""
+        waiter = self.future()
+        if not waiter.done():
+            timer = waiter.get_loop().call_later(max(0.0, timeout_s), resolve, waiter, context=quiet())
+            waiter.add_done_callback(functools.partial(_cancel, timer), context=quiet())
         return waiter
 
     def _forget(self, waiter: asyncio.Future[bool]) -> None:
@@ -68,3 +82,25 @@ class Flag:
             return True
         finally:
             self._forget(waiter)
+
+
+_local = threading.local()
+
+
+def quiet() -> contextvars.Context:
+    """The context of callbacks that only wake waiters (they log nothing): one per thread (an event
+    loop runs its callbacks one at a time, never nested), not a copy of the caller's per callback."""
+    context: contextvars.Context | None = getattr(_local, "context", None)
+    if context is None:
+        context = _local.context = contextvars.Context()
+    return context
+
+
+def resolve(waiter: asyncio.Future[Any]) -> None:
+    """Wake ``waiter`` (result False) unless it is done already."""
+    if not waiter.done():
+        waiter.set_result(False)
+
+
+def _cancel(timer: asyncio.TimerHandle, _: asyncio.Future[Any]) -> None:
+    timer.cancel()

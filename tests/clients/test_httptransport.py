@@ -13,6 +13,7 @@ import pytest
 import trustme
 
 from jes.clients.httptransport import LeanTransport
+from jes.util import gates
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[bool]]
 """Answers one request (its head and body read); returns whether to keep the connection."""
@@ -256,3 +257,26 @@ async def test_connections_are_reused_when_descriptors_are_numbered_beyond_1024(
         for fd in fillers:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_urgent_work_gets_the_next_free_connection(serve) -> None:  # type: ignore[no-untyped-def]
+    release = asyncio.Event()
+
+    async def first_held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
+        if b"?first" in request:
+            await release.wait()
+        return await ok(reader, writer, request)
+
+    server = await serve(first_held)
+    url = f"http://127.0.0.1:{server.port}/"
+    async with httpx.AsyncClient(transport=LeanTransport(max_connections=1), timeout=5.0) as http:
+        first = asyncio.create_task(http.get(url + "?first"))
+        await asyncio.sleep(0.05)
+        normal = asyncio.create_task(http.get(url + "?normal"))
+        await asyncio.sleep(0.05)
+        with gates.urgent():  # (an event's finishing path)
+            urgent = asyncio.create_task(http.get(url + "?urgent"))
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.gather(first, normal, urgent)
+    assert [r.split(b" ")[1] for r in server.requests] == [b"/?first", b"/?urgent", b"/?normal"]

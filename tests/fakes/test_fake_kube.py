@@ -454,9 +454,7 @@ def test_objects_over_the_api_servers_size_limits_are_refused(kube: FakeKube, ap
 
 def test_logs_stream_lazily_with_timestamps_and_follow(kube: FakeKube, api: kubernetes.client.ApiClient) -> None:
     kube.behave(job="big", logs="BEGIN\n", log_bytes=5_000_000, log_tail="END\n")
-    kube.behave(job="follow", logs="line\n", duration_s=0.3)
     _batch(api).create_namespaced_job("default", helpers.job_manifest("big"))
-    _batch(api).create_namespaced_job("default", helpers.job_manifest("follow"))
     big = helpers.wait_until(lambda: _finished(kube, "big") and _pod(kube, "big"))["metadata"]["name"]
 
     response = _core(api).read_namespaced_pod_log(big, "default", _preload_content=False)
@@ -472,6 +470,9 @@ def test_logs_stream_lazily_with_timestamps_and_follow(kube: FakeKube, api: kube
     assert stamped.split(" ", 1)[1].startswith("BEGIN\n") and stamped.split(" ", 1)[0].endswith("Z")
     assert _core(api).read_namespaced_pod_log(big, "default", tail_lines=1) == "END\n"
 
+    # created only now, and running for 1 s: reading 5 MB above may take longer than a short task
+    kube.behave(job="follow", logs="line\n", duration_s=1.0)
+    _batch(api).create_namespaced_job("default", helpers.job_manifest("follow"))
     follower = helpers.wait_until(lambda: "running" in _container_state(kube, "follow") and _pod(kube, "follow"))
     started = time.monotonic()
     followed = _core(api).read_namespaced_pod_log(follower["metadata"]["name"], "default", follow=True)

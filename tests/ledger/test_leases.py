@@ -3,6 +3,7 @@ conditional writes, and a write whose answer was lost."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -134,3 +135,25 @@ async def test_new_claims_leave_threads_for_the_writes_of_running_events(kube: F
     await store.save(running)  # not behind 8 creations of 0.2 s on 4 threads (>= 0.4 s)
     assert time.monotonic() - began < 0.3
     assert all(c is not None for c in await asyncio.gather(*creating))
+
+
+async def test_the_heartbeat_goes_before_every_other_waiting_request(
+    api: kube_client.KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a burst of finishing events (whose claim writes are urgent) the heartbeat must still be
+    renewed within its lease, or other replicas take this one's claims over for nothing."""
+    from jes.util import gates
+
+    levels: list[int | None] = []
+    holder = ledger(api, "a", Clock())
+
+    async def beat() -> None:
+        levels.append(gates.level_now())
+
+    monkeypatch.setattr(holder, "_beat", beat)
+    monkeypatch.setattr(holder, "renew_interval_s", 0.0)
+    await holder.start()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await holder.maintain()
+    assert len(levels) >= 2 and set(levels) == {gates.URGENT} and gates.level_now() is None

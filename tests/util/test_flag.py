@@ -57,3 +57,46 @@ async def test_future_is_done_once_set_and_forgotten_when_cancelled() -> None:
 def test_an_idle_flag_is_smaller_than_an_asyncio_event() -> None:
     idle = Flag()
     assert sys.getsizeof(idle) < 100 and not hasattr(idle, "__dict__")
+
+
+async def test_until_is_done_when_set_or_when_the_time_is_up() -> None:
+    flag = Flag()
+    assert await flag.until(0.01) is False  # the time was up
+    waiting = flag.until(60)
+    flag.set()
+    assert await waiting is True
+    assert flag.until(60).done()  # set already
+
+
+async def test_a_cancelled_until_forgets_its_timer() -> None:
+    flag = Flag()
+    loop = asyncio.get_running_loop()
+    waiting = flag.until(60)
+    timers = [h for h in loop._scheduled if h._args == (waiting,)]  # type: ignore[attr-defined]
+    assert len(timers) == 1 and not timers[0].cancelled()
+    waiting.cancel()
+    await asyncio.sleep(0)  # (done callbacks run soon after)
+    assert timers[0].cancelled()
+
+
+async def test_waiters_no_longer_waiting_are_dropped_when_the_next_one_comes() -> None:
+    flag = Flag()
+    for _ in range(100):
+        flag.until(60).cancel()
+    await asyncio.sleep(0)
+    assert flag._waiters is not None and len(flag._waiters) <= 1  # not 100 kept until it is set
+    flag.set()
+    assert flag._waiters is None
+
+
+def test_wake_only_callbacks_share_one_context_per_thread() -> None:
+    import threading
+
+    from jes.util import flag as flag_module
+
+    here = flag_module.quiet()
+    there: list[object] = []
+    thread = threading.Thread(target=lambda: there.append(flag_module.quiet()))
+    thread.start()
+    thread.join()
+    assert flag_module.quiet() is here and there[0] is not here  # (a context is entered by one thread at once)

@@ -121,6 +121,7 @@ class KubernetesRunner:
         """Final (non-follow) log reads hold a thread between chunks: at most this many at once."""
         self.max_followed_logs = max_followed_logs
         self._follower: kube_logs.LogFollower | None = None
+        self._api_lookup = self._require_api  # (one bound method for every task waiting, not one each)
 
     @classmethod
     def from_settings(
@@ -174,6 +175,9 @@ class KubernetesRunner:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+
+    def _current_follower(self) -> kube_logs.LogFollower | None:
+        return self._follower
 
     def _require_api(self) -> kube_client.KubeApi:
         if self._api is None:
@@ -285,11 +289,17 @@ class KubernetesRunner:
             started_at = min(created, started_at)
         deadline = waiting.loop_deadline(float(spec.task.max_poll_duration_s), started_at)
         logs = self._task_logs(namespace, on_log)
+        known = None if adopted or on_attempt is None else set[str]()  # (no set kept when nobody hears)
+        attempts = waiting.Attempts(on_attempt, spec.main_container, known=known)
+        graces = waiting.Graces(self.pending_grace_s, self.transient_grace_s, self.missing_pod_check_s)
         try:
-            return await self._wait_and_finish(
-                spec, namespace, tracker, deadline, started_at, on_running, logs, adopted=adopted,
-                on_attempt=on_attempt,
-            )  # fmt: skip
+            try:  # (awaited here: no coroutine frame more per task for as long as its Job runs)
+                verdict = await waiting.wait_for_job(
+                    self._api_lookup, spec, namespace, tracker, deadline, graces, on_running, logs, attempts
+                )
+            except errors.KubeError as exc:
+                return outcome_without_logs(spec, Status.ERROR, str(exc), started_at)
+            return await self._finish(spec, namespace, tracker, verdict, started_at, logs, attempts, adopted=adopted)
         finally:
             await logs.stop_following()
 
@@ -307,8 +317,8 @@ class KubernetesRunner:
 
     def _task_logs(self, namespace: str, on_log: LogSink | None) -> TaskLogs:
         return TaskLogs(
-            self._require_api,
-            lambda: self._follower,
+            self._api_lookup,
+            self._current_follower,
             namespace,
             on_log,
             head_bytes=self.log_head_bytes,
@@ -316,32 +326,23 @@ class KubernetesRunner:
             final_reads=self._log_streams,
         )
 
-    async def _wait_and_finish(
+    async def _finish(
         self,
         spec: JobTask,
         namespace: str,
         tracker: kube_watch.Tracker,
-        deadline: float,
+        verdict: kube_status.Verdict,
         started_at: datetime,
-        on_running: Callable[[], None] | None,
         logs: TaskLogs,
+        attempts: waiting.Attempts,
         *,
         adopted: bool,
-        on_attempt: AttemptSink | None = None,
     ) -> Outcome:
-        graces = waiting.Graces(self.pending_grace_s, self.transient_grace_s, self.missing_pod_check_s)
-        attempts = waiting.Attempts(on_attempt, spec.main_container, known=None if adopted else set())
-        try:
-            verdict = await waiting.wait_for_job(
-                self._require_api, spec, namespace, tracker, deadline, graces, on_running, logs, attempts
-            )
-        except errors.KubeError as exc:
-            return outcome_without_logs(spec, Status.ERROR, str(exc), started_at)
         if verdict.status is Status.LOST:
             reason = verdict.reason
-            return await kube_events.outcome_of_gone_job(self._require_api, spec, namespace, started_at, reason)
+            return await kube_events.outcome_of_gone_job(self._api_lookup, spec, namespace, started_at, reason)
         return await finishing.finish(
-            self._require_api,
+            self._api_lookup,
             spec,
             namespace,
             tracker,

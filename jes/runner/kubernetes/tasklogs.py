@@ -16,7 +16,6 @@ no more memory than one printing 200 KB.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Mapping
 
 from jes import errors
@@ -57,7 +56,8 @@ class TaskLogs:
         self._on_log = on_log
         self._head_bytes = head_bytes
         self._tail_bytes = tail_bytes
-        self._final_reads = final_reads
+        self.final_reads = final_reads
+        """Reads of whole logs at once (also the output relay's, :mod:`.finishing`)."""
         """Final (non-follow) log reads hold a thread between chunks: at most this many at once."""
         self.followed: dict[tuple[str, str], kube_logs.Followed | None] = {}
         """(pod, container) → its followed log; None: not followed (too many streams)."""
@@ -77,9 +77,14 @@ class TaskLogs:
 
     async def stop_following(self) -> None:
         streams = [f.task for f in self.followed.values() if f is not None and f.task is not None]
-        for stream in streams:
+        running = [stream for stream in streams if not stream.done()]
+        for stream in running:
             stream.cancel()
-        await asyncio.gather(*streams, return_exceptions=True)
+        if running:  # (else no loop round for nothing: this is on the way to an event's .finished)
+            await asyncio.gather(*running, return_exceptions=True)
+        for stream in streams:
+            if not stream.cancelled():
+                stream.exception()  # (retrieved, as the gather would)
 
     async def collect(self, targets: list[kube_status.LogTarget], pod_names: set[str]) -> list[ContainerLog]:
         """The logs of ``targets``, then what was followed of the pods not in ``pod_names``."""
@@ -99,7 +104,7 @@ class TaskLogs:
             await _until_ended_or_idle(followed, followed.task)
         if followed is not None and followed.complete:
             return _container_log(target, followed.buffer.result())
-        async with self._final_reads:
+        async with self.final_reads:
             read = await self._read_log(target, self._on_log if followed is None else None)
         if followed is None or not followed.buffer.total_bytes:
             return read
@@ -162,13 +167,12 @@ def _container_log(target: kube_status.LogTarget, text: LogText) -> ContainerLog
 
 async def _until_ended_or_idle(followed: kube_logs.Followed, stream: asyncio.Task[None]) -> None:
     """Wait for a followed log whose container ended: until its stream ends, delivers nothing for
-    :data:`FOLLOW_END_WAIT_S`, or :data:`FOLLOW_END_MAX_S` passed."""
+    :data:`FOLLOW_END_WAIT_S`, or :data:`FOLLOW_END_MAX_S` passed. (No loop round when it ended
+    already, the usual case: this is on the way to the event's ``.finished``.)"""
     loop = asyncio.get_running_loop()
     give_up_at = loop.time() + FOLLOW_END_MAX_S
     seen = -1
-    while followed.buffer.total_bytes != seen and loop.time() < give_up_at:
+    while not stream.done() and followed.buffer.total_bytes != seen and loop.time() < give_up_at:
         seen = followed.buffer.total_bytes
         wait_s = min(FOLLOW_END_WAIT_S, max(0.0, give_up_at - loop.time()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(stream), timeout=wait_s)
-            return
+        await asyncio.wait([stream], timeout=wait_s)  # (the stream goes on when the wait times out)

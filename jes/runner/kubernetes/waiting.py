@@ -26,7 +26,6 @@ what ending the wait does to the Job is :mod:`.finishing`'s part.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -108,7 +107,7 @@ async def wait_for_job(
         wake_at = min(deadline, unschedulable.wake_at, passing.wake_at)
         if not tracker.pods:
             wake_at = min(wake_at, missing_pod.next_at)
-        await _changed_or(tracker, max(0.0, wake_at - loop.time()))
+        await tracker.changed.until(wake_at - loop.time())  # (a future: no coroutine kept while waiting)
 
 
 class Attempts:
@@ -148,15 +147,6 @@ class Attempts:
         name, code = self.last
         pod = pods.get(name)
         return kube_status.pod_exit_code(pod, self.main) if pod is not None else code
-
-
-async def _changed_or(tracker: kube_watch.Tracker, timeout_s: float) -> None:
-    """Until the watches change what the tracker knows, or ``timeout_s`` passed."""
-    # asyncio.timeout, not wait_for: on 3.11 wait_for may swallow a cancellation that
-    # arrives together with the event, and run() would then not stop when cancelled.
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout_s):
-            await tracker.changed.wait()
 
 
 async def _verdict(

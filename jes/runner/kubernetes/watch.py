@@ -107,7 +107,7 @@ class Trackers:
     ) -> None:
         self.key = key
         self.loop = loop
-        self.by_name: dict[str, set[Tracker]] = {}
+        self.by_name: dict[str, list[Tracker]] = {}  # (a list of one, mostly: smaller than a set)
         self.synced: set[str] = set()
         self.error: BaseException | None = None
         self.failures = 0
@@ -136,13 +136,13 @@ class Trackers:
 
     def track(self, name: str) -> Tracker:
         tracker = Tracker(name)
-        self.by_name.setdefault(name, set()).add(tracker)
+        self.by_name.setdefault(name, []).append(tracker)
         return tracker
 
     def untrack(self, tracker: Tracker) -> None:
         trackers = self.by_name.get(tracker.name)
-        if trackers is not None:
-            trackers.discard(tracker)
+        if trackers is not None and tracker in trackers:
+            trackers.remove(tracker)
             if not trackers:
                 del self.by_name[tracker.name]
 

@@ -17,7 +17,7 @@ import pytest
 from fakes.fake_kube import FakeKube
 from jes.models import EnvValue, Status, TaskSpec, job_name
 from jes.runner import outputrelay
-from jes.runner.kubernetes import manifests
+from jes.runner.kubernetes import finishing, manifests, tasklogs
 from jes.runner.kubernetes import status as kube_status
 from jes.runner.kubernetes.runner import KubernetesRunner
 from tests.conftest import k8s_valid
@@ -272,3 +272,36 @@ async def test_a_cluster_without_native_sidecars_fails_the_task_at_once(
     while kube.objects("jobs") and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.02)  # foreground deletion: the pod goes (its relay exits on SIGTERM), then the Job
     assert kube.objects("jobs") == [] and kube.objects("pods") == []
+
+
+async def test_the_relay_log_is_read_while_the_tasks_own_log_is_still_arriving(
+    kube: FakeKube, output_runner: KubernetesRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = output_spec()
+    # the task's log arrives a second after its container ended (a slow stream): the relay's log is
+    # read meanwhile, not after it (the complete -> .finished latency under a burst)
+    kube.behave(job=spec.job_name, logs="y" * 4000, log_rate_bytes_per_s=4000.0, output='{"a": 1}')
+    waiting_for_logs = 0
+    relay_reads_while_waiting = 0
+    until_ended, read_relay = tasklogs._until_ended_or_idle, finishing._read_relay_log
+
+    async def noting_wait(*args: Any) -> None:
+        nonlocal waiting_for_logs
+        waiting_for_logs += 1
+        try:
+            await until_ended(*args)
+        finally:
+            waiting_for_logs -= 1
+
+    async def noting_read(*args: Any) -> bytes:
+        nonlocal relay_reads_while_waiting
+        relay_reads_while_waiting += waiting_for_logs
+        return await read_relay(*args)
+
+    monkeypatch.setattr(tasklogs, "_until_ended_or_idle", noting_wait)
+    monkeypatch.setattr(finishing, "_read_relay_log", noting_read)
+    outcome = await output_runner.run(spec)
+
+    assert outcome.output == {"a": 1}, outcome.reason
+    assert [log.text.head for log in outcome.logs] == [b"y" * 4000]
+    assert relay_reads_while_waiting == 1

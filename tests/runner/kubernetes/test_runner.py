@@ -18,8 +18,10 @@ from jes import errors
 from jes.clients import kube as kube_client
 from jes.commands import copy_files as filecopy
 from jes.models import Outcome, Status, TaskFiles, TaskSpec, job_name
+from jes.runner.kubernetes import logs as kube_logs
 from jes.runner.kubernetes import manifests, tasklogs
 from jes.runner.kubernetes.runner import KubernetesRunner
+from jes.runner.logs import BoundedBuffer
 from tests.runner.kubernetes import helpers
 from tests.runner.kubernetes.conftest import FAST, validate_jobs
 
@@ -605,3 +607,26 @@ def _waiting_reason(kube: FakeKube, job: str) -> str:
     pods = kube.objects("pods", "default", labels=f"job-name={job}")
     states = [s.get("state", {}) for p in pods for s in p["status"].get("containerStatuses") or []]
     return next((str(s["waiting"].get("reason")) for s in states if "waiting" in s), "")
+
+
+async def test_a_followed_log_whose_stream_ended_is_taken_without_a_loop_round() -> None:
+    """On the way to an event's .finished, every round of a busy event loop is latency."""
+    stream = asyncio.ensure_future(asyncio.sleep(0))
+    await stream
+    followed = kube_logs.Followed(BoundedBuffer(head_bytes=64, tail_bytes=64), task=stream, complete=True)
+    waiting = tasklogs._until_ended_or_idle(followed, stream)
+    with pytest.raises(StopIteration):
+        waiting.send(None)  # done at its first step: it never yielded to the loop
+    logs = tasklogs.TaskLogs(
+        lambda: None,  # type: ignore[arg-type,return-value]
+        lambda: None,
+        "ns",
+        None,
+        head_bytes=64,
+        tail_bytes=64,
+        final_reads=asyncio.Semaphore(1),
+    )
+    logs.followed[("pod", "main")] = followed
+    stopping = logs.stop_following()
+    with pytest.raises(StopIteration):
+        stopping.send(None)

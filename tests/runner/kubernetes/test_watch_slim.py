@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from jes.runner.kubernetes import slim as slim_module
 from jes.runner.kubernetes import status as kube_status
 from jes.runner.kubernetes import watch
 
@@ -102,3 +103,48 @@ def _read(targets: list[kube_status.LogTarget]) -> list[tuple[Any, ...]]:
     """What the runner reads of log targets (tasklogs._container_log)."""
     fields = ("exitCode", "reason", "message")
     return [(t.pod, t.container, t.init, tuple((t.terminated or {}).get(f) for f in fields)) for t in targets]
+
+
+def _running_pod(job: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": f"{job}-x1", "resourceVersion": "9", "labels": {"job-name": job}},
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": f"{job} time"}],
+            "initContainerStatuses": [{"name": "jes-output", "state": {"running": {"startedAt": f"{job} t"}}}],
+            "containerStatuses": [{"name": job, "state": {"running": {"startedAt": f"{job} started"}}}],
+        },
+    }
+
+
+def test_running_pods_of_different_jobs_share_their_equal_parts() -> None:
+    first, second = watch.slim(_running_pod("a"), "pods"), watch.slim(_running_pod("b"), "pods")
+    for key in ("conditions", "initContainerStatuses"):  # one object kept for thousands of running pods
+        assert first["status"][key] is second["status"][key]
+    assert first["status"]["containerStatuses"][0]["state"] is second["status"]["containerStatuses"][0]["state"]
+    assert first["status"]["containerStatuses"][0]["name"] == "a" and watch.job_name_of_pod(second) == "b"
+    assert kube_status.main_started({"b-x1": second}, "b") and not kube_status.main_started({"b-x1": second}, "a")
+    failed = _running_pod("c")
+    failed["status"]["containerStatuses"][0]["state"] = {"terminated": {"exitCode": 3}}
+    kept = watch.slim(failed, "pods")
+    assert kept["status"]["containerStatuses"][0]["state"] is not first["status"]["containerStatuses"][0]["state"]
+    assert kube_status.pod_exit_code(kept, "c") == 3  # equal only when equal
+    assert watch.slim(JOB | {"status": {}}, "jobs")["status"] is watch.slim({"metadata": {}}, "jobs")["status"]
+
+
+def test_shared_parts_tell_true_from_one_and_stay_bounded() -> None:
+    assert slim_module.canonical({"succeeded": True}) is not slim_module.canonical({"succeeded": 1})
+    for n in range(slim_module.CANONICAL_MAX + 10):
+        slim_module.canonical({"failed": n})
+    assert len(slim_module._CANONICAL) <= slim_module.CANONICAL_MAX
+
+
+def test_parts_with_long_messages_are_not_kept_after_their_pod() -> None:
+    pods = []
+    for job in ("d", "e"):
+        pod = _running_pod(job)
+        pod["status"]["containerStatuses"][0]["state"] = {"terminated": {"exitCode": 1, "message": "x" * 500}}
+        pods.append(watch.slim(pod, "pods"))
+    first, second = (p["status"]["containerStatuses"][0]["state"] for p in pods)
+    assert first == second and first is not second
+    assert not any("x" * 500 in repr(key) for key in slim_module._CANONICAL)
