@@ -6,8 +6,8 @@ are collected (:mod:`.tasklogs`): every terminated container's; the init contain
 container did not end ``Completed``; the running ones' too for a task being stopped. A task that
 did not succeed also reports the ``Failed*`` Kubernetes events of the Job and its pods
 (:mod:`.events`). The output relay's log is read while the containers' logs are collected, and
-all of it is :mod:`urgent <jes.util.gates>`: under a burst, the requests of an event that is
-finishing go before those of the tasks being created (the complete -> ``.finished`` latency).
+the runner runs all of it :data:`~jes.util.gates.FINISHING`: under a burst, the requests of an
+event that is finishing go before those of the tasks being created (complete -> ``.finished``).
 
 A Job is stopped — deleted with foreground propagation, its pods with it — when the task's
 ``maxPollDuration`` passed (:attr:`~jes.models.Status.TIMED_OUT`) and, with ``delete_unstartable``,
@@ -32,7 +32,6 @@ from jes.runner.kubernetes import watch as kube_watch
 from jes.runner.kubernetes.task import ApiLookup, JobTask, Obj, now
 from jes.runner.kubernetes.tasklogs import TaskLogs
 from jes.runner.kubernetes.waiting import Attempts
-from jes.util import gates
 
 logger = logging.getLogger(__name__)
 
@@ -51,28 +50,7 @@ async def finish(
     attempts_seen: Attempts | None = None,
 ) -> Outcome:
     """The task's outcome from ``verdict``, its pods, logs and events; the Job stopped if need be.
-    ``attempts_seen`` hears of the pods the watch had not shown yet (a retry that ended quickly).
-    Its requests are :data:`~jes.util.gates.FINISHING`: before those of tasks being created."""
-    with gates.urgent():
-        return await _finish(
-            api, spec, namespace, tracker, verdict, started_at, logs,
-            adopted=adopted, delete_unstartable=delete_unstartable, attempts_seen=attempts_seen,
-        )  # fmt: skip
-
-
-async def _finish(
-    api: ApiLookup,
-    spec: JobTask,
-    namespace: str,
-    tracker: kube_watch.Tracker,
-    verdict: kube_status.Verdict,
-    started_at: datetime,
-    logs: TaskLogs,
-    *,
-    adopted: bool,
-    delete_unstartable: bool,
-    attempts_seen: Attempts | None,
-) -> Outcome:
+    ``attempts_seen`` hears of the pods the watch had not shown yet (a retry that ended quickly)."""
     main = spec.main_container
     pods = await _final_pods(api, namespace, tracker)
     if attempts_seen is not None:

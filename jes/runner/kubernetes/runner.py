@@ -52,7 +52,7 @@ from jes.runner.kubernetes import watch as kube_watch
 from jes.runner.kubernetes.task import JobTask, Obj, now, outcome_without_logs
 from jes.runner.kubernetes.tasklogs import TaskLogs
 from jes.settings import Settings
-from jes.util import retry
+from jes.util import gates, retry
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 #: Retries of one API call: about 16 s in all, then the error is reported.
@@ -338,21 +338,15 @@ class KubernetesRunner:
         *,
         adopted: bool,
     ) -> Outcome:
-        if verdict.status is Status.LOST:
-            reason = verdict.reason
-            return await kube_events.outcome_of_gone_job(self._api_lookup, spec, namespace, started_at, reason)
-        return await finishing.finish(
-            self._api_lookup,
-            spec,
-            namespace,
-            tracker,
-            verdict,
-            started_at,
-            logs,
-            adopted=adopted,
-            delete_unstartable=self.delete_unstartable,
-            attempts_seen=attempts,
-        )
+        """Its requests are :data:`~jes.util.gates.FINISHING`: before those of tasks being created."""
+        with gates.urgent():
+            if verdict.status is Status.LOST:
+                reason = verdict.reason
+                return await kube_events.outcome_of_gone_job(self._api_lookup, spec, namespace, started_at, reason)
+            return await finishing.finish(
+                self._api_lookup, spec, namespace, tracker, verdict, started_at, logs,
+                adopted=adopted, delete_unstartable=self.delete_unstartable, attempts_seen=attempts,
+            )  # fmt: skip
 
 
 __all__ = ["DEFAULT_BACKOFF", "MANAGED_BY", "KubernetesRunner", "watch_key"]
