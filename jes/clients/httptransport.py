@@ -206,9 +206,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
         connection, answer, keep_alive = await self._start(
             (url.scheme, url.host, port), timeouts, head, _request_body(request), chunked
         )
-        framing = framing_of(request.method, answer[0], answer[2])
-        keep_alive = keep_alive and framing[0] != "close" and not _says_close(request.headers.get("connection"))
-        body = _Body(self, connection, framing, keep_alive, timeouts["read"])
+        keep_alive = keep_alive and not _says_close(request.headers.get("connection"))
+        body = self._body(connection, request.method, answer, keep_alive, timeouts["read"])
         return httpx.Response(
             answer[0],
             headers=answer[2],
@@ -261,13 +260,26 @@ class LeanTransport(httpx.AsyncBaseTransport):
         connection, (status, reason, answer_headers), keep_alive = await self._start(
             origin, timeouts, _head(method.encode("ascii"), target, fields), _bytes_body(body), False
         )
+        stream = self._body(connection, method, (status, reason, answer_headers), keep_alive, timeouts["read"])
+        return Opened(status, reason, answer_headers, stream)
+
+    def _body(
+        self,
+        connection: _Connection,
+        method: str,
+        answer: tuple[int, bytes, list[tuple[bytes, bytes]]],
+        keep_alive: bool,
+        read_timeout_s: float | None,
+    ) -> _Body:
+        """The answer's body as framed by its head; a head that frames it wrongly (a bad
+        ``Content-Length``) gives its connection and its slot back before the error is raised."""
+        status, _, headers = answer
         try:
-            framing = framing_of(method, status, answer_headers)
+            framing = framing_of(method, status, headers)
         except BaseException:
             self._done(connection, reusable=False)
             raise
-        stream = _Body(self, connection, framing, keep_alive and framing[0] != "close", timeouts["read"])
-        return Opened(status, reason, answer_headers, stream)
+        return _Body(self, connection, framing, keep_alive and framing[0] != "close", read_timeout_s)
 
     async def _start(
         self, origin: Origin, timeouts: dict[str, float | None], head: bytes, body: AsyncIterator[bytes], chunked: bool

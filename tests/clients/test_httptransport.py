@@ -185,6 +185,21 @@ async def test_errors_are_httpx_errors_that_say_whether_the_request_was_sent(ser
             await http.get(f"http://127.0.0.1:{port}/")
 
 
+async def test_an_answer_with_a_bad_length_gives_its_connection_slot_back(serve) -> None:  # type: ignore[no-untyped-def]
+    async def bad_length(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: ten\r\n\r\n")
+        await writer.drain()
+        return False
+
+    bad, good = await serve(bad_length), await serve(ok)
+    async with client() as http:
+        for _ in range(3):  # more than the pool's 2 connections: each must come back
+            with pytest.raises(httpx.RemoteProtocolError, match="bad Content-Length"):
+                await http.get(f"http://127.0.0.1:{bad.port}/", timeout=httpx.Timeout(5.0, pool=0.5))
+        answer = await http.get(f"http://127.0.0.1:{good.port}/", timeout=httpx.Timeout(5.0, pool=0.5))
+        assert answer.json() == {"ok": True}
+
+
 async def test_the_pool_limits_connections_and_waits_for_a_free_one(serve) -> None:  # type: ignore[no-untyped-def]
     async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
         await asyncio.sleep(0.05)
