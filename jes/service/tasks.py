@@ -116,7 +116,7 @@ class TaskRunner:
                 if files:
                     await _released_or_done(files, running)  # the file slot is free again after this
             try:
-                await (running if abort is None else _first_done(running, abort))
+                await (running if abort is None else abort.until_done(running))
                 outcome = running.result() if running.done() else await self._stop(plan, task, job_name, running)
                 if outcome.status is Status.CANCELLED:  # nothing more is sent for an aborted sequence
                     return self._record_outcome(claim, task, outcome)
@@ -321,19 +321,6 @@ class TaskRunner:
                 result = forget(report.outcome.job_name)
                 if asyncio.iscoroutine(result):
                     await result
-
-
-def _first_done(running: asyncio.Task[Outcome], abort: flag.Flag) -> asyncio.Future[Any]:
-    """A future done once ``running`` is done or ``abort`` is set. Awaited directly, it keeps no
-    coroutine (nor sets, as ``asyncio.wait`` does) for as long as the task runs."""
-    either = abort.future()
-    if not either.done():
-        running.add_done_callback(functools.partial(_resolve_either, either), context=flag.quiet())
-    return either
-
-
-def _resolve_either(either: asyncio.Future[Any], _: asyncio.Future[Any]) -> None:
-    flag.resolve(either)
 
 
 def _forget_done(progress: list[asyncio.Task[None]], delivery: asyncio.Task[None]) -> None:

@@ -80,11 +80,6 @@ def urgent(level: int = FINISHING) -> contextlib.AbstractContextManager[Urgency]
     return within(Urgency(level))
 
 
-def urgent_now() -> bool:
-    """Whether the work running now is urgent."""
-    return level_now() is not None
-
-
 def level_now() -> int | None:
     """The level of the work running now (None: not urgent)."""
     urgency = _urgency.get()

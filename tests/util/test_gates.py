@@ -121,9 +121,9 @@ async def test_urgent_work_goes_in_at_its_level_unless_it_asks_higher() -> None:
     await gate.acquire()
     early = await _queue(gate, [("normal", NORMAL, None)], order)
     with gates.urgent():
-        assert gates.urgent_now()
+        assert gates.level_now() == FINISHING
         waiting = await _queue(gate, [("urgent work", NORMAL, None), ("its .finished", URGENT, None)], order)
-    assert not gates.urgent_now()
+    assert gates.level_now() is None
     gate.release()
     await asyncio.gather(*early, *waiting)
     assert order == ["its .finished", "urgent work", "normal"] and not gate.locked()

@@ -57,8 +57,8 @@ class TaskLogs:
         self._head_bytes = head_bytes
         self._tail_bytes = tail_bytes
         self.final_reads = final_reads
-        """Reads of whole logs at once (also the output relay's, :mod:`.finishing`)."""
-        """Final (non-follow) log reads hold a thread between chunks: at most this many at once."""
+        """Final (non-follow) log reads, the output relay's too (:mod:`.finishing`), hold a thread
+        between chunks on the client's path: at most this many at once."""
         self.followed: dict[tuple[str, str], kube_logs.Followed | None] = {}
         """(pod, container) → its followed log; None: not followed (too many streams)."""
 
