@@ -13,8 +13,10 @@ What it does, as httpcore does it:
 * HTTP/1.1 over TCP or TLS (``ssl_context``), one request at a time per connection; keep-alive
   with at most ``max_connections`` connections per process (waiting for one is the ``pool``
   timeout; waiters get one by the priority of their work, :class:`jes.util.gates.Urgency`, then in
-  their order); idle connections are dropped after ``keepalive_expiry_s``, and a pooled connection
-  whose socket turned readable while idle (the server closed it, or sent garbage) is never reused.
+  their order; with a :class:`~jes.util.gates.RoutineLimit`, routine requests wait there too while
+  the server's answers show a queue building up); idle connections are dropped after
+  ``keepalive_expiry_s``, and a pooled connection whose socket turned readable while idle (the
+  server closed it, or sent garbage) is never reused.
 * Request bodies are sent as httpx framed them (``Content-Length`` or chunked); response bodies
   are streamed (``Content-Length``, chunked, or until the server closes), never buffered here.
 * Errors are httpx's: ``ConnectError``/``ConnectTimeout`` (nothing was sent), ``WriteError``/
@@ -38,7 +40,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from jes.clients.httpwire import MAX_HEAD_BYTES, Framing, framing_of, read_head, reading
+from jes.clients.httpwire import MAX_HEAD_BYTES, Framing, framing_of, read_head, reading, request_head, send_request
 from jes.util import gates
 
 #: Bytes per read of a response body.
@@ -66,6 +68,8 @@ class _Connection:
     writer: asyncio.StreamWriter
     origin: Origin
     idle_since: float = field(default_factory=time.monotonic)
+    routine: bool = False
+    """Whether its request holds a routine place of the pool (:class:`~jes.util.gates.RoutineLimit`)."""
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -127,11 +131,14 @@ class LeanTransport(httpx.AsyncBaseTransport):
         ssl_context: ssl.SSLContext | None = None,
         max_connections: int = 8,
         keepalive_expiry_s: float = DEFAULT_KEEPALIVE_EXPIRY_S,
+        routine: gates.RoutineLimit | None = None,
     ) -> None:
         self._ssl_context = ssl_context
         self.max_connections = max_connections
-        self._slots = gates.PriorityGate(max_connections)
-        """Waiting for a connection: urgent work first (:class:`jes.util.gates.Urgency`)."""
+        self._slots = gates.PriorityGate(max_connections, routine)
+        """Waiting for a connection: urgent work first (:class:`jes.util.gates.Urgency`); with a
+        ``routine`` limit, routine requests only as many at once as the server answers unqueued
+        (learnt from the time from sending to the answer's head)."""
         self._keepalive_expiry_s = keepalive_expiry_s
         self._idle: dict[Origin, list[_Connection]] = {}
         self._closed = False
@@ -202,7 +209,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         port = url.port or (443 if url.scheme == "https" else 80)
         timeouts = _timeouts(request)
         chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
-        head = _head(request.method.encode("ascii"), request.url.raw_path, request.headers.raw)
+        head = request_head(request.method.encode("ascii"), request.url.raw_path, request.headers.raw)
         connection, answer, keep_alive = await self._start(
             (url.scheme, url.host, port), timeouts, head, _request_body(request), chunked
         )
@@ -223,6 +230,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         headers: list[tuple[bytes, bytes]],
         body: bytes,
         timeout_s: float | None,
+        kind: str = "",
     ) -> Answer:
         """One request whose body is in memory, its answer read whole, without httpx's request and
         response objects: on loopback their URL parsing, header normalising, cookie jar and auth
@@ -230,7 +238,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         calls and the Keptn event POSTs; ``make bench``). ``timeout_s`` bounds each phase, as
         ``httpx.Timeout(t)``. See :meth:`open`."""
         timeouts: dict[str, float | None] = dict.fromkeys(("connect", "read", "write", "pool"), timeout_s)
-        opened = await self.open(method, origin, target, headers, body, timeouts)
+        opened = await self.open(method, origin, target, headers, body, timeouts, kind)
         try:
             content = b"".join([chunk async for chunk in opened.body])
         except BaseException:
@@ -246,9 +254,11 @@ class LeanTransport(httpx.AsyncBaseTransport):
         headers: list[tuple[bytes, bytes]],
         body: bytes,
         timeouts: dict[str, float | None],
+        kind: str = "",
     ) -> Opened:
         """One request whose body is in memory; the answer's head, its body a stream (read it to its
         end, or ``aclose()`` it). ``headers`` must not hold Host or Content-Length (they are added).
+        ``kind``: requests of one kind take about as long (the routine limit's base is per kind).
         Raises httpx's exceptions, as :meth:`handle_async_request` does."""
         scheme, host, port = origin
         default_port = 443 if scheme == "https" else 80
@@ -258,7 +268,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
         if body or method in ("POST", "PUT", "PATCH"):
             fields.append((b"Content-Length", str(len(body)).encode("ascii")))
         connection, (status, reason, answer_headers), keep_alive = await self._start(
-            origin, timeouts, _head(method.encode("ascii"), target, fields), _bytes_body(body), False
+            origin, timeouts, request_head(method.encode("ascii"), target, fields), _bytes_body(body), False, kind
         )
         stream = self._body(connection, method, (status, reason, answer_headers), keep_alive, timeouts["read"])
         return Opened(status, reason, answer_headers, stream)
@@ -282,26 +292,35 @@ class LeanTransport(httpx.AsyncBaseTransport):
         return _Body(self, connection, framing, keep_alive and framing[0] != "close", read_timeout_s)
 
     async def _start(
-        self, origin: Origin, timeouts: dict[str, float | None], head: bytes, body: AsyncIterator[bytes], chunked: bool
+        self,
+        origin: Origin,
+        timeouts: dict[str, float | None],
+        head: bytes,
+        body: AsyncIterator[bytes],
+        chunked: bool,
+        kind: str = "",
     ) -> tuple[_Connection, tuple[int, bytes, list[tuple[bytes, bytes]]], bool]:
         """A connection slot, a connection, the request sent and the answer's head read."""
         if not self._slots.locked():
-            await self._slots.acquire()  # (returns at once: no timer for it)
+            routine = await self._slots.acquire()  # (returns at once: no timer for it)
         else:
             try:
                 async with asyncio.timeout(timeouts["pool"]):
-                    await self._slots.acquire()
+                    routine = await self._slots.acquire()
             except TimeoutError as exc:
                 raise httpx.PoolTimeout("no connection became free in time") from exc
         connection: _Connection | None = None
         try:
+            began = time.monotonic()
             connection = self._pooled(origin) or await self._connect(origin, timeouts["connect"])
-            await _send(connection, head, body, chunked, timeouts["write"])
+            connection.routine = routine
+            await send_request(connection.writer, head, body, chunked, timeouts["write"])
             status, reason, headers, keep_alive = await read_head(connection, timeouts["read"])
+            self._slots.observe(time.monotonic() - began, kind)
         except BaseException:
             if connection is not None:
                 connection.close()
-            self._slots.release()
+            self._slots.release(routine)
             raise
         return connection, (status, reason, headers), keep_alive
 
@@ -310,17 +329,11 @@ class LeanTransport(httpx.AsyncBaseTransport):
             self._release(connection)
         else:
             connection.close()
-        self._slots.release()
+        self._slots.release(connection.routine)
 
 
 def _says_close(value: str | None) -> bool:
     return value is not None and "close" in value.lower()
-
-
-def _head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
-    lines = [method + b" " + target + b" HTTP/1.1"]
-    lines += [name + b": " + value for name, value in headers]
-    return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
 async def _request_body(request: httpx.Request) -> AsyncIterator[bytes]:
@@ -333,33 +346,6 @@ async def _request_body(request: httpx.Request) -> AsyncIterator[bytes]:
 
 async def _bytes_body(body: bytes) -> AsyncIterator[bytes]:
     yield body
-
-
-async def _send(
-    connection: _Connection, head: bytes, body: AsyncIterator[bytes], chunked: bool, timeout_s: float | None
-) -> None:
-    writer = connection.writer
-    try:
-        writer.write(head)
-        async for chunk in body:
-            if chunk:
-                writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-                await _drained(writer, timeout_s)
-        if chunked:
-            writer.write(b"0\r\n\r\n")
-        await _drained(writer, timeout_s)
-    except TimeoutError as exc:
-        raise httpx.WriteTimeout("sending the request timed out") from exc
-    except (OSError, ssl.SSLError) as exc:
-        raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
-
-
-async def _drained(writer: asyncio.StreamWriter, timeout_s: float | None) -> None:
-    """Until the socket took what was written; with a timer only when it has not yet (most requests
-    go out whole at once: a timer for each would cost more than the write)."""
-    if writer.transport.get_write_buffer_size() or writer.transport.is_closing():
-        async with asyncio.timeout(timeout_s):
-            await writer.drain()
 
 
 class _Body(httpx.AsyncByteStream):

@@ -1,5 +1,5 @@
-"""HTTP/1.1 response heads and framing, for :mod:`jes.clients.httptransport` (RFC 9112), with
-httpx's exception types."""
+"""HTTP/1.1 on the wire for :mod:`jes.clients.httptransport` (RFC 9112): requests written,
+response heads read and framed, with httpx's exception types."""
 
 from __future__ import annotations
 
@@ -87,3 +87,36 @@ def framing_of(method: str, status: int, headers: list[tuple[bytes, bytes]]) -> 
                 raise httpx.RemoteProtocolError(f"bad Content-Length: {value[:40]!r}")
             length = int(value)
     return ("length", length) if length is not None else ("close", 0)
+
+
+def request_head(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    lines = [method + b" " + target + b" HTTP/1.1"]
+    lines += [name + b": " + value for name, value in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+async def send_request(
+    writer: asyncio.StreamWriter, head: bytes, body: AsyncIterator[bytes], chunked: bool, timeout_s: float | None
+) -> None:
+    """A request's head and body written (chunked: each chunk framed), httpx's errors on failure."""
+    try:
+        writer.write(head)
+        async for chunk in body:
+            if chunk:
+                writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                await drained(writer, timeout_s)
+        if chunked:
+            writer.write(b"0\r\n\r\n")
+        await drained(writer, timeout_s)
+    except TimeoutError as exc:
+        raise httpx.WriteTimeout("sending the request timed out") from exc
+    except (OSError, ssl.SSLError) as exc:
+        raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
+
+
+async def drained(writer: asyncio.StreamWriter, timeout_s: float | None) -> None:
+    """Until the socket took what was written; with a timer only when it has not yet (most requests
+    go out whole at once: a timer for each would cost more than the write)."""
+    if writer.transport.get_write_buffer_size() or writer.transport.is_closing():
+        async with asyncio.timeout(timeout_s):
+            await writer.drain()

@@ -31,6 +31,7 @@ import kubernetes.client.rest
 
 import jes
 from jes.clients.httptransport import Answer, LeanTransport, Opened, Origin
+from jes.util.gates import RoutineLimit
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +100,11 @@ class KubeHttp:
         configuration: kubernetes.client.Configuration,
         *,
         max_connections: int,
+        routine: RoutineLimit | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``routine``: hold routine requests back while the server queues (see the transport);
+        for short calls only — a long stream would hold a routine place for as long as it runs."""
         self._monotonic = monotonic
         self._token: tuple[float, str] | None = None
         """(when it was asked for, the Authorization value)"""
@@ -112,7 +116,7 @@ class KubeHttp:
         self._refreshing = asyncio.Lock()
         self._tls_files = tls_files(configuration)
         tls = tls_context(configuration) if url.scheme == "https" else None
-        self.transport = LeanTransport(ssl_context=tls, max_connections=max_connections)
+        self.transport = LeanTransport(ssl_context=tls, max_connections=max_connections, routine=routine)
 
     async def call(
         self,
@@ -123,8 +127,10 @@ class KubeHttp:
         body: bytes | None,
         content_type: str,
         timeout_s: float | None,
+        kind: str = "",
     ) -> Answer:
-        """One request, its answer read whole; httpx's exceptions when there is none."""
+        """One request, its answer read whole; httpx's exceptions when there is none. ``kind``
+        (``create jobs``): requests of one kind take about as long (see the transport's ``open``)."""
         target = self.base_path + path
         if query:
             target += "?" + urlencode(query)
@@ -132,7 +138,7 @@ class KubeHttp:
         if body is not None:
             headers.append((b"Content-Type", content_type.encode("ascii")))
         return await self.transport.exchange(
-            method, self.origin, target.encode("ascii"), headers, body or b"", timeout_s
+            method, self.origin, target.encode("ascii"), headers, body or b"", timeout_s, kind
         )
 
     async def _headers(self, accept: bytes) -> list[tuple[bytes, bytes]]:
@@ -183,7 +189,7 @@ class KubeHttp:
         timeouts: dict[str, float | None] = dict.fromkeys(("connect", "write", "pool"), timeout_s)
         timeouts["read"] = read_timeout_s
         target = f"{self.base_path}{path}?{urlencode(query)}".encode("ascii")
-        return await self.transport.open("GET", self.origin, target, headers, b"", timeouts)
+        return await self.transport.open("GET", self.origin, target, headers, b"", timeouts, "stream")
 
     async def aclose(self) -> None:
         await self.transport.aclose()

@@ -7,6 +7,11 @@ then. An event's finishing path (its last log reads, the progress events before 
 is :data:`FINISHING`; the ``.finished`` itself and the claim write before it are :data:`URGENT`.
 Under a burst an event near its end goes before the events behind it (shortest remaining work
 first: the complete -> ``.finished`` latency), and those before the creation of new Jobs and claims.
+
+A request already sent waits in the server's queue, where nothing overtakes it; so a gate may also
+hold back routine requests (:data:`NORMAL`, :data:`LOW`) with a :class:`RoutineLimit`: only as many
+of them are out at once as the server answers without a queue building up; the others wait at the
+gate, where urgent ones pass them. Urgent requests may use every place.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import contextlib
 import contextvars
 import heapq
 import itertools
+import math
 from collections.abc import AsyncIterator, Iterator
 
 URGENT = 0
@@ -33,7 +39,7 @@ class Urgency:
 
     def __init__(self, level: int | None = None) -> None:
         self.level = level
-        self._waiting: dict[asyncio.Future[None], tuple[PriorityGate, int, int]] | None = None
+        self._waiting: dict[asyncio.Future[bool], tuple[PriorityGate, int, int]] | None = None
         """Its requests waiting at a gate: their turn → (the gate, their priority, their arrival)
         (made when one waits: none kept per event otherwise)."""
 
@@ -86,50 +92,96 @@ def level_now() -> int | None:
     return urgency.level if urgency is not None else None
 
 
+class RoutineLimit:
+    """How many routine requests may be out at once, learnt from round trips (after TCP Vegas).
+
+    A request's round trip is compared with the base of its kind (creating a Job may take longer
+    than writing a Lease, and never shorter: an admission webhook): the shortest of the last two
+    windows of ``window`` samples of that kind (so a server that became slower for good raises it).
+    The requests waiting in the server's queue are estimated as ``value * (1 - base / round_trip)``;
+    under ``queue / 2`` the limit grows by one, over ``queue`` it shrinks by one, within ``floor`` ..
+    ``ceiling`` (where it starts). Against a server with time to spare the round trips stay near
+    their base and the limit at the ceiling; against a busy one (the same cores, other clients) the
+    limit keeps about ``queue`` routine requests waiting there, or ``floor`` requests out."""
+
+    __slots__ = ("_bases", "ceiling", "floor", "queue", "value", "window")
+
+    def __init__(self, ceiling: int, *, queue: float = 2.0, floor: int = 2, window: int = 500) -> None:
+        self.floor = max(1, floor)
+        self.ceiling = max(self.floor, ceiling)
+        self.queue = queue
+        self.window = window
+        self.value = self.ceiling
+        self._bases: dict[str, list[float]] = {}
+        """kind → [base of the windows before, least of this window, samples in this window]"""
+
+    def observe(self, round_trip_s: float, kind: str = "") -> None:
+        """One request's round trip (sent -> answer's head): the limit moves by one at most."""
+        round_trip_s = max(round_trip_s, 1e-6)
+        base = self._bases.get(kind)
+        if base is None:
+            base = self._bases[kind] = [math.inf, math.inf, 0.0]
+        base[1] = min(base[1], round_trip_s)
+        base_s = min(base[0], base[1])
+        base[2] += 1
+        if base[2] >= self.window:
+            base[:] = [base[1], math.inf, 0.0]
+        queued = self.value * (1.0 - base_s / round_trip_s)
+        if queued < self.queue / 2:
+            self.value = min(self.ceiling, self.value + 1)
+        elif queued > self.queue:
+            self.value = max(self.floor, self.value - 1)
+
+
 class PriorityGate:
     """At most ``size`` holders at once. When one leaves, the waiter with the lowest ``priority``
     goes in (among equals, the one that came first); urgent work (:class:`Urgency`) goes in at
-    its level if that is higher. Under a burst of new events this lets an event's last report through before the
-    ``.started`` of the hundreds queued behind it."""
+    its level if that is higher. Under a burst of new events this lets an event's last report
+    through before the ``.started`` of the hundreds queued behind it. With a ``routine`` limit, at
+    most ``routine.value`` of the holders are routine (below :data:`FINISHING`)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, routine: RoutineLimit | None = None) -> None:
         self.size = size
+        self.routine = routine
         self._free = size
-        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._routine_held = 0
+        self._waiting: list[tuple[int, int, asyncio.Future[bool]]] = []
         """(priority, arrival, turn); a promoted waiter's first entry stays, skipped once let in."""
         self._arrivals = itertools.count()
 
     def locked(self) -> bool:
-        return self._free == 0
+        """Whether a request might wait (no place, waiters, or the routine limit reached)."""
+        return self._free == 0 or bool(self._waiting) or self._routine_held >= self._routine_max()
 
     @contextlib.asynccontextmanager
     async def hold(self, priority: int = NORMAL) -> AsyncIterator[None]:
-        await self.acquire(priority)
+        routine = await self.acquire(priority)
         try:
             yield
         finally:
-            self.release()
+            self.release(routine)
 
-    async def acquire(self, priority: int = NORMAL) -> None:
-        """Wait for a place (by ``priority``, then arrival); :meth:`release` it once done."""
-        if self._free > 0 and not self._waiting:
-            self._free -= 1
-            return
+    async def acquire(self, priority: int = NORMAL) -> bool:
+        """Wait for a place (by ``priority``, then arrival); whether it is a routine one: give it
+        to :meth:`release` once done."""
         urgency = _urgency.get()
         if urgency is not None and urgency.level is not None:
             priority = min(priority, urgency.level)
-        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._free > 0 and not self._waiting and (priority < NORMAL or self._routine_held < self._routine_max()):
+            return self._let_in(priority)
+        turn: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         arrival = next(self._arrivals)
         heapq.heappush(self._waiting, (priority, arrival, turn))
         if urgency is not None and priority > URGENT:
             if urgency._waiting is None:
                 urgency._waiting = {}
             urgency._waiting[turn] = (self, priority, arrival)
+        self._admit()  # (an urgent request passes routine ones held back by the limit)
         try:
-            await turn
+            return await turn
         except asyncio.CancelledError:
             if turn.done() and not turn.cancelled():  # it was let in as it was cancelled: pass it on
-                self.release()
+                self.release(turn.result())
             raise
         finally:
             if urgency is not None and urgency._waiting is not None:
@@ -137,15 +189,45 @@ class PriorityGate:
                 if not urgency._waiting:
                     urgency._waiting = None
 
-    def release(self) -> None:
-        while self._waiting:
-            _, _, turn = heapq.heappop(self._waiting)
-            if not turn.done():  # (a cancelled waiter's turn is done, as is a promoted one's)
-                turn.set_result(None)
-                return
+    def release(self, routine: bool = False) -> None:
+        """Give a place back; ``routine``: what :meth:`acquire` said of it."""
         self._free += 1
+        if routine:
+            self._routine_held -= 1
+        self._admit()
 
-    def _promote(self, turn: asyncio.Future[None], arrival: int, priority: int) -> None:
+    def observe(self, round_trip_s: float, kind: str = "") -> None:
+        """A request of ``kind`` that held a place took ``round_trip_s`` (for the routine limit)."""
+        if self.routine is not None:
+            self.routine.observe(round_trip_s, kind)
+            self._admit()  # (it may have grown)
+
+    def _routine_max(self) -> int:
+        return self.size if self.routine is None else self.routine.value
+
+    def _let_in(self, priority: int) -> bool:
+        self._free -= 1
+        routine = priority >= NORMAL and self.routine is not None  # (counted only under a limit)
+        if routine:
+            self._routine_held += 1
+        return routine
+
+    def _admit(self) -> None:
+        """Let waiters in while there are places, best first; a routine one only under the limit
+        (every waiter behind it is routine too)."""
+        waiting = self._waiting
+        while self._free > 0 and waiting:
+            priority, _, turn = waiting[0]
+            if turn.done():  # (a cancelled waiter's turn is done, as is a promoted one's)
+                heapq.heappop(waiting)
+            elif priority >= NORMAL and self._routine_held >= self._routine_max():
+                return
+            else:
+                heapq.heappop(waiting)
+                turn.set_result(self._let_in(priority))
+
+    def _promote(self, turn: asyncio.Future[bool], arrival: int, priority: int) -> None:
         """A waiter's work became urgent: it waits again at ``priority`` (its old entry is skipped)."""
         if not turn.done():
             heapq.heappush(self._waiting, (priority, arrival, turn))
+            self._admit()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -295,3 +296,57 @@ async def test_urgent_work_gets_the_next_free_connection(serve) -> None:  # type
         release.set()
         await asyncio.gather(first, normal, urgent)
     assert [r.split(b" ")[1] for r in server.requests] == [b"/?first", b"/?urgent", b"/?normal"]
+
+
+async def test_routine_requests_wait_at_the_routine_limit_while_urgent_ones_go_out(serve) -> None:  # type: ignore[no-untyped-def]
+    release = asyncio.Event()
+
+    async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
+        if b"?routine" in request:
+            await release.wait()
+        return await ok(reader, writer, request)
+
+    server = await serve(held)
+    url = f"http://127.0.0.1:{server.port}/"
+    limit = gates.RoutineLimit(4, floor=1)
+    limit.value = 1  # (as learnt from a busy server)
+    transport = LeanTransport(max_connections=4, routine=limit)
+    async with httpx.AsyncClient(transport=transport, timeout=5.0) as http:
+        routine = [asyncio.create_task(http.get(url + f"?routine-{k}")) for k in range(3)]
+        async with asyncio.timeout(5):
+            while not server.requests:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)
+        assert len(server.requests) == 1 and len(transport._slots._waiting) == 2  # two held back
+        with gates.urgent():
+            answer = await asyncio.wait_for(http.get(url + "?urgent"), 2)  # a free connection: out at once
+        assert answer.status_code == 200 and len(server.requests) == 2
+        release.set()
+        assert all(a.status_code == 200 for a in await asyncio.gather(*routine))
+    assert sum(samples for _, _, samples in limit._bases.values()) == 4  # every answer's round trip was learnt from
+    assert transport._slots._routine_held == 0 and not transport._slots.locked()
+
+
+async def test_a_routine_request_that_fails_gives_its_routine_place_back(serve) -> None:  # type: ignore[no-untyped-def]
+    async def bad_length(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: ten\r\n\r\n")
+        await writer.drain()
+        return False
+
+    bad, good = await serve(bad_length), await serve(ok)
+    transport = LeanTransport(max_connections=2, routine=gates.RoutineLimit(2))
+    async with httpx.AsyncClient(transport=transport, timeout=5.0) as http:
+        for _ in range(3):  # more than the limit: each failed request gives its place back
+            with pytest.raises(httpx.RemoteProtocolError, match="bad Content-Length"):
+                await http.get(f"http://127.0.0.1:{bad.port}/", timeout=httpx.Timeout(5.0, pool=0.5))
+        with pytest.raises(httpx.ConnectError):  # (nothing listens there: failed before sending)
+            await http.get(f"http://127.0.0.1:{_closed_port()}/", timeout=httpx.Timeout(5.0, pool=0.5))
+        answer = await http.get(f"http://127.0.0.1:{good.port}/", timeout=httpx.Timeout(5.0, pool=0.5))
+        assert answer.json() == {"ok": True}
+    assert transport._slots._routine_held == 0
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 
 from jes.util import gates
-from jes.util.gates import FINISHING, LOW, NORMAL, URGENT, PriorityGate, Urgency
+from jes.util.gates import FINISHING, LOW, NORMAL, URGENT, PriorityGate, RoutineLimit, Urgency
 
 
 async def test_waiters_go_in_by_priority_then_by_arrival() -> None:
@@ -206,3 +208,143 @@ async def test_work_begun_ends_for_the_task_but_not_for_the_tasks_it_started() -
 async def _level_later() -> int | None:
     await asyncio.sleep(0)
     return gates.level_now()
+
+
+# -- the routine limit -------------------------------------------------------------------------
+
+
+async def test_routine_holders_stay_under_the_limit_while_urgent_ones_use_every_place() -> None:
+    gate = PriorityGate(4, _limit(4, value=2))
+    order: list[str] = []
+    assert await gate.acquire() and await gate.acquire(LOW)  # two routine places: the limit
+    held_back = await _queue(gate, [("routine", NORMAL, None)], order)
+    assert order == [] and gate.locked()
+    assert await gate.acquire(FINISHING) is False  # not routine: in at once, past the routine waiter
+    with gates.urgent(URGENT):
+        assert await gate.acquire() is False  # (the urgency of the work counts, not what it asks)
+    assert gate._free == 0
+    gate.release(False)  # a free place, but the limit still holds the routine waiter back
+    await asyncio.sleep(0)
+    assert order == []
+    gate.release(True)  # a routine place: in it goes
+    await asyncio.gather(*held_back)
+    assert order == ["routine"]
+    gate.release(True)
+    gate.release(False)
+    assert gate._free == 4 and gate._routine_held == 0 and not gate.locked()
+
+
+async def test_a_held_back_routine_request_whose_work_becomes_urgent_goes_in() -> None:
+    gate = PriorityGate(2, _limit(2, value=1))
+    order: list[str] = []
+    finishing = Urgency()
+    assert await gate.acquire()  # the one routine place
+    (waiting,) = await _queue(gate, [("finishing", NORMAL, finishing)], order)
+    assert order == []
+    finishing.make_urgent()  # a free place: no release needed
+    await waiting
+    assert order == ["finishing"] and gate._routine_held == 1 and gate._waiting == []
+
+
+async def test_a_limit_that_grows_lets_held_back_requests_in() -> None:
+    limit = _limit(3, value=1)
+    gate = PriorityGate(3, limit)
+    order: list[str] = []
+    assert await gate.acquire()
+    waiting = await _queue(gate, [("a", NORMAL, None), ("b", NORMAL, None)], order)
+    gate.observe(0.001)  # the first round trip: the base; no queue -> the limit grows to 2
+    await asyncio.sleep(0)
+    assert limit.value == 2 and order == ["a"]
+    gate.observe(0.001)
+    await asyncio.gather(*waiting)
+    assert limit.value == 3 and order == ["a", "b"]
+
+
+class _CheckedGate(PriorityGate):
+    """A gate that checks its limits at every moment it lets a request in."""
+
+    def _let_in(self, priority: int) -> bool:
+        routine = super()._let_in(priority)
+        assert self._free >= 0 and routine == (priority >= NORMAL)
+        assert not routine or self._routine_held <= self._routine_max(), (self._routine_held, self._routine_max())
+        return routine
+
+
+async def test_random_use_of_a_limited_gate_never_breaks_its_limits_nor_loses_a_place() -> None:
+    for seed in range(100):
+        await _random_use(seed)
+
+
+async def _random_use(seed: int) -> None:
+    """40 requests at random levels, of work made urgent at random, some cancelled, round trips
+    that move the limit; the gate checks its limits as it lets each in (:class:`_CheckedGate`)."""
+    rng = random.Random(seed)
+    limit = RoutineLimit(4, floor=1)
+    gate = _CheckedGate(4, limit)
+
+    async def request(priority: int, urgency: Urgency | None) -> None:
+        with gates.within(urgency) if urgency is not None else contextlib.nullcontext():
+            async with gate.hold(priority):
+                await asyncio.sleep(rng.random() * 0.002)
+                gate.observe(rng.choice((0.001, 0.001, 0.005, 0.02)))
+
+    urgencies = [Urgency() for _ in range(5)]
+    tasks = [
+        asyncio.create_task(request(rng.choice((URGENT, FINISHING, NORMAL, LOW)), rng.choice([None, *urgencies])))
+        for _ in range(40)
+    ]
+    for _ in range(10):
+        await asyncio.sleep(rng.random() * 0.002)
+        rng.choice(urgencies).make_urgent(rng.choice((URGENT, FINISHING)))
+        if rng.random() < 0.3:
+            rng.choice(tasks).cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert (gate._free, gate._routine_held, gate._waiting) == (4, 0, []), seed
+    assert 1 <= limit.value <= 4
+
+
+def _limit(ceiling: int, *, value: int) -> RoutineLimit:
+    """A limit that has learnt to be at ``value``."""
+    limit = RoutineLimit(ceiling, floor=1)
+    limit.value = value
+    return limit
+
+
+def test_the_limit_grows_to_its_ceiling_while_round_trips_stay_at_the_base() -> None:
+    limit = _limit(8, value=1)
+    for _ in range(20):
+        limit.observe(0.002)
+    assert limit.value == 8
+
+
+def test_the_limit_shrinks_to_keep_about_queue_requests_waiting_at_a_busy_server() -> None:
+    limit = RoutineLimit(32, queue=2)
+    for _ in range(40):
+        limit.observe(0.001)
+    assert limit.value == 32
+    for _ in range(40):  # ten times the base: nine in ten of the requests out are queued there
+        limit.observe(0.010)
+    assert limit.value == 2  # (estimated 1.8 waiting)
+    for _ in range(40):
+        limit.observe(0.001)
+    assert limit.value == 32  # the queue is gone: back up
+
+
+def test_a_server_slower_for_good_raises_the_base_after_two_windows() -> None:
+    limit = RoutineLimit(16, window=10)
+    for _ in range(10):
+        limit.observe(0.001)
+    for _ in range(10):  # still measured against the old base: looks queued
+        limit.observe(0.005)
+    assert limit.value == 6
+    for _ in range(20):  # a window later the base is 5 ms: no queue, the limit grows again
+        limit.observe(0.005)
+    assert limit.value == 16
+
+
+def test_the_limit_stays_within_its_floor_and_ceiling() -> None:
+    limit = RoutineLimit(3, floor=2)
+    assert limit.value == 3  # (it starts at its ceiling)
+    for round_trip_s in (0.001, 0.001, 0.001, 0.001, 1.0, 1.0, 1.0, 1.0, 0.0):
+        limit.observe(round_trip_s)
+        assert 2 <= limit.value <= 3
