@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -81,8 +80,9 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[Server]]]:
         await server.stop()
 
 
-def client(**options: float) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=LeanTransport(max_connections=2, **options), timeout=5.0)
+def client(keepalive_expiry_s: float = 4.0) -> httpx.AsyncClient:
+    transport = LeanTransport(max_connections=2, keepalive_expiry_s=keepalive_expiry_s)
+    return httpx.AsyncClient(transport=transport, timeout=5.0)
 
 
 async def test_requests_share_a_kept_alive_connection_and_bodies_arrive(serve) -> None:  # type: ignore[no-untyped-def]
@@ -186,12 +186,13 @@ async def test_errors_are_httpx_errors_that_say_whether_the_request_was_sent(ser
             await http.get(f"http://127.0.0.1:{port}/")
 
 
-async def test_an_answer_with_a_bad_length_gives_its_connection_slot_back(serve) -> None:  # type: ignore[no-untyped-def]
-    async def bad_length(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: ten\r\n\r\n")
-        await writer.drain()
-        return False
+async def bad_length(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: ten\r\n\r\n")
+    await writer.drain()
+    return False
 
+
+async def test_an_answer_with_a_bad_length_gives_its_connection_slot_back(serve) -> None:  # type: ignore[no-untyped-def]
     bad, good = await serve(bad_length), await serve(ok)
     async with client() as http:
         for _ in range(3):  # more than the pool's 2 connections: each must come back
@@ -275,15 +276,20 @@ async def test_connections_are_reused_when_descriptors_are_numbered_beyond_1024(
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-async def test_urgent_work_gets_the_next_free_connection(serve) -> None:  # type: ignore[no-untyped-def]
-    release = asyncio.Event()
+def held_until(release: asyncio.Event, marker: bytes) -> Handler:
+    """Answers as :func:`ok` does, the requests with ``marker`` in them once ``release`` is set."""
 
-    async def first_held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
-        if b"?first" in request:
+    async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
+        if marker in request:
             await release.wait()
         return await ok(reader, writer, request)
 
-    server = await serve(first_held)
+    return held
+
+
+async def test_urgent_work_gets_the_next_free_connection(serve) -> None:  # type: ignore[no-untyped-def]
+    release = asyncio.Event()
+    server = await serve(held_until(release, b"?first"))
     url = f"http://127.0.0.1:{server.port}/"
     async with httpx.AsyncClient(transport=LeanTransport(max_connections=1), timeout=5.0) as http:
         first = asyncio.create_task(http.get(url + "?first"))
@@ -300,13 +306,7 @@ async def test_urgent_work_gets_the_next_free_connection(serve) -> None:  # type
 
 async def test_routine_requests_wait_at_the_routine_limit_while_urgent_ones_go_out(serve) -> None:  # type: ignore[no-untyped-def]
     release = asyncio.Event()
-
-    async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
-        if b"?routine" in request:
-            await release.wait()
-        return await ok(reader, writer, request)
-
-    server = await serve(held)
+    server = await serve(held_until(release, b"?routine"))
     url = f"http://127.0.0.1:{server.port}/"
     limit = gates.RoutineLimit(4, floor=1)
     limit.value = 1  # (as learnt from a busy server)
@@ -328,25 +328,16 @@ async def test_routine_requests_wait_at_the_routine_limit_while_urgent_ones_go_o
 
 
 async def test_a_routine_request_that_fails_gives_its_routine_place_back(serve) -> None:  # type: ignore[no-untyped-def]
-    async def bad_length(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: ten\r\n\r\n")
-        await writer.drain()
-        return False
-
-    bad, good = await serve(bad_length), await serve(ok)
+    bad, good, closed = await serve(bad_length), await serve(ok), await serve(ok)
+    await closed.stop()
     transport = LeanTransport(max_connections=2, routine=gates.RoutineLimit(2))
     async with httpx.AsyncClient(transport=transport, timeout=5.0) as http:
         for _ in range(3):  # more than the limit: each failed request gives its place back
             with pytest.raises(httpx.RemoteProtocolError, match="bad Content-Length"):
                 await http.get(f"http://127.0.0.1:{bad.port}/", timeout=httpx.Timeout(5.0, pool=0.5))
         with pytest.raises(httpx.ConnectError):  # (nothing listens there: failed before sending)
-            await http.get(f"http://127.0.0.1:{_closed_port()}/", timeout=httpx.Timeout(5.0, pool=0.5))
+            await http.get(f"http://127.0.0.1:{closed.port}/", timeout=httpx.Timeout(5.0, pool=0.5))
         answer = await http.get(f"http://127.0.0.1:{good.port}/", timeout=httpx.Timeout(5.0, pool=0.5))
         assert answer.json() == {"ok": True}
     assert transport._slots._routine_held == 0
 
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
