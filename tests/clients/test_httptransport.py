@@ -307,24 +307,48 @@ async def test_urgent_work_gets_the_next_free_connection(serve) -> None:  # type
 async def test_routine_requests_wait_at_the_routine_limit_while_urgent_ones_go_out(serve) -> None:  # type: ignore[no-untyped-def]
     release = asyncio.Event()
     server = await serve(held_until(release, b"?routine"))
-    url = f"http://127.0.0.1:{server.port}/"
-    limit = gates.RoutineLimit(4, floor=1)
-    limit.value = 1  # (as learnt from a busy server)
+    limit = gates.RoutineLimit(1, floor=1)  # (one routine request at a time, whatever it learns)
     transport = LeanTransport(max_connections=4, routine=limit)
-    async with httpx.AsyncClient(transport=transport, timeout=5.0) as http:
-        routine = [asyncio.create_task(http.get(url + f"?routine-{k}")) for k in range(3)]
+    origin = ("http", "127.0.0.1", server.port)
+
+    async def get(query: bytes) -> int:
+        return (await transport.exchange("GET", origin, b"/?" + query, [], b"", 5.0, kind="get things")).status
+
+    try:
+        routine = [asyncio.create_task(get(b"routine-%d" % k)) for k in range(3)]
         async with asyncio.timeout(5):
-            while not server.requests:
+            while not server.requests or len(transport._slots._waiting) < 2:
                 await asyncio.sleep(0.01)
-        await asyncio.sleep(0.01)
-        assert len(server.requests) == 1 and len(transport._slots._waiting) == 2  # two held back
+        assert len(server.requests) == 1 and transport._slots._routine_held == 1  # two held back
         with gates.urgent():
-            answer = await asyncio.wait_for(http.get(url + "?urgent"), 2)  # a free connection: out at once
-        assert answer.status_code == 200 and len(server.requests) == 2
+            assert await asyncio.wait_for(get(b"urgent"), 2) == 200  # a free connection: out at once
+        assert len(server.requests) == 2 and transport._slots._routine_held == 1
         release.set()
-        assert all(a.status_code == 200 for a in await asyncio.gather(*routine))
-    assert sum(samples for _, _, samples in limit._bases.values()) == 4  # every answer's round trip was learnt from
+        assert await asyncio.gather(*routine) == [200, 200, 200]
+    finally:
+        await transport.aclose()
+    assert limit._bases["get things"][2] == 4  # every answer's round trip was learnt from
     assert transport._slots._routine_held == 0 and not transport._slots.locked()
+
+
+async def test_only_accepted_requests_of_a_kind_teach_the_routine_limit(serve) -> None:  # type: ignore[no-untyped-def]
+    async def not_found(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
+        writer.write(answer("404 Not Found", b"{}"))
+        await writer.drain()
+        return True
+
+    found, missing = await serve(ok), await serve(not_found)
+    limit = gates.RoutineLimit(4)
+    transport = LeanTransport(max_connections=2, routine=limit)
+    try:
+        # a refusal is quick for reasons of its own; a request of no kind (a log read) is no sample
+        await transport.exchange("GET", ("http", "127.0.0.1", missing.port), b"/", [], b"", 5.0, kind="get x")
+        await transport.exchange("GET", ("http", "127.0.0.1", found.port), b"/", [], b"", 5.0)
+        assert limit._bases == {}
+        await transport.exchange("GET", ("http", "127.0.0.1", found.port), b"/", [], b"", 5.0, kind="get x")
+        assert limit._bases["get x"][2] == 1
+    finally:
+        await transport.aclose()
 
 
 async def test_a_routine_request_that_fails_gives_its_routine_place_back(serve) -> None:  # type: ignore[no-untyped-def]
