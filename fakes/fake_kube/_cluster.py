@@ -630,12 +630,14 @@ class Cluster:
         meta = job["metadata"]
         self._cancel(meta["uid"])  # the deadline timer
         ttl_s = job["spec"].get("ttlSecondsAfterFinished")
-        if ttl_s is not None:
-            self._spawn(meta["uid"], self._ttl(meta["namespace"], meta["name"], meta["uid"], float(ttl_s)), "fake-ttl")
+        if ttl_s is not None:  # due from the finish, not from when the timer's task first runs
+            due = self.clock.monotonic() + float(ttl_s)
+            self._spawn(meta["uid"], self._ttl(meta["namespace"], meta["name"], meta["uid"], due), "fake-ttl")
 
-    async def _ttl(self, namespace: str, name: str, uid: str, ttl_s: float) -> None:
-        """The TTL-after-finished controller: Foreground deletion with a UID precondition."""
-        await self.timers.sleep(ttl_s)
+    async def _ttl(self, namespace: str, name: str, uid: str, due: float) -> None:
+        """The TTL-after-finished controller: Foreground deletion with a UID precondition, ``due``
+        (fake monotonic clock) ``ttlSecondsAfterFinished`` after the Job finished."""
+        await self.timers.sleep(due - self.clock.monotonic())
         if self._job(namespace, name, uid) is not None:
             asyncio.get_running_loop().call_soon(self.delete, "jobs", namespace, name, "Foreground")
 

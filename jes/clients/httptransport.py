@@ -300,23 +300,26 @@ class LeanTransport(httpx.AsyncBaseTransport):
         chunked: bool,
         kind: str = "",
     ) -> tuple[_Connection, tuple[int, bytes, list[tuple[bytes, bytes]]], bool]:
-        """A connection slot, a connection, the request sent and the answer's head read."""
+        """A connection slot, a connection, the request sent and the answer's head read; a request
+        of a ``kind`` answered 2xx/3xx tells the routine limit its round trip (a refusal is quick
+        for other reasons, and making a connection is no part of the server's queue)."""
         if not self._slots.locked():
             routine = await self._slots.acquire()  # (returns at once: no timer for it)
         else:
-            try:
-                async with asyncio.timeout(timeouts["pool"]):
+            try:  # (held back by a routine limit it waits its turn: each holder's own timeouts bound that)
+                async with asyncio.timeout(timeouts["pool"] if self._slots.routine is None else None):
                     routine = await self._slots.acquire()
             except TimeoutError as exc:
                 raise httpx.PoolTimeout("no connection became free in time") from exc
         connection: _Connection | None = None
         try:
-            began = time.monotonic()
             connection = self._pooled(origin) or await self._connect(origin, timeouts["connect"])
             connection.routine = routine
+            began = time.monotonic()
             await send_request(connection.writer, head, body, chunked, timeouts["write"])
             status, reason, headers, keep_alive = await read_head(connection, timeouts["read"])
-            self._slots.observe(time.monotonic() - began, kind)
+            if kind and status < 400:
+                self._slots.observe(time.monotonic() - began, kind)
         except BaseException:
             if connection is not None:
                 connection.close()

@@ -61,7 +61,9 @@ ROUTINE_QUEUE = 2.0
 one client lets wait in the API server's queue (:class:`~jes.util.gates.RoutineLimit`): under a
 burst the requests of finishing events pass the rest at the client instead of queueing behind them
 at the server (``make bench``: complete -> ``.finished`` p95 in the 1,000-event burst). An API
-server with time to spare answers without a queue and gets all :data:`DEFAULT_POOL_SIZE`."""
+server with time to spare answers without a queue and gets all :data:`DEFAULT_POOL_SIZE`; one whose
+round trips vary a lot on their own looks queued and keeps the limit low (README, "Where the CPU
+goes")."""
 
 
 def connect(

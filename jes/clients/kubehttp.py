@@ -189,7 +189,7 @@ class KubeHttp:
         timeouts: dict[str, float | None] = dict.fromkeys(("connect", "write", "pool"), timeout_s)
         timeouts["read"] = read_timeout_s
         target = f"{self.base_path}{path}?{urlencode(query)}".encode("ascii")
-        return await self.transport.open("GET", self.origin, target, headers, b"", timeouts, "stream")
+        return await self.transport.open("GET", self.origin, target, headers, b"", timeouts)
 
     async def aclose(self) -> None:
         await self.transport.aclose()

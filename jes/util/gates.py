@@ -115,7 +115,7 @@ class RoutineLimit:
         self._bases: dict[str, list[float]] = {}
         """kind → [base of the windows before, least of this window, samples in this window]"""
 
-    def observe(self, round_trip_s: float, kind: str = "") -> None:
+    def observe(self, round_trip_s: float, kind: str) -> None:
         """One request's round trip (sent -> answer's head): the limit moves by one at most."""
         round_trip_s = max(round_trip_s, 1e-6)
         base = self._bases.get(kind)
@@ -196,8 +196,8 @@ class PriorityGate:
             self._routine_held -= 1
         self._admit()
 
-    def observe(self, round_trip_s: float, kind: str = "") -> None:
-        """A request of ``kind`` that held a place took ``round_trip_s`` (for the routine limit)."""
+    def observe(self, round_trip_s: float, kind: str) -> None:
+        """A request of ``kind`` that holds a place took ``round_trip_s`` (for the routine limit)."""
         if self.routine is not None:
             self.routine.observe(round_trip_s, kind)
             self._admit()  # (it may have grown)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -81,8 +80,9 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[Server]]]:
         await server.stop()
 
 
-def client(**options: float) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=LeanTransport(max_connections=2, **options), timeout=5.0)
+def client(keepalive_expiry_s: float = 4.0) -> httpx.AsyncClient:
+    transport = LeanTransport(max_connections=2, keepalive_expiry_s=keepalive_expiry_s)
+    return httpx.AsyncClient(transport=transport, timeout=5.0)
 
 
 async def test_requests_share_a_kept_alive_connection_and_bodies_arrive(serve) -> None:  # type: ignore[no-untyped-def]
@@ -186,12 +186,13 @@ async def test_errors_are_httpx_errors_that_say_whether_the_request_was_sent(ser
             await http.get(f"http://127.0.0.1:{port}/")
 
 
-async def test_an_answer_with_a_bad_length_gives_its_connection_slot_back(serve) -> None:  # type: ignore[no-untyped-def]
-    async def bad_length(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: ten\r\n\r\n")
-        await writer.drain()
-        return False
+async def bad_length(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: ten\r\n\r\n")
+    await writer.drain()
+    return False
 
+
+async def test_an_answer_with_a_bad_length_gives_its_connection_slot_back(serve) -> None:  # type: ignore[no-untyped-def]
     bad, good = await serve(bad_length), await serve(ok)
     async with client() as http:
         for _ in range(3):  # more than the pool's 2 connections: each must come back
@@ -275,15 +276,20 @@ async def test_connections_are_reused_when_descriptors_are_numbered_beyond_1024(
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-async def test_urgent_work_gets_the_next_free_connection(serve) -> None:  # type: ignore[no-untyped-def]
-    release = asyncio.Event()
+def held_until(release: asyncio.Event, marker: bytes) -> Handler:
+    """Answers as :func:`ok` does, the requests with ``marker`` in them once ``release`` is set."""
 
-    async def first_held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
-        if b"?first" in request:
+    async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
+        if marker in request:
             await release.wait()
         return await ok(reader, writer, request)
 
-    server = await serve(first_held)
+    return held
+
+
+async def test_urgent_work_gets_the_next_free_connection(serve) -> None:  # type: ignore[no-untyped-def]
+    release = asyncio.Event()
+    server = await serve(held_until(release, b"?first"))
     url = f"http://127.0.0.1:{server.port}/"
     async with httpx.AsyncClient(transport=LeanTransport(max_connections=1), timeout=5.0) as http:
         first = asyncio.create_task(http.get(url + "?first"))
@@ -300,53 +306,62 @@ async def test_urgent_work_gets_the_next_free_connection(serve) -> None:  # type
 
 async def test_routine_requests_wait_at_the_routine_limit_while_urgent_ones_go_out(serve) -> None:  # type: ignore[no-untyped-def]
     release = asyncio.Event()
-
-    async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
-        if b"?routine" in request:
-            await release.wait()
-        return await ok(reader, writer, request)
-
-    server = await serve(held)
-    url = f"http://127.0.0.1:{server.port}/"
-    limit = gates.RoutineLimit(4, floor=1)
-    limit.value = 1  # (as learnt from a busy server)
+    server = await serve(held_until(release, b"?routine"))
+    limit = gates.RoutineLimit(1, floor=1)  # (one routine request at a time, whatever it learns)
     transport = LeanTransport(max_connections=4, routine=limit)
-    async with httpx.AsyncClient(transport=transport, timeout=5.0) as http:
-        routine = [asyncio.create_task(http.get(url + f"?routine-{k}")) for k in range(3)]
+    origin = ("http", "127.0.0.1", server.port)
+
+    async def get(query: bytes) -> int:
+        return (await transport.exchange("GET", origin, b"/?" + query, [], b"", 5.0, kind="get things")).status
+
+    try:
+        routine = [asyncio.create_task(get(b"routine-%d" % k)) for k in range(3)]
         async with asyncio.timeout(5):
-            while not server.requests:
+            while not server.requests or len(transport._slots._waiting) < 2:
                 await asyncio.sleep(0.01)
-        await asyncio.sleep(0.01)
-        assert len(server.requests) == 1 and len(transport._slots._waiting) == 2  # two held back
+        assert len(server.requests) == 1 and transport._slots._routine_held == 1  # two held back
         with gates.urgent():
-            answer = await asyncio.wait_for(http.get(url + "?urgent"), 2)  # a free connection: out at once
-        assert answer.status_code == 200 and len(server.requests) == 2
+            assert await asyncio.wait_for(get(b"urgent"), 2) == 200  # a free connection: out at once
+        assert len(server.requests) == 2 and transport._slots._routine_held == 1
         release.set()
-        assert all(a.status_code == 200 for a in await asyncio.gather(*routine))
-    assert sum(samples for _, _, samples in limit._bases.values()) == 4  # every answer's round trip was learnt from
+        assert await asyncio.gather(*routine) == [200, 200, 200]
+    finally:
+        await transport.aclose()
+    assert limit._bases["get things"][2] == 4  # every answer's round trip was learnt from
     assert transport._slots._routine_held == 0 and not transport._slots.locked()
 
 
-async def test_a_routine_request_that_fails_gives_its_routine_place_back(serve) -> None:  # type: ignore[no-untyped-def]
-    async def bad_length(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: ten\r\n\r\n")
+async def test_only_accepted_requests_of_a_kind_teach_the_routine_limit(serve) -> None:  # type: ignore[no-untyped-def]
+    async def not_found(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
+        writer.write(answer("404 Not Found", b"{}"))
         await writer.drain()
-        return False
+        return True
 
-    bad, good = await serve(bad_length), await serve(ok)
+    found, missing = await serve(ok), await serve(not_found)
+    limit = gates.RoutineLimit(4)
+    transport = LeanTransport(max_connections=2, routine=limit)
+    try:
+        # a refusal is quick for reasons of its own; a request of no kind (a log read) is no sample
+        await transport.exchange("GET", ("http", "127.0.0.1", missing.port), b"/", [], b"", 5.0, kind="get x")
+        await transport.exchange("GET", ("http", "127.0.0.1", found.port), b"/", [], b"", 5.0)
+        assert limit._bases == {}
+        await transport.exchange("GET", ("http", "127.0.0.1", found.port), b"/", [], b"", 5.0, kind="get x")
+        assert limit._bases["get x"][2] == 1
+    finally:
+        await transport.aclose()
+
+
+async def test_a_routine_request_that_fails_gives_its_routine_place_back(serve) -> None:  # type: ignore[no-untyped-def]
+    bad, good, closed = await serve(bad_length), await serve(ok), await serve(ok)
+    await closed.stop()
     transport = LeanTransport(max_connections=2, routine=gates.RoutineLimit(2))
     async with httpx.AsyncClient(transport=transport, timeout=5.0) as http:
         for _ in range(3):  # more than the limit: each failed request gives its place back
             with pytest.raises(httpx.RemoteProtocolError, match="bad Content-Length"):
                 await http.get(f"http://127.0.0.1:{bad.port}/", timeout=httpx.Timeout(5.0, pool=0.5))
         with pytest.raises(httpx.ConnectError):  # (nothing listens there: failed before sending)
-            await http.get(f"http://127.0.0.1:{_closed_port()}/", timeout=httpx.Timeout(5.0, pool=0.5))
+            await http.get(f"http://127.0.0.1:{closed.port}/", timeout=httpx.Timeout(5.0, pool=0.5))
         answer = await http.get(f"http://127.0.0.1:{good.port}/", timeout=httpx.Timeout(5.0, pool=0.5))
         assert answer.json() == {"ok": True}
     assert transport._slots._routine_held == 0
 
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -252,10 +252,10 @@ async def test_a_limit_that_grows_lets_held_back_requests_in() -> None:
     order: list[str] = []
     assert await gate.acquire()
     waiting = await _queue(gate, [("a", NORMAL, None), ("b", NORMAL, None)], order)
-    gate.observe(0.001)  # the first round trip: the base; no queue -> the limit grows to 2
+    gate.observe(0.001, "get pods")  # the first round trip: the base; no queue -> the limit grows to 2
     await asyncio.sleep(0)
     assert limit.value == 2 and order == ["a"]
-    gate.observe(0.001)
+    gate.observe(0.001, "get pods")
     await asyncio.gather(*waiting)
     assert limit.value == 3 and order == ["a", "b"]
 
@@ -272,25 +272,33 @@ class _CheckedGate(PriorityGate):
 
 async def test_random_use_of_a_limited_gate_never_breaks_its_limits_nor_loses_a_place() -> None:
     for seed in range(100):
-        await _random_use(seed)
+        async with asyncio.timeout(10):  # (a broken gate would leave a waiter for ever: fail, not hang)
+            await _random_use(seed)
 
 
 async def _random_use(seed: int) -> None:
-    """40 requests at random levels, of work made urgent at random, some cancelled, round trips
-    that move the limit; the gate checks its limits as it lets each in (:class:`_CheckedGate`)."""
+    """40 requests at random levels (each with a random generator of its own, so a seed is one run),
+    of work made urgent at random, some cancelled, round trips that move the limit; the gate
+    checks its limits as it lets each in (:class:`_CheckedGate`)."""
     rng = random.Random(seed)
     limit = RoutineLimit(4, floor=1)
     gate = _CheckedGate(4, limit)
 
-    async def request(priority: int, urgency: Urgency | None) -> None:
+    async def request(own: random.Random, priority: int, urgency: Urgency | None) -> None:
         with gates.within(urgency) if urgency is not None else contextlib.nullcontext():
             async with gate.hold(priority):
-                await asyncio.sleep(rng.random() * 0.002)
-                gate.observe(rng.choice((0.001, 0.001, 0.005, 0.02)))
+                await asyncio.sleep(own.random() * 0.002)
+                gate.observe(own.choice((0.001, 0.001, 0.005, 0.02)), own.choice(("get pods", "create jobs")))
 
     urgencies = [Urgency() for _ in range(5)]
     tasks = [
-        asyncio.create_task(request(rng.choice((URGENT, FINISHING, NORMAL, LOW)), rng.choice([None, *urgencies])))
+        asyncio.create_task(
+            request(
+                random.Random(rng.random()),
+                rng.choice((URGENT, FINISHING, NORMAL, LOW)),
+                rng.choice([None, *urgencies]),
+            )
+        )
         for _ in range(40)
     ]
     for _ in range(10):
@@ -298,7 +306,8 @@ async def _random_use(seed: int) -> None:
         rng.choice(urgencies).make_urgent(rng.choice((URGENT, FINISHING)))
         if rng.random() < 0.3:
             rng.choice(tasks).cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(r is None or isinstance(r, asyncio.CancelledError) for r in results), (seed, results)
     assert (gate._free, gate._routine_held, gate._waiting) == (4, 0, []), seed
     assert 1 <= limit.value <= 4
 
@@ -313,32 +322,32 @@ def _limit(ceiling: int, *, value: int) -> RoutineLimit:
 def test_the_limit_grows_to_its_ceiling_while_round_trips_stay_at_the_base() -> None:
     limit = _limit(8, value=1)
     for _ in range(20):
-        limit.observe(0.002)
+        limit.observe(0.002, "update leases")
     assert limit.value == 8
 
 
 def test_the_limit_shrinks_to_keep_about_queue_requests_waiting_at_a_busy_server() -> None:
     limit = RoutineLimit(32, queue=2)
     for _ in range(40):
-        limit.observe(0.001)
+        limit.observe(0.001, "update leases")
     assert limit.value == 32
     for _ in range(40):  # ten times the base: nine in ten of the requests out are queued there
-        limit.observe(0.010)
+        limit.observe(0.010, "update leases")
     assert limit.value == 2  # (estimated 1.8 waiting)
     for _ in range(40):
-        limit.observe(0.001)
+        limit.observe(0.001, "update leases")
     assert limit.value == 32  # the queue is gone: back up
 
 
 def test_a_server_slower_for_good_raises_the_base_after_two_windows() -> None:
     limit = RoutineLimit(16, window=10)
     for _ in range(10):
-        limit.observe(0.001)
+        limit.observe(0.001, "update leases")
     for _ in range(10):  # still measured against the old base: looks queued
-        limit.observe(0.005)
+        limit.observe(0.005, "update leases")
     assert limit.value == 6
     for _ in range(20):  # a window later the base is 5 ms: no queue, the limit grows again
-        limit.observe(0.005)
+        limit.observe(0.005, "update leases")
     assert limit.value == 16
 
 
@@ -346,5 +355,5 @@ def test_the_limit_stays_within_its_floor_and_ceiling() -> None:
     limit = RoutineLimit(3, floor=2)
     assert limit.value == 3  # (it starts at its ceiling)
     for round_trip_s in (0.001, 0.001, 0.001, 0.001, 1.0, 1.0, 1.0, 1.0, 0.0):
-        limit.observe(round_trip_s)
+        limit.observe(round_trip_s, "update leases")
         assert 2 <= limit.value <= 3

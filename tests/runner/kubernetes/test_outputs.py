@@ -278,9 +278,10 @@ async def test_the_relay_log_is_read_while_the_tasks_own_log_is_still_arriving(
     kube: FakeKube, output_runner: KubernetesRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = output_spec()
-    # the task's log arrives a second after its container ended (a slow stream): the relay's log is
-    # read meanwhile, not after it (the complete -> .finished latency under a burst)
-    kube.behave(job=spec.job_name, logs="y" * 4000, log_rate_bytes_per_s=4000.0, output='{"a": 1}')
+    # the task's log arrives seconds after its container ended (a slow stream): the relay's log is
+    # read meanwhile, not after it (the complete -> .finished latency under a burst); seconds, so
+    # that a loaded machine still starts finishing while the log arrives
+    kube.behave(job=spec.job_name, logs="y" * 4000, log_rate_bytes_per_s=1000.0, output='{"a": 1}')
     waiting_for_logs = 0
     relay_reads_while_waiting = 0
     until_ended, read_relay = tasklogs._until_ended_or_idle, finishing._read_relay_log
