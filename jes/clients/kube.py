@@ -56,14 +56,13 @@ logger = logging.getLogger(__name__)
 CHUNK_BYTES = 64 * 1024
 #: Connections kept per API server: the runner's threads, the ledger's and the log streams'.
 DEFAULT_POOL_SIZE = 32
-ROUTINE_QUEUE = 2.0
-"""About how many routine requests (creating Jobs and claims, below :data:`~jes.util.gates.FINISHING`)
-one client lets wait in the API server's queue (:class:`~jes.util.gates.RoutineLimit`): under a
-burst the requests of finishing events pass the rest at the client instead of queueing behind them
-at the server (``make bench``: complete -> ``.finished`` p95 in the 1,000-event burst). An API
-server with time to spare answers without a queue and gets all :data:`DEFAULT_POOL_SIZE`; one whose
-round trips vary a lot on their own looks queued and keeps the limit low (README, "Where the CPU
-goes")."""
+ROUTINE_TOLERANCE = 3.0
+"""Routine requests (creating Jobs and claims, below :data:`~jes.util.gates.FINISHING`) are held
+back at the client while answers come this many times slower than usual for their kind
+(:class:`~jes.util.gates.RoutineLimit`): under a burst the requests of finishing events then pass
+the rest at the client instead of queueing behind them in the API server (``make bench``: complete
+-> ``.finished`` p95 in the 1,000-event burst). A server with time to spare gets all
+:data:`DEFAULT_POOL_SIZE` connections."""
 
 
 def connect(
@@ -138,7 +137,7 @@ class KubeApi:
             self._direct = kubehttp.KubeHttp(
                 self.api_client.configuration,
                 max_connections=self.max_connections,
-                routine=gates.RoutineLimit(self.max_connections, queue=ROUTINE_QUEUE),
+                routine=gates.RoutineLimit(self.max_connections, tolerance=ROUTINE_TOLERANCE),
             )
         return self._direct
 

@@ -17,6 +17,7 @@ gate, where urgent ones pass them. Urgent requests may use every place.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import heapq
@@ -93,44 +94,69 @@ def level_now() -> int | None:
 
 
 class RoutineLimit:
-    """How many routine requests may be out at once, learnt from round trips (after TCP Vegas).
+    """How many routine requests may be out at once, learnt from round trips.
 
-    A request's round trip is compared with the base of its kind (creating a Job may take longer
-    than writing a Lease, and never shorter: an admission webhook): the shortest of the last two
-    windows of ``window`` samples of that kind (so a server that became slower for good raises it).
-    The requests waiting in the server's queue are estimated as ``value * (1 - base / round_trip)``;
-    under ``queue / 2`` the limit grows by one, over ``queue`` it shrinks by one, within ``floor`` ..
-    ``ceiling`` (where it starts). Against a server with time to spare the round trips stay near
-    their base and the limit at the ceiling; against a busy one (the same cores, other clients) the
-    limit keeps about ``queue`` routine requests waiting there, or ``floor`` requests out."""
+    Each kind of request (creating a Job takes longer than writing a Lease; an admission webhook
+    longer still) has a base round trip — the least of the tenth percentiles of its last
+    :data:`WINDOWS` windows of ``window`` answers (the least so far in its first window) — and a
+    smoothed one. While the smoothed one is over ``tolerance`` times the base, requests wait in the
+    server's queue and the limit shrinks by one per answer; otherwise it grows by one, within
+    ``floor`` .. ``ceiling`` (where it starts). A ratio, not an estimate of the queue's length (as
+    TCP Vegas makes): an API server's round trips vary on their own (etcd writes), and a percentile
+    is not fooled by the rare quick one; on loopback a busy server answers 10-20 times slower than
+    its base. A server slower for good raises the base once the windows before it are gone."""
 
-    __slots__ = ("_bases", "ceiling", "floor", "queue", "value", "window")
+    __slots__ = ("_kinds", "ceiling", "floor", "tolerance", "value", "window")
 
-    def __init__(self, ceiling: int, *, queue: float = 2.0, floor: int = 2, window: int = 500) -> None:
+    def __init__(self, ceiling: int, *, tolerance: float = 3.0, floor: int = 2, window: int = 200) -> None:
         self.floor = max(1, floor)
         self.ceiling = max(self.floor, ceiling)
-        self.queue = queue
+        self.tolerance = tolerance
         self.window = window
         self.value = self.ceiling
-        self._bases: dict[str, list[float]] = {}
-        """kind → [base of the windows before, least of this window, samples in this window]"""
+        self._kinds: dict[str, _RoundTrips] = {}
 
     def observe(self, round_trip_s: float, kind: str) -> None:
         """One request's round trip (sent -> answer's head): the limit moves by one at most."""
-        round_trip_s = max(round_trip_s, 1e-6)
-        base = self._bases.get(kind)
-        if base is None:
-            base = self._bases[kind] = [math.inf, math.inf, 0.0]
-        base[1] = min(base[1], round_trip_s)
-        base_s = min(base[0], base[1])
-        base[2] += 1
-        if base[2] >= self.window:
-            base[:] = [base[1], math.inf, 0.0]
-        queued = self.value * (1.0 - base_s / round_trip_s)
-        if queued < self.queue / 2:
-            self.value = min(self.ceiling, self.value + 1)
-        elif queued > self.queue:
+        trips = self._kinds.get(kind)
+        if trips is None:
+            trips = self._kinds[kind] = _RoundTrips(round_trip_s)
+        trips.add(max(round_trip_s, 1e-6), self.window)
+        if trips.smoothed_s > self.tolerance * trips.base_s():
             self.value = max(self.floor, self.value - 1)
+        else:
+            self.value = min(self.ceiling, self.value + 1)
+
+
+WINDOWS = 8
+"""Windows of answers whose tenth percentiles a base is the least of."""
+SMOOTHING = 0.2
+"""Weight of a new round trip in the smoothed one (about the last ten count)."""
+
+
+class _RoundTrips:
+    """The round trips of one kind of request (see :class:`RoutineLimit`)."""
+
+    __slots__ = ("_least_s", "_samples", "bases", "smoothed_s")
+
+    def __init__(self, first_s: float) -> None:
+        self.bases: collections.deque[float] = collections.deque(maxlen=WINDOWS)
+        self._samples: list[float] = []
+        self._least_s = math.inf
+        self.smoothed_s = first_s
+
+    def add(self, round_trip_s: float, window: int) -> None:
+        self.smoothed_s += (round_trip_s - self.smoothed_s) * SMOOTHING
+        if not self.bases:
+            self._least_s = min(self._least_s, round_trip_s)
+        self._samples.append(round_trip_s)
+        if len(self._samples) >= window:
+            self._samples.sort()
+            self.bases.append(self._samples[len(self._samples) // 10])
+            self._samples = []
+
+    def base_s(self) -> float:
+        return min(self.bases) if self.bases else self._least_s
 
 
 class PriorityGate:

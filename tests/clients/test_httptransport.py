@@ -327,7 +327,7 @@ async def test_routine_requests_wait_at_the_routine_limit_while_urgent_ones_go_o
         assert await asyncio.gather(*routine) == [200, 200, 200]
     finally:
         await transport.aclose()
-    assert limit._bases["get things"][2] == 4  # every answer's round trip was learnt from
+    assert len(limit._kinds["get things"]._samples) == 4  # every answer's round trip was learnt from
     assert transport._slots._routine_held == 0 and not transport._slots.locked()
 
 
@@ -344,9 +344,9 @@ async def test_only_accepted_requests_of_a_kind_teach_the_routine_limit(serve) -
         # a refusal is quick for reasons of its own; a request of no kind (a log read) is no sample
         await transport.exchange("GET", ("http", "127.0.0.1", missing.port), b"/", [], b"", 5.0, kind="get x")
         await transport.exchange("GET", ("http", "127.0.0.1", found.port), b"/", [], b"", 5.0)
-        assert limit._bases == {}
+        assert limit._kinds == {}
         await transport.exchange("GET", ("http", "127.0.0.1", found.port), b"/", [], b"", 5.0, kind="get x")
-        assert limit._bases["get x"][2] == 1
+        assert len(limit._kinds["get x"]._samples) == 1
     finally:
         await transport.aclose()
 
