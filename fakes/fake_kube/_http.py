@@ -483,9 +483,17 @@ class Api:
         meta: Obj = {"resourceVersion": self.store.now_rv()}
         limit = int(query.get("limit") or 0)
         if limit:
-            start = int(query.get("continue") or 0)
+            # The token names the revision of the list's first page; once the store compacted past
+            # it the server answers 410 Expired, as kube-apiserver does for a continue token older
+            # than etcd's compaction (storage/etcd3: "The provided continue parameter is too old").
+            # (Later pages are cut from the current items, not from that revision's snapshot.)
+            first_rv, _, offset = (query.get("continue") or f"{meta['resourceVersion']}:0").partition(":")
+            if int(first_rv) < self.store.compacted[target.kind.plural]:
+                message = "The provided continue parameter is too old to display a consistent list result."
+                return _status(410, "Expired", message + " You can start a new list without the continue parameter.")
+            start = int(offset)
             if start + limit < len(items):
-                meta["continue"] = str(start + limit)
+                meta["continue"] = f"{first_rv}:{start + limit}"
                 meta["remainingItemCount"] = len(items) - start - limit
             items = items[start : start + limit]
         kind = target.kind

@@ -22,19 +22,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 import kubernetes.client
 
 from jes import errors
 from jes.clients import kube as kube_client
+from jes.clients import kubelist
 from jes.ledger.claim import Claim
+from jes.ledger.leasenames import digest, micro_time
 from jes.ledger.liveness import Liveness
 from jes.ledger.queueleases import QueueLeases
 from jes.ledger.slots import Queue
@@ -54,14 +54,6 @@ Obj = dict[str, Any]
 #: Claims created at once: a quarter of the ledger's connections (``kube.DEFAULT_POOL_SIZE``), the rest
 #: stay free for the writes of events already running and the heartbeat.
 CREATES_AT_ONCE = 8
-
-
-def _digest(*parts: str, length: int = 40) -> str:
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:length]
-
-
-def _micro_time(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaseLedger:
@@ -91,7 +83,7 @@ class LeaseLedger:
         self._monotonic = monotonic
         self._liveness = Liveness(lease_duration_s, clock=monotonic)
         self._stale: Liveness | None = None
-        self._executor_label = _digest(executor_id, length=40)
+        self._executor_label = digest(executor_id, length=40)
         self._queues = QueueLeases(self._send, self._path, self._labels("queue"), self.queue_name)
         # New claims use at most half of the ledger's threads: under a burst the writes of events
         # already running (and the heartbeat) are not queued behind hundreds of creations
@@ -131,13 +123,13 @@ class LeaseLedger:
     # -- names -----------------------------------------------------------------------------------
 
     def claim_name(self, event_id: str) -> str:
-        return f"jes-claim-{_digest(self.executor_id, event_id)}"
+        return f"jes-claim-{digest(self.executor_id, event_id)}"
 
     def queue_name(self, queue: str) -> str:
-        return f"jes-queue-{_digest(self.executor_id, queue)}"
+        return f"jes-queue-{digest(self.executor_id, queue)}"
 
     def holder_name(self, holder: str) -> str:
-        return f"jes-holder-{_digest(self.executor_id, holder)}"
+        return f"jes-holder-{digest(self.executor_id, holder)}"
 
     def _labels(self, kind: str, state: str | None = None) -> dict[str, str]:
         labels = {MANAGED_BY: self.managed_by, CLAIM_LABEL: kind, EXECUTOR_LABEL: self._executor_label}
@@ -157,9 +149,13 @@ class LeaseLedger:
         )
 
     async def _list(self, selector: str) -> list[Obj]:
-        result = await self._send("GET", self._path(), "list", query={"labelSelector": selector})
-        items: list[Obj] = result.get("items", [])
-        return items
+        return [lease async for page in self._pages(selector) for lease in page]
+
+    def _pages(self, selector: str) -> AsyncIterator[list[Obj]]:
+        """The matching Leases a page at a time: a sweep over ten thousand claims holds one page."""
+        return kubelist.pages(
+            lambda query: self._send("GET", self._path(), "list", query=query), {"labelSelector": selector}
+        )
 
     async def _delete(self, name: str) -> None:
         with contextlib.suppress(errors.KubeNotFoundError):
@@ -201,7 +197,7 @@ class LeaseLedger:
 
     async def _beat(self) -> None:
         name = self.holder_name(self.holder)
-        now = _micro_time(self._wall_clock())
+        now = micro_time(self._wall_clock())
         spec = {
             "holderIdentity": self.holder,
             "leaseDurationSeconds": max(1, round(self.lease_duration_s)),
@@ -245,7 +241,7 @@ class LeaseLedger:
         }
         if claim.version:
             metadata["resourceVersion"] = claim.version
-        spec: Obj = {"renewTime": _micro_time(self._wall_clock())}
+        spec: Obj = {"renewTime": micro_time(self._wall_clock())}
         if claim.holder:
             spec["holderIdentity"] = claim.holder
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": spec}
@@ -369,27 +365,31 @@ class LeaseLedger:
 
     async def resumable(self, *, busy: Collection[str] = ()) -> list[Claim]:
         selector = f"{CLAIM_LABEL}=event,{EXECUTOR_LABEL}={self._executor_label},{STATE_LABEL}=open"
-        leases = await self._list(selector)
-        heartbeats = await self._heartbeats() if any(self._needs_heartbeats(lease) for lease in leases) else {}
         working = {self.claim_name(event_id): event_id for event_id in busy}
-        claims, events = [], set()
-        for lease in leases:
-            event_id = working.get(lease["metadata"].get("name", ""))
-            if event_id is not None and self._holder_of(lease) == self.holder:
-                events.add(event_id)  # at work here: its record need not be read (a thousand in a burst)
-                continue
-            try:
-                claim = self._claim_of(lease)
-            except errors.StateError as exc:
-                logger.warning("%s", exc)
-                continue
-            events.add(claim.event_id)
-            if (taken := await self._take(claim, heartbeats)) is not None:
-                claims.append(taken)
+        heartbeats: dict[str, str] | None = None  # (read once a claim of another replica is seen)
+        claims: dict[str, Claim] = {}
+        events, holders = set(), set()
+        async for page in self._pages(selector):
+            for lease in page:
+                holders.add(self._holder_of(lease))
+                event_id = working.get(lease["metadata"].get("name", ""))
+                if event_id is not None and self._holder_of(lease) == self.holder:
+                    events.add(event_id)  # at work here: its record need not be read (a thousand in a burst)
+                    continue
+                try:
+                    claim = self._claim_of(lease)
+                except errors.StateError as exc:
+                    logger.warning("%s", exc)
+                    continue
+                events.add(claim.event_id)
+                if heartbeats is None and self._needs_heartbeats(lease):
+                    heartbeats = await self._heartbeats()
+                if claim.event_id not in claims and (taken := await self._take(claim, heartbeats or {})) is not None:
+                    claims[claim.event_id] = taken
         # forget only what is no longer there; a holder without a heartbeat keeps its timer
-        holders = set(heartbeats) | {self._holder_of(lease) for lease in leases}
+        holders |= set(heartbeats or {})
         self._liveness.keep_only({f"holder/{h}" for h in holders} | {f"claim/{e}" for e in events})
-        return claims
+        return list(claims.values())
 
     @staticmethod
     def _holder_of(lease: Obj) -> str:

@@ -12,6 +12,7 @@ import pytest
 from fakes.fake_kube import FakeKube
 from jes import errors
 from jes.clients import kube as kube_client
+from jes.clients import kubelist
 from jes.ledger import Claim, Delivery, EventRef, Report
 from jes.ledger.leases import LeaseLedger
 from tests.service.support import FAST
@@ -157,3 +158,71 @@ async def test_the_heartbeat_goes_before_every_other_waiting_request(
         async with asyncio.timeout(0.05):
             await holder.maintain()
     assert len(levels) >= 2 and set(levels) == {gates.URGENT} and gates.level_now() is None
+
+
+async def _dead_replicas_claims(api: kube_client.KubeApi, clock: Clock, count: int) -> LeaseLedger:
+    """``count`` claims of a replica that stopped without handing them over; the replica that sweeps."""
+    dead, alive = ledger(api, "dead", clock), ledger(api, "alive", clock)
+    await dead.start()
+    for k in range(count):
+        assert await dead.claim(fresh("dead", f"e-{k}")) is not None
+    await dead.close()
+    await alive.start()
+    assert await alive.resumable() == []  # (first sighting)
+    clock.now += 16
+    return alive
+
+
+async def test_a_sweep_reads_the_claims_a_page_at_a_time(
+    kube: FakeKube, api: kube_client.KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten thousand open claims are never one answer (nor all in memory at once): ``limit``/``continue``."""
+    monkeypatch.setattr(kubelist, "PAGE", 2)
+    alive = await _dead_replicas_claims(api, Clock(), 5)
+    lists = kube.request_count("list")
+    taken = await alive.resumable()
+    assert sorted(c.event_id for c in taken) == [f"e-{k}" for k in range(5)]
+    assert all(c.holder == "alive" for c in taken)
+    assert kube.request_count("list") - lists == 3 + 1  # three pages of claims, one of heartbeats
+
+
+async def test_a_sweep_whose_continue_token_expired_lists_again_and_takes_each_claim_once(
+    kube: FakeKube, api: kube_client.KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """etcd compacted the revision of the list's first page: 410 Expired, as kube-apiserver answers;
+    the list starts again (its first page repeats) and every claim is taken once."""
+    monkeypatch.setattr(kubelist, "PAGE", 2)
+    alive = await _dead_replicas_claims(api, Clock(), 5)
+    send, compacted = alive._send, []
+
+    async def compacting(method: str, path: str, verb: str, **options: Any) -> Any:
+        answer = await send(method, path, verb, **options)
+        if verb == "list" and "continue" not in options["query"] and not compacted:
+            compacted.append(await alive.start())  # a write after the first page ...
+            kube.expire_watches("leases", close=False)  # ... and etcd compacts past its revision
+        return answer
+
+    monkeypatch.setattr(alive, "_send", compacting)
+    taken = await alive.resumable()
+    assert sorted(c.event_id for c in taken) == [f"e-{k}" for k in range(5)]
+    assert kube.request_count("list") >= 3 + 1 + 1  # the first page twice
+
+
+async def test_a_continue_token_that_keeps_expiring_is_an_error(
+    kube: FakeKube, api: kube_client.KubeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kubelist, "PAGE", 2)
+    alive = await _dead_replicas_claims(api, Clock(), 5)
+    send = alive._send
+
+    async def always_compacting(method: str, path: str, verb: str, **options: Any) -> Any:
+        answer = await send(method, path, verb, **options)
+        if verb == "list" and "continue" not in options["query"]:
+            await alive.start()
+            kube.expire_watches("leases", close=False)
+        return answer
+
+    monkeypatch.setattr(alive, "_send", always_compacting)
+    with pytest.raises(errors.KubeError, match="410") as caught:
+        await alive.resumable()
+    assert caught.value.status == 410 and caught.value.reason == "Expired"
