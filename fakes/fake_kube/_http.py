@@ -47,6 +47,11 @@ def _stored(text: str, status: int = 200) -> Response:
 TOKEN = "fake-token"
 
 
+def _key(obj: Obj) -> str:
+    """An object's place in a list (etcd's key order: namespace, then name)."""
+    return f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
+
+
 def _status(code: int, reason: str, message: str, details: Obj | None = None) -> Response:
     return _json(_store.status_body(code, reason, message, details), code)
 
@@ -483,19 +488,20 @@ class Api:
         meta: Obj = {"resourceVersion": self.store.now_rv()}
         limit = int(query.get("limit") or 0)
         if limit:
-            # The token names the revision of the list's first page; once the store compacted past
-            # it the server answers 410 Expired, as kube-apiserver does for a continue token older
-            # than etcd's compaction (storage/etcd3: "The provided continue parameter is too old").
-            # (Later pages are cut from the current items, not from that revision's snapshot.)
-            first_rv, _, offset = (query.get("continue") or f"{meta['resourceVersion']}:0").partition(":")
+            # As kube-apiserver (storage/etcd3): items in key order, the token names the revision
+            # of the first page and the last key given; once the store compacted past that revision
+            # the answer is 410 Expired ("The provided continue parameter is too old"). Later
+            # pages are cut from the current items, not from that revision's snapshot (objects
+            # changed meanwhile show as they are now; none before the last key is skipped).
+            first_rv, _, after = (query.get("continue") or f"{meta['resourceVersion']}:").partition(":")
             if int(first_rv) < self.store.compacted[target.kind.plural]:
                 message = "The provided continue parameter is too old to display a consistent list result."
                 return _status(410, "Expired", message + " You can start a new list without the continue parameter.")
-            start = int(offset)
-            if start + limit < len(items):
-                meta["continue"] = f"{first_rv}:{start + limit}"
-                meta["remainingItemCount"] = len(items) - start - limit
-            items = items[start : start + limit]
+            items = sorted(items, key=_key)
+            items = [item for item in items if _key(item) > after] if after else items
+            if len(items) > limit:
+                meta["continue"] = f"{first_rv}:{_key(items[limit - 1])}"
+            items = items[:limit]
         kind = target.kind
         head = _store.dumps({"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": meta}).decode()
         encoded = ",".join(self.store.encoder.encode(item) for item in items)

@@ -234,7 +234,7 @@ class KubeApi:
         try:
             answer = await direct.call(
                 method, path, query=query, body=payload, content_type=content_type, timeout_s=self.request_timeout_s,
-                kind=f"{verb} {resource}",
+                kind="" if verb == "list" else f"{verb} {resource}",  # (a list takes as long as it is long)
             )
         except httpx.HTTPError as exc:
             raise translate(exc, verb=verb, resource=resource, namespace=namespace) from exc

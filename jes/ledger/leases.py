@@ -34,7 +34,7 @@ from jes import errors
 from jes.clients import kube as kube_client
 from jes.clients import kubelist
 from jes.ledger.claim import Claim
-from jes.ledger.leasenames import digest, micro_time
+from jes.ledger.leasenames import RECORD_ANNOTATION, claim_of, digest, micro_time
 from jes.ledger.liveness import Liveness
 from jes.ledger.queueleases import QueueLeases
 from jes.ledger.slots import Queue
@@ -43,7 +43,6 @@ from jes.util import gates, retry
 
 logger = logging.getLogger(__name__)
 
-RECORD_ANNOTATION = "jes.keptn.sh/claim"
 CLAIM_LABEL = "jes.keptn.sh/claim"
 STATE_LABEL = "jes.keptn.sh/state"
 EXECUTOR_LABEL = "jes.keptn.sh/executor"
@@ -246,16 +245,7 @@ class LeaseLedger:
             spec["holderIdentity"] = claim.holder
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": spec}
 
-    @staticmethod
-    def _claim_of(lease: Obj) -> Claim:
-        metadata = lease.get("metadata", {})
-        text = (metadata.get("annotations") or {}).get(RECORD_ANNOTATION)
-        if not isinstance(text, str):
-            raise errors.StateError(f"claim lease {metadata.get('name')} has no record")
-        try:
-            return Claim.loads(text, version=str(metadata.get("resourceVersion", "")))
-        except errors.StateError as exc:
-            raise errors.StateError(f"claim lease {metadata.get('name')}: {exc}") from exc
+    _claim_of = staticmethod(claim_of)
 
     async def claim(self, claim: Claim) -> Claim | None:
         event_id = claim.event_id
@@ -369,23 +359,27 @@ class LeaseLedger:
         heartbeats: dict[str, str] | None = None  # (read once a claim of another replica is seen)
         claims: dict[str, Claim] = {}
         events, holders = set(), set()
-        async for page in self._pages(selector):
-            for lease in page:
-                holders.add(self._holder_of(lease))
-                event_id = working.get(lease["metadata"].get("name", ""))
-                if event_id is not None and self._holder_of(lease) == self.holder:
-                    events.add(event_id)  # at work here: its record need not be read (a thousand in a burst)
-                    continue
-                try:
-                    claim = self._claim_of(lease)
-                except errors.StateError as exc:
-                    logger.warning("%s", exc)
-                    continue
-                events.add(claim.event_id)
-                if heartbeats is None and self._needs_heartbeats(lease):
-                    heartbeats = await self._heartbeats()
-                if claim.event_id not in claims and (taken := await self._take(claim, heartbeats or {})) is not None:
-                    claims[claim.event_id] = taken
+        try:  # (a list that fails part-way gives the claims already taken: they are held now)
+            async for page in self._pages(selector):
+                for lease in page:
+                    holders.add(self._holder_of(lease))
+                    event_id = working.get(lease["metadata"].get("name", ""))
+                    if event_id is not None and self._holder_of(lease) == self.holder:
+                        events.add(event_id)  # at work here: its record need not be read (a thousand in a burst)
+                        continue
+                    try:
+                        claim = self._claim_of(lease)
+                    except errors.StateError as exc:
+                        logger.warning("%s", exc)
+                        continue
+                    events.add(claim.event_id)
+                    if heartbeats is None and self._needs_heartbeats(lease):
+                        heartbeats = await self._heartbeats()
+                    if claim.event_id not in claims and (taken := await self._take(claim, heartbeats or {})):
+                        claims[claim.event_id] = taken
+        except errors.KubeError as exc:
+            logger.warning("listing the open claims failed after %d were taken: %s", len(claims), exc)
+            return list(claims.values())  # (no timer forgotten on a partial view)
         # forget only what is no longer there; a holder without a heartbeat keeps its timer
         holders |= set(heartbeats or {})
         self._liveness.keep_only({f"holder/{h}" for h in holders} | {f"claim/{e}" for e in events})

@@ -279,9 +279,10 @@ async def test_the_relay_log_is_read_while_the_tasks_own_log_is_still_arriving(
 ) -> None:
     spec = output_spec()
     # the task's log arrives seconds after its container ended (a slow stream): the relay's log is
-    # read meanwhile, not after it (the complete -> .finished latency under a burst); seconds, so
-    # that a loaded machine still starts finishing while the log arrives
-    kube.behave(job=spec.job_name, logs="y" * 4000, log_rate_bytes_per_s=1000.0, output='{"a": 1}')
+    # read meanwhile, not after it (the complete -> .finished latency under a burst). The container
+    # runs a second (seen running, so its log is followed) and its log comes for three more (a
+    # loaded machine still starts finishing while it arrives)
+    kube.behave(job=spec.job_name, logs="y" * 4000, log_rate_bytes_per_s=1000.0, duration_s=1.0, output='{"a": 1}')
     waiting_for_logs = 0
     relay_reads_while_waiting = 0
     until_ended, read_relay = tasklogs._until_ended_or_idle, finishing._read_relay_log
