@@ -98,18 +98,17 @@ class RoutineLimit:
     """How many routine requests may be out at once, learnt from round trips.
 
     Each kind of request (creating a Job takes longer than writing a Lease, an admission webhook
-    longer still) has a base round trip and a smoothed one. The base is the least of the tenth
-    percentiles of its last :data:`WINDOWS` windows — the first of ``window`` answers, each later
-    one also at least ``window_s`` long, so that an overload of a minute does not become the base —
-    and, until the first window is full, the tenth percentile of the answers so far. The smoothed
-    one is a geometric mean of about the last ten answers (one slow answer does not sway it). While
-    the smoothed one is over ``tolerance`` times the base, requests wait in the server's queue and
-    the limit shrinks by one per answer; otherwise it grows by one, within ``floor`` .. ``ceiling``
-    (where it starts); a kind speaks once it has :data:`MIN_ANSWERS`. A ratio, not an estimate of
-    the queue's length as TCP Vegas makes: an API server's round trips vary on their own (etcd
-    writes); on loopback a busy server answers 10-20 times slower than its base."""
+    longer still) has a base round trip and a smoothed one (about the last ten). The base is the
+    least tenth percentile of its windows of ``window`` answers closed in the last ``horizon_s``
+    (and of its last :data:`WINDOWS` at least) — a quieter window lowers it at once, a long
+    overload raises it only once the quieter windows are that old; in its first window it is the
+    least answer so far. While the smoothed round trip is over ``tolerance`` times the base,
+    requests wait in the server's queue and the limit shrinks by one per answer; otherwise it grows
+    by one, within ``floor`` .. ``ceiling`` (where it starts). A ratio, not an estimate of the
+    queue's length as TCP Vegas makes: an API server's round trips vary on their own (etcd writes);
+    on loopback a busy server answers 10-20 times slower than its base."""
 
-    __slots__ = ("_kinds", "_log_tolerance", "_monotonic", "ceiling", "floor", "value", "window", "window_s")
+    __slots__ = ("_kinds", "_monotonic", "ceiling", "floor", "horizon_s", "tolerance", "value", "window")
 
     def __init__(
         self,
@@ -118,67 +117,62 @@ class RoutineLimit:
         tolerance: float = 3.0,
         floor: int = 2,
         window: int = 200,
-        window_s: float = 10.0,
+        horizon_s: float = 60.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.floor = max(1, floor)
         self.ceiling = max(self.floor, ceiling)
-        self._log_tolerance = math.log(tolerance)
-        self.window, self.window_s = window, window_s
+        self.tolerance = tolerance
+        self.window, self.horizon_s = window, horizon_s
         self._monotonic = monotonic
         self.value = self.ceiling
         self._kinds: dict[str, _RoundTrips] = {}
 
     def observe(self, round_trip_s: float, kind: str) -> None:
         """One request's round trip (sent -> answer's head): the limit moves by one at most."""
-        now = self._monotonic()
         trips = self._kinds.get(kind)
         if trips is None:
-            trips = self._kinds[kind] = _RoundTrips(now)
-        trips.add(math.log(max(round_trip_s, 1e-6)), self, now)
-        base = trips.base()
-        if base is None:
-            return
-        if trips.smoothed > base + self._log_tolerance:
+            trips = self._kinds[kind] = _RoundTrips(round_trip_s)
+        trips.add(max(round_trip_s, 1e-6), self)
+        if trips.smoothed_s > self.tolerance * trips.base_s():
             self.value = max(self.floor, self.value - 1)
         else:
             self.value = min(self.ceiling, self.value + 1)
 
 
 WINDOWS = 8
-"""Windows of answers whose tenth percentiles a base is the least of."""
-MIN_ANSWERS = 20
-"""Answers of a kind before it moves the limit."""
+"""Windows of answers a base is the least of, however old."""
 SMOOTHING = 0.2
 """Weight of a new round trip in the smoothed one (about the last ten count)."""
 
 
 class _RoundTrips:
-    """The round trips of one kind of request, as logarithms (see :class:`RoutineLimit`)."""
+    """The round trips of one kind of request (see :class:`RoutineLimit`)."""
 
-    __slots__ = ("_began", "_samples", "bases", "smoothed")
+    __slots__ = ("_least_s", "_samples", "bases", "smoothed_s")
 
-    def __init__(self, now: float) -> None:
-        self.bases: collections.deque[float] = collections.deque(maxlen=WINDOWS)
+    def __init__(self, first_s: float) -> None:
+        self.bases: collections.deque[tuple[float, float]] = collections.deque()
+        """(when the window closed, its tenth percentile), oldest first"""
         self._samples: list[float] = []
-        self._began = now
-        self.smoothed = math.nan
+        self._least_s = math.inf
+        self.smoothed_s = first_s
 
-    def add(self, log_s: float, limit: RoutineLimit, now: float) -> None:
-        self.smoothed = log_s if math.isnan(self.smoothed) else self.smoothed + (log_s - self.smoothed) * SMOOTHING
-        self._samples.append(log_s)
-        if len(self._samples) >= limit.window and (not self.bases or now - self._began >= limit.window_s):
-            self.bases.append(_tenth(self._samples))
-            self._samples, self._began = [], now
+    def add(self, round_trip_s: float, limit: RoutineLimit) -> None:
+        self.smoothed_s += (round_trip_s - self.smoothed_s) * SMOOTHING
+        if not self.bases:
+            self._least_s = min(self._least_s, round_trip_s)
+        self._samples.append(round_trip_s)
+        if len(self._samples) >= limit.window:
+            self._samples.sort()
+            now = limit._monotonic()
+            self.bases.append((now, self._samples[len(self._samples) // 10]))
+            while len(self.bases) > WINDOWS and self.bases[0][0] < now - limit.horizon_s:
+                self.bases.popleft()
+            self._samples = []
 
-    def base(self) -> float | None:
-        if self.bases:
-            return min(self.bases)
-        return _tenth(self._samples) if len(self._samples) >= MIN_ANSWERS else None
-
-
-def _tenth(values: list[float]) -> float:
-    return sorted(values)[len(values) // 10]
+    def base_s(self) -> float:
+        return min(base for _, base in self.bases) if self.bases else self._least_s
 
 
 class PriorityGate:
