@@ -232,3 +232,18 @@ async def test_a_continue_token_that_keeps_expiring_gives_the_claims_taken_so_fa
     first_page = sorted((f"e-{k}" for k in range(5)), key=alive.claim_name)[:2]  # (in the server's key order)
     assert sorted(c.event_id for c in taken) == sorted(first_page) and all(c.holder == "alive" for c in taken)
     assert "listing the open claims failed after 2 were taken" in caplog.text and "410 Expired" in caplog.text
+
+
+async def test_the_routine_limit_learns_from_writes_but_not_from_lists(api: kube_client.KubeApi) -> None:
+    """A list takes as long as it is long (a sweep's page of 500 claims against a heartbeat list of
+    one): its round trip says nothing about the API server's queue."""
+    clock = Clock()
+    store = ledger(api, "me", clock)
+    await store.start()
+    assert await store.claim(fresh("me")) is not None
+    await store.resumable()  # (a list of the open claims)
+    direct = api._direct_http()
+    assert direct is not None and direct.transport._slots.routine is not None
+    kinds = set(direct.transport._slots.routine._kinds)
+    assert "create coordination.k8s.io/leases" in kinds
+    assert not any(kind.startswith("list") for kind in kinds), kinds
