@@ -2,7 +2,7 @@
 
 matcher → :class:`Plan` (which actions run, each task rendered for the event) → runner
 (:class:`TaskSpec` in, :class:`Outcome` out) → reporter. Nothing here talks to a network;
-:class:`TaskFiles` only reads and removes its own spool folder.
+:class:`TaskFiles` (from :mod:`jes.util.spool`) only reads and removes its own spool folder.
 """
 
 from __future__ import annotations
@@ -10,15 +10,13 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
-import shutil
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jes import errors
-from jes.util import flag
+from jes.util.spool import TaskFiles as TaskFiles  # (a value the stages pass, given here with the others)
 
 if TYPE_CHECKING:
     from jes.settings import Settings
@@ -256,7 +254,8 @@ def job_name(event_id: str, action_index: int, task_index: int, *, executor: str
     executors sharing a namespace (``executor`` = ``<namespace>/<location>``) never share names."""
     readable = re.sub(r"[^a-z0-9]+", "-", event_id.lower()).strip("-")[:12].strip("-") or "x"
     digest = hashlib.sha256(f"{event_id}\0{executor}".encode()).hexdigest()[:16]
-    return f"jes-{readable}-{digest}-{action_index:03d}-{task_index + 1:03d}"
+    # interned: the same object as the names the watches read (the Job's, its pod's labels)
+    return sys.intern(f"jes-{readable}-{digest}-{action_index:03d}-{task_index + 1:03d}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,54 +349,6 @@ class Outcome:
     @property
     def duration_s(self) -> float:
         return (self.finished_at - self.started_at).total_seconds()
-
-
-class TaskFiles:
-    """A task's ``files``, spooled to a folder while they were fetched — one file in memory at a
-    time, never all of them — as ``root/<path relative to /keptn>``.
-
-    The runner reads them while it creates the task (ConfigMaps, or the local files folder) and
-    then calls :meth:`discard`: the folder goes at once, not when the task ends, and
-    :attr:`released` tells whoever limits how many spools exist at a time.
-    """
-
-    def __init__(self, root: Path | None = None, sizes: Mapping[str, int] | None = None) -> None:
-        self.root = root
-        self.sizes: dict[str, int] = dict(sizes or {})
-        """Relative path → size in bytes, in path order."""
-        self.released = flag.Flag()
-
-    def __bool__(self) -> bool:
-        return bool(self.sizes)
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(self.sizes.values())
-
-    def path(self, relative: str) -> Path:
-        if self.root is None:
-            raise errors.RunnerError("the task's files were discarded already")
-        return self.root / relative
-
-    def read(self, relative: str, offset: int = 0, length: int = -1) -> bytes:
-        with self.path(relative).open("rb") as file:
-            file.seek(offset)
-            return file.read(length)
-
-    def discard(self) -> None:
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
-            self.root = None
-        self.released.set()
-
-    @classmethod
-    def of(cls, root: Path, contents: Mapping[str, bytes]) -> TaskFiles:
-        """Spool ``contents`` (tests, small files) into ``root``."""
-        for relative, content in contents.items():
-            target = root / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
-        return cls(root, {k: len(v) for k, v in sorted(contents.items())})
 
 
 #: The variable naming the file a task may write its output (a JSON object) to; jes sets it.

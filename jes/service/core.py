@@ -151,6 +151,8 @@ class Service:
             port=settings.health_endpoint_port,
         )
         self._in_flight: dict[str, asyncio.Task[None]] = {}
+        # bound methods made once (not one each per event in flight): what _spawn gives and gets
+        self._handle, self._resume, self._forget_handled = self.handler.handle, self.handler.resume, self._handled
         self._stop_polling = asyncio.Event()
         self._root_tasks: list[asyncio.Task[None]] = []
         self._sweep_interval_s = sweep_interval_s if sweep_interval_s is not None else settings.lease_renew_s
@@ -286,7 +288,7 @@ class Service:
         if fresh:
             logger.info("resuming %d event(s) taken before a restart or left by a replica that died", len(fresh))
         for claim in fresh:
-            self._spawn(claim.event_id, self.handler.resume, claim, what="resuming")
+            self._spawn(claim.event_id, self._resume, claim, what="resuming")
 
     async def _sweep_forever(self) -> None:
         """Resume open claims (ours, or taken over from dead replicas) and expire done ones."""
@@ -358,11 +360,8 @@ class Service:
             return
         done, pending = await asyncio.wait(tasks, timeout=grace_s)
         if pending:
-            logger.warning(
-                "%d event(s) still running after %.0fs; handing them over (their Jobs keep running)",
-                len(pending),
-                grace_s,
-            )
+            what = "%d event(s) still running after %.0fs; handing them over (their Jobs keep running)"
+            logger.warning(what, len(pending), grace_s)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -381,15 +380,15 @@ class Service:
         if info.id not in self._in_flight:
             taken_at = self._wall_clock()
             self.metrics.observe_pickup(info.time, taken_at)
-            kept = shared.shared_json(event)  # (kept for as long as the event is in flight)
-            self._spawn(info.id, self.handler.handle, kept, what="handling", taken_at=taken_at)
+            kept = shared.packed_json(event)  # (kept for as long as the event is in flight: to try again)
+            self._spawn(info.id, self._handle, kept, what="handling", taken_at=taken_at)
 
     def _spawn(self, event_id: str, work: Work, about: Any, *, what: str, taken_at: float | None = None) -> None:
         """``work(about)`` in a task of its own (``taken_at``: picked up then, for the latency)."""
         task = asyncio.create_task(self._until_handled(event_id, work, about, what, taken_at), name=f"jes:{event_id}")
         self._in_flight[event_id] = task
         self.metrics.events_in_flight.set(len(self._in_flight))
-        task.add_done_callback(self._handled)  # (a method, not a closure kept per event)
+        task.add_done_callback(self._forget_handled)
 
     def _handled(self, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(task.get_name().removeprefix("jes:"), None)

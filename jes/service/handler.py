@@ -45,7 +45,7 @@ from jes.models import (
     PlannedAction,
     Status,
 )
-from jes.reporter import events
+from jes.reporter import actionreport, events
 from jes.reporter.delivery import Arrival, Reporter
 from jes.runner import base as runner_base
 from jes.service.cancelling import RunningEvents
@@ -63,9 +63,13 @@ from jes.service.ports import (
 from jes.service.queues import QUEUE_POLL_S, Queues, Release, run_slot
 from jes.service.reports import ClaimReports
 from jes.service.tasks import ProxyAccess, TaskRunner
-from jes.util import logfmt
+from jes.util import logfmt, shared
 
 logger = logging.getLogger(__name__)
+
+
+#: The queue of an event none of whose actions has a ``concurrency`` (one for all: it keeps nothing).
+_NO_QUEUE: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
 
 
 def _no_slot() -> contextlib.AbstractAsyncContextManager[None]:
@@ -115,41 +119,53 @@ class EventHandler:
 
     # -- entry points ------------------------------------------------------------------------------
 
-    async def handle(self, event: Mapping[str, Any]) -> Result:
-        """Decide, take the event (if nobody else has) and handle it to the end."""
-        info = matcher.event_info(event)
+    async def handle(self, event: Mapping[str, Any] | bytes) -> Result:
+        """Decide, take the event (if nobody else has) and handle it to the end. ``event`` may be
+        packed (:func:`~jes.util.shared.packed_json`, what the service keeps to try again). The
+        parsed event is not kept while the tasks run: what the rest needs is in the plan."""
+        parsed: Mapping[str, Any] = shared.unpacked_json(event) if isinstance(event, bytes) else event
+        del event
+        info = matcher.event_info(parsed)
         with logfmt.bind(keptn_context=info.keptn_context, event_id=info.id, event_type=info.type):
-            decision = await self._decide(info, event)
-            if decision.plan is not None and not decision.plan.matched:
-                logger.info("no action matches %s; nothing is sent", info.type)
-                self._count_skip("no_match")
-                return Result(info.id, "no_match")
-            kept = event if isinstance(event, dict) else dict(event)  # (never changed: not copied)
-            fresh = Claim(ref=EventRef.of(event), holder=self.store.holder, event=kept)
-            if decision.reports:
-                fresh.reports[Report.STARTED] = Delivery.SENDING
-            if decision.no_config:
-                fresh.mark_done()  # recorded so that replicas and restarts do not log it again
-            claim = await self.store.claim(fresh)
-            if claim is None:
-                return Result(info.id, "skipped")
-            if decision.no_config and claim is fresh:
-                return await self._no_config(claim, info, decision.no_config)
-            return await self._work(claim, info, decision)
+            taken = await self._take(parsed, info)
+            del parsed
+            return taken if isinstance(taken, Result) else await self._work(*taken)
+
+    async def _take(self, event: Mapping[str, Any], info: EventInfo) -> tuple[Claim, EventInfo, Decision] | Result:
+        """The claim taken (and what to do), or the result when there is nothing (more) to do."""
+        decision = await self._decide(info, event)
+        if decision.plan is not None and not decision.plan.matched:
+            logger.info("no action matches %s; nothing is sent", info.type)
+            self._count_skip("no_match")
+            return Result(info.id, "no_match")
+        fresh = Claim(ref=EventRef.of(event), holder=self.store.holder)
+        if decision.reports:
+            fresh.reports[Report.STARTED] = Delivery.SENDING
+        if decision.no_config:
+            fresh.mark_done()  # recorded so that replicas and restarts do not log it again
+        claim = await self.store.claim(fresh)
+        if claim is None:
+            return Result(info.id, "skipped")
+        if decision.no_config and claim is fresh:
+            return await self._no_config(claim, info, decision.no_config)
+        return claim, info, decision
 
     async def resume(self, claim: Claim) -> Result:
         """Finish a claim read back from the ledger (after a restart or a takeover)."""
         with logfmt.bind(keptn_context=claim.ref.keptn_context, event_id=claim.event_id, event_type=claim.ref.type):
-            event = claim.event if claim.event is not None else await self.triggered.fetch(claim.ref)
-            if event is None and claim.delivery(Report.FINISHED) is Delivery.SENDING:
-                logger.info("event %s is closed: the .finished sent before the restart arrived", claim.event_id)
-                await self._complete(claim)
-                return Result(claim.event_id, "resumed")
-            if event is None:
-                return await self._gone(claim, "the control plane no longer lists it")
-            claim.event = dict(event)
-            info = matcher.event_info(event)
-            return await self._work(claim, info, await self._decide(info, event))
+            decided = await self._decide_resumed(claim)
+            return decided if isinstance(decided, Result) else await self._work(claim, *decided)
+
+    async def _decide_resumed(self, claim: Claim) -> tuple[EventInfo, Decision] | Result:
+        event = claim.event if claim.event is not None else await self.triggered.fetch(claim.ref)
+        if event is None and claim.delivery(Report.FINISHED) is Delivery.SENDING:
+            logger.info("event %s is closed: the .finished sent before the restart arrived", claim.event_id)
+            await self._complete(claim)
+            return Result(claim.event_id, "resumed")
+        if event is None:
+            return await self._gone(claim, "the control plane no longer lists it")
+        info = matcher.event_info(event)
+        return info, await self._decide(info, event)
 
     # -- deciding ----------------------------------------------------------------------------------
 
@@ -169,7 +185,8 @@ class EventHandler:
     async def _work(self, claim: Claim, info: EventInfo, decision: Decision) -> Result:
         try:
             try:
-                result = await self._proceed(claim, info, decision)
+                ready = await self._ready(claim, info, decision)  # (its frame is gone while the tasks run)
+                result = ready if isinstance(ready, Result) else await self._run_plan(claim, ready)
             except EventGone as exc:
                 return await self._gone(claim, str(exc))
             await self._complete(claim)
@@ -181,7 +198,8 @@ class EventHandler:
             await self.store.release(claim, handover=self.handing_over)
             raise
 
-    async def _proceed(self, claim: Claim, info: EventInfo, decision: Decision) -> Result:
+    async def _ready(self, claim: Claim, info: EventInfo, decision: Decision) -> Result | Plan:
+        """The plan to run, or the result when nothing is left to run (a report may be)."""
         if claim.delivery(Report.FINISHED) is Delivery.SENT:
             return Result(info.id, "resumed")
         if claim.resumed and claim.delivery(Report.FINISHED) is Delivery.SENDING:
@@ -200,7 +218,7 @@ class EventHandler:
             return await self._report_error(claim, info, decision.error or "no plan")
         if self.metrics:
             self.metrics.events_matched.inc()
-        return await self._run_plan(claim, decision.plan)
+        return decision.plan
 
     async def _complete(self, claim: Claim) -> None:
         if not claim.done:
@@ -247,7 +265,7 @@ class EventHandler:
         queued = [a for a in plan.actions if a.concurrency is not None and not a.error]
         if (queued or self._must_wait_for_slot()) and claim.delivery(Report.STARTED) is Delivery.SENT:
             await self.store.save(claim)  # otherwise the next task record carries ".started sent"
-        queue = self._queued(claim, plan, queued, reports=deciding is not None) if queued else contextlib.nullcontext()
+        queue = self._queued(claim, plan, queued, reports=deciding is not None) if queued else _NO_QUEUE
         with self.running.watching(claim.ref):
             async with queue, self._free_slot() as release:  # (no queue: nothing kept while the event runs)
                 for action in plan.actions:
@@ -316,7 +334,9 @@ class EventHandler:
                     if action.error.startswith("Forbidden")
                     else f"Error while creating job: {action.error}"
                 )
-                finished = self._finished(info, action, [], status="errored", result="fail", message=message)
+                finished = actionreport.finished_of(
+                    info, self.identity, action.name, [], "errored", "fail", message, max_bytes=self.max_event_bytes
+                )
                 return await self._send_finished(claim, info, finished, errored=True)
             window_start = self.clock()
             progress: list[asyncio.Task[None]] = []
@@ -326,62 +346,16 @@ class EventHandler:
                 if self.running.aborted(claim.event_id):
                     return await self._cancelled(claim, reports)
                 self.running.unwatch(claim.event_id)  # its .finished closes the event: no abort from here on
-                finished, errored = self._report_of(info, action, reports, (window_start, self.clock()))
+                finished, errored = actionreport.action_finished(
+                    info, self.identity, action.name, len(action.tasks), reports,
+                    max_bytes=self.max_event_bytes, window=(window_start, self.clock()),
+                )  # fmt: skip
                 in_order = functools.partial(asyncio.gather, *progress, return_exceptions=True)  # progress first
                 result = await self._send_finished(claim, info, finished, errored=errored, before_post=in_order)
             finally:
                 await asyncio.gather(*progress, return_exceptions=True)
             await self.tasks.forget_jobs(reports)
             return result
-
-    def _report_of(
-        self,
-        info: EventInfo,
-        action: PlannedAction,
-        reports: list[events.TaskReport],
-        window: tuple[datetime, datetime],
-    ) -> tuple[dict[str, Any], bool]:
-        """The action's ``.finished`` and whether it says errored."""
-        failed = next((r for r in reports if not r.outcome.succeeded and not r.warned), None)
-        count = len(action.tasks)
-        if failed is not None:
-            done = [r for r in reports if r is not failed]
-            message = events.failure_message(done, failed, count=count)
-            finished = self._finished(info, action, reports, status="errored", result="fail", message=message)
-        elif any(r.warned for r in reports):
-            message = events.warning_message(reports, count)
-            finished = self._finished(
-                info, action, reports, status="succeeded", result="warning", message=message, window=window
-            )
-        else:
-            message = events.success_message(reports)
-            finished = self._finished(
-                info, action, reports, status="succeeded", result="pass", message=message, window=window
-            )
-        return finished, failed is not None or finished["data"]["status"] == "errored"  # (outputs too big)
-
-    def _finished(
-        self,
-        info: EventInfo,
-        action: PlannedAction,
-        reports: list[events.TaskReport],
-        *,
-        status: str,
-        result: str,
-        message: str,
-        window: tuple[datetime, datetime] | None = None,
-    ) -> dict[str, Any]:
-        return events.finished(
-            info,
-            self.identity,
-            status=status,
-            result=result,
-            message=message,
-            max_bytes=self.max_event_bytes,
-            jes_data=events.summary(self.identity, action.name, reports),
-            test_window=window,
-            outputs=[r.outcome.output for r in reports if r.outcome.output],
-        )
 
     async def _run_tasks(
         self, claim: Claim, plan: Plan, action: PlannedAction, *, progress: list[asyncio.Task[None]] | None

@@ -14,7 +14,7 @@ import contextlib
 import functools
 import logging
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -87,7 +87,8 @@ class TaskRunner:
     ) -> Outcome:
         """``abort`` set while the task runs (its sequence was aborted): the task is stopped. Once it
         is over its requests still waiting (its progress events, which its ``.finished`` waits for)
-        are urgent (:mod:`jes.util.gates`). (One frame: it is kept for as long as the task runs.)"""
+        are urgent (:mod:`jes.util.gates`). The runner runs in the caller's task, awaited here: one
+        coroutine frame, no task of its own, is what the service keeps for as long as the task runs."""
         urgency = gates.begin()
         try:
             info = plan.event
@@ -105,43 +106,50 @@ class TaskRunner:
                 if not self.runner.absent_means_never_started:  # the Job may have existed and be gone
                     vanished = _with_reason(adopted, f"{_VANISHED} ({adopted.reason})")
                     return self._ended(claim, plan, task, count, vanished, progress)
-            started_at = self.clock()
-            async with self._spooling(task) as files:
-                try:
-                    await self._fetch_files(info, task, files)
-                except errors.Permanent as exc:
-                    outcome = _failed_before_start(job_name, f"could not fetch files: {exc}", started_at, self.clock())
-                    return self._ended(claim, plan, task, count, outcome, progress)
-                running = await self._launch(claim, plan, task, job_name, files, count, record, progress)
-                if files:
-                    await _released_or_done(files, running)  # the file slot is free again after this
+            launched = await self._launch(claim, plan, task, job_name, count, record, progress)
+            if isinstance(launched, Outcome):
+                return self._ended(claim, plan, task, count, launched, progress)
+            jobs = self.metrics.jobs_in_flight if self.metrics else None
+            if jobs:
+                jobs.inc()
+            aborting = _Aborting(abort) if abort is not None else None
             try:
-                await (running if abort is None else abort.until_done(running))
-                outcome = running.result() if running.done() else await self._stop(plan, task, job_name, running)
-                if outcome.status is Status.CANCELLED:  # nothing more is sent for an aborted sequence
-                    return self._record_outcome(claim, task, outcome)
-                return self._ended(claim, plan, task, count, outcome, progress)
+                outcome: Outcome | None = await self.runner.run(
+                    launched, on_log=self.on_log, fence=functools.partial(self.fence, claim),
+                    on_attempt=self._attempts_to(info, task, count, job_name, progress),
+                )  # fmt: skip
             except asyncio.CancelledError:
-                running.cancel()
-                raise
+                if aborting is None or not aborting.taken_back():
+                    raise  # not (only) the abort: jes is stopping
+                outcome = None
+            finally:
+                if aborting is not None:
+                    aborting.close()
+                launched.files.discard()  # (the runner did, once it created the task)
+                if jobs:
+                    jobs.dec()
+                if self.proxy_access is not None:
+                    self.proxy_access.ended(job_name)
+            if outcome is None or (aborting is not None and aborting.taken_back()):  # (a runner that ended anyway)
+                return self._record_outcome(claim, task, await self._stop(plan, task, job_name))
+            self._observe(task, outcome)
+            return self._ended(claim, plan, task, count, outcome, progress)
         finally:
             urgency.make_urgent()  # (its progress deliveries hold it in their context) ...
             gates.end()  # ... the event's own later steps (the next task, a retry) are not urgent
 
-    @contextlib.asynccontextmanager
-    async def _spooling(self, task: RenderedTask) -> AsyncIterator[TaskFiles]:
-        """A spool for the task's files, under one of the file slots: a bounded number of tasks hold
-        files (on disk) at a time; the slot is free once the runner discarded the spool."""
+    async def _spool(self, task: RenderedTask) -> TaskFiles:
+        """A spool for the task's files, holding one of the file slots until it is discarded (the
+        runner does once it created the task): a bounded number of tasks hold files on disk."""
         if not task.files:
-            yield TaskFiles()
-            return
-        async with self.file_slots:
-            files = TaskFiles(Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="jes-files-")))
-            try:
-                yield files
-            except BaseException:
-                files.discard()
-                raise
+            return TaskFiles()
+        await self.file_slots.acquire()
+        try:
+            root = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="jes-files-"))
+        except BaseException:
+            self.file_slots.release()
+            raise
+        return TaskFiles(root, on_discard=self.file_slots.release)
 
     async def _fetch_files(self, info: EventInfo, task: RenderedTask, files: TaskFiles) -> None:
         if task.files and files.root is not None:
@@ -153,33 +161,40 @@ class TaskRunner:
         plan: Plan,
         task: RenderedTask,
         job_name: str,
-        files: TaskFiles,
         count: int,
         record: TaskRecord | None,
         progress: list[asyncio.Task[None]] | None,
-    ) -> asyncio.Task[Outcome]:
-        """Record the task ``launching`` and start it; the running task (its files are freed as soon
-        as the runner created it)."""
+    ) -> TaskSpec | Outcome:
+        """Fetch the task's files and record it ``launching``: what to give the runner, or the
+        outcome of a task whose files cannot be fetched."""
         info = plan.event
-        access, token_digest = (
-            self.proxy_access.grant(claim.ref, task.action_index, task.task_index) if self.proxy_access else (None, "")
-        )
-        spec = self._spec(plan, task, job_name, files, access)
-        if record is None or access is not None:  # (a relaunch gets a new token: its digest is saved)
-            launching = TaskRecord(TaskState.LAUNCHING, job_name, token_digest=token_digest)
-            claim.set_task(task.action_index, task.task_index, launching)
-            await self.store.save(claim)  # also records an accepted .started as sent
-        if record is None:
-            if progress is not None:
-                changed = events.status_changed(
-                    info, self.identity, task=task.name, index=task.task_index, count=count, image=task.image,
-                    job=job_name,
-                )  # fmt: skip
-                # best effort and concurrent: a slow or refusing control plane must not delay the task
-                self._announce(progress, changed, job_name)
-        attempts = self._attempts_to(info, task, count, job_name, progress)
-        fence = functools.partial(self.fence, claim)
-        return asyncio.create_task(self._run_with_metrics(spec, fence=fence, on_attempt=attempts))
+        started_at = self.clock()
+        files = await self._spool(task)
+        try:
+            await self._fetch_files(info, task, files)
+            access, token_digest = (
+                self.proxy_access.grant(claim.ref, task.action_index, task.task_index)
+                if self.proxy_access
+                else (None, "")
+            )
+            spec = self._spec(plan, task, job_name, files, access)
+            if record is None or access is not None:  # (a relaunch gets a new token: its digest is saved)
+                launching = TaskRecord(TaskState.LAUNCHING, job_name, token_digest=token_digest)
+                claim.set_task(task.action_index, task.task_index, launching)
+                await self.store.save(claim)  # also records an accepted .started as sent
+        except errors.Permanent as exc:
+            files.discard()
+            return _failed_before_start(job_name, f"could not fetch files: {exc}", started_at, self.clock())
+        except BaseException:
+            files.discard()
+            raise
+        if record is None and progress is not None:
+            changed = events.status_changed(
+                info, self.identity, task=task.name, index=task.task_index, count=count, image=task.image, job=job_name
+            )
+            # best effort and concurrent: a slow or refusing control plane must not delay the task
+            self._announce(progress, changed, job_name)
+        return spec
 
     def _attempts_to(
         self, info: EventInfo, task: RenderedTask, count: int, job_name: str, progress: list[asyncio.Task[None]] | None
@@ -199,12 +214,11 @@ class TaskRunner:
 
         return on_attempt
 
-    async def _stop(self, plan: Plan, task: RenderedTask, job_name: str, running: asyncio.Task[Outcome]) -> Outcome:
-        """The task stopped, its sequence aborted while it ran: README "Cancellation"."""
+    async def _stop(self, plan: Plan, task: RenderedTask, job_name: str) -> Outcome:
+        """The task stopped, its sequence aborted while it ran: README "Cancellation". The runner
+        was cancelled (it stops waiting only and leaves the task running), so it is stopped here."""
         started_at = self.clock()
-        running.cancel()  # stops waiting only: the runner leaves the task running ...
-        await asyncio.gather(running, return_exceptions=True)
-        how = await self._cancel(self._spec(plan, task, job_name))  # ... so it is stopped here
+        how = await self._cancel(self._spec(plan, task, job_name))
         if self.metrics:
             self.metrics.tasks_cancelled.inc()
         return Outcome(
@@ -294,23 +308,10 @@ class TaskRunner:
             return _outcome_from_record(job_name, record)
         return outcome
 
-    async def _run_with_metrics(
-        self, spec: TaskSpec, *, fence: runner_base.Fence, on_attempt: runner_base.AttemptSink | None = None
-    ) -> Outcome:
-        jobs = self.metrics.jobs_in_flight if self.metrics else None
-        if jobs:
-            jobs.inc()
-        try:
-            outcome = await self.runner.run(spec, on_log=self.on_log, fence=fence, on_attempt=on_attempt)
-        finally:
-            if jobs:
-                jobs.dec()
-            if self.proxy_access is not None:
-                self.proxy_access.ended(spec.job_name)
+    def _observe(self, task: RenderedTask, outcome: Outcome) -> None:
         if self.metrics:
             self.metrics.task_duration.labels(outcome.status.value).observe(outcome.duration_s)
-        logger.info("task %r: %s (%s)", spec.task.name, outcome.status.value, outcome.reason)
-        return outcome
+        logger.info("task %r: %s (%s)", task.name, outcome.status.value, outcome.reason)
 
     async def forget_jobs(self, reports: list[events.TaskReport]) -> None:
         forget = getattr(self.runner, "forget", None)
@@ -332,17 +333,37 @@ def _forget_done(progress: list[asyncio.Task[None]], delivery: asyncio.Task[None
         progress.remove(delivery)
 
 
-async def _released_or_done(files: TaskFiles, running: asyncio.Task[Outcome]) -> None:
-    """Wait until the runner freed the files (it created the task), or the task ended."""
-    released = files.released.future()
-    try:
-        await asyncio.wait([released, running], return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:
-        running.cancel()
-        raise
-    finally:
-        released.cancel()
-        files.discard()
+class _Aborting:
+    """Cancels the task it was made in once ``abort`` is set, until :meth:`close`: the runner runs
+    in the event's own task, and cancelling it makes the runner stop waiting (it leaves the Job
+    alone; :meth:`TaskRunner._stop` stops it)."""
+
+    __slots__ = ("_closed", "_fired", "_task", "_waiter")
+
+    def __init__(self, abort: flag.Flag) -> None:
+        self._task = asyncio.current_task()
+        self._closed = False
+        self._fired = False
+        self._waiter = abort.future()
+        self._waiter.add_done_callback(self._fire, context=flag.quiet())
+
+    def _fire(self, waiter: asyncio.Future[Any]) -> None:
+        if not self._closed and not waiter.cancelled() and self._task is not None:
+            self._fired = True
+            self._task.cancel()
+
+    def close(self) -> None:
+        """No cancelling from here on (the runner returned or was cancelled)."""
+        self._closed = True
+        self._waiter.cancel()
+
+    def taken_back(self) -> bool:
+        """Whether this cancelled the task — the cancellation is then taken back, once — and nobody
+        else (jes stopping) cancelled it too."""
+        if not self._fired or self._task is None:
+            return False
+        self._fired = False
+        return self._task.uncancel() == 0
 
 
 def _with_reason(outcome: Outcome, reason: str) -> Outcome:

@@ -23,7 +23,8 @@ class Flag:
 
     def __init__(self) -> None:
         self._set = False
-        self._waiters: list[asyncio.Future[bool]] | None = None
+        self._waiters: asyncio.Future[bool] | list[asyncio.Future[bool]] | None = None
+        """None, the one waiter (mostly), or a list of them."""
 
     def is_set(self) -> bool:
         return self._set
@@ -33,7 +34,7 @@ class Flag:
             return
         self._set = True
         waiters, self._waiters = self._waiters, None
-        for waiter in waiters or ():
+        for waiter in _listed(waiters):
             if not waiter.done():
                 waiter.set_result(True)
 
@@ -47,11 +48,10 @@ class Flag:
         if self._set:
             waiter.set_result(True)
             return waiter
-        if self._waiters is None:
-            self._waiters = []
+        if self._waiters is None or (not isinstance(self._waiters, list) and self._waiters.done()):
+            self._waiters = waiter
         else:  # those no longer waiting go now (no callback per waiter to forget it at once)
-            self._waiters = [w for w in self._waiters if not w.done()]
-        self._waiters.append(waiter)
+            self._waiters = [*(w for w in _listed(self._waiters) if not w.done()), waiter]
         return waiter
 
     def until(self, timeout_s: float) -> asyncio.Future[Any]:
@@ -61,7 +61,7 @@ class Flag:
         waiter = self.future()
         if not waiter.done():
             timer = waiter.get_loop().call_later(max(0.0, timeout_s), _resolve, waiter, context=quiet())
-            waiter.add_done_callback(functools.partial(_cancel, timer), context=quiet())
+            waiter.add_done_callback(_TimerCancel(timer), context=quiet())
         return waiter
 
     def until_done(self, other: asyncio.Future[Any]) -> asyncio.Future[Any]:
@@ -74,7 +74,9 @@ class Flag:
         return waiter
 
     def _forget(self, waiter: asyncio.Future[bool]) -> None:
-        if self._waiters is not None and waiter in self._waiters:
+        if self._waiters is waiter:
+            self._waiters = None
+        elif isinstance(self._waiters, list) and waiter in self._waiters:
             self._waiters.remove(waiter)
             if not self._waiters:
                 self._waiters = None
@@ -82,15 +84,32 @@ class Flag:
     async def wait(self) -> Literal[True]:
         if self._set:
             return True
-        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        if self._waiters is None:
-            self._waiters = []
-        self._waiters.append(waiter)
+        waiter = self.future()
         try:
             await waiter
             return True
         finally:
             self._forget(waiter)
+
+
+def _listed(
+    waiters: asyncio.Future[bool] | list[asyncio.Future[bool]] | None,
+) -> list[asyncio.Future[bool]] | tuple[asyncio.Future[bool], ...]:
+    if waiters is None:
+        return ()
+    return waiters if isinstance(waiters, list) else (waiters,)
+
+
+class _TimerCancel:
+    """A done callback that cancels a timer (a few bytes: not a partial, its tuple and its dict)."""
+
+    __slots__ = ("_timer",)
+
+    def __init__(self, timer: asyncio.TimerHandle) -> None:
+        self._timer = timer
+
+    def __call__(self, _: asyncio.Future[Any]) -> None:
+        self._timer.cancel()
 
 
 _local = threading.local()
@@ -113,7 +132,3 @@ def _resolve(waiter: asyncio.Future[Any]) -> None:
 
 def _resolve_when_done(waiter: asyncio.Future[Any], _: asyncio.Future[Any]) -> None:
     _resolve(waiter)
-
-
-def _cancel(timer: asyncio.TimerHandle, _: asyncio.Future[Any]) -> None:
-    timer.cancel()

@@ -28,22 +28,24 @@ def bind(**fields: str) -> contextlib.AbstractContextManager[None]:
 
 class _Bound:
     """:func:`bind`'s block: a few dozen bytes for as long as it lasts (an event's whole run), not a
-    generator frame and its context manager."""
+    generator frame and its context manager. It keeps the fields it replaced (no token: the block
+    is left in the task and context that entered it)."""
 
-    __slots__ = ("_added", "_token")
+    __slots__ = ("_added", "_before")
 
     def __init__(self, added: tuple[str, ...]) -> None:
         self._added = added
-        self._token: contextvars.Token[tuple[str, ...]] | None = None
+        self._before: tuple[str, ...] | None = None
 
     def __enter__(self) -> None:
-        self._token = _fields.set(_fields.get() + self._added)
+        self._before = _fields.get()
+        _fields.set(self._before + self._added)
         self._added = ()
 
     def __exit__(self, *exc: object) -> None:
-        if self._token is not None:
-            _fields.reset(self._token)
-            self._token = None
+        if self._before is not None:
+            _fields.set(self._before)
+            self._before = None
 
 
 def bound() -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Equal strings shared between the objects jes keeps for as long as an event is in flight.
+"""Equal strings shared between the objects jes keeps for as long as an event is in flight; an
+event kept packed.
 
 The JSON parser shares equal strings within one document only: with thousands of events in flight
 each event would hold its own ``"shkeptncontext"``, ``"project"`` or
@@ -8,6 +9,7 @@ Interned, one copy serves them all. Interned strings are freed again once nobody
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -22,6 +24,22 @@ def shared_json(value: Any) -> Any:
         return _shared(value)
     except RecursionError:
         return value
+
+
+def packed_json(value: Any) -> bytes | Any:
+    """``value`` (parsed JSON) as compact JSON: what a service keeps of an event for as long as it
+    is in flight — a third of the parsed objects' size, or less. :func:`unpacked_json` gives it back
+    equal in every way (key order, numbers, and strings that are not valid Unicode included). Too
+    deep to pack: ``value`` itself."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    except RecursionError:
+        return value
+
+
+def unpacked_json(packed: bytes) -> Any:
+    """What :func:`packed_json` packed, with its keys and short strings shared (:func:`shared_json`)."""
+    return shared_json(json.loads(packed))  # (bytes are decoded with "surrogatepass")
 
 
 def shared_text(value: Any) -> Any:

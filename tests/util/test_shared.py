@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from jes.util.shared import SHARED_MAX_CHARS, shared_json
+from jes.util.shared import SHARED_MAX_CHARS, packed_json, shared_json, unpacked_json
 
 EVENT = (
     '{"type": "sh.keptn.event.test.triggered", "id": "%s", "data": {"project": "p", "stage": "dev",'
@@ -41,3 +41,26 @@ def test_a_structure_too_deep_to_walk_is_kept_as_it_is() -> None:
         inner.append([])
         inner = inner[0]
     assert shared_json(deep) is deep
+
+
+def test_a_packed_event_comes_back_equal_in_every_way() -> None:
+    text = (
+        '{"id": "e1", "data": {"z": 1, "a": null, "t": true, "f": 1.0, "neg": -0.0, "big": 123456789012345678901234,'
+        ' "nan": NaN, "text": "\\u00e9\\u4e2d $(VAR) \\ud800 lone", "list": [1, [2, {"k": "v"}]]}}'
+    )
+    parsed = json.loads(text)
+    packed = packed_json(parsed)
+    assert isinstance(packed, bytes) and len(packed) < len(text)
+    back = unpacked_json(packed)
+    assert json.dumps(back) == json.dumps(parsed)  # key order, types (1.0 stays a float, True is not 1), text
+    assert back["data"]["text"] == "é中 $(VAR) \ud800 lone" and str(back["data"]["neg"]) == "-0.0"
+    assert list(back["data"]) == ["z", "a", "t", "f", "neg", "big", "nan", "text", "list"]
+
+
+def test_an_event_too_deep_to_pack_is_kept_as_it_is() -> None:
+    deep: list[Any] = []
+    inner = deep
+    for _ in range(100_000):
+        inner.append([])
+        inner = inner[0]
+    assert packed_json(deep) is deep

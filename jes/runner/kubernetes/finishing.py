@@ -60,7 +60,7 @@ async def finish(
     exit_code = verdict.exit_code if verdict.exit_code is not None else kube_status.main_exit_code(pods, main)
     stopping = verdict.status is Status.TIMED_OUT or (verdict.status is Status.CANNOT_START and delete_unstartable)
     targets = kube_status.log_targets(pods, include_running=stopping)
-    relay = _has_relay(spec) and verdict.status in (Status.SUCCEEDED, Status.FAILED)
+    relay = spec.has_relay and verdict.status in (Status.SUCCEEDED, Status.FAILED)
     async with _reading_relay(api, namespace, pods, relay, logs.final_reads) as relayed:
         container_logs = await logs.collect(targets, {p["metadata"]["name"] for p in pods})
         events: tuple[str, ...] = ()
@@ -97,10 +97,6 @@ async def finish(
 
 #: The most of the relay's log jes reads: the largest output (1 MiB) in base64 lines, and slack.
 RELAY_LOG_MAX_BYTES = 2 * 1024 * 1024
-
-
-def _has_relay(spec: JobTask) -> bool:
-    return any(c.get("name") == kube_status.RELAY_CONTAINER for c in spec.pod_spec.get("initContainers") or [])
 
 
 @contextlib.asynccontextmanager

@@ -121,7 +121,10 @@ class KubernetesRunner:
         """Final (non-follow) log reads hold a thread between chunks: at most this many at once."""
         self.max_followed_logs = max_followed_logs
         self._follower: kube_logs.LogFollower | None = None
-        self._api_lookup = self._require_api  # (one bound method for every task waiting, not one each)
+        # one bound method each for every task waiting, not one per task
+        self._api_lookup = self._require_api
+        self._follower_lookup = self._current_follower
+        self._graces = waiting.Graces(pending_grace_s, transient_grace_s, missing_pod_check_s)
 
     @classmethod
     def from_settings(
@@ -233,24 +236,40 @@ class KubernetesRunner:
         """
         await self.start()
         started_at = now()
-        spec = JobTask.of(spec, self._build_job(spec, self.job_settings))
+        task = JobTask.of(spec, self._build_job(spec, self.job_settings))
+        del spec
         try:
-            key = watch_key(spec)
+            trackers = self._trackers(watch_key(task))
         except errors.RunnerError as exc:
-            return outcome_without_logs(spec, Status.ERROR, str(exc), started_at)
-        trackers = self._trackers(key)
-        tracker = trackers.track(spec.job_name)
-        files = spec.files
-        running = self._run(
-            spec, trackers, tracker, started_at, on_log, on_running, adopt_only, fence,
-            on_attempt if spec.task.retries > 0 else None,
-        )  # fmt: skip
-        del spec  # _run drops the manifest once the Job exists: this frame must not keep it alive
-        try:
-            return await running
+            return outcome_without_logs(task, Status.ERROR, str(exc), started_at)
+        tracker = trackers.track(task.job_name)
+        try:  # (one coroutine frame while the Job runs: this one, awaiting the wait below)
+            there = await self._create(task, trackers, tracker, started_at, adopt_only, fence)
+            if isinstance(there, Outcome):
+                return there
+            task, started_at, adopted = there
+            del there, fence  # (created: neither is kept while the Job runs)
+            namespace = task.namespace
+            logs = self._task_logs(namespace, on_log)
+            on_attempt = on_attempt if task.task.retries > 0 else None
+            known = None if adopted or on_attempt is None else set[str]()  # (no set kept when nobody hears)
+            attempts = waiting.Attempts(on_attempt, task.main_container, known=known)
+            try:
+                try:
+                    verdict = await waiting.wait_for_job(
+                        self._api_lookup, task, namespace, tracker,
+                        waiting.loop_deadline(float(task.task.max_poll_duration_s), started_at),
+                        self._current_graces(),
+                        on_running, logs, attempts,
+                    )  # fmt: skip
+                except errors.KubeError as exc:
+                    return outcome_without_logs(task, Status.ERROR, str(exc), started_at)
+                return await self._finish(task, namespace, tracker, verdict, started_at, logs, attempts, adopted)
+            finally:
+                await logs.stop_following()
         finally:
             trackers.untrack(tracker)
-            files.discard()  # (already, once the ConfigMaps exist)
+            task.files.discard()  # (already, once the ConfigMaps exist)
 
     async def cancel(self, spec: TaskSpec) -> str:
         """Stop the task: delete its Job with foreground propagation (its pods are deleted first,
@@ -260,48 +279,32 @@ class KubernetesRunner:
         await self._require_api().delete_job(job.namespace, spec.job_name)
         return f"its Job {job.namespace}/{spec.job_name} was deleted"
 
-    async def _run(
+    async def _create(
         self,
-        spec: JobTask,
+        task: JobTask,
         trackers: kube_watch.Trackers,
         tracker: kube_watch.Tracker,
         started_at: datetime,
-        on_log: LogSink | None,
-        on_running: Callable[[], None] | None,
         adopt_only: bool,
         fence: Fence,
-        on_attempt: AttemptSink | None = None,
-    ) -> Outcome:
+    ) -> tuple[JobTask, datetime, bool] | Outcome:
+        """The task once its Job exists, when it started and whether it was adopted; or the outcome
+        of a task that ends here (no Job, an API error)."""
         namespace = trackers.key.namespace
         try:
             await trackers.wait_synced()
-            job, adopted = await self._create_or_adopt(spec, namespace, tracker, adopt_only, fence)
+            job, adopted = await self._create_or_adopt(task, namespace, tracker, adopt_only, fence)
         except errors.KubeError as exc:
             if adopt_only and isinstance(exc, errors.Temporary):
                 raise  # whether the Job exists is unknown: the caller tries again later
-            return outcome_without_logs(spec, Status.ERROR, str(exc), started_at)
+            return outcome_without_logs(task, Status.ERROR, str(exc), started_at)
         if job is None:
-            return await kube_events.outcome_of_gone_job(self._require_api, spec, namespace, started_at)
+            return await kube_events.outcome_of_gone_job(self._require_api, task, namespace, started_at)
         created = kube_status.parse_time((job.get("metadata") or {}).get("creationTimestamp"))
-        del job  # the tracker keeps what is needed; the full answer would stay alive while waiting
-        spec = spec.created()  # nor the whole manifest
         if adopted and created is not None:
             started_at = min(created, started_at)
-        deadline = waiting.loop_deadline(float(spec.task.max_poll_duration_s), started_at)
-        logs = self._task_logs(namespace, on_log)
-        known = None if adopted or on_attempt is None else set[str]()  # (no set kept when nobody hears)
-        attempts = waiting.Attempts(on_attempt, spec.main_container, known=known)
-        graces = waiting.Graces(self.pending_grace_s, self.transient_grace_s, self.missing_pod_check_s)
-        try:
-            try:  # (awaited here: no coroutine frame more per task for as long as its Job runs)
-                verdict = await waiting.wait_for_job(
-                    self._api_lookup, spec, namespace, tracker, deadline, graces, on_running, logs, attempts
-                )
-            except errors.KubeError as exc:
-                return outcome_without_logs(spec, Status.ERROR, str(exc), started_at)
-            return await self._finish(spec, namespace, tracker, verdict, started_at, logs, attempts, adopted=adopted)
-        finally:
-            await logs.stop_following()
+        # of the manifest and the answer only what waiting and finishing read is kept while it runs
+        return task.created(), started_at, adopted
 
     async def _create_or_adopt(
         self, spec: JobTask, namespace: str, tracker: kube_watch.Tracker, adopt_only: bool, fence: Fence
@@ -315,10 +318,17 @@ class KubernetesRunner:
             self._require_api, spec, namespace, tracker, fence, backoff=self.backoff, sleep=self._sleep
         )
 
+    def _current_graces(self) -> waiting.Graces:
+        """The graces as set now, one object for every task waiting (not one each)."""
+        graces = waiting.Graces(self.pending_grace_s, self.transient_grace_s, self.missing_pod_check_s)
+        if graces != self._graces:
+            self._graces = graces
+        return self._graces
+
     def _task_logs(self, namespace: str, on_log: LogSink | None) -> TaskLogs:
         return TaskLogs(
             self._api_lookup,
-            self._current_follower,
+            self._follower_lookup,
             namespace,
             on_log,
             head_bytes=self.log_head_bytes,
@@ -335,7 +345,6 @@ class KubernetesRunner:
         started_at: datetime,
         logs: TaskLogs,
         attempts: waiting.Attempts,
-        *,
         adopted: bool,
     ) -> Outcome:
         """Its requests are :data:`~jes.util.gates.FINISHING`: before those of tasks being created."""

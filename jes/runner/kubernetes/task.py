@@ -15,6 +15,7 @@ from typing import Any
 
 from jes.clients import kube as kube_client
 from jes.models import Outcome, Status, TaskSpec
+from jes.runner.kubernetes.status import RELAY_CONTAINER
 
 Obj = dict[str, Any]
 logger = logging.getLogger(__name__)
@@ -31,37 +32,45 @@ class JobTask(TaskSpec):
     """A task with the Job manifest the runner built for it."""
 
     job: Mapping[str, Any] = field(default_factory=dict)
+    kept: tuple[str, str, bool] | None = None
+    """Once the Job exists (:meth:`created`): its namespace, main container and whether it has the
+    relay container — all that waiting and finishing read, instead of the manifest."""
 
     @classmethod
     def of(cls, spec: TaskSpec, job: Mapping[str, Any]) -> JobTask:
         return cls(**{f.name: getattr(spec, f.name) for f in fields(TaskSpec)}, job=job)
 
     def created(self) -> JobTask:
-        """This task once its Job exists: of the manifest only what waiting and finishing read (the
-        namespace, the containers' names), not the whole manifest for as long as the Job runs."""
-        pod_spec = self.pod_spec
-        skeleton: dict[str, Any] = {}
-        for key in ("initContainers", "containers"):
-            if key in pod_spec:
-                skeleton[key] = [{"name": c.get("name", "")} for c in pod_spec[key] or ()]
-        namespace = (self.job.get("metadata") or {}).get("namespace")
-        job = {"metadata": {"namespace": namespace} if namespace else {}, "spec": {"template": {"spec": skeleton}}}
-        return replace(self, job=job)
+        """This task once its Job exists: three values, not the whole manifest (nor a skeleton of
+        it) for as long as the Job runs."""
+        return replace(self, job={}, kept=(self.namespace, self.main_container, self.has_relay))
 
     @property
     def pod_spec(self) -> Mapping[str, Any]:
+        """The manifest's pod spec (empty once the Job exists)."""
         return ((self.job.get("spec") or {}).get("template") or {}).get("spec") or {}
 
     @property
     def namespace(self) -> str:
         """The manifest's namespace, else the task's, else ``default``."""
+        if self.kept is not None:
+            return self.kept[0]
         meta = self.job.get("metadata") or {}
         return str(meta.get("namespace") or self.task.namespace or "default")
 
     @property
     def main_container(self) -> str:
+        if self.kept is not None:
+            return self.kept[1]
         containers = self.pod_spec.get("containers") or []
         return str(containers[0].get("name", "")) if containers else ""
+
+    @property
+    def has_relay(self) -> bool:
+        """Whether the pod has the relay init container (its log carries the task's outputs)."""
+        if self.kept is not None:
+            return self.kept[2]
+        return any(c.get("name") == RELAY_CONTAINER for c in self.pod_spec.get("initContainers") or [])
 
 
 def now() -> datetime:

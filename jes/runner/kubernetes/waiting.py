@@ -84,12 +84,11 @@ async def wait_for_job(
     first_check_at = loop.time() + graces.missing_pod_check_s
     missing_pod = kube_timers.Backoff(first_check_at, graces.missing_pod_check_s, LONGEST_MISSING_POD_CHECK_S)
     pull_errors: dict[str, str] = {}
-    own_secrets = (api_proxy_secret_name(spec.job_name),)
     while True:
         tracker.changed.clear()
         logs.follow_started(tracker.pods)
         attempts.observe(tracker.pods)
-        verdict = await _verdict(api, namespace, tracker, pull_errors, passing, loop.time(), own_secrets)
+        verdict = await _verdict(api, namespace, tracker, pull_errors, passing, loop.time())
         if verdict is not None:
             return verdict
         if not running_reported and kube_status.main_started(tracker.pods, main):
@@ -156,7 +155,6 @@ async def _verdict(
     pull_errors: dict[str, str],
     passing: kube_timers.Grace,
     now_s: float,
-    own_secrets: tuple[str, ...],
 ) -> kube_status.Verdict | None:
     """The end of the wait, if the Job or its pods say so."""
     if tracker.error is not None:
@@ -172,6 +170,7 @@ async def _verdict(
         return verdict
     if tracker.deleted:
         return kube_status.Verdict(Status.LOST, "the Job was deleted before it finished")
+    own_secrets = (api_proxy_secret_name(tracker.name),)  # (made when needed: not kept while waiting)
     final, healing = kube_status.stuck(tracker.pods, pull_errors, own_secrets)
     if final is not None:
         return final

@@ -107,7 +107,7 @@ class Trackers:
     ) -> None:
         self.key = key
         self.loop = loop
-        self.by_name: dict[str, list[Tracker]] = {}  # (a list of one, mostly: smaller than a set)
+        self.by_name: dict[str, tuple[Tracker, ...]] = {}  # (a tuple of one, mostly: smaller than a list)
         self.synced: set[str] = set()
         self.error: BaseException | None = None
         self.failures = 0
@@ -136,14 +136,16 @@ class Trackers:
 
     def track(self, name: str) -> Tracker:
         tracker = Tracker(name)
-        self.by_name.setdefault(name, []).append(tracker)
+        self.by_name[name] = (*self.by_name.get(name, ()), tracker)
         return tracker
 
     def untrack(self, tracker: Tracker) -> None:
-        trackers = self.by_name.get(tracker.name)
-        if trackers is not None and tracker in trackers:
-            trackers.remove(tracker)
-            if not trackers:
+        trackers = self.by_name.get(tracker.name, ())
+        if tracker in trackers:
+            others = tuple(t for t in trackers if t is not tracker)
+            if others:
+                self.by_name[tracker.name] = others
+            else:
                 del self.by_name[tracker.name]
 
     async def wait_synced(self) -> None:

@@ -478,7 +478,7 @@ async def test_jobs_built_by_jes_manifests_run_with_their_files(
     stored = {m["metadata"]["name"]: m for m in kube.objects("configmaps", "default")}
     assert len(stored) == 6  # the big file in pieces, the small ones with the last: each accepted under 1 MiB
     assert {m["metadata"]["ownerReferences"][0]["name"] for m in stored.values()} == {name}
-    assert not spool.exists() and files.released.is_set()  # the spool went once the ConfigMaps existed
+    assert not spool.exists() and files.root is None  # the spool went once the ConfigMaps existed
     # what the pod gets: the projected volume as the kubelet lays it out, then the init container
     projected = tmp_path / "jes-files"
     job = next(j for j in kube.objects("jobs", "default") if j["metadata"]["name"] == name)
