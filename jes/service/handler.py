@@ -157,6 +157,9 @@ class EventHandler:
             return decided if isinstance(decided, Result) else await self._work(claim, *decided)
 
     async def _decide_resumed(self, claim: Claim) -> tuple[EventInfo, Decision] | Result:
+        if claim.delivery(Report.FINISHED) is Delivery.SENT:  # (a resume tried again: only the bookkeeping is left)
+            await self._complete(claim)
+            return Result(claim.event_id, "resumed")
         event = claim.event if claim.event is not None else await self.triggered.fetch(claim.ref)
         if event is None and claim.delivery(Report.FINISHED) is Delivery.SENDING:
             logger.info("event %s is closed: the .finished sent before the restart arrived", claim.event_id)
@@ -223,7 +226,11 @@ class EventHandler:
     async def _complete(self, claim: Claim) -> None:
         if not claim.done:
             claim.mark_done()
-            await self.store.save(claim)
+            try:
+                await self.store.save(claim)
+            except BaseException:
+                claim.done = False  # not on record: a retry with this claim writes it again
+                raise
         await self.store.release(claim)
 
     async def _gone(self, claim: Claim, why: str) -> Result:

@@ -109,6 +109,8 @@ class TaskRunner:
             launched = await self._launch(claim, plan, task, job_name, count, record, progress)
             if isinstance(launched, Outcome):
                 return self._ended(claim, plan, task, count, launched, progress)
+            if abort is not None and abort.is_set():  # aborted while it was launched: nothing is started
+                return self._record_outcome(claim, task, self._not_started(launched))
             jobs = self.metrics.jobs_in_flight if self.metrics else None
             if jobs:
                 jobs.inc()
@@ -218,18 +220,20 @@ class TaskRunner:
         """The task stopped, its sequence aborted while it ran: README "Cancellation". The runner
         was cancelled (it stops waiting only and leaves the task running), so it is stopped here."""
         started_at = self.clock()
-        how = await self._cancel(self._spec(plan, task, job_name))
+        return self._cancelled(job_name, await self._cancel(self._spec(plan, task, job_name)), started_at)
+
+    def _not_started(self, launched: TaskSpec) -> Outcome:
+        launched.files.discard()
+        if self.proxy_access is not None:
+            self.proxy_access.ended(launched.job_name)
+        return self._cancelled(launched.job_name, "the task was not started")
+
+    def _cancelled(self, job_name: str, how: str, started_at: datetime | None = None) -> Outcome:
         if self.metrics:
             self.metrics.tasks_cancelled.inc()
-        return Outcome(
-            job_name=job_name,
-            status=Status.CANCELLED,
-            reason=f"its sequence was aborted in Keptn; {how}",
-            exit_code=None,
-            logs=(),
-            started_at=started_at,
-            finished_at=self.clock(),
-        )
+        now = self.clock()
+        reason = f"its sequence was aborted in Keptn; {how}"
+        return Outcome(job_name, Status.CANCELLED, reason, None, (), started_at or now, now)
 
     async def _cancel(self, spec: TaskSpec) -> str:
         """Stop the task's Job (or process); what was done."""

@@ -26,15 +26,35 @@ def shared_json(value: Any) -> Any:
         return value
 
 
+#: Values nested deeper are not packed: unpacking them later, deeper in the stack, might fail (a
+#: RecursionError) and the event would be lost. (No event Keptn sends comes near.)
+MAX_PACKED_DEPTH = 200
+
+
 def packed_json(value: Any) -> bytes | Any:
     """``value`` (parsed JSON) as compact JSON: what a service keeps of an event for as long as it
     is in flight — a third of the parsed objects' size, or less. :func:`unpacked_json` gives it back
     equal in every way (key order, numbers, and strings that are not valid Unicode included). Too
-    deep to pack: ``value`` itself."""
+    deep to pack or to unpack: ``value`` itself."""
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+        packed = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
     except RecursionError:
         return value
+    if packed.count(b"[") + packed.count(b"{") > MAX_PACKED_DEPTH and _deeper_than(value, MAX_PACKED_DEPTH):
+        return value
+    return packed
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and objects more than ``limit`` deep (walked without recursion)."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def unpacked_json(packed: bytes) -> Any:

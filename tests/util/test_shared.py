@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from jes.util.shared import SHARED_MAX_CHARS, packed_json, shared_json, unpacked_json
+from jes.util.shared import MAX_PACKED_DEPTH, SHARED_MAX_CHARS, packed_json, shared_json, unpacked_json
 
 EVENT = (
     '{"type": "sh.keptn.event.test.triggered", "id": "%s", "data": {"project": "p", "stage": "dev",'
@@ -57,10 +57,19 @@ def test_a_packed_event_comes_back_equal_in_every_way() -> None:
     assert list(back["data"]) == ["z", "a", "t", "f", "neg", "big", "nan", "text", "list"]
 
 
-def test_an_event_too_deep_to_pack_is_kept_as_it_is() -> None:
-    deep: list[Any] = []
-    inner = deep
-    for _ in range(100_000):
+def _nested(depth: int) -> list[Any]:
+    outer: list[Any] = []
+    inner = outer
+    for _ in range(depth - 1):
         inner.append([])
         inner = inner[0]
-    assert packed_json(deep) is deep
+    return outer
+
+
+def test_an_event_too_deep_to_pack_or_to_unpack_safely_is_kept_as_it_is() -> None:
+    assert isinstance(packed_json(_nested(MAX_PACKED_DEPTH)), bytes)
+    assert isinstance(packed_json({"many": [{"a": [1]}] * 500}), bytes)  # many brackets, not deep
+    too_deep = _nested(MAX_PACKED_DEPTH + 1)  # (json would pack it; unpacking deeper might fail)
+    assert packed_json(too_deep) is too_deep
+    deepest = _nested(100_000)  # (json cannot pack it)
+    assert packed_json(deepest) is deepest
