@@ -245,8 +245,6 @@ class LeaseLedger:
             spec["holderIdentity"] = claim.holder
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": spec}
 
-    _claim_of = staticmethod(claim_of)
-
     async def claim(self, claim: Claim) -> Claim | None:
         event_id = claim.event_id
         try:
@@ -269,7 +267,7 @@ class LeaseLedger:
             return None
         except errors.KubeError as exc:
             raise errors.StateError(f"cannot read the claim of event {event_id}: {exc}") from exc
-        return self._claim_of(lease)
+        return claim_of(lease)
 
     async def _take_existing(self, fresh: Claim) -> Claim | None:
         try:
@@ -278,7 +276,7 @@ class LeaseLedger:
             return None  # forgotten meanwhile: it was done
         except errors.KubeError as exc:
             raise errors.StateError(f"cannot read the claim of event {fresh.event_id}: {exc}") from exc
-        taken = await self._take(self._claim_of(lease), await self._heartbeats())
+        taken = await self._take(claim_of(lease), await self._heartbeats())
         if taken is not None:
             taken.event = fresh.event
         return taken
@@ -368,7 +366,7 @@ class LeaseLedger:
                         events.add(event_id)  # at work here: its record need not be read (a thousand in a burst)
                         continue
                     try:
-                        claim = self._claim_of(lease)
+                        claim = claim_of(lease)
                     except errors.StateError as exc:
                         logger.warning("%s", exc)
                         continue
@@ -416,7 +414,7 @@ class LeaseLedger:
         claims = []
         for lease in await self._list(selector):
             try:
-                claims.append(self._claim_of(lease))
+                claims.append(claim_of(lease))
             except errors.StateError as exc:
                 logger.warning("%s", exc)
         return claims

@@ -68,12 +68,13 @@ from jes.util import logfmt, shared
 logger = logging.getLogger(__name__)
 
 
-#: The queue of an event none of whose actions has a ``concurrency`` (one for all: it keeps nothing).
-_NO_QUEUE: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
+#: A block that holds nothing: the queue of an event none of whose actions has a ``concurrency``,
+#: and the run slot of a handler without a limit (one for all: it keeps nothing).
+_NOTHING_HELD: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
 
 
 def _no_slot() -> contextlib.AbstractAsyncContextManager[None]:
-    return contextlib.nullcontext()
+    return _NOTHING_HELD
 
 
 @dataclass
@@ -272,7 +273,7 @@ class EventHandler:
         queued = [a for a in plan.actions if a.concurrency is not None and not a.error]
         if (queued or self._must_wait_for_slot()) and claim.delivery(Report.STARTED) is Delivery.SENT:
             await self.store.save(claim)  # otherwise the next task record carries ".started sent"
-        queue = self._queued(claim, plan, queued, reports=deciding is not None) if queued else _NO_QUEUE
+        queue = self._queued(claim, plan, queued, reports=deciding is not None) if queued else _NOTHING_HELD
         with self.running.watching(claim.ref):
             async with queue, self._free_slot() as release:  # (no queue: nothing kept while the event runs)
                 for action in plan.actions:

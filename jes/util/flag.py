@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import threading
 from typing import Any, Literal
 
@@ -62,15 +61,6 @@ class Flag:
         if not waiter.done():
             timer = waiter.get_loop().call_later(max(0.0, timeout_s), _resolve, waiter, context=quiet())
             waiter.add_done_callback(_TimerCancel(timer), context=quiet())
-        return waiter
-
-    def until_done(self, other: asyncio.Future[Any]) -> asyncio.Future[Any]:
-        """A future done once the flag is set or ``other`` is done, whichever is first (its result
-        says nothing of which). Awaited directly, it keeps no coroutine (nor sets, as
-        ``asyncio.wait`` does) for as long as ``other`` runs."""
-        waiter = self.future()
-        if not waiter.done():
-            other.add_done_callback(functools.partial(_resolve_when_done, waiter), context=quiet())
         return waiter
 
     def _forget(self, waiter: asyncio.Future[bool]) -> None:
@@ -128,7 +118,3 @@ def _resolve(waiter: asyncio.Future[Any]) -> None:
     """Wake ``waiter`` (result False) unless it is done already."""
     if not waiter.done():
         waiter.set_result(False)
-
-
-def _resolve_when_done(waiter: asyncio.Future[Any], _: asyncio.Future[Any]) -> None:
-    _resolve(waiter)

@@ -14,6 +14,7 @@ from jes import errors
 from jes.clients import kube as kube_client
 from jes.clients import kubelist
 from jes.ledger import Claim, Delivery, EventRef, Report
+from jes.ledger.leasenames import claim_of
 from jes.ledger.leases import LeaseLedger
 from tests.service.support import FAST
 
@@ -101,7 +102,7 @@ async def test_a_write_whose_answer_was_lost_is_not_a_lost_claim(kube: FakeKube,
     claim.reports[Report.STARTED] = Delivery.SENT
     await store.save(claim)
     stored = kube.get("leases", "jes", store.claim_name("e-1"))
-    assert stored is not None and store._claim_of(stored).delivery(Report.STARTED) is Delivery.SENT
+    assert stored is not None and claim_of(stored).delivery(Report.STARTED) is Delivery.SENT
 
 
 async def test_a_write_after_another_replica_took_the_claim_is_refused(api: kube_client.KubeApi) -> None:

@@ -102,19 +102,3 @@ def test_wake_only_callbacks_share_one_context_per_thread() -> None:
     thread.start()
     thread.join()
     assert flag_module.quiet() is here and there[0] is not here  # (a context is entered by one thread at once)
-
-
-async def test_until_done_is_done_when_set_or_when_the_other_is_done() -> None:
-    loop = asyncio.get_running_loop()
-    flag, other = Flag(), loop.create_future()
-    waiting = flag.until_done(other)
-    await asyncio.sleep(0)
-    assert not waiting.done()
-    other.set_result("outcome")
-    assert await waiting is False and other.result() == "outcome"  # (the other is left as it is)
-    aborted, running = Flag(), loop.create_future()
-    waiting = aborted.until_done(running)
-    aborted.set()
-    assert await waiting is True and not running.done()
-    running.cancel()  # its callback finds the waiter done: nothing happens
-    await asyncio.sleep(0)
